@@ -1,0 +1,28 @@
+"""The ``nlptool`` command: a thin Typer layer over the library modules.
+
+Command modules are imported here, but they import torch/transformers only inside functions,
+so ``nlptool --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import typer
+
+app = typer.Typer(
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+    add_completion=False,
+    help="Command-line NLP tools from Su Jianlin's blog (kexue.fm). Data on stdout (JSONL), messages on stderr.",
+)
+train_app = typer.Typer(no_args_is_help=True, help="Train models used by the other commands.")
+app.add_typer(train_app, name="train")
+
+# from . import segment as _segment  # noqa: E402,F401
+from . import train as _train  # noqa: E402,F401
+
+
+def main() -> None:
+    """Console-script entry point."""
+    from ._common import run_app
+
+    run_app(app)

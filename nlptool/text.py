@@ -1,0 +1,37 @@
+"""Character classes and text splitting shared by the commands (no model needed)."""
+
+from __future__ import annotations
+
+import re
+import unicodedata
+
+
+def is_cjk_char(ch: str) -> bool:
+    """True for a CJK ideograph, using the same code-point blocks as BERT's basic tokenizer."""
+    cp = ord(ch)
+    return (
+        0x4E00 <= cp <= 0x9FFF
+        or 0x3400 <= cp <= 0x4DBF
+        or 0x20000 <= cp <= 0x2A6DF
+        or 0x2A700 <= cp <= 0x2B73F
+        or 0x2B740 <= cp <= 0x2B81F
+        or 0x2B820 <= cp <= 0x2CEAF
+        or 0xF900 <= cp <= 0xFAFF
+        or 0x2F800 <= cp <= 0x2FA1F
+    )
+
+
+def is_punct_or_space(ch: str) -> bool:
+    """True for whitespace, control characters and Unicode punctuation/symbols (P*, S*, Z*, C*)."""
+    if ch.isspace():
+        return True
+    cat = unicodedata.category(ch)
+    return cat[0] in "PSZC"
+
+
+# A run of Latin letters and/or digits (ASCII or full-width), with internal . , % : - kept
+# when followed by another digit/letter (3.14, 1,000, 12:30, COVID-19).
+ALNUM_RUN = re.compile(
+    r"[A-Za-z0-9\uFF10-\uFF19\uFF21-\uFF3A\uFF41-\uFF5A\u00C0-\u024F]+"
+    r"(?:[.,:\-\uFF0E\uFF0E][A-Za-z0-9\uFF10-\uFF19\uFF21-\uFF3A\uFF41-\uFF5A\u00C0-\u024F]+)*"
+)

@@ -1,0 +1,33 @@
+# `make demo` and `make test` are the README's two set-up commands.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: install demo test bench-segment bench-parse clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install -q --upgrade pip
+	# the local CPU wheel of torch first, so nothing pulls a CUDA build
+	$(BIN)/python -m pip install -q torch==2.13.0
+	$(BIN)/python -m pip install -q -e '.[test]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/nlptool segment data/sample_zh.txt --format text
+	$(BIN)/nlptool segment data/sample_zh.txt --parse dependency --format conllu | head -20
+
+test: $(STAMP)
+	$(BIN)/python -m pytest -q
+
+bench-segment: $(STAMP)
+	$(BIN)/python benchmarks/bench_segment.py
+
+bench-parse: $(STAMP)
+	$(BIN)/python benchmarks/bench_parse.py
+
+clean:
+	rm -rf $(VENV) build *.egg-info

@@ -17,10 +17,8 @@ app = typer.Typer(
 train_app = typer.Typer(no_args_is_help=True, help="Train models used by the other commands.")
 app.add_typer(train_app, name="train")
 
-from . import segment as _segment  # noqa: E402,F401
+# from . import segment as _segment  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
-from . import tokenize_sample as _tokenize_sample  # noqa: E402,F401
-from . import wordvec_dim as _wordvec_dim  # noqa: E402,F401
 from . import similarity as _similarity  # noqa: E402,F401
 
 

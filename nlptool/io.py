@@ -40,6 +40,8 @@ class Record:
             line; ``{}`` when the line could not be decoded).
         texts: the requested fields, ``{key: str}`` (empty when ``error`` is set).
         error: why the record cannot be processed, or ``None``.
+        raw: the input line's exact bytes, line terminator included (``None`` unless
+            ``read_records(..., keep_raw=True)``); for commands that copy lines through unchanged.
     """
 
     source: str
@@ -47,6 +49,7 @@ class Record:
     data: dict[str, Any] = field(default_factory=dict)
     texts: dict[str, str] = field(default_factory=dict)
     error: str | None = None
+    raw: bytes | None = field(default=None, repr=False)
 
     @property
     def text(self) -> str:
@@ -97,6 +100,7 @@ def read_records(
     strict: bool = False,
     tsv: bool | None = None,
     optional_keys: Sequence[str] = (),
+    keep_raw: bool = False,
 ) -> Iterator[Record]:
     """Yield one :class:`Record` per line of every input, in order.
 
@@ -109,6 +113,7 @@ def read_records(
         strict: raise on the first bad record instead of yielding it with ``error`` set.
         tsv: force (True) or forbid (False) tab splitting of text lines; default: ``len(keys) > 1``.
         optional_keys: JSON fields copied into ``texts`` when present (any JSON type; not checked).
+        keep_raw: also keep each line's exact bytes (terminator included) in ``Record.raw``.
 
     Raises:
         UsageError: unknown format, missing file, terminal stdin.
@@ -123,6 +128,8 @@ def read_records(
         source = STDIN_NAME if path == "-" else path
         for lineno, raw in enumerate(_binary_lines(path), start=1):
             rec = _parse_line(raw, source, lineno, input_format, keys, tsv, optional_keys)
+            if keep_raw:
+                rec.raw = raw
             if rec.error and strict:
                 raise InputDataError(rec.error, source, lineno)
             if rec.error:

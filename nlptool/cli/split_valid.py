@@ -1,0 +1,196 @@
+"""``nlptool split-valid``: a validation split that resembles the test set (adversarial validation)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from . import app
+from ._common import (
+    DeviceOpt,
+    InputFormatOpt,
+    QuietOpt,
+    StrictOpt,
+    TextKeyOpt,
+    boundary,
+    console,
+    info,
+    report_device,
+)
+
+
+@app.command("split-valid")
+def split_valid(
+    train: str = typer.Option(..., "--train", help="Training file (text lines or JSONL; '-' = stdin)."),
+    test: str = typer.Option(..., "--test", help="Test inputs (text lines or JSONL; labels not needed)."),
+    out_train: Optional[str] = typer.Option(None, "--out-train", help="Write the training rows not chosen for validation here."),
+    out_valid: Optional[str] = typer.Option(None, "--out-valid", help="Write the most test-like training rows here."),
+    valid_size: str = typer.Option("0.1", "--valid-size", help="Validation size: a fraction (0.1) or a row count (500)."),
+    weights: Optional[str] = typer.Option(
+        None, "--weights", help="Instead (or as well): write every training row as JSONL with its importance weight w = D/(1-D), mean 1."
+    ),
+    max_weight: float = typer.Option(10.0, "--max-weight", help="Cap on a normalised importance weight (> 1)."),
+    features: str = typer.Option("tfidf", "--features", help="tfidf (jieba words + char n-grams) or model (mean-pooled --model vectors)."),
+    model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Encoder for --features model: built-in name, local directory or hub id."),
+    device: str = DeviceOpt,
+    batch_size: int = typer.Option(64, "--batch-size", help="Sequences per forward pass (--features model)."),
+    folds: int = typer.Option(5, "--folds", help="Stratified folds for the out-of-fold p(test|x)."),
+    C: float = typer.Option(4.0, "--C", help="Inverse L2 regularisation of the logistic regression."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap replicates for the AUC's 95% interval (0 = none)."),
+    seed: int = typer.Option(0, "--seed", help="Seed of the folds and the bootstrap."),
+    report: Optional[str] = typer.Option(None, "--report", help="Write the JSON report here ('-' = stdout)."),
+    input_format: str = InputFormatOpt,
+    text_key: str = TextKeyOpt,
+    strict: bool = StrictOpt,
+    quiet: bool = QuietOpt,
+):
+    """Split the training set so the validation part resembles the test set (adversarial validation)."""
+    with boundary():
+        import json
+
+        import numpy as np
+
+        from ..adversarial import (
+            adversarial_validation,
+            check_outputs,
+            check_sizes,
+            importance_weights,
+            parse_valid_size,
+            report_dict,
+            select_valid,
+            terminated,
+            verify_split,
+            write_lines,
+        )
+        from ..errors import UsageError
+        from ..io import JsonlWriter, output_record, read_records
+
+        split = bool(out_train or out_valid)
+        if split and not (out_train and out_valid):
+            raise UsageError("give both --out-train and --out-valid (or --weights alone)")
+        if not split and not weights:
+            raise UsageError("nothing to write: give --out-train and --out-valid, or --weights FILE")
+        if train == "-" and test == "-":
+            raise UsageError("--train and --test cannot both be stdin")
+        if features not in ("tfidf", "model"):
+            raise UsageError(f"--features {features}: expected tfidf or model")
+        if weights and not max_weight > 1:
+            raise UsageError(f"--max-weight {max_weight}: must be greater than 1 (the weights have mean 1)")
+        outputs = [o for o in (out_train, out_valid, weights, report) if o]
+        if sum(o == "-" for o in outputs) > 1:
+            raise UsageError("only one output can be '-' (stdout)")
+        check_outputs([train, test], outputs)
+
+        keys = [text_key]
+        train_recs = list(read_records([train], input_format=input_format, keys=keys, strict=strict, keep_raw=True))
+        test_recs = list(read_records([test], input_format=input_format, keys=keys, strict=strict))
+        good = [i for i, r in enumerate(train_recs) if not r.error]
+        test_texts = [r.text for r in test_recs if not r.error]
+        n_train_err = len(train_recs) - len(good)
+        n_test_err = len(test_recs) - len(test_texts)
+        train_texts = [train_recs[i].text for i in good]
+        check_sizes(len(train_texts), len(test_texts), folds)
+        k = parse_valid_size(valid_size, len(train_texts)) if split else None
+        if n_train_err:
+            info(f"[yellow]warning:[/] {n_train_err} training line(s) could not be read (first: "
+                 f"{next(r.error for r in train_recs if r.error)}); they stay in the training output, unscored", quiet)
+        if n_test_err:
+            info(f"[yellow]warning:[/] {n_test_err} test line(s) could not be read and are ignored (first: "
+                 f"{next(r.error for r in test_recs if r.error)})", quiet)
+        test_set = set(test_texts)
+        n_dup = sum(t in test_set for t in train_texts)
+
+        vectors = None
+        if features == "model":
+            from ..adversarial import model_features
+            from ..models import load_model
+
+            loaded = load_model(model, kind="encoder", device=device)
+            report_device(loaded, quiet)
+            info(f"encoding {len(train_texts) + len(test_texts):,} texts", quiet)
+            vectors = model_features(train_texts + test_texts, loaded, batch_size=batch_size)
+        else:
+            import logging
+
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary loading at INFO on stderr
+
+        res = adversarial_validation(
+            train_texts, test_texts, features=features, vectors=vectors, folds=folds, C=C, seed=seed,
+            n_boot=bootstrap, on_stage=lambda s: info(s, quiet),
+        )
+
+        # p(test|x) per training record (None for unreadable lines); the selection over good rows
+        p_rec: list[Optional[float]] = [None] * len(train_recs)
+        for i, p in zip(good, res.p_train):
+            p_rec[i] = float(p)
+        valid_rec = np.zeros(len(train_recs), dtype=bool)
+        valid_good = None
+        if split:
+            valid_good = select_valid(res.p_train, k)
+            valid_rec[np.asarray(good, dtype=int)[valid_good]] = True
+            raws = [r.raw for r in train_recs]
+            write_lines(out_train, (terminated(b) for b, m in zip(raws, valid_rec) if not m))
+            write_lines(out_valid, (terminated(b) for b, m in zip(raws, valid_rec) if m))
+            verify_split(raws, valid_rec, out_train, out_valid)
+        w = None
+        if weights:
+            w = importance_weights(res.p_train, max_weight=max_weight)
+            w_rec = dict(zip(good, w))
+            with JsonlWriter(weights) as fh:
+                for i, r in enumerate(train_recs):
+                    if r.error:
+                        fh.write(output_record(r))
+                    else:
+                        fh.write(output_record(r, {"weight": round(float(w_rec[i]), 6), "p_test": round(p_rec[i], 6)}))
+
+        sizes = {
+            "train_lines": len(train_recs), "train_scored": len(train_texts), "train_unreadable": n_train_err,
+            "test_lines": len(test_recs), "test_scored": len(test_texts), "test_unreadable": n_test_err,
+            "train_rows_also_in_test": n_dup,
+        }
+        if split:
+            sizes.update({"valid": int(valid_rec.sum()), "out_train": int((~valid_rec).sum())})
+        settings = {"features": features, "model": model if features == "model" else None, "folds": folds,
+                    "C": C, "seed": seed, "bootstrap": bootstrap, "valid_size": valid_size if split else None,
+                    "train": train, "test": test}
+        rep = report_dict(res, sizes=sizes, valid_mask=valid_good, weights=w, settings=settings,
+                          max_weight=max_weight if weights else None)
+        if report:
+            text = json.dumps(rep, ensure_ascii=False, indent=2) + "\n"
+            if report == "-":
+                typer.echo(text, nl=False)
+            else:
+                with open(report, "w", encoding="utf-8") as fh:
+                    fh.write(text)
+        if not quiet:
+            _summary(rep)
+
+
+def _summary(rep: dict) -> None:
+    s = rep["sizes"]
+    lo, hi = rep["auc_ci95"]
+    ci = f" (95% CI {lo:.3f}-{hi:.3f})" if lo is not None else ""
+    lines = [
+        f"sizes: train {s['train_scored']:,} rows scored ({s['train_unreadable']} unreadable), "
+        f"test {s['test_scored']:,} rows ({s['test_unreadable']} unreadable)"
+        + (f"; {s['train_rows_also_in_test']:,} training rows also occur in test" if s["train_rows_also_in_test"] else ""),
+        f"adversarial AUC {rep['auc']:.3f}{ci}, out-of-fold ({rep['settings']['folds']} folds); "
+        f"in-sample {rep['auc_in_sample']:.3f}; drift score {rep['drift_score']:.3f}",
+        f"verdict: {rep['verdict']}",
+    ]
+    pm = rep["p_test_mean"]
+    if "valid" in pm:
+        lines.append(f"split: {s['valid']:,} validation rows, {s['out_train']:,} training rows; "
+                     f"mean p(test) valid {pm['valid']:.3f} vs rest {pm['rest']:.3f} (test rows {pm['test']:.3f})")
+    if "weights" in rep:
+        wt = rep["weights"]
+        lines.append(f"weights: min {wt['min']:.3f}, max {wt['max']:.3f}, {wt['n_capped']} capped at "
+                     f"{wt['max_weight']}, effective sample size {wt['effective_sample_size']:,.0f}")
+    tf = rep["top_features"]
+    lines.append("test-indicative: " + " ".join(f for f, _ in tf["test"][:15]))
+    lines.append("train-indicative: " + " ".join(f for f, _ in tf["train"][:15]))
+    for line in lines:
+        console.print(line, highlight=False, soft_wrap=True, markup=False)

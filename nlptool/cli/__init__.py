@@ -19,6 +19,7 @@ app.add_typer(train_app, name="train")
 
 # from . import segment as _segment  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
+from . import split_valid as _split_valid  # noqa: E402,F401
 from . import similarity as _similarity  # noqa: E402,F401
 
 

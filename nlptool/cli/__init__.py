@@ -20,6 +20,8 @@ app.add_typer(train_app, name="train")
 # from . import segment as _segment  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
 from . import split_valid as _split_valid  # noqa: E402,F401
+from . import tokenize_sample as _tokenize_sample  # noqa: E402,F401
+from . import wordvec_dim as _wordvec_dim  # noqa: E402,F401
 from . import similarity as _similarity  # noqa: E402,F401
 
 

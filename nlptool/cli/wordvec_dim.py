@@ -1,0 +1,69 @@
+"""``nlptool wordvec-dim``: the word-vector dimension estimate n > 8.33 ln N (Su, 2020)."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from . import app
+from ._common import OutputOpt, QuietOpt, boundary, info
+
+
+@app.command("wordvec-dim")
+def wordvec_dim(
+    vocab_size: Optional[str] = typer.Option(None, "--vocab-size", "-N", help="Vocabulary size N (e.g. 100000 or 5e6).", show_default=False),
+    corpus: Optional[list[str]] = typer.Option(None, "--corpus", help="Text file(s), one text per line: N = distinct words (repeat the option for several files).", show_default=False),
+    tokenizer: str = typer.Option("jieba", "--tokenizer", help="How --corpus is split into words: jieba|whitespace|char."),
+    min_count: int = typer.Option(1, "--min-count", help="With --corpus: count only words seen at least this often."),
+    vectors: Optional[str] = typer.Option(None, "--vectors", help="A word2vec file (text or binary, or GloVe text): read N and its dimension d and say whether d is above the estimate.", show_default=False),
+    show_table: bool = typer.Option(False, "--table", help="Add the estimates for N = 1e3 ... 1e7."),
+    output: str = OutputOpt,
+    quiet: bool = QuietOpt,
+):
+    """Estimate the word-vector dimension a vocabulary needs: n > 8.33 ln N (one JSON object)."""
+    with boundary():
+        from ..errors import UsageError
+        from ..io import JsonlWriter
+        from ..wordvec_dim import count_vocabulary, read_word2vec_shape, report
+
+        given = sum(x is not None and x != [] for x in (vocab_size, corpus, vectors))
+        if given > 1:
+            raise UsageError("give only one of --vocab-size, --corpus, --vectors")
+        extra: dict = {}
+        dim = None
+        if corpus:
+            if tokenizer == "jieba":
+                import logging
+
+                import jieba
+
+                jieba.setLogLevel(logging.WARNING)
+            counted = count_vocabulary(corpus, tokenizer=tokenizer, min_count=min_count)
+            n = counted["vocab_size"]
+            extra = {"corpus": list(corpus), "tokenizer": tokenizer, "min_count": min_count,
+                     "types": counted["types"], "tokens": counted["tokens"], "lines": counted["lines"]}
+            info(f"{counted['lines']} lines, {counted['tokens']} {tokenizer} tokens, "
+                 f"{n} words with count >= {min_count}", quiet)
+            if n <= 1:
+                raise UsageError(f"the corpus has {n} distinct word(s) with count >= {min_count}; "
+                                 "the estimate needs N > 1")
+        elif vectors:
+            shape = read_word2vec_shape(vectors)
+            n, dim = shape["vocab_size"], shape["dim"]
+            extra = {"vectors": vectors, "format": shape["format"]}
+        elif vocab_size is not None:
+            n = vocab_size
+        elif show_table:
+            n = None
+        else:
+            raise UsageError("give --vocab-size N, --corpus FILE or --vectors FILE (or --table)")
+        if n is None:
+            from ..wordvec_dim import FORMULA, table
+
+            obj = {"formula": FORMULA, "table": table()}
+        else:
+            obj = report(n, dim=dim, with_table=show_table)
+            obj.update(extra)
+        with JsonlWriter(output) as w:
+            w.write(obj)

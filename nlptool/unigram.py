@@ -1,0 +1,845 @@
+"""Unigram-LM tokenization: exact Viterbi sampling, Viterbi decoding and the biased 2023 rule.
+
+A unigram language model gives every piece ``w`` a log-probability ``log p(w)`` (nats); a
+segmentation ``seg = (w_1, ..., w_m)`` of a text has ``log P(seg) = sum_i log p(w_i)``. The
+segmentations of a text are the paths of a *lattice* (positions ``0..n``, an edge ``i -> j`` for
+every piece equal to ``text[i:j]``).
+
+* **Viterbi sampling** (:meth:`UnigramModel.sample`, ``method="ffbs"``) draws a segmentation with
+  probability exactly ``P(seg)**alpha / Z(alpha)``, ``Z(alpha) = sum over all paths``. It is
+  forward-filtering backward-sampling (FFBS), run here as backward filtering (``beta[i]`` = sum of
+  ``P**alpha`` over the paths from ``i`` to the end) then forward sampling (from position ``i``
+  take edge ``i -> j`` with probability ``p(w)**alpha * beta[j] / beta[i]``). This is the
+  corrected rule of Su, "随机分词再探: 从Viterbi Sampling到完美采样算法" (kexue.fm, 2023-10-16),
+  which is equivalent to SentencePiece's ``Lattice::Sample`` (``nbest_size=-1``) and to BytePiece.
+  ``alpha = 0`` is uniform over all segmentations, ``alpha -> inf`` is the best path.
+* **Viterbi decoding** (:meth:`UnigramModel.decode`, ``alpha = inf``): the best path, computed with
+  the same arithmetic and tie-breaking as the reference implementation of the model's source, so
+  the jieba dictionary reproduces ``jieba.cut(text, HMM=False)`` and a SentencePiece model
+  reproduces ``SentencePieceProcessor.encode(text, out_type=str)``.
+* **su2023** (``method="su2023"``): the first rule of Su, "随机分词浅探: 从Viterbi Decoding到Viterbi
+  Sampling" (kexue.fm, 2023-09-16): run Viterbi forward, but at each end position replace the
+  kept predecessor by a new candidate with probability ``sigmoid(alpha * (score_new - score_kept))``
+  (the kept score is the chosen candidate's score, not a sum). It is **biased**: the result does
+  not follow ``P**alpha / Z`` (see the tests and docs/tokenize-sample.md). Kept only so users can
+  reproduce the post.
+
+Models (:func:`load_model`): jieba's ``dict.txt`` (default) or any file in its format, a
+SentencePiece UNIGRAM ``.model``, a BytePiece JSON model (byte-level; tokens are ``bytes``).
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import json
+import math
+import os
+import random as _random
+import re
+import unicodedata
+from array import array
+from bisect import bisect_right
+from collections import OrderedDict
+from dataclasses import dataclass, field
+from itertools import accumulate
+from typing import Iterator, Sequence, Union
+
+from .errors import ModelError, UsageError
+
+Piece = Union[str, bytes]
+INF = float("inf")
+
+# jieba 0.42.1 pre-split (jieba/__init__.py: re_han_default, re_skip_default, re_eng): blocks of
+# these characters go through the lattice, everything else is split on whitespace and then into
+# single characters; in a Han block consecutive single ASCII letters/digits are glued together.
+_JIEBA_RE_HAN = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)", re.U)
+_JIEBA_RE_SKIP = re.compile("(\r\n|\\s)", re.U)
+_JIEBA_RE_ENG = re.compile("[a-zA-Z0-9]", re.U)
+# BytePiece's normalize(): NFC, then lines (with their trailing newlines) are tokenized separately.
+_BYTEPIECE_RE_LINES = re.compile(".*\n+|.+")
+
+SP_UNK_PENALTY = 10.0  # sentencepiece kUnkPenalty: unknown character score = min_score - 10
+
+
+def _hexbyte_errors(exc: UnicodeDecodeError):
+    bad = exc.object[exc.start:exc.end]
+    return "".join(f"<0x{b:02X}>" for b in bad), exc.end
+
+
+codecs.register_error("nlptool-hexbyte", _hexbyte_errors)
+
+
+def piece_to_str(piece: Piece) -> str:
+    """A token as text: ``str`` unchanged; ``bytes`` decoded as UTF-8, each byte that is not part
+    of a complete UTF-8 character written as ``<0xNN>`` (SentencePiece's byte-piece notation)."""
+    if isinstance(piece, bytes):
+        return piece.decode("utf-8", "nlptool-hexbyte")
+    return piece
+
+
+@dataclass
+class Segmentation:
+    """One segmentation of a text.
+
+    Attributes:
+        tokens: the pieces, in order (``str``; ``bytes`` for a byte-level model).
+        logp: ``log P(seg)`` in nats under the unigram LM: the sum of the log-probabilities of the
+            lattice pieces (unknown characters get the model's unknown score; text outside the
+            lattice, e.g. jieba's non-Han characters, contributes 0).
+    """
+
+    tokens: list
+    logp: float
+
+
+# ---------------------------------------------------------------------------------------------
+# A generic lattice: reference algorithms (log domain), brute force, the su2023 rule
+# ---------------------------------------------------------------------------------------------
+
+
+def _logsumexp(xs: Sequence[float]) -> float:
+    m = max(xs)
+    if m == -INF:
+        return -INF
+    return m + math.log(math.fsum(math.exp(x - m) for x in xs))
+
+
+@dataclass
+class Lattice:
+    """Positions ``0..n``; ``edges[i]`` lists ``(j, score)`` for the pieces ``text[i:j]`` (``i < j <= n``).
+
+    ``score`` is a log-probability (or any real score). Every position must have an edge and every
+    edge must end at ``<= n`` so that every prefix path can be completed.
+    """
+
+    n: int
+    edges: list = field(default_factory=list)
+
+    @classmethod
+    def from_scores(cls, text: str, scores: dict) -> "Lattice":
+        """The lattice of ``text`` with an edge for each substring that is a key of ``scores``."""
+        n = len(text)
+        edges = [[(j, scores[text[i:j]]) for j in range(i + 1, n + 1) if text[i:j] in scores] for i in range(n)]
+        return cls(n, edges)
+
+    def paths(self) -> Iterator[tuple]:
+        """Every path from 0 to n as a tuple of ``(i, j)`` edges (brute force; small lattices only)."""
+
+        def rec(i):
+            if i == self.n:
+                yield ()
+                return
+            for j, _ in self.edges[i]:
+                for rest in rec(j):
+                    yield ((i, j),) + rest
+
+        yield from rec(0)
+
+    def path_score(self, path) -> float:
+        """Sum of the edge scores of ``path``."""
+        lookup = {(i, j): s for i in range(self.n) for j, s in self.edges[i]}
+        return sum(lookup[e] for e in path)
+
+    def log_beta(self, alpha: float) -> list:
+        """``beta[i] = log sum over paths i -> n of exp(alpha * score)``; ``beta[0] = log Z(alpha)``."""
+        beta = [0.0] * (self.n + 1)
+        for i in range(self.n - 1, -1, -1):
+            beta[i] = _logsumexp([alpha * s + beta[j] for j, s in self.edges[i]])
+        return beta
+
+    def sample(self, alpha: float, rng: _random.Random, num_samples: int = 1) -> list:
+        """Exact FFBS in the log domain: paths drawn with probability ``exp(alpha*score)/Z(alpha)``."""
+        beta = self.log_beta(alpha)
+        out = []
+        for _ in range(num_samples):
+            i, path = 0, []
+            while i < self.n:
+                cands = self.edges[i]
+                u = rng.random()
+                acc = 0.0
+                j = cands[-1][0]
+                for jj, s in cands:
+                    acc += math.exp(alpha * s + beta[jj] - beta[i])
+                    if u < acc:
+                        j = jj
+                        break
+                path.append((i, j))
+                i = j
+            out.append(tuple(path))
+        return out
+
+    def viterbi(self) -> tuple:
+        """The best path (ties: the longer first piece, as jieba's backward recursion)."""
+        best = [(0.0, 0)] * (self.n + 1)
+        for i in range(self.n - 1, -1, -1):
+            best[i] = max((s + best[j][0], j) for j, s in self.edges[i])
+        i, path = 0, []
+        while i < self.n:
+            j = best[i][1]
+            path.append((i, j))
+            i = j
+        return tuple(path)
+
+    def sample_su2023(self, alpha: float, rng: _random.Random) -> tuple:
+        """Su's first (biased) Viterbi-sampling rule, 2023-09-16.
+
+        Forward over end positions ``e = 1..n``; the candidates ``i -> e`` are visited longest
+        first (``i`` increasing); a candidate with path score ``score[i] + s`` replaces the kept one
+        with probability ``sigmoid(alpha * (new - kept))`` (the first always), and ``score[e]``
+        becomes the score of the kept candidate. Does NOT sample from ``P**alpha / Z``.
+        """
+        by_end = [[] for _ in range(self.n + 1)]
+        for i in range(self.n):
+            for j, s in self.edges[i]:
+                by_end[j].append((i, s))
+        score = [0.0] + [-INF] * self.n
+        route = [0] * (self.n + 1)
+        for e in range(1, self.n + 1):
+            for i, s in sorted(by_end[e]):
+                new = score[i] + s
+                if score[e] == -INF or rng.random() < _sigmoid(alpha * (new - score[e])):
+                    score[e], route[e] = new, i
+        path, e = [], self.n
+        while e > 0:
+            path.append((route[e], e))
+            e = route[e]
+        return tuple(reversed(path))
+
+
+def _sigmoid(x: float) -> float:
+    if x >= 0:
+        return 1.0 / (1.0 + math.exp(-x))
+    z = math.exp(x)
+    return z / (1.0 + z)
+
+
+# ---------------------------------------------------------------------------------------------
+# Unigram models
+# ---------------------------------------------------------------------------------------------
+
+
+def build_prefix_dict(logp: dict, prefixes=()) -> dict:
+    """``{piece: log p}`` plus every proper prefix of a piece (and every prefix of ``prefixes``,
+    including itself) mapped to ``None``: a lattice walk from position ``k`` stops at the first
+    substring that is not a key (jieba's ``gen_pfdict`` idea)."""
+    pfx: dict = {}
+    for w in logp:
+        for k in range(1, len(w)):
+            pfx.setdefault(w[:k], None)
+    for w in prefixes:
+        for k in range(1, len(w) + 1):
+            pfx.setdefault(w[:k], None)
+    pfx.update(logp)
+    return pfx
+
+
+class UnigramModel:
+    """A unigram LM over pieces with a prefix dictionary for fast lattice construction.
+
+    Args:
+        logp: ``{piece: log p(piece)}`` (nats). Pieces are ``str`` (character level) or ``bytes``.
+        kind: ``"jieba"``, ``"sentencepiece"``, ``"bytepiece"`` (their pre-split, normalization,
+            decoding tie-breaks and output rules) or ``"plain"`` (the whole text is one lattice,
+            tokens are the lattice pieces; decoding as jieba with ``unk_rule="if_empty"``, else as
+            SentencePiece without float32 rounding).
+        unk_logp: score of an unknown single character (byte).
+        unk_rule: ``"if_empty"`` (jieba: a single character is added only when no piece starts
+            there) or ``"if_no_single"`` (sentencepiece: when no one-character piece starts there).
+        prefixes: extra keys that only continue a prefix walk (e.g. sentencepiece unused pieces).
+        name: shown in messages.
+        cache_size: lattices kept per (block, alpha) for repeated texts (0 disables).
+        pfx, nats_per_char: precomputed :func:`build_prefix_dict` and constant ``c`` (a load cache).
+
+    The per-alpha edge weights are ``exp(alpha * (log p(w) + c * len(w)))``; the constant
+    ``c`` (nats per character of a typical piece) multiplies every full path by the same
+    ``exp(alpha * c * n)``, so the sampling distribution is unchanged while the linear-domain
+    sums stay far from under/overflow. A block whose sums still leave ``[1e-280, 1e280]`` is
+    redone in the log domain (:class:`Lattice`).
+    """
+
+    def __init__(self, logp: dict, *, kind: str, unk_logp: float, unk_rule: str, prefixes=(),
+                 name: str = "", cache_size: int = 1024, sp=None, byte_fallback: bool = False,
+                 user_defined: frozenset = frozenset(), pfx: dict | None = None,
+                 nats_per_char: float | None = None):
+        if unk_rule not in ("if_empty", "if_no_single"):
+            raise ValueError(unk_rule)
+        self.kind = kind
+        self.name = name
+        self.logp = logp
+        self.unk_logp = float(unk_logp)
+        self.unk_rule = unk_rule
+        self.sp = sp
+        self.byte_fallback = byte_fallback
+        self.user_defined = user_defined
+        if pfx is None:
+            pfx = build_prefix_dict(logp, prefixes)
+        self._pfx = pfx
+        self.nats_per_char = self._typical_nats_per_char() if nats_per_char is None else nats_per_char
+        self._weights: dict = {}
+        self.cache_size = cache_size
+        self._cache: OrderedDict = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self.logp)
+
+    def _typical_nats_per_char(self) -> float:
+        num = den = 0.0
+        for w, lp in self.logp.items():
+            p = math.exp(lp)
+            num -= p * lp
+            den += p * len(w)
+        return num / den if den > 0 else 0.0
+
+    # -- pre-split -------------------------------------------------------------------------
+
+    def blocks(self, text: str) -> list:
+        """``[(segment, in_lattice)]`` covering the (normalized) text; segments not in the lattice
+        are emitted as they are (one token each)."""
+        if self.kind == "jieba":
+            out = []
+            for blk in _JIEBA_RE_HAN.split(text):
+                if not blk:
+                    continue
+                if _JIEBA_RE_HAN.match(blk):
+                    out.append((blk, True))
+                else:
+                    for x in _JIEBA_RE_SKIP.split(blk):
+                        if not x:
+                            continue
+                        if _JIEBA_RE_SKIP.match(x):
+                            out.append((x, False))
+                        else:
+                            out.extend((ch, False) for ch in x)
+            return out
+        if self.kind == "sentencepiece":
+            norm = self.sp.normalize(text)
+            return [(norm, True)] if norm else []
+        if self.kind == "bytepiece":
+            text = unicodedata.normalize("NFC", text)
+            return [(t.encode("utf-8"), True) for t in _BYTEPIECE_RE_LINES.findall(text)]
+        if self.kind == "plain":
+            return [(text, True)] if text else []
+        raise ValueError(self.kind)
+
+    def normalize(self, text: str):
+        """What the tokens concatenate to: the text itself (jieba), the SentencePiece-normalized
+        text (``▁`` for spaces), or the NFC UTF-8 bytes (BytePiece)."""
+        if self.kind == "sentencepiece":
+            return self.sp.normalize(text)
+        if self.kind == "bytepiece":
+            return unicodedata.normalize("NFC", text).encode("utf-8")
+        return text
+
+    # -- lattices ----------------------------------------------------------------------------
+
+    def _edges(self, blk) -> list:
+        """``edges[i] = [(j, log p)]`` for the block (unknown characters included)."""
+        pfx, n = self._pfx, len(blk)
+        edges = []
+        for k in range(n):
+            lst = []
+            e = k + 1
+            lp = pfx.get(blk[k:e], False)
+            while lp is not False:
+                if lp is not None:
+                    lst.append((e, lp))
+                if e >= n:
+                    break
+                e += 1
+                lp = pfx.get(blk[k:e], False)
+            if self.unk_rule == "if_empty":
+                if not lst:
+                    lst.append((k + 1, self.unk_logp))
+            elif not lst or lst[0][0] != k + 1:
+                lst.insert(0, (k + 1, self.unk_logp))
+            edges.append(lst)
+        return edges
+
+    def lattice(self, blk) -> Lattice:
+        """The :class:`Lattice` of one block (for tests, the su2023 rule and the log-domain path)."""
+        return Lattice(len(blk), self._edges(blk))
+
+    def _weights_for(self, alpha: float) -> tuple:
+        got = self._weights.get(alpha)
+        if got is None:
+            c = self.nats_per_char
+            exp = math.exp
+            w = {k: (0.0 if v is None else exp(alpha * (v + c * len(k)))) for k, v in self._pfx.items()}
+            got = (w, exp(alpha * (self.unk_logp + c)))
+            self._weights[alpha] = got
+        return got
+
+    def _filter(self, blk, alpha: float):
+        """Backward filtering over one block: ``(ends, probs, beta)`` with ``probs[k][t]`` =
+        weight of edge ``k -> ends[k][t]`` times ``beta[ends[k][t]]``; ``None`` when the linear
+        sums leave the safe range."""
+        W, unk_w = self._weights_for(alpha)
+        n = len(blk)
+        beta = [0.0] * (n + 1)
+        beta[n] = 1.0
+        E = [None] * n
+        P = [None] * n
+        if_empty = self.unk_rule == "if_empty"
+        get = W.get
+        for k in range(n - 1, -1, -1):
+            e = k + 1
+            w = get(blk[k:e])
+            ends = []
+            ps = []
+            while w is not None:
+                if w:
+                    ends.append(e)
+                    ps.append(w * beta[e])
+                if e == n:
+                    break
+                e += 1
+                w = get(blk[k:e])
+            if if_empty:
+                if not ends:
+                    ends.append(k + 1)
+                    ps.append(unk_w * beta[k + 1])
+            elif not ends or ends[0] != k + 1:
+                ends.insert(0, k + 1)
+                ps.insert(0, unk_w * beta[k + 1])
+            E[k] = ends
+            P[k] = ps
+            beta[k] = sum(ps)
+        if n and not (1e-280 < min(beta) and max(beta) < 1e280):
+            return None
+        return E, P, beta
+
+    def _sample_block(self, blk, alpha: float, rng: _random.Random, num_samples: int) -> list:
+        key = (blk, alpha)
+        filt = self._cache.get(key) if self.cache_size else None
+        if filt is None:
+            filt = self._filter(blk, alpha)
+            if filt is None:  # far outside the linear range: exact log-domain FFBS
+                lat = self.lattice(blk)
+                return [[blk[i:j] for i, j in path] for path in lat.sample(alpha, rng, num_samples)]
+            if self.cache_size:
+                self._cache[key] = filt
+                if len(self._cache) > self.cache_size:
+                    self._cache.popitem(last=False)
+        else:
+            self._cache.move_to_end(key)
+        E, P, beta = filt
+        n = len(blk)
+        rnd = rng.random
+        out = []
+        for _ in range(num_samples):
+            k = 0
+            toks = []
+            while k < n:
+                ends = E[k]
+                if len(ends) == 1:
+                    e = ends[0]
+                else:
+                    t = bisect_right(list(accumulate(P[k])), rnd() * beta[k])
+                    e = ends[t] if t < len(ends) else ends[-1]
+                toks.append(blk[k:e])
+                k = e
+            out.append(toks)
+        return out
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    def _decode_block(self, blk) -> list:
+        if self.kind in ("jieba", "plain") and self.unk_rule == "if_empty":
+            return self._decode_jieba(blk)
+        return self._decode_forward(blk, float32=self.kind == "sentencepiece")
+
+    def _decode_jieba(self, blk) -> list:
+        """jieba's ``calc``: backward, ``max((log f - log total + route[x+1], x))`` (ties: longer)."""
+        pfx, n, unk = self._pfx, len(blk), self.unk_logp
+        score = [0.0] * (n + 1)
+        nxt = [0] * (n + 1)
+        for k in range(n - 1, -1, -1):
+            e = k + 1
+            lp = pfx.get(blk[k:e], False)
+            best, arg = -INF, -1
+            while lp is not False:
+                if lp is not None:
+                    s = lp + score[e]
+                    if s >= best:
+                        best, arg = s, e
+                if e == n:
+                    break
+                e += 1
+                lp = pfx.get(blk[k:e], False)
+            if arg < 0:
+                best, arg = unk + score[k + 1], k + 1
+            score[k], nxt[k] = best, arg
+        toks, k = [], 0
+        while k < n:
+            toks.append(blk[k:nxt[k]])
+            k = nxt[k]
+        return toks
+
+    def _decode_forward(self, blk, float32: bool) -> list:
+        """SentencePiece's ``Model::EncodeOptimized``: forward over start positions, best path score
+        per end position kept in float32, a candidate replaces only a strictly better one (ties:
+        the earlier start); an unknown character is a candidate when no one-character piece
+        matches. User-defined pieces score ``len_utf8 * max_score - 0.1``."""
+        pfx, n, unk = self._pfx, len(blk), self.unk_logp
+        best = array("f" if float32 else "d", [0.0]) * (n + 1)
+        tmp = array("f" if float32 else "d", [0.0])
+        start = [-1] * (n + 1)
+        for s in range(n):
+            base = best[s]
+            e = s + 1
+            lp = pfx.get(blk[s:e], False)
+            single = False
+            while lp is not False:
+                if lp is not None:
+                    tmp[0] = lp + base
+                    c = tmp[0]
+                    if start[e] == -1 or c > best[e]:
+                        best[e], start[e] = c, s
+                    if e == s + 1:
+                        single = True
+                if e == n:
+                    break
+                e += 1
+                lp = pfx.get(blk[s:e], False)
+            if not single:
+                tmp[0] = unk + base
+                c = tmp[0]
+                if start[s + 1] == -1 or c > best[s + 1]:
+                    best[s + 1], start[s + 1] = c, s
+        toks, e = [], n
+        while e > 0:
+            toks.append(blk[start[e]:e])
+            e = start[e]
+        toks.reverse()
+        return toks
+
+    # -- public API --------------------------------------------------------------------------
+
+    def _piece_logp(self, tok) -> float:
+        lp = self.logp.get(tok)
+        return self.unk_logp if lp is None else lp
+
+    def _finish(self, parts: list) -> Segmentation:
+        """Join per-block token lists (``(tokens, in_lattice)``) into one Segmentation."""
+        tokens: list = []
+        logp = 0.0
+        for toks, in_lattice in parts:
+            if not in_lattice:
+                tokens.extend(toks)
+                continue
+            logp += math.fsum(self._piece_logp(t) for t in toks)
+            if self.kind == "jieba":
+                tokens.extend(_jieba_merge_eng(toks))
+            elif self.kind == "sentencepiece":
+                tokens.extend(self._sp_post(toks))
+            else:
+                tokens.extend(toks)
+        return Segmentation(tokens, logp)
+
+    def _sp_post(self, toks: list) -> list:
+        """SentencePiece output rules: consecutive unknown pieces are merged, or, with byte
+        fallback, an unknown piece becomes its UTF-8 bytes as ``<0xNN>`` pieces."""
+        out: list = []
+        prev_unk = False
+        for t in toks:
+            unk = t not in self.logp
+            if unk and self.byte_fallback:
+                out.extend(f"<0x{b:02X}>" for b in t.encode("utf-8"))
+            elif unk and prev_unk:
+                out[-1] += t
+            else:
+                out.append(t)
+            prev_unk = unk
+        return out
+
+    def decode(self, text: str) -> Segmentation:
+        """The best segmentation (``alpha = inf``), with the source implementation's tie-breaking."""
+        return self._finish([(self._decode_block(b) if lat else [b], lat) for b, lat in self.blocks(text)])
+
+    def sample(self, text: str, alpha: float = 0.1, *, num_samples: int = 1, rng: _random.Random | None = None,
+               method: str = "ffbs") -> list:
+        """``num_samples`` segmentations of ``text``, independently drawn.
+
+        Args:
+            alpha: temperature on log-probabilities, ``>= 0``: ``P(seg) ∝ P_LM(seg)**alpha``
+                (0: uniform over all segmentations; ``inf``: :meth:`decode`).
+            num_samples: K >= 1; the lattice is filtered once and sampled K times.
+            rng: a ``random.Random`` (``--seed``); default: a fresh unseeded one.
+            method: ``"ffbs"`` (exact) or ``"su2023"`` (the biased rule of the 2023-09-16 post).
+
+        Returns:
+            list of :class:`Segmentation` (length ``num_samples``).
+
+        Raises:
+            UsageError: negative or NaN alpha, unknown method, ``num_samples < 1``.
+        """
+        alpha = check_alpha(alpha)
+        if num_samples < 1:
+            raise UsageError(f"--num-samples {num_samples}: must be at least 1")
+        if method not in ("ffbs", "su2023"):
+            raise UsageError(f"--method {method}: expected ffbs or su2023")
+        if alpha == INF:
+            seg = self.decode(text)
+            return [Segmentation(list(seg.tokens), seg.logp) for _ in range(num_samples)]
+        rng = rng or _random.Random()
+        blocks = self.blocks(text)
+        per_block = []
+        for blk, lat in blocks:
+            if not lat:
+                per_block.append(None)
+            elif method == "ffbs":
+                per_block.append(self._sample_block(blk, alpha, rng, num_samples))
+            else:
+                la = self.lattice(blk)
+                per_block.append([[blk[i:j] for i, j in la.sample_su2023(alpha, rng)] for _ in range(num_samples)])
+        out = []
+        for s in range(num_samples):
+            parts = [([blk], False) if pb is None else (pb[s], True) for (blk, _), pb in zip(blocks, per_block)]
+            out.append(self._finish(parts))
+        return out
+
+
+def _jieba_merge_eng(toks: list) -> list:
+    """jieba's ``__cut_DAG_NO_HMM`` output rule: consecutive one-character ASCII letters/digits
+    are glued into one token."""
+    out: list = []
+    buf = ""
+    for w in toks:
+        if len(w) == 1 and _JIEBA_RE_ENG.match(w):
+            buf += w
+        else:
+            if buf:
+                out.append(buf)
+                buf = ""
+            out.append(w)
+    if buf:
+        out.append(buf)
+    return out
+
+
+def check_alpha(alpha) -> float:
+    """``alpha`` as a float in ``[0, inf]``; accepts ``"inf"``.
+
+    Raises:
+        UsageError: negative, NaN or not a number.
+    """
+    try:
+        a = float(alpha)
+    except (TypeError, ValueError):
+        raise UsageError(f"--alpha {alpha!r}: expected a number >= 0 or 'inf'") from None
+    if math.isnan(a) or a < 0:
+        raise UsageError(f"--alpha {alpha!r}: expected a number >= 0 or 'inf'")
+    return a
+
+
+# ---------------------------------------------------------------------------------------------
+# Loading
+# ---------------------------------------------------------------------------------------------
+
+
+def jieba_dict_path() -> str:
+    """Path of jieba's bundled ``dict.txt`` (found without importing jieba).
+
+    Raises:
+        ModelError: jieba is not installed.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("jieba")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelError("jieba is not installed (pip install jieba), and it provides the default dictionary; "
+                         "or give --dict FILE")
+    return os.path.join(list(spec.submodule_search_locations)[0], "dict.txt")
+
+
+def load_jieba_dict(path: str | None = None, **kw) -> UnigramModel:
+    """A unigram LM from a jieba dictionary (``word count [tag]`` per line, UTF-8).
+
+    ``log p(w) = log(count) - log(total)`` with ``total`` the sum of all counts (as jieba's
+    ``gen_pfdict``: a repeated word keeps its last count but every count adds to the total; a
+    word with count 0 is only a prefix). Unknown characters score ``log(1) - log(total)`` and
+    are lattice edges only where no word starts (jieba's ``get_DAG``).
+
+    Raises:
+        ModelError: missing file, or a line that is not ``word count``.
+    """
+    path = os.path.abspath(path or jieba_dict_path())
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: no such dictionary file")
+    cached = _cache_read(path)
+    if cached is not None:
+        pfx, unk, c = cached
+        logp = {w: v for w, v in pfx.items() if v is not None}
+        return UnigramModel(logp, kind="jieba", unk_logp=unk, unk_rule="if_empty", name=path, pfx=pfx,
+                            nats_per_char=c, **kw)
+    freq: dict = {}
+    total = 0
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            try:
+                line = raw.strip().decode("utf-8")
+                if not line:
+                    continue
+                word, f = line.split(" ")[:2]
+                f = int(f)
+            except (ValueError, UnicodeDecodeError):
+                raise ModelError(f"{path}:{lineno}: invalid dictionary entry {raw[:60]!r} "
+                                 "(expected 'word count [tag]')") from None
+            freq[word] = f
+            total += f
+    if total <= 0:
+        raise ModelError(f"{path}: no word has a positive count")
+    logtotal = math.log(total)
+    logp = {w: math.log(f) - logtotal for w, f in freq.items() if f > 0}
+    zero = [w for w, f in freq.items() if f <= 0]
+    model = UnigramModel(logp, kind="jieba", unk_logp=math.log(1) - logtotal, unk_rule="if_empty",
+                         prefixes=zero, name=path, **kw)
+    _cache_write(path, (model._pfx, model.unk_logp, model.nats_per_char))
+    return model
+
+
+def _cache_file(path: str) -> str | None:
+    import hashlib
+
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    key = hashlib.md5(f"v1|{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    return os.path.join(root, "nlptool", f"unigram-{key}.marshal")
+
+
+def _cache_read(path: str):
+    """The marshalled prefix dictionary of a jieba-format file (like jieba's own cache), or None."""
+    import marshal
+
+    f = _cache_file(path)
+    if not f or not os.path.isfile(f):
+        return None
+    try:
+        with open(f, "rb") as fh:
+            pfx, unk, c = marshal.load(fh)
+        return pfx, unk, c
+    except (OSError, EOFError, ValueError, TypeError):
+        return None
+
+
+def _cache_write(path: str, obj) -> None:
+    import marshal
+    import tempfile
+
+    f = _cache_file(path)
+    if not f:
+        return
+    try:
+        os.makedirs(os.path.dirname(f), exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=os.path.dirname(f))
+        with os.fdopen(fd, "wb") as fh:
+            marshal.dump(obj, fh)
+        os.replace(tmp, f)
+    except OSError:  # a read-only home only costs the next load a few seconds
+        pass
+
+
+def load_sentencepiece(path: str, **kw) -> UnigramModel:
+    """A SentencePiece UNIGRAM ``.model`` (read with the ``sentencepiece`` package).
+
+    Normal pieces score their stored log-probability, user-defined pieces
+    ``len_utf8 * max_score - 0.1``, unused pieces are skipped, an unknown character scores
+    ``min_score - 10`` (sentencepiece's ``unigram_model.cc``).
+
+    Raises:
+        ModelError: package missing, unreadable file, or not a UNIGRAM model.
+    """
+    try:
+        import sentencepiece as spm
+    except ImportError:
+        raise ModelError("--sp-model needs the sentencepiece package: pip install sentencepiece") from None
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: no such SentencePiece model file")
+    try:
+        sp = spm.SentencePieceProcessor(model_file=path)
+    except Exception as exc:  # sentencepiece raises RuntimeError/OSError with its own text
+        raise ModelError(f"{path}: not a SentencePiece model ({exc})") from None
+    try:
+        from sentencepiece import sentencepiece_model_pb2 as pb
+
+        proto = pb.ModelProto()
+        proto.ParseFromString(sp.serialized_model_proto())
+        if proto.trainer_spec.model_type != pb.TrainerSpec.UNIGRAM:
+            raise ModelError(f"{path}: a {pb.TrainerSpec.ModelType.Name(proto.trainer_spec.model_type)} model; "
+                             "--sp-model needs a UNIGRAM model")
+        byte_fallback = bool(proto.trainer_spec.byte_fallback)
+        user_ids = {i for i, p in enumerate(proto.pieces) if p.type == pb.ModelProto.SentencePiece.USER_DEFINED}
+    except ImportError:  # pragma: no cover - protobuf absent
+        byte_fallback = sp.piece_to_id("<0x00>") != sp.unk_id() and sp.is_byte(sp.piece_to_id("<0x00>"))
+        user_ids = set()
+    normal = {}
+    unused = []
+    for i in range(sp.get_piece_size()):
+        if sp.is_control(i) or sp.is_unknown(i) or sp.is_byte(i):
+            continue
+        if sp.is_unused(i):
+            unused.append(sp.id_to_piece(i))
+            continue
+        normal[i] = (sp.id_to_piece(i), sp.get_score(i))
+    plain = [s for i, (_, s) in normal.items() if i not in user_ids]
+    min_score = min(plain) if plain else 0.0
+    max_score = max(plain) if plain else 0.0
+    logp = {}
+    for i, (p, s) in normal.items():
+        if i in user_ids:
+            s = len(p.encode("utf-8")) * max_score - 0.1
+        logp[p] = s
+    unk = float(array("f", [min_score - SP_UNK_PENALTY])[0])
+    return UnigramModel(logp, kind="sentencepiece", unk_logp=unk, unk_rule="if_no_single", prefixes=unused,
+                        name=path, sp=sp, byte_fallback=byte_fallback,
+                        user_defined=frozenset(normal[i][0] for i in user_ids), **kw)
+
+
+def load_bytepiece(path: str, **kw) -> UnigramModel:
+    """A BytePiece model: JSON ``{base64(piece): [id, piece, count]}`` (bojone/bytepiece).
+
+    Byte-level: ``log p(w) = log(count) - log(total)``; tokens are ``bytes``. Text is NFC-normalized
+    and split into lines as BytePiece's ``normalize()``. A byte no piece covers scores
+    ``min log p - 10``.
+
+    Raises:
+        ModelError: missing file or not that JSON shape.
+    """
+    if not os.path.isfile(path):
+        raise ModelError(f"{path}: no such BytePiece model file")
+    try:
+        with open(path, encoding="utf-8") as fh:
+            raw = json.load(fh)
+        counts = {base64.b64decode(k): int(v[-1]) for k, v in raw.items()}
+    except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
+        raise ModelError(f"{path}: not a BytePiece model (expected JSON {{base64(piece): [id, piece, count]}}; {exc})") \
+            from None
+    total = sum(c for c in counts.values() if c > 0)
+    if total <= 0:
+        raise ModelError(f"{path}: no piece has a positive count")
+    logtotal = math.log(total)
+    logp = {p: math.log(c) - logtotal for p, c in counts.items() if c > 0 and p}
+    return UnigramModel(logp, kind="bytepiece", unk_logp=min(logp.values()) - SP_UNK_PENALTY,
+                        unk_rule="if_no_single", name=path, **kw)
+
+
+def load_model(dict_path: str | None = None, sp_model: str | None = None, bytepiece_model: str | None = None,
+               **kw) -> UnigramModel:
+    """One of: ``--dict`` (jieba format; default jieba's own ``dict.txt``), ``--sp-model``, ``--bytepiece-model``.
+
+    Raises:
+        UsageError: more than one source given.
+        ModelError: the file cannot be read as that kind of model.
+    """
+    given = [x for x in (dict_path, sp_model, bytepiece_model) if x]
+    if len(given) > 1:
+        raise UsageError("give at most one of --dict, --sp-model, --bytepiece-model")
+    if sp_model:
+        return load_sentencepiece(sp_model, **kw)
+    if bytepiece_model:
+        return load_bytepiece(bytepiece_model, **kw)
+    return load_jieba_dict(dict_path, **kw)

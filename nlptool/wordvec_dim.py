@@ -1,0 +1,206 @@
+"""How many dimensions a word embedding needs: ``n > 8.33 ln N``.
+
+Source: Su, "最小熵原理（六）：词向量的维度应该怎么选择？" (kexue.fm, 2020). With ``N`` words, a
+skip-gram style model ``p(w_i, w_j) = exp(<u_i, v_j>) / Z`` and the vectors uniform on the sphere of
+radius ``sqrt(n)``, the entropy of the word-pair distribution is approximately
+``H ≈ 2 ln N − 0.24 n``; asking that it stays above ``ln N`` (the vectors can still tell the words
+apart) gives ``n > ln N / 0.12 ≈ 8.33 ln N``. The constant 0.24 is Su's rounding of
+``−½ ln((√5 − 1)/2) = 0.2406...``, so the exact constant is ``2 / (−½ ln((√5−1)/2)) = 8.3123...``.
+
+``N`` is the vocabulary size and ``ln`` the natural logarithm; both estimates are in dimensions.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections import Counter
+from typing import Iterable, Sequence
+
+from .errors import InputDataError, UsageError
+
+#: Su's rounded constant (the post's formula ``n > 8.33 ln N``).
+SU_CONSTANT = 8.33
+#: ``2 / (−½ ln((√5 − 1)/2))`` = 8.3123...
+EXACT_CONSTANT = 2.0 / (-0.5 * math.log((math.sqrt(5.0) - 1.0) / 2.0))
+FORMULA = "n > 8.33 ln N  (exact constant 2 / (-1/2 ln((sqrt(5)-1)/2)) = 8.3123)"
+#: Vocabulary sizes shown by ``--table``.
+TABLE_SIZES = (1_000, 5_000, 10_000, 20_000, 50_000, 100_000, 200_000, 500_000, 1_000_000, 5_000_000,
+               10_000_000)
+
+
+def parse_vocab_size(value) -> int:
+    """``N`` as an int > 1 (accepts ``"5e6"`` and ``"100,000"`` when integral).
+
+    Raises:
+        UsageError: not a number, not an integer, or ``<= 1``.
+    """
+    if isinstance(value, bool):
+        raise UsageError(f"--vocab-size {value!r}: expected an integer greater than 1")
+    if isinstance(value, int):
+        n = value
+    else:
+        s = str(value).strip().replace(",", "").replace("_", "")
+        try:
+            n = int(s)
+        except ValueError:
+            try:
+                f = float(s)
+            except ValueError:
+                raise UsageError(f"--vocab-size {value!r}: expected an integer greater than 1 (e.g. 100000 or 5e6)") \
+                    from None
+            if not math.isfinite(f) or f != int(f):
+                raise UsageError(f"--vocab-size {value!r}: expected an integer greater than 1 (e.g. 100000 or 5e6)")
+            n = int(f)
+    if n <= 1:
+        raise UsageError(f"--vocab-size {value!r}: the vocabulary must have more than 1 word (ln 1 = 0)")
+    return n
+
+
+def estimate(vocab_size: int) -> dict:
+    """The estimates for one vocabulary size.
+
+    Returns:
+        ``{"vocab_size": N, "ln_N": ln N, "estimate": 8.33 ln N, "estimate_exact": 8.3123 ln N,
+        "min_dim": smallest integer > 8.33 ln N, "min_dim_exact": smallest integer > 8.3123 ln N}``
+        (estimates rounded to 0.1; ``min_dim`` from the unrounded value).
+
+    Raises:
+        UsageError: ``vocab_size <= 1``.
+    """
+    n = parse_vocab_size(vocab_size)
+    ln = math.log(n)
+    su, ex = SU_CONSTANT * ln, EXACT_CONSTANT * ln
+    return {
+        "vocab_size": n,
+        "ln_N": round(ln, 4),
+        "estimate": round(su, 1),
+        "estimate_exact": round(ex, 1),
+        "min_dim": math.floor(su) + 1,
+        "min_dim_exact": math.floor(ex) + 1,
+    }
+
+
+def table(sizes: Iterable[int] = TABLE_SIZES) -> list:
+    """:func:`estimate` for each size (ascending, duplicates removed)."""
+    return [estimate(n) for n in sorted(set(parse_vocab_size(s) for s in sizes))]
+
+
+def tokenize(line: str, tokenizer: str) -> list:
+    """Words of one line: ``whitespace`` (``str.split``), ``char`` (non-space characters) or
+    ``jieba`` (``jieba.lcut``, HMM on; imported on first use).
+
+    Raises:
+        UsageError: unknown tokenizer.
+    """
+    if tokenizer == "whitespace":
+        return line.split()
+    if tokenizer == "char":
+        return [c for c in line if not c.isspace()]
+    if tokenizer == "jieba":
+        import jieba
+
+        return [w for w in jieba.lcut(line) if w.strip()]
+    raise UsageError(f"--tokenizer {tokenizer}: expected whitespace, jieba or char")
+
+
+def count_vocabulary(paths: Sequence[str], tokenizer: str = "jieba", min_count: int = 1) -> dict:
+    """Count the distinct words of text files (one text per line, UTF-8).
+
+    Returns:
+        ``{"vocab_size": words with count >= min_count, "types": all distinct words,
+        "tokens": total words, "lines": lines read}``.
+
+    Raises:
+        UsageError: missing file, ``min_count < 1``, unknown tokenizer.
+        InputDataError: a line that is not UTF-8 (file and line named).
+    """
+    if min_count < 1:
+        raise UsageError(f"--min-count {min_count}: must be at least 1")
+    counts: Counter = Counter()
+    lines = 0
+    for path in paths:
+        if not os.path.isfile(path):
+            raise UsageError(f"{path}: no such file")
+        with open(path, "rb") as fh:
+            for lineno, raw in enumerate(fh, 1):
+                try:
+                    line = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise InputDataError(f"invalid UTF-8 at byte {exc.start} (re-encode the file as UTF-8)",
+                                         path, lineno) from None
+                if lineno == 1:
+                    line = line.lstrip("\ufeff")
+                counts.update(tokenize(line.rstrip("\r\n"), tokenizer))
+                lines += 1
+    return {
+        "vocab_size": sum(1 for c in counts.values() if c >= min_count),
+        "types": len(counts),
+        "tokens": sum(counts.values()),
+        "lines": lines,
+    }
+
+
+def read_word2vec_shape(path: str) -> dict:
+    """``N`` and the dimension ``d`` of a word2vec file.
+
+    Text format with a ``N d`` header (checked against the first vector line), binary word2vec
+    (the same header, then ``word<space>`` + ``d`` float32 per row; the header is read), or a
+    header-less text file (GloVe: every line ``word v_1 ... v_d``; N is the line count).
+
+    Returns:
+        ``{"vocab_size": N, "dim": d, "format": "word2vec-text"|"word2vec-binary"|"glove-text"}``.
+
+    Raises:
+        UsageError: missing file.
+        InputDataError: an empty file or an inconsistent header / first row.
+    """
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        header = fh.readline()
+        parts = header.split()
+        if len(parts) == 2 and parts[0].isdigit() and parts[1].isdigit():
+            n, d = int(parts[0]), int(parts[1])
+            first = fh.readline()
+            try:
+                fields = first.decode("utf-8").split()
+                is_text = len(fields) == d + 1 and all(_is_float(x) for x in fields[1:])
+            except UnicodeDecodeError:
+                is_text = False
+            if not is_text and first and len(first.split(b" ", 1)) < 2:
+                raise InputDataError(f"the header says {n} words x {d} dimensions but the first row does "
+                                     "not match (expected 'word v_1 ... v_d')", path, 2)
+            return {"vocab_size": n, "dim": d, "format": "word2vec-text" if is_text else "word2vec-binary"}
+        if not header.strip():
+            raise InputDataError("empty file (expected a word2vec 'N d' header)", path, 1)
+        d = len(parts) - 1
+        if d < 1 or not all(_is_float(x.decode("utf-8", "replace")) for x in parts[1:]):
+            raise InputDataError("not a word2vec file: expected a 'N d' header or 'word v_1 ... v_d' rows", path, 1)
+        n = 1 + sum(1 for line in fh if line.strip())
+        return {"vocab_size": n, "dim": d, "format": "glove-text"}
+
+
+def _is_float(s: str) -> bool:
+    try:
+        float(s)
+        return True
+    except ValueError:
+        return False
+
+
+def report(vocab_size: int, dim: int | None = None, with_table: bool = False) -> dict:
+    """The command's JSON object: :func:`estimate` plus the formula, and with ``dim`` (an actual
+    embedding size) ``"dim"`` and ``"above_estimate"`` (``dim > 8.33 ln N``), and with
+    ``with_table`` a ``"table"`` of estimates for :data:`TABLE_SIZES` and ``N``."""
+    out = estimate(vocab_size)
+    out["formula"] = FORMULA
+    out["constant"] = SU_CONSTANT
+    out["constant_exact"] = round(EXACT_CONSTANT, 4)
+    if dim is not None:
+        out["dim"] = dim
+        out["above_estimate"] = dim > SU_CONSTANT * math.log(out["vocab_size"])
+    if with_table:
+        out["table"] = table(list(TABLE_SIZES) + [out["vocab_size"]])
+    out["source"] = "Su Jianlin, 最小熵原理（六）：词向量的维度应该怎么选择？ (kexue.fm, 2020)"
+    return out

@@ -1,0 +1,484 @@
+"""tokenize-sample: exact Viterbi sampling (FFBS) against brute-force enumeration of the lattice,
+the biased su2023 rule, parity with jieba.cut(HMM=False) and SentencePiece, and the CLI."""
+
+from __future__ import annotations
+
+import base64
+import itertools
+import json
+import math
+import os
+import random
+from collections import Counter
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nlptool.cli import app
+from nlptool.unigram import Lattice, UnigramModel, load_model, piece_to_str
+
+DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PKU = DATA / "sighan2005" / "pku_test.utf8"
+TOK = DATA / "tokenizers"
+SP_MODELS = ["botchan_en_unigram_1000.model", "kyoto_ja_unigram_8000.model"]
+
+# SentencePiece's unigram_model_test.cc SampleTest lattice
+ABC_SCORES = {"A": 1.0, "B": 1.2, "C": 1.5, "AB": 1.6, "BC": 1.7, "ABC": 1.8}
+ALPHAS = [0.0, 0.01, 0.5, 0.7, 1.0]
+
+
+def plain_model(scores: dict, **kw) -> UnigramModel:
+    return UnigramModel(dict(scores), kind="plain", unk_logp=-100.0, unk_rule="if_empty", cache_size=0, **kw)
+
+
+def brute_force(scores: dict, text: str, alpha: float) -> dict:
+    """{tuple(tokens): exp(alpha*score)/Z} by enumerating every split of text into known pieces."""
+    n = len(text)
+    out = {}
+    for cuts in itertools.product([0, 1], repeat=n - 1):
+        bounds = [0] + [i + 1 for i, c in enumerate(cuts) if c] + [n]
+        toks = tuple(text[a:b] for a, b in zip(bounds, bounds[1:]))
+        if all(t in scores for t in toks):
+            out[toks] = alpha * sum(scores[t] for t in toks)
+    m = max(out.values())
+    z = sum(math.exp(v - m) for v in out.values())
+    return {k: math.exp(v - m) / z for k, v in out.items()}
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_abc_exact_fast_path(alpha):
+    model = plain_model(ABC_SCORES)
+    target = brute_force(ABC_SCORES, "ABC", alpha)
+    assert len(target) == 4
+    draws = model.sample("ABC", alpha, num_samples=100_000, rng=random.Random(1))
+    freq = Counter(tuple(s.tokens) for s in draws)
+    assert set(freq) == set(target)  # support matches
+    for seg, p in target.items():
+        assert abs(freq[seg] / 100_000 - p) < 0.01, (alpha, seg, freq[seg] / 100_000, p)
+    # logp is the unigram score of the returned segmentation
+    for s in draws[:50]:
+        assert s.logp == pytest.approx(sum(ABC_SCORES[t] for t in s.tokens))
+
+
+@pytest.mark.parametrize("alpha", ALPHAS)
+def test_abc_exact_log_domain_reference(alpha):
+    lat = Lattice.from_scores("ABC", ABC_SCORES)
+    target = brute_force(ABC_SCORES, "ABC", alpha)
+    assert math.exp(lat.log_beta(alpha)[0]) == pytest.approx(
+        sum(math.exp(alpha * sum(ABC_SCORES[t] for t in seg)) for seg in target))
+    paths = lat.sample(alpha, random.Random(2), num_samples=100_000)
+    freq = Counter(tuple("ABC"[i:j] for i, j in p) for p in paths)
+    assert set(freq) == set(target)
+    for seg, p in target.items():
+        assert abs(freq[seg] / 100_000 - p) < 0.01
+
+
+def _random_lattice(rs: random.Random):
+    alphabet = "abc"
+    n = rs.randint(5, 8)
+    text = "".join(rs.choice(alphabet) for _ in range(n))
+    scores = {ch: rs.uniform(-4, 0) for ch in alphabet}  # every single char: the lattice is complete
+    for _ in range(rs.randint(3, 12)):
+        i = rs.randrange(n)
+        j = rs.randint(i + 2, min(n, i + 5)) if i + 2 <= n else n
+        if j - i >= 2:
+            scores[text[i:j]] = rs.uniform(-6, 0)
+    return text, scores
+
+
+def test_chi_square_random_lattices():
+    from scipy.stats import chisquare
+
+    rs = random.Random(12345)
+    pvals = []
+    for trial in range(12):
+        text, scores = _random_lattice(rs)
+        alpha = rs.choice([0.0, 0.1, 0.5, 1.0, 2.0])
+        target = brute_force(scores, text, alpha)
+        model = plain_model(scores)
+        n_draws = 20_000
+        draws = model.sample(text, alpha, num_samples=n_draws, rng=random.Random(trial))
+        freq = Counter(tuple(s.tokens) for s in draws)
+        assert set(freq) <= set(target)
+        segs = sorted(target, key=target.get, reverse=True)
+        # pool the rare segmentations into one bin so that every expected count is >= 5
+        obs, exp, rest_o, rest_e = [], [], 0, 0.0
+        for s in segs:
+            e = target[s] * n_draws
+            if e >= 5:
+                obs.append(freq[s])
+                exp.append(e)
+            else:
+                rest_o += freq[s]
+                rest_e += e
+        if rest_e > 0:
+            obs.append(rest_o)
+            exp.append(rest_e)
+        if len(obs) < 2:
+            continue
+        pvals.append(chisquare(obs, exp).pvalue)
+    assert len(pvals) >= 8
+    assert min(pvals) > 1e-4, pvals  # a wrong sampler gives p ~ 0 on at least one lattice
+
+
+def test_log_domain_fallback_when_linear_sums_overflow():
+    # 200 characters, alpha = 50: the linear-domain sums leave [1e-280, 1e280]
+    scores = {"a": -3.0, "aa": -4.0}
+    model = plain_model(scores)
+    text = "a" * 200
+    assert model._filter(text, 50.0) is None
+    draws = model.sample(text, 50.0, num_samples=200, rng=random.Random(0))
+    assert all("".join(s.tokens) == text for s in draws)
+    # the best path (100 x "aa", logp -400) has probability ~1 at alpha = 50
+    assert Counter(len(s.tokens) for s in draws).most_common(1)[0][0] == 100
+    # and the fallback samples exactly on a short block too
+    short = "aaaa"
+    target = brute_force(scores, short, 0.7)
+    lat = model.lattice(short)
+    freq = Counter(tuple(short[i:j] for i, j in p) for p in lat.sample(0.7, random.Random(3), 50_000))
+    for seg, p in target.items():
+        assert abs(freq[seg] / 50_000 - p) < 0.01
+
+
+def su2023_exact(lat: Lattice, alpha: float) -> dict:
+    """The distribution of the su2023 rule, by enumerating every accept/reject outcome."""
+    by_end = [[] for _ in range(lat.n + 1)]
+    for i in range(lat.n):
+        for j, s in lat.edges[i]:
+            by_end[j].append((i, s))
+    steps = [(e, i, s) for e in range(1, lat.n + 1) for i, s in sorted(by_end[e])]
+    dist: dict = Counter()
+
+    def rec(k, score, route, prob):
+        if k == len(steps):
+            path, e = [], lat.n
+            while e > 0:
+                path.append((route[e], e))
+                e = route[e]
+            dist[tuple(reversed(path))] += prob
+            return
+        e, i, s = steps[k]
+        new = score[i] + s
+        if score[e] is None:
+            acc = 1.0
+        else:
+            acc = 1.0 / (1.0 + math.exp(-alpha * (new - score[e])))
+        if acc > 0:
+            sc, ro = list(score), list(route)
+            sc[e], ro[e] = new, i
+            rec(k + 1, sc, ro, prob * acc)
+        if acc < 1:
+            rec(k + 1, score, route, prob * (1 - acc))
+
+    rec(0, [0.0] + [None] * lat.n, [0] * (lat.n + 1), 1.0)
+    return dict(dist)
+
+
+@pytest.mark.parametrize("alpha", [0.5, 0.7, 1.0])
+def test_su2023_is_biased(alpha):
+    """On the ABC lattice the su2023 rule misses exp(alpha*score)/Z by up to 0.047 (alpha = 1: A|BC
+    0.225 instead of 0.178); at alpha = 0 it happens to be uniform on this lattice."""
+    lat = Lattice.from_scores("ABC", ABC_SCORES)
+    target = {tuple((i, j) for i, j in p): v for p, v in
+              ((tuple(_spans(seg)), v) for seg, v in brute_force(ABC_SCORES, "ABC", alpha).items())}
+    su = su2023_exact(lat, alpha)
+    assert sum(su.values()) == pytest.approx(1.0)
+    tv = 0.5 * sum(abs(su.get(p, 0.0) - target.get(p, 0.0)) for p in set(su) | set(target))
+    assert tv > 0.04, tv  # the known bias: far from P^alpha / Z
+    # the implementation follows the rule it documents
+    model = plain_model(ABC_SCORES)
+    draws = model.sample("ABC", alpha, num_samples=50_000, rng=random.Random(7), method="su2023")
+    freq = Counter(tuple(_spans(s.tokens)) for s in draws)
+    for p, v in su.items():
+        assert abs(freq[p] / 50_000 - v) < 0.01
+    # an observer with 50,000 draws sees the bias: the 0.01 exactness criterion fails
+    assert max(abs(freq[p] / 50_000 - v) for p, v in target.items()) > 0.02
+    # while ffbs on the same lattice is exact
+    assert model.sample("ABC", alpha, num_samples=1, rng=random.Random(0))[0].tokens
+
+
+def _spans(tokens):
+    out, i = [], 0
+    for t in tokens:
+        out.append((i, i + len(t)))
+        i += len(t)
+    return out
+
+
+def test_alpha_zero_is_uniform_over_segmentations():
+    model = plain_model({"a": -1.0, "aa": -9.0, "aaa": -3.0})
+    target = brute_force(model.logp, "aaaaa", 0.0)
+    assert len(set(target.values())) == 1 and len(target) == 13  # tribonacci
+    freq = Counter(tuple(s.tokens) for s in model.sample("aaaaa", 0, num_samples=65_000, rng=random.Random(5)))
+    assert set(freq) == set(target)
+    assert max(abs(c / 65_000 - 1 / 13) for c in freq.values()) < 0.01
+
+
+# ---------------------------------------------------------------------------------------------
+# jieba dictionary
+# ---------------------------------------------------------------------------------------------
+
+SENTENCES = [
+    "我爱北京天安门",
+    "结婚的和尚未结婚的",
+    "他来到了网易杭研大厦，hello world 2024年AT&T的股价上涨了3.5%。",
+    "  空格\t和\r\n换行 以及 emoji 😀 与 ｆｕｌｌ ｗｉｄｔｈ",
+    "小明硕士毕业于中国科学院计算所，后在日本京都大学深造",
+    "",
+    "abc123def",
+    "C++和c#是编程语言, e-mail: a.b_c@x.com",
+]
+
+
+@pytest.fixture(scope="module")
+def jieba_model():
+    return load_model()
+
+
+@pytest.fixture(scope="module")
+def jieba_tok():
+    import logging
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    return jieba
+
+
+def test_jieba_parity_small(jieba_model, jieba_tok):
+    for s in SENTENCES:
+        assert jieba_model.decode(s).tokens == list(jieba_tok.cut(s, HMM=False)), s
+
+
+def test_jieba_parity_custom_dict(tmp_path, jieba_tok):
+    d = tmp_path / "dict.txt"
+    d.write_text("北京 100 ns\n天安门 50\n天安 60\n门 10\n我 200 r\n爱 150\n北 5\n京 5\nab 3\n北京天 0\n", encoding="utf-8")
+    tok = jieba_tok.Tokenizer(dictionary=str(d))
+    model = load_model(str(d))
+    for s in ["我爱北京天安门", "北京天天安门ab abc", "爱我中华"] + SENTENCES:
+        assert model.decode(s).tokens == list(tok.cut(s, HMM=False)), s
+
+
+def test_jieba_decode_is_best_path_and_sampling_exact(jieba_model):
+    text = "结婚的和尚未结婚的"
+    (blk, lat_flag), = jieba_model.blocks(text)
+    lat = jieba_model.lattice(blk)
+    paths = list(lat.paths())
+    best = max(paths, key=lat.path_score)
+    seg = jieba_model.decode(text)
+    assert seg.tokens == [blk[i:j] for i, j in best]
+    assert seg.logp == pytest.approx(lat.path_score(best))
+    # fast sampler on the real dictionary vs enumeration of the same lattice
+    alpha = 0.3
+    scores = [alpha * lat.path_score(p) for p in paths]
+    m = max(scores)
+    z = sum(math.exp(s - m) for s in scores)
+    target = {tuple(blk[i:j] for i, j in p): math.exp(s - m) / z for p, s in zip(paths, scores)}
+    n = 60_000
+    freq = Counter(tuple(s.tokens) for s in jieba_model.sample(text, alpha, num_samples=n, rng=random.Random(11)))
+    assert set(freq) <= set(target)
+    for seg_, p in target.items():
+        assert abs(freq[seg_] / n - p) < 0.01
+
+
+def test_tokens_concatenate_back(jieba_model):
+    rs = random.Random(0)
+    chars = "我爱北京天安门的和尚未结婚abcXYZ019 \t.,，。%#&+-_😀ｆ\u3000"
+    texts = SENTENCES + ["".join(rs.choice(chars) for _ in range(rs.randint(0, 40))) for _ in range(200)]
+    for t in texts:
+        for a in (0.0, 0.1, 1.0, math.inf):
+            for s in jieba_model.sample(t, a, num_samples=2, rng=rs):
+                assert "".join(s.tokens) == t
+        assert "".join(jieba_model.sample(t, 0.5, rng=rs, method="su2023")[0].tokens) == t
+
+
+def test_alpha_inf_and_seed(jieba_model):
+    t = "他来到了网易杭研大厦"
+    assert jieba_model.sample(t, math.inf)[0].tokens == jieba_model.decode(t).tokens
+    a = [s.tokens for s in jieba_model.sample(t, 0.1, num_samples=5, rng=random.Random(42))]
+    b = [s.tokens for s in jieba_model.sample(t, 0.1, num_samples=5, rng=random.Random(42))]
+    assert a == b
+
+
+def test_jieba_parity_pku(jieba_model, jieba_tok):
+    if not PKU.exists():
+        pytest.skip(f"{PKU} is missing (../shared/data not available)")
+    lines = PKU.read_text(encoding="utf-8").splitlines()
+    assert len(lines) > 1900
+    bad = [ln for ln in lines if jieba_model.decode(ln).tokens != list(jieba_tok.cut(ln, HMM=False))]
+    assert bad == []
+    rs = random.Random(0)
+    for ln in lines[:300]:
+        assert "".join(jieba_model.sample(ln, 0.1, rng=rs)[0].tokens) == ln
+
+
+# ---------------------------------------------------------------------------------------------
+# SentencePiece and BytePiece models
+# ---------------------------------------------------------------------------------------------
+
+
+def _sp_path(name):
+    p = TOK / name
+    if not p.exists():
+        pytest.skip(f"{p} is missing (../shared/data not available)")
+    return p
+
+
+def _texts():
+    en = DATA / "ud" / "en_ewt-ud-dev.conllu"
+    out = ["Hello world.", "  leading and   repeated  spaces ", "ＦＵＬＬ width ｔｅｘｔ", "naïve café ¿qué?",
+           "日本語の文章です。", "unk ☃ chars ☃☃ merged", ""]
+    if en.exists():
+        out += [ln[9:] for ln in en.read_text(encoding="utf-8").splitlines() if ln.startswith("# text = ")]
+    if PKU.exists():
+        out += PKU.read_text(encoding="utf-8").splitlines()[:500]
+    return out
+
+
+@pytest.mark.parametrize("name", SP_MODELS)
+def test_sentencepiece_parity(name):
+    path = _sp_path(name)
+    model = load_model(sp_model=str(path))
+    sp = model.sp
+    texts = _texts()
+    for t in texts:
+        assert model.decode(t).tokens == sp.encode(t, out_type=str), t
+    rs = random.Random(1)
+    for t in texts[:300]:
+        assert "".join(model.sample(t, 0.5, rng=rs)[0].tokens) == sp.normalize(t) == model.normalize(t)
+
+
+@pytest.mark.parametrize("name", SP_MODELS)
+def test_sentencepiece_sampler_same_distribution(name):
+    """Our FFBS and sentencepiece's own sampler (nbest_size=-1) draw from the same distribution."""
+    import sentencepiece as spm
+    from scipy.stats import chi2_contingency
+
+    path = _sp_path(name)
+    model = load_model(sp_model=str(path))
+    text = "the newest kind" if "botchan" in name else "京都大学の研究"
+    spm.set_random_generator_seed(3)
+    n = 20_000
+    ours = Counter(tuple(s.tokens) for s in model.sample(text, 0.2, num_samples=n, rng=random.Random(3)))
+    theirs = Counter(tuple(model.sp.encode(text, out_type=str, enable_sampling=True, nbest_size=-1, alpha=0.2))
+                     for _ in range(n))
+    common = [k for k in set(ours) | set(theirs) if ours[k] + theirs[k] >= 40]
+    rest_o = n - sum(ours[k] for k in common)
+    rest_t = n - sum(theirs[k] for k in common)
+    table = [[ours[k] for k in common] + [rest_o], [theirs[k] for k in common] + [rest_t]]
+    assert len(common) >= 3
+    assert chi2_contingency(table).pvalue > 1e-4
+
+
+def _tiny_bytepiece(tmp_path) -> Path:
+    pieces = {bytes([b]): 1 for b in range(256)}
+    for w, c in [("北京", 50), ("天安门", 30), ("我", 40), ("爱", 40), ("北", 5), ("京", 5), ("天安", 9)]:
+        pieces[w.encode()] = c
+    obj = {base64.b64encode(p).decode(): [i + 3, p.decode("latin-1"), c] for i, (p, c) in enumerate(pieces.items())}
+    f = tmp_path / "tiny.bytepiece.json"
+    f.write_text(json.dumps(obj), encoding="utf-8")
+    return f
+
+
+def test_bytepiece_tiny(tmp_path):
+    model = load_model(bytepiece_model=str(_tiny_bytepiece(tmp_path)))
+    seg = model.decode("我爱北京天安门")
+    assert [t.decode() for t in seg.tokens] == ["我", "爱", "北京", "天安门"]
+    rs = random.Random(0)
+    for s in model.sample("我爱北京天安门\n第二行", 0.0, num_samples=50, rng=rs):
+        assert b"".join(s.tokens) == "我爱北京天安门\n第二行".encode()
+    assert piece_to_str(b"\xe5\x8c\x97\xe4") == "北<0xE4>"
+
+
+def test_bytepiece_real_model():
+    path = TOK / "bytepiece.zh.id.eu.40k.model"
+    if not path.exists():
+        pytest.skip(f"{path} is missing (../shared/data not available)")
+    model = load_model(bytepiece_model=str(path))
+    t = "过去的一年，是我国社会主义改革开放和现代化建设进程中具有标志意义的一年。"
+    rs = random.Random(0)
+    for a in (0.0, 0.1, 1.0, math.inf):
+        for s in model.sample(t, a, num_samples=3, rng=rs):
+            assert b"".join(s.tokens) == t.encode()
+    dec = model.decode(t)
+    assert dec.logp == pytest.approx(sum(model.logp[p] for p in dec.tokens))
+
+
+# ---------------------------------------------------------------------------------------------
+# CLI
+# ---------------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def _run(args, input=None):
+    return runner.invoke(app, ["tokenize-sample", *args], input=input)
+
+
+def test_cli_file_stdin_jsonl_agree(tmp_path):
+    f = tmp_path / "in.txt"
+    f.write_text("我爱北京天安门\n结婚的和尚未结婚的\n", encoding="utf-8")
+    j = tmp_path / "in.jsonl"
+    j.write_text('{"id": 1, "text": "我爱北京天安门"}\n{"id": 2, "text": "结婚的和尚未结婚的"}\n', encoding="utf-8")
+    r1 = _run([str(f), "--seed", "3", "-q"])
+    r2 = _run(["--seed", "3", "-q"], input=f.read_text(encoding="utf-8"))
+    r3 = _run([str(j), "--seed", "3", "-q"])
+    assert r1.exit_code == 0, r1.output
+    o1 = [json.loads(x) for x in r1.stdout.splitlines()]
+    o2 = [json.loads(x) for x in r2.stdout.splitlines()]
+    o3 = [json.loads(x) for x in r3.stdout.splitlines()]
+    assert [o["tokens"] for o in o1] == [o["tokens"] for o in o2] == [o["tokens"] for o in o3]
+    assert o3[0]["id"] == 1 and "logp" in o3[0]
+    assert "".join(o1[1]["tokens"]) == "结婚的和尚未结婚的"
+
+
+def test_cli_decode_text_samples_and_errors(tmp_path, jieba_tok):
+    r = _run(["--alpha", "inf", "--format", "text", "-q"], input="我爱北京天安门，hello world\n")
+    assert r.exit_code == 0
+    assert r.stdout == " ".join(jieba_tok.cut("我爱北京天安门，hello world", HMM=False)) + "\n"
+    r = _run(["-k", "4", "--seed", "1", "-q"], input='{"text": "结婚的和尚未结婚的"}\n{"text": 5}\n')
+    lines = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(lines[0]["samples"]) == 4 and len(lines[0]["logp"]) == 4
+    assert "error" in lines[1] and lines[1]["line"] == 2
+    r = _run(["-k", "2", "--format", "text", "-q"], input="我爱北京\n")
+    assert r.stdout.count("\t") == 1
+    r = _run(["--method", "su2023", "--seed", "0"], input="我爱北京\n")
+    assert r.exit_code == 0 and "biased" in r.stderr
+    for bad in (["--alpha", "-1"], ["--alpha", "abc"], ["--format", "xml"], ["--method", "x"], ["-k", "0"],
+                ["--dict", "a", "--sp-model", "b"]):
+        r = _run([*bad, "-q"], input="我\n")
+        assert r.exit_code == 2, (bad, r.output)
+    r = _run(["--dict", str(tmp_path / "missing.txt"), "-q"], input="我\n")
+    assert r.exit_code == 1 and "no such dictionary" in r.stderr
+
+
+def test_cli_bytepiece(tmp_path):
+    f = _tiny_bytepiece(tmp_path)
+    r = _run(["--bytepiece-model", str(f), "--alpha", "inf", "-q"], input="我爱北京天安门\n")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["tokens"] == ["我", "爱", "北京", "天安门"]
+
+
+@pytest.mark.parametrize("name", SP_MODELS[:1])
+def test_cli_sp_model(name):
+    path = _sp_path(name)
+    r = _run(["--sp-model", str(path), "--alpha", "inf", "-q"], input="Hello world.\n")
+    assert r.exit_code == 0, r.output
+    import sentencepiece as spm
+
+    assert json.loads(r.stdout)["tokens"] == spm.SentencePieceProcessor(model_file=str(path)).encode(
+        "Hello world.", out_type=str)
+
+
+def test_cli_modules_import_no_library_code():
+    """`nlptool --help` stays fast: the command modules import the library (and jieba,
+    sentencepiece) only when the command runs."""
+    import subprocess
+    import sys
+
+    code = ("import sys, nlptool.cli.tokenize_sample, nlptool.cli.wordvec_dim; "
+            "print([m for m in ('nlptool.unigram', 'nlptool.wordvec_dim', 'sentencepiece') if m in sys.modules])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert out.stdout.strip() == "[]", out.stdout

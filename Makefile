@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench-segment bench-parse clean
+.PHONY: install demo test bench-segment bench-parse bench-tokenize-sample clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,9 @@ bench-segment: $(STAMP)
 
 bench-parse: $(STAMP)
 	$(BIN)/python benchmarks/bench_parse.py
+
+bench-tokenize-sample: $(STAMP)
+	$(BIN)/python benchmarks/bench_tokenize_sample.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -52,10 +52,9 @@ INF = float("inf")
 
 # jieba 0.42.1 pre-split (jieba/__init__.py: re_han_default, re_skip_default, re_eng): blocks of
 # these characters go through the lattice, everything else is split on whitespace and then into
-# single characters; in a Han block consecutive single ASCII letters/digits are glued together.
+# single characters; in a Han block consecutive single ASCII letters/digits (re_eng) are glued.
 _JIEBA_RE_HAN = re.compile("([\u4E00-\u9FD5a-zA-Z0-9+#&\\._%\\-]+)", re.U)
 _JIEBA_RE_SKIP = re.compile("(\r\n|\\s)", re.U)
-_JIEBA_RE_ENG = re.compile("[a-zA-Z0-9]", re.U)
 # BytePiece's normalize(): NFC, then lines (with their trailing newlines) are tokenized separately.
 _BYTEPIECE_RE_LINES = re.compile(".*\n+|.+")
 
@@ -528,7 +527,8 @@ class UnigramModel:
             if not in_lattice:
                 tokens.extend(toks)
                 continue
-            logp += math.fsum(self._piece_logp(t) for t in toks)
+            lp, unk = self.logp.get, self.unk_logp
+            logp += sum([lp(t, unk) for t in toks])
             if self.kind == "jieba":
                 tokens.extend(_jieba_merge_eng(toks))
             elif self.kind == "sentencepiece":
@@ -600,13 +600,16 @@ class UnigramModel:
         return out
 
 
+_ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+
+
 def _jieba_merge_eng(toks: list) -> list:
     """jieba's ``__cut_DAG_NO_HMM`` output rule: consecutive one-character ASCII letters/digits
-    are glued into one token."""
+    (``re_eng``) are glued into one token."""
     out: list = []
     buf = ""
     for w in toks:
-        if len(w) == 1 and _JIEBA_RE_ENG.match(w):
+        if w in _ASCII_ALNUM:
             buf += w
         else:
             if buf:

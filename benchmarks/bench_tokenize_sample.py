@@ -1,0 +1,119 @@
+"""Speed of `nlptool tokenize-sample`: chars/s of exact sampling (alpha = 0.1) and of decoding,
+against jieba.cut(HMM=False) and sentencepiece's own sampler, in the same run.
+
+Data (skips cleanly when absent): ../shared/data/sighan2005/pku_test.utf8 (1,944 lines of Chinese
+news), ../shared/data/ud/en_ewt-ud-dev.conllu (2,001 English sentences), the tokenizer models in
+../shared/data/tokenizers. Each row is the best of --repeat passes over all lines (the machine may
+be busy); chars are input characters (len(str)). Ours runs with the lattice cache off, so every
+line is filtered from scratch.
+
+    python benchmarks/bench_tokenize_sample.py [--repeat 3] [--alpha 0.1]
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import random
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+DATA = ROOT.parent / "shared" / "data"
+PKU = DATA / "sighan2005" / "pku_test.utf8"
+EN = DATA / "ud" / "en_ewt-ud-dev.conllu"
+TOK = DATA / "tokenizers"
+
+
+def best_rate(fn, lines, repeat):
+    n = sum(len(x) for x in lines)
+    best = float("inf")
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn(lines)
+        best = min(best, time.perf_counter() - t)
+    return n / best
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--alpha", type=float, default=0.1)
+    args = ap.parse_args()
+    if not PKU.exists():
+        print(f"skipped: {PKU} is missing (../shared/data not available)")
+        return 0
+    from nlptool.unigram import load_model
+
+    a, rep = args.alpha, args.repeat
+    zh = PKU.read_text(encoding="utf-8").splitlines()
+    rows = []
+
+    import jieba
+
+    jieba.setLogLevel(logging.WARNING)
+    jieba.initialize()
+    model = load_model(cache_size=0)
+    rng = random.Random(0)
+    model.sample("预热", a, rng=rng)  # builds the per-alpha weight table once (not timed)
+    rows.append(("jieba dict.txt", "pku_test (zh)", "jieba.cut(HMM=False)", "decode",
+                 best_rate(lambda L: [list(jieba.cut(x, HMM=False)) for x in L], zh, rep)))
+    rows.append(("jieba dict.txt", "pku_test (zh)", "nlptool", "decode (alpha=inf)",
+                 best_rate(lambda L: [model.decode(x) for x in L], zh, rep)))
+    rows.append(("jieba dict.txt", "pku_test (zh)", "nlptool", f"sample (alpha={a:g})",
+                 best_rate(lambda L: [model.sample(x, a, rng=rng) for x in L], zh, rep)))
+    rows.append(("jieba dict.txt", "pku_test (zh)", "nlptool", f"sample (alpha={a:g}), K=10 per line",
+                 10 * best_rate(lambda L: [model.sample(x, a, rng=rng, num_samples=10) for x in L], zh, rep)))
+
+    en = [ln[9:] for ln in EN.read_text(encoding="utf-8").splitlines() if ln.startswith("# text = ")] \
+        if EN.exists() else []
+    for name, texts, label in [("botchan_en_unigram_1000.model", en, "ud en_ewt dev (en)"),
+                               ("kyoto_ja_unigram_8000.model", zh, "pku_test (zh)")]:
+        path = TOK / name
+        if not path.exists() or not texts:
+            print(f"skipped {name}: {path if not path.exists() else EN} is missing")
+            continue
+        import sentencepiece as spm
+
+        m = load_model(sp_model=str(path), cache_size=0)
+        sp = m.sp
+        spm.set_random_generator_seed(0)
+        m.sample("warm up", a, rng=rng)
+        rows.append((name, label, "sentencepiece", "encode (decode)",
+                     best_rate(lambda L: [sp.encode(x, out_type=str) for x in L], texts, rep)))
+        rows.append((name, label, "sentencepiece", f"sample (nbest=-1, alpha={a:g})",
+                     best_rate(lambda L: [sp.encode(x, out_type=str, enable_sampling=True, nbest_size=-1, alpha=a)
+                                          for x in L], texts, rep)))
+        rows.append((name, label, "nlptool", "decode (alpha=inf)", best_rate(lambda L: [m.decode(x) for x in L], texts, rep)))
+        rows.append((name, label, "nlptool", f"sample (alpha={a:g})",
+                     best_rate(lambda L: [m.sample(x, a, rng=rng) for x in L], texts, rep)))
+
+    bp = TOK / "bytepiece.zh.id.eu.40k.model"
+    if bp.exists():
+        m = load_model(bytepiece_model=str(bp), cache_size=0)
+        m.sample("预热", a, rng=rng)
+        rows.append((bp.name, "pku_test (zh)", "nlptool", "decode (alpha=inf)",
+                     best_rate(lambda L: [m.decode(x) for x in L], zh, rep)))
+        rows.append((bp.name, "pku_test (zh)", "nlptool", f"sample (alpha={a:g})",
+                     best_rate(lambda L: [m.sample(x, a, rng=rng) for x in L], zh, rep)))
+    else:
+        print(f"skipped BytePiece: {bp} is missing")
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# tokenize-sample speed (best of {rep}; {os.cpu_count()} CPUs, load average {load:.1f}; "
+          f"Python {sys.version.split()[0]})\n")
+    print("| model | text | implementation | task | chars/s |")
+    print("|---|---|---|---|---:|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]} | {r[4]:,.0f} |")
+    jc = rows[0][4]
+    print(f"\nnlptool sampling (alpha={a:g}) / jieba.cut(HMM=False): {rows[2][4] / jc:.2f}x; "
+          f"decoding / jieba: {rows[1][4] / jc:.2f}x")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

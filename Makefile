@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench-segment bench-parse bench-tokenize-sample clean
+.PHONY: install demo test bench-segment bench-parse bench-tokenize-sample bench-split-valid clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ bench-parse: $(STAMP)
 
 bench-tokenize-sample: $(STAMP)
 	$(BIN)/python benchmarks/bench_tokenize_sample.py
+
+bench-split-valid: $(STAMP)
+	$(BIN)/python benchmarks/bench_split_valid.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -834,6 +834,9 @@ def load_model(dict_path: str | None = None, sp_model: str | None = None, bytepi
                **kw) -> UnigramModel:
     """One of: ``--dict`` (jieba format; default jieba's own ``dict.txt``), ``--sp-model``, ``--bytepiece-model``.
 
+    The last few models loaded are kept for the process (keyed by path, size and mtime), so a
+    second call with the same file returns the same object.
+
     Raises:
         UsageError: more than one source given.
         ModelError: the file cannot be read as that kind of model.
@@ -841,8 +844,23 @@ def load_model(dict_path: str | None = None, sp_model: str | None = None, bytepi
     given = [x for x in (dict_path, sp_model, bytepiece_model) if x]
     if len(given) > 1:
         raise UsageError("give at most one of --dict, --sp-model, --bytepiece-model")
-    if sp_model:
-        return load_sentencepiece(sp_model, **kw)
-    if bytepiece_model:
-        return load_bytepiece(bytepiece_model, **kw)
-    return load_jieba_dict(dict_path, **kw)
+    kind, loader = ("sp", load_sentencepiece) if sp_model else ("bp", load_bytepiece) if bytepiece_model \
+        else ("jieba", load_jieba_dict)
+    path = os.path.abspath(given[0] if given else jieba_dict_path())
+    try:
+        st = os.stat(path)
+        key = (kind, path, st.st_size, st.st_mtime_ns, tuple(sorted(kw.items())))
+    except OSError:
+        key = None
+    if key is not None and key in _LOADED:
+        return _LOADED[key]
+    model = loader(path, **kw)
+    if key is not None:
+        if len(_LOADED) >= 4:
+            _LOADED.pop(next(iter(_LOADED)))
+        _LOADED[key] = model
+    return model
+
+
+#: models loaded in this process, by (kind, path, size, mtime, options): a second load is free
+_LOADED: dict = {}

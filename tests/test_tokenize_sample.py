@@ -332,7 +332,7 @@ def _texts():
     if en.exists():
         out += [ln[9:] for ln in en.read_text(encoding="utf-8").splitlines() if ln.startswith("# text = ")]
     if PKU.exists():
-        out += PKU.read_text(encoding="utf-8").splitlines()[:500]
+        out += PKU.read_text(encoding="utf-8").splitlines()
     return out
 
 

@@ -17,7 +17,7 @@ app = typer.Typer(
 train_app = typer.Typer(no_args_is_help=True, help="Train models used by the other commands.")
 app.add_typer(train_app, name="train")
 
-# from . import segment as _segment  # noqa: E402,F401
+from . import segment as _segment  # noqa: E402,F401
 from . import train as _train  # noqa: E402,F401
 from . import split_valid as _split_valid  # noqa: E402,F401
 from . import tokenize_sample as _tokenize_sample  # noqa: E402,F401

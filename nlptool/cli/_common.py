@@ -87,3 +87,25 @@ def report_device(loaded, quiet: bool) -> None:
 
 def optional_str(value: Optional[str]) -> Optional[str]:
     return value if value not in (None, "") else None
+
+
+def quiet_libraries() -> None:
+    """Silence transformers' own progress bars and load reports (they would go to stderr and
+    drown our one-line messages). Called by the CLI only: the library never configures logging."""
+    import os
+
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+
+
+def load_for_cli(model: str, kind: str, device: str, quiet: bool):
+    """The one model-loading path of every command: quiet libraries, load, report the device."""
+    quiet_libraries()
+    from ..models import load_model
+
+    loaded = load_model(model, kind=kind, device=device)
+    report_device(loaded, quiet)
+    return loaded

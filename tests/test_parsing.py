@@ -1,0 +1,121 @@
+"""MART and Eisner: hand-worked examples and brute force over all trees for n <= 6."""
+
+from __future__ import annotations
+
+import itertools
+
+import numpy as np
+import pytest
+
+from nlptool.parsing import eisner, mart, mart_split_scores, tree_score, tree_to_brackets
+
+
+def _is_projective_tree(heads):
+    n = len(heads)
+    if sum(1 for h in heads if h == 0) != 1:
+        return False
+    for d in range(n):  # acyclic: following heads reaches the root
+        seen, x = set(), d + 1
+        while x != 0:
+            if x in seen:
+                return False
+            seen.add(x)
+            x = heads[x - 1]
+    for d, h in enumerate(heads, start=1):  # projective: no crossing arcs
+        if h == 0:
+            continue
+        a, b = sorted((d, h))
+        for d2, h2 in enumerate(heads, start=1):
+            if h2 == 0:
+                # root arc spans from 0: crossing if an arc covers the root word from outside
+                if a < d2 < b:
+                    return False
+                continue
+            c, e = sorted((d2, h2))
+            if a < c < b < e or c < a < e < b:
+                return False
+    return True
+
+
+def _brute_best(scores, root):
+    n = len(root)
+    best = -np.inf
+    for heads in itertools.product(range(n + 1), repeat=n):
+        if any(h == d + 1 for d, h in enumerate(heads)):
+            continue
+        if not _is_projective_tree(heads):
+            continue
+        best = max(best, tree_score(list(heads), scores, root))
+    return best
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+def test_eisner_matches_brute_force(n):
+    rng = np.random.default_rng(n)
+    for _ in range(4 if n < 6 else 2):
+        scores = rng.normal(size=(n, n))
+        root = rng.normal(size=n)
+        heads, total = eisner(scores, root)
+        assert _is_projective_tree(heads)
+        assert total == pytest.approx(tree_score(heads, scores, root))
+        assert total == pytest.approx(_brute_best(scores, root))
+
+
+def test_eisner_hand_worked():
+    # "She saw stars": saw is the root, She <- saw -> stars
+    scores = np.full((3, 3), -5.0)
+    scores[1, 0] = 2.0
+    scores[1, 2] = 3.0
+    root = np.array([0.0, 4.0, 0.0])
+    heads, total = eisner(scores, root)
+    assert heads == [2, 0, 2]
+    assert total == pytest.approx(9.0)
+
+
+def _all_binary_trees(lo, hi):
+    if hi - lo == 1:
+        yield lo
+        return
+    for k in range(lo + 1, hi):
+        for a in _all_binary_trees(lo, k):
+            for b in _all_binary_trees(k, hi):
+                yield (a, b)
+
+
+def _leaves(t):
+    return [t] if isinstance(t, int) else _leaves(t[0]) + _leaves(t[1])
+
+
+def _greedy_consistent(t, F):
+    """Every inner node splits at the argmax of the MART split score of its span."""
+    if isinstance(t, int):
+        return True
+    span = _leaves(t)
+    lo = span[0]
+    k = len(_leaves(t[0]))
+    sub = F[lo : lo + len(span), lo : lo + len(span)]
+    if len(span) > 2:
+        scores = mart_split_scores(sub)
+        if int(np.argmax(scores)) + 1 != k:
+            return False
+    return _greedy_consistent(t[0], F) and _greedy_consistent(t[1], F)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5, 6])
+def test_mart_matches_brute_force_over_all_trees(n):
+    rng = np.random.default_rng(10 + n)
+    F = rng.random((n, n))
+    np.fill_diagonal(F, 0)
+    consistent = [t for t in _all_binary_trees(0, n) if _greedy_consistent(t, F)]
+    assert len(consistent) == 1
+    assert mart(F) == consistent[0]
+
+
+def test_mart_hand_worked():
+    # words 0,1 bind strongly, words 2,3 bind strongly: ((0 1) (2 3))
+    F = np.array(
+        [[0, 9, 1, 1], [9, 0, 1, 1], [1, 1, 0, 9], [1, 1, 9, 0]], dtype=float
+    )
+    # split k=2: means 4.5 + 4.5 - 1 - 1 = 7; k=1: 0 + (18+4)/9... smaller
+    assert mart(F) == ((0, 1), (2, 3))
+    assert tree_to_brackets(mart(F), ["计算机", "的", "鼠标", "(x)"]) == "((计算机 的) (鼠标 -LRB-x-RRB-))"

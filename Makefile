@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench-segment bench-parse bench-tokenize-sample bench-split-valid clean
+.PHONY: install demo test bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ bench-tokenize-sample: $(STAMP)
 
 bench-split-valid: $(STAMP)
 	$(BIN)/python benchmarks/bench_split_valid.py
+
+bench-similarity: $(STAMP)
+	$(BIN)/python benchmarks/bench_similarity.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

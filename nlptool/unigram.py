@@ -253,8 +253,10 @@ class UnigramModel:
     The per-alpha edge weights are ``exp(alpha * (log p(w) + c * len(w)))``; the constant
     ``c`` (nats per character of a typical piece) multiplies every full path by the same
     ``exp(alpha * c * n)``, so the sampling distribution is unchanged while the linear-domain
-    sums stay far from under/overflow. A block whose sums still leave ``[1e-280, 1e280]`` is
-    redone in the log domain (:class:`Lattice`).
+    sums stay far from under/overflow. A block whose sums still leave ``[1e-280, 1e280]``, and
+    every block when ``alpha`` is so large that a weight would leave ``exp([-700, 700])`` (about
+    alpha > 10 for jieba's dictionary), is sampled in the log domain (:class:`Lattice`; exact,
+    slower).
     """
 
     def __init__(self, logp: dict, *, kind: str, unk_logp: float, unk_rule: str, prefixes=(),
@@ -359,21 +361,35 @@ class UnigramModel:
         """The :class:`Lattice` of one block (for tests, the su2023 rule and the log-domain path)."""
         return Lattice(len(blk), self._edges(blk))
 
-    def _weights_for(self, alpha: float) -> tuple:
-        got = self._weights.get(alpha)
-        if got is None:
-            c = self.nats_per_char
+    def _weights_for(self, alpha: float):
+        """``(weights, unk_weight)`` for ``alpha`` (the last four alphas are kept; ~30 MB each for
+        jieba's dictionary), or ``None`` when
+        some exponent ``alpha * (log p + c * len)`` leaves [-700, 700] (large alpha): a weight would
+        overflow or underflow to 0, so every block then goes through the exact log-domain path."""
+        if alpha in self._weights:
+            return self._weights[alpha]
+        c = self.nats_per_char
+        x = {k: (None if v is None else alpha * (v + c * len(k))) for k, v in self._pfx.items()}
+        unk_x = alpha * (self.unk_logp + c)
+        vals = [v for v in x.values() if v is not None] + [unk_x]
+        if min(vals) < -700 or max(vals) > 700:
+            got = None
+        else:
             exp = math.exp
-            w = {k: (0.0 if v is None else exp(alpha * (v + c * len(k)))) for k, v in self._pfx.items()}
-            got = (w, exp(alpha * (self.unk_logp + c)))
-            self._weights[alpha] = got
+            got = ({k: (0.0 if v is None else exp(v)) for k, v in x.items()}, exp(unk_x))
+        if len(self._weights) >= 4:
+            self._weights.pop(next(iter(self._weights)))
+        self._weights[alpha] = got
         return got
 
     def _filter(self, blk, alpha: float):
         """Backward filtering over one block: ``(ends, probs, beta)`` with ``probs[k][t]`` =
         weight of edge ``k -> ends[k][t]`` times ``beta[ends[k][t]]``; ``None`` when the linear
         sums leave the safe range."""
-        W, unk_w = self._weights_for(alpha)
+        got = self._weights_for(alpha)
+        if got is None:
+            return None
+        W, unk_w = got
         n = len(blk)
         beta = [0.0] * (n + 1)
         beta[n] = 1.0

@@ -482,3 +482,18 @@ def test_cli_modules_import_no_library_code():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert out.stdout.strip() == "[]", out.stdout
+
+
+def test_large_alpha_uses_log_domain_and_stays_exact(jieba_model):
+    # alpha = 200: jieba weights exp(alpha * (log p + c len)) would overflow; the log-domain path
+    # must still give a valid segmentation, which at this alpha is almost surely the best path
+    t = "结婚的和尚未结婚的"
+    assert jieba_model._weights_for(200.0) is None
+    segs = jieba_model.sample(t, 200.0, num_samples=20, rng=random.Random(0))
+    assert all(s.tokens == jieba_model.decode(t).tokens for s in segs)
+    # and at a moderate alpha on a plain lattice the log-domain and linear paths agree in law
+    model = plain_model(ABC_SCORES)
+    target = brute_force(ABC_SCORES, "ABC", 30.0)
+    freq = Counter(tuple(s.tokens) for s in model.sample("ABC", 30.0, num_samples=20_000, rng=random.Random(1)))
+    for seg, p in target.items():
+        assert abs(freq[seg] / 20_000 - p) < 0.01

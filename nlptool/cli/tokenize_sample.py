@@ -17,7 +17,7 @@ def tokenize_sample(
     num_samples: int = typer.Option(1, "--num-samples", "-k", help="Segmentations drawn per text (K > 1 writes \"samples\")."),
     seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (reproducible samples).", show_default=False),
     method: str = typer.Option("ffbs", "--method", help="ffbs (exact) or su2023 (the first, BIASED rule of Su's 2023-09-16 post; for reproducing it only)."),
-    dict_path: Optional[str] = typer.Option(None, "--dict", help="A jieba-format dictionary ('word count [tag]' per line). Default: jieba's dict.txt.", show_default=False),
+    dict_path: Optional[str] = typer.Option(None, "--dict", help="A jieba-format dictionary (one 'word count' per line, an optional tag after). Default: jieba's dict.txt.", show_default=False),
     sp_model: Optional[str] = typer.Option(None, "--sp-model", help="A SentencePiece UNIGRAM .model file.", show_default=False),
     bytepiece_model: Optional[str] = typer.Option(None, "--bytepiece-model", help="A BytePiece JSON model (byte-level).", show_default=False),
     fmt: str = typer.Option("jsonl", "--format", help="jsonl (tokens + logp) or text (tokens separated by spaces; K samples separated by tabs)."),

@@ -1,0 +1,150 @@
+"""CLI and I/O behaviour of `nlptool segment` (file, stdin and JSONL agree; bad input; pipes)."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from nlptool.cli import app
+
+runner = CliRunner()
+TEXTS = ["我们的国家很美丽。", "", "今天天气不错，我们去公园吧"]
+
+
+def _run(args, input=None):
+    return runner.invoke(app, args, input=input)
+
+
+def _jsonl(out: str):
+    return [json.loads(x) for x in out.splitlines() if x.strip()]
+
+
+@pytest.fixture()
+def model_args(tiny_bert_dir):
+    return ["--model", tiny_bert_dir, "--quiet", "--device", "cpu"]
+
+
+def test_file_stdin_and_jsonl_agree(tmp_path, model_args):
+    f = tmp_path / "in.txt"
+    f.write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    a = _run(["segment", str(f), *model_args])
+    b = _run(["segment", "-", *model_args], input="\n".join(TEXTS) + "\n")
+    c = _run(["segment", *model_args], input="\n".join(TEXTS) + "\n")
+    j = tmp_path / "in.jsonl"
+    j.write_text("\n".join(json.dumps({"id": i, "content": t}, ensure_ascii=False) for i, t in enumerate(TEXTS)) + "\n", encoding="utf-8")
+    d = _run(["segment", str(j), "--text-key", "content", *model_args])
+    assert a.exit_code == b.exit_code == c.exit_code == d.exit_code == 0, a.output + d.output
+    ra, rb, rc, rd = map(_jsonl, (a.stdout, b.stdout, c.stdout, d.stdout))
+    assert len(ra) == len(TEXTS)
+    assert [r["words"] for r in ra] == [r["words"] for r in rb] == [r["words"] for r in rc] == [r["words"] for r in rd]
+    assert ra[1]["words"] == []  # empty line: empty result, not an error
+    assert [r["id"] for r in rd] == [0, 1, 2]  # fields pass through
+    assert all("".join(r["words"]) == t for r, t in zip(ra, TEXTS))
+    assert "我们" in a.stdout  # ensure_ascii=False
+
+
+def test_bad_records_yield_error_records_in_order(tmp_path, model_args):
+    f = tmp_path / "bad.jsonl"
+    f.write_bytes(
+        '{"text": "我们"}\n'.encode()
+        + b"{not json\n"
+        + b'{"other": 1}\n'
+        + b'{"text": 5}\n'
+        + b"\xff\xfe bad utf8\n"
+        + '{"text": "国家", "k": [1]}\n'.encode()
+    )
+    r = _run(["segment", str(f), *model_args])
+    assert r.exit_code == 0, r.output
+    out = _jsonl(r.stdout)
+    assert len(out) == 6
+    assert out[0]["words"] and out[5]["words"] and out[5]["k"] == [1]
+    for i, why in [(1, "invalid JSON"), (2, "missing key 'text'"), (3, "expected a string"), (4, "invalid UTF-8")]:
+        assert why in out[i]["error"]
+        assert out[i]["line"] == i + 1
+        assert f"line {i + 1}" in out[i]["error"]
+
+
+def test_strict_stops_with_file_and_line(tmp_path, model_args):
+    f = tmp_path / "bad.jsonl"
+    f.write_text('{"text": "我们"}\n{oops\n', encoding="utf-8")
+    r = _run(["segment", str(f), "--strict", *model_args])
+    assert r.exit_code == 3
+    assert f"{f}:2" in r.stderr and "invalid JSON" in r.stderr
+
+
+def test_text_and_parse_formats(tmp_path, model_args):
+    r = _run(["segment", "--format", "text", *model_args], input="我们的国家\n\n")
+    assert r.exit_code == 0
+    assert r.stdout.splitlines()[1] == ""
+    assert r.stdout.splitlines()[0].replace(" ", "") == "我们的国家"
+    r = _run(["segment", "--parse", "dependency", "--format", "conllu", *model_args], input="我们的国家很美丽。\n")
+    assert r.exit_code == 0, r.output
+    rows = [x.split("\t") for x in r.stdout.splitlines() if x and not x.startswith("#")]
+    assert all(len(x) == 10 for x in rows)
+    assert sum(x[6] == "0" for x in rows) == 1
+    given = json.dumps({"words": ["我们", "的", "国家"], "text": "x"}, ensure_ascii=False)
+    r = _run(["segment", "--parse", "constituency", *model_args], input=given + "\n")
+    out = _jsonl(r.stdout)[0]
+    assert out["words"] == ["我们", "的", "国家"] and out["tree"].count("(") == 2
+
+
+def test_usage_errors(model_args):
+    r = _run(["segment", "--threshold", "abc", *model_args], input="x\n")
+    assert r.exit_code == 2 and "--threshold" in r.stderr
+    r = _run(["segment", "/nonexistent/file.txt", *model_args])
+    assert r.exit_code == 2 and "no such file" in r.stderr
+    r = _run(["segment", "--device", "cuda:7", "--quiet"], input="x\n")
+    assert r.exit_code == 1 and "CUDA" in r.stderr
+    r = _run(["segment", "--model", "./no/such/dir", "--quiet"], input="x\n")
+    assert r.exit_code == 1 and "no such directory" in r.stderr
+
+
+def test_offline_hub_id_is_one_line_error(monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    r = _run(["segment", "--model", "someone/not-cached-model-xyz", "--quiet"], input="x\n")
+    assert r.exit_code == 1
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert len(lines) == 1 and "offline" in lines[0] and "Fix" in lines[0]
+
+
+def _cli(*args, **kw):
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    return subprocess.run([sys.executable, "-m", "nlptool", *args], capture_output=True, env=env, **kw)
+
+
+def test_broken_pipe_is_quiet(tmp_path, tiny_bert_dir):
+    f = tmp_path / "big.txt"
+    f.write_text("我们的国家很美丽\n" * 3000, encoding="utf-8")
+    p = subprocess.Popen(
+        f"{sys.executable} -m nlptool segment {f} --model {tiny_bert_dir} --quiet --chunk-size 50 | head -1",
+        shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+    )
+    out, err = p.communicate(timeout=600)
+    assert len(out.decode().splitlines()) == 1
+    assert b"Traceback" not in err and b"BrokenPipe" not in err
+
+
+def test_tty_stdin_is_a_usage_error(tiny_bert_dir):
+    import pty
+
+    master, slave = pty.openpty()
+    try:
+        r = _cli("segment", "--model", tiny_bert_dir, "--quiet", stdin=slave, timeout=120)
+    finally:
+        os.close(slave)
+        os.close(master)
+    assert r.returncode == 2
+    assert b"no input" in r.stderr
+
+
+def test_help_is_fast_and_torch_free():
+    code = "import sys, nlptool.cli; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.stdout.strip() == "False False", r.stderr
+    r = _cli("segment", "--help")
+    assert r.returncode == 0 and b"--threshold" in r.stdout

@@ -192,6 +192,10 @@ def load_model(
     }
     if kind not in classes:
         raise ValueError(f"kind must be one of {list(classes)}")
+    if fp16 is None:
+        fp16 = dev.type == "cuda"
+    # weights may be stored in fp16 (the built-in model is); compute in fp32 on the CPU
+    kwargs.setdefault("dtype", torch.float16 if fp16 else torch.float32)
     try:
         try:
             net = classes[kind].from_pretrained(path, use_safetensors=None, **common, **kwargs)
@@ -205,10 +209,6 @@ def load_model(
         raise _hub_error(str(model), exc) from None
     except Exception as exc:
         raise ModelError(f"{model}: cannot load the model: {exc}") from None
-    if fp16 is None:
-        fp16 = dev.type == "cuda"
     net = net.to(dev)
-    if fp16:
-        net = net.half()
     net.eval()
     return LoadedModel(name=str(model), path=path, tokenizer=tokenizer, model=net, device=dev)

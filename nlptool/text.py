@@ -21,10 +21,17 @@ def is_cjk_char(ch: str) -> bool:
     )
 
 
+#: Symbols that are used as letters in Chinese text (○ as the digit zero in 二○○一年).
+LETTER_LIKE = frozenset("○〇")
+
+
 def is_punct_or_space(ch: str) -> bool:
-    """True for whitespace, control characters and Unicode punctuation/symbols (P*, S*, Z*, C*)."""
+    """True for whitespace, control characters and Unicode punctuation/symbols (P*, S*, Z*, C*),
+    except the letter-like symbols of :data:`LETTER_LIKE`."""
     if ch.isspace():
         return True
+    if ch in LETTER_LIKE:
+        return False
     cat = unicodedata.category(ch)
     return cat[0] in "PSZC"
 

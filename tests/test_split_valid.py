@@ -129,10 +129,10 @@ def test_out_of_fold_auc_is_chance_on_random_halves_but_in_sample_is_not(pos_rev
     from sklearn.metrics import roc_auc_score
 
     rng = np.random.default_rng(0)
-    idx = rng.permutation(len(pos_reviews))[:2400]
-    a, b = [pos_reviews[i] for i in idx[:1200]], [pos_reviews[i] for i in idx[1200:]]
+    idx = rng.permutation(len(pos_reviews))[:1800]
+    a, b = [pos_reviews[i] for i in idx[:900]], [pos_reviews[i] for i in idx[900:]]
     res = adversarial_validation(a, b, folds=5, n_boot=200, seed=0)
-    assert abs(res.auc - 0.5) < 0.05
+    assert abs(res.auc - 0.5) < 0.06  # null SE of the AUC at 900 + 900 rows is 0.014
     assert res.random_split_as_good
     y = np.r_[np.zeros(len(a)), np.ones(len(b))]
     assert roc_auc_score(y, np.r_[res.p_train, res.p_test]) == pytest.approx(res.auc, abs=1e-9)
@@ -146,8 +146,8 @@ def test_auc_near_one_on_unrelated_sources(pos_reviews):
     """Product reviews vs People's Daily news (tags stripped): trivially separable."""
     from nlptool.mlm import strip_pos_tags
 
-    news = [strip_pos_tags(x) for x in _lines("tag/199801.txt")[:600]]
-    res = adversarial_validation(pos_reviews[:600], news, folds=5, n_boot=200)
+    news = [strip_pos_tags(x) for x in _lines("tag/199801.txt")[:400]]
+    res = adversarial_validation(pos_reviews[:400], news, folds=5, n_boot=200)
     assert res.auc > 0.98 and res.auc_ci[0] > 0.95
     assert res.level == "strong" and not res.random_split_as_good
     assert res.p_test.mean() > 0.8 and res.p_train.mean() < 0.2

@@ -177,8 +177,8 @@ def _summary(rep: dict) -> None:
         f"sizes: train {s['train_scored']:,} rows scored ({s['train_unreadable']} unreadable), "
         f"test {s['test_scored']:,} rows ({s['test_unreadable']} unreadable)"
         + (f"; {s['train_rows_also_in_test']:,} training rows also occur in test" if s["train_rows_also_in_test"] else ""),
-        f"adversarial AUC {rep['auc']:.3f}{ci}, out-of-fold ({rep['settings']['folds']} folds); "
-        f"in-sample {rep['auc_in_sample']:.3f}; drift score {rep['drift_score']:.3f}",
+        (f"adversarial AUC {rep['auc']:.3f}{ci}, out-of-fold ({rep['settings']['folds']} folds); "
+         f"in-sample {rep['auc_in_sample']:.3f}; drift score {rep['drift_score']:.3f}"),
         f"verdict: {rep['verdict']}",
     ]
     pm = rep["p_test_mean"]

@@ -287,7 +287,7 @@ def train_mlm(
         warmup_steps=int(warmup_ratio * max_steps),
         lr_scheduler_type="linear",
         weight_decay=0.01,
-        logging_steps=50,
+        logging_steps=min(50, max(1, max_steps // 10)),
         save_steps=500,
         save_total_limit=1,
         seed=seed,
@@ -345,3 +345,28 @@ def train_mlm(
     }
     (out / "training_metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     return metrics
+
+
+def export_model(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool = True, card: str | None = None) -> int:
+    """Copy a trained MLM directory to ``dst`` with weights in fp16 (half the size; loaders
+    upcast to fp32 on the CPU), plus the tokenizer, ``training_metrics.json`` and a model card.
+
+    Returns the size of ``model.safetensors`` in bytes.
+    """
+    import shutil
+
+    import torch
+    from transformers import AutoTokenizer, BertForMaskedLM
+
+    src, dst = Path(src), Path(dst)
+    dst.mkdir(parents=True, exist_ok=True)
+    model = BertForMaskedLM.from_pretrained(src, dtype=torch.float32)
+    if fp16:
+        model = model.half()
+    model.save_pretrained(dst, safe_serialization=True)
+    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+    if (src / "training_metrics.json").exists():
+        shutil.copy(src / "training_metrics.json", dst / "training_metrics.json")
+    if card:
+        (dst / "README.md").write_text(card, encoding="utf-8")
+    return (dst / "model.safetensors").stat().st_size

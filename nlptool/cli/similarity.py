@@ -38,7 +38,10 @@ def similarity(
     layer: str = typer.Option(DEFAULT_LAYER, "--layer", help="Hidden layer(s) of --model, comma-separated to average (0 = embeddings, -1 = last; e.g. 1,-1)."),
     vectors: Optional[str] = typer.Option(None, "--vectors", help="Static word2vec vectors (text or binary) instead of --model."),
     vectors_limit: Optional[int] = typer.Option(None, "--vectors-limit", help="Read only the first N words of --vectors."),
-    weights: Optional[Tuple[str, str]] = typer.Option(None, "--weights", help="'idf FILE': IDF weights from a corpus (one document per line) or a token<TAB>idf table."),
+    weights: Optional[Tuple[str, str]] = typer.Option(None, "--weights", help="'idf FILE': IDF weights from a corpus (one document per line) or a token<TAB>idf table. Default with the built-in model: its shipped IDF table."),
+    uniform: bool = typer.Option(False, "--uniform", help="No IDF: plain nBOW (WMD) / norm (WRD) weights, also for the built-in model."),
+    whiten: Optional[str] = typer.Option(None, "--whiten", help="BERT-whitening of contextual vectors: a .npz saved by Whitening.save, or a text file (one sentence per line) to fit it on."),
+    drop_punct: bool = typer.Option(False, "--drop-punct", help="Leave punctuation tokens out of the transport (they still give context)."),
     solver: str = typer.Option("emd", "--solver", help="emd (exact, ot.emd2) or sinkhorn (entropic, batched on the torch backend)."),
     reg: Optional[float] = typer.Option(None, "--reg", help="Entropic regularisation for --solver sinkhorn (cost units, e.g. 0.05)."),
     query: Optional[str] = typer.Option(None, "--query", help="Search mode: file of query texts."),
@@ -72,7 +75,12 @@ def similarity(
         if weights and weights[0] != "idf":
             raise UsageError(f"--weights {weights[0]}: the only weighting is 'idf FILE'")
 
-        embedder, oov_stats = _make_embedder(model, layer, vectors, vectors_limit, weights, device, batch_size, quiet)
+        if weights and uniform:
+            raise UsageError("--weights idf FILE and --uniform exclude each other")
+        if vectors and (whiten or drop_punct):
+            raise UsageError("--whiten and --drop-punct apply to contextual vectors (--model), not to --vectors")
+        embedder, oov_stats = _make_embedder(model, layer, vectors, vectors_limit, weights, uniform, whiten,
+                                             drop_punct, device, batch_size, quiet)
 
         if search:
             _search(query, corpus, text_key, input_format, "wmd" if metric == "wmd" else "wrd",
@@ -148,8 +156,9 @@ def _model_kind(model: str) -> str:
     return "masked-lm" if any(a.endswith("ForMaskedLM") for a in archs) else "encoder"
 
 
-def _make_embedder(model, layer, vectors, vectors_limit, weights, device, batch_size, quiet):
-    from ..similarity import ContextualEmbedder, StaticEmbedder, load_idf, parse_layers
+def _make_embedder(model, layer, vectors, vectors_limit, weights, uniform, whiten, drop_punct, device,
+                   batch_size, quiet):
+    from ..similarity import ContextualEmbedder, StaticEmbedder, builtin_idf_path, load_idf, parse_layers
 
     if vectors:
         from ..vectors import load_word2vec
@@ -168,11 +177,19 @@ def _make_embedder(model, layer, vectors, vectors_limit, weights, device, batch_
         layers = parse_layers(layer)
         loaded = load_model(model, kind=_model_kind(model), device=device)
         report_device(loaded, quiet)
-        emb = ContextualEmbedder(loaded, layers=layers, batch_size=batch_size)
+        emb = ContextualEmbedder(loaded, layers=layers, batch_size=batch_size, drop_punct=drop_punct)
         stats = None
-    if weights:
-        emb.idf, emb.idf_default = load_idf(weights[1], emb.split)
-        info(f"IDF weights from {weights[1]}: {len(emb.idf)} tokens", quiet)
+        if whiten:
+            from ..similarity import load_whitening
+
+            emb.whitening = load_whitening(whiten, emb)
+            info(f"whitening from {whiten}: {emb.whitening.w.shape[0]} -> {emb.whitening.w.shape[1]} dimensions", quiet)
+    idf_file = weights[1] if weights else None
+    if idf_file is None and not uniform and not vectors:
+        idf_file = builtin_idf_path(model)
+    if idf_file:
+        emb.idf, emb.idf_default = load_idf(idf_file, emb.split)
+        info(f"IDF weights from {idf_file}: {len(emb.idf)} tokens", quiet)
     return emb, stats
 
 

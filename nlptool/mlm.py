@@ -246,7 +246,6 @@ def train_mlm(
         BertConfig,
         BertForMaskedLM,
         DataCollatorForLanguageModeling,
-        Trainer,
         TrainingArguments,
     )
 

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import typer
 
 from . import app
@@ -16,7 +14,6 @@ from ._common import (
     boundary,
     console,
     info,
-    report_device,
 )
 
 
@@ -24,10 +21,10 @@ from ._common import (
 def split_valid(
     train: str = typer.Option(..., "--train", help="Training file (text lines or JSONL; '-' = stdin)."),
     test: str = typer.Option(..., "--test", help="Test inputs (text lines or JSONL; labels not needed)."),
-    out_train: Optional[str] = typer.Option(None, "--out-train", help="Write the training rows not chosen for validation here."),
-    out_valid: Optional[str] = typer.Option(None, "--out-valid", help="Write the most test-like training rows here."),
+    out_train: str | None = typer.Option(None, "--out-train", help="Write the training rows not chosen for validation here."),
+    out_valid: str | None = typer.Option(None, "--out-valid", help="Write the most test-like training rows here."),
     valid_size: str = typer.Option("0.1", "--valid-size", help="Validation size: a fraction (0.1) or a row count (500)."),
-    weights: Optional[str] = typer.Option(
+    weights: str | None = typer.Option(
         None, "--weights", help="Instead (or as well): write every training row as JSONL with its importance weight w = D/(1-D), mean 1."
     ),
     max_weight: float = typer.Option(10.0, "--max-weight", help="Cap on a normalised importance weight (> 1)."),
@@ -39,7 +36,7 @@ def split_valid(
     C: float = typer.Option(4.0, "--C", help="Inverse L2 regularisation of the logistic regression."),
     bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap replicates for the AUC's 95% interval (0 = none)."),
     seed: int = typer.Option(0, "--seed", help="Seed of the folds and the bootstrap."),
-    report: Optional[str] = typer.Option(None, "--report", help="Write the JSON report here ('-' = stdout)."),
+    report: str | None = typer.Option(None, "--report", help="Write the JSON report here ('-' = stdout)."),
     input_format: str = InputFormatOpt,
     text_key: str = TextKeyOpt,
     strict: bool = StrictOpt,
@@ -104,10 +101,9 @@ def split_valid(
         vectors = None
         if features == "model":
             from ..adversarial import model_features
-            from ..models import load_model
+            from ._common import load_for_cli
 
-            loaded = load_model(model, kind="encoder", device=device)
-            report_device(loaded, quiet)
+            loaded = load_for_cli(model, "encoder", device, quiet)
             info(f"encoding {len(train_texts) + len(test_texts):,} texts", quiet)
             vectors = model_features(train_texts + test_texts, loaded, batch_size=batch_size)
         else:
@@ -123,7 +119,7 @@ def split_valid(
         )
 
         # p(test|x) per training record (None for unreadable lines); the selection over good rows
-        p_rec: list[Optional[float]] = [None] * len(train_recs)
+        p_rec: list[float | None] = [None] * len(train_recs)
         for i, p in zip(good, res.p_train):
             p_rec[i] = float(p)
         valid_rec = np.zeros(len(train_recs), dtype=bool)

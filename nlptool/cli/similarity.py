@@ -69,6 +69,8 @@ def similarity(
             raise UsageError(f"--solver {solver}: expected emd or sinkhorn")
         if solver == "sinkhorn" and (reg is None or reg <= 0):
             raise UsageError("--solver sinkhorn needs --reg R with R > 0 (e.g. --reg 0.05)")
+        if search and top_k < 1:
+            raise UsageError("--top-k must be at least 1")
         if search and solver != "emd":
             raise UsageError("search mode is exact: it uses --solver emd")
         weights = tuple(weights) if weights and all(weights) else None

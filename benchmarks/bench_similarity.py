@@ -214,7 +214,7 @@ def main():
                             if use_white and len(keep):
                                 v = white.apply(v)
                             w = [idf.get(t, idf_default) for t in toks] if use_idf else None
-                            docs_v.append(Doc(tokens=toks, vectors=v, idf=w, key=tuple(x.key[k] for k in keep)))
+                            docs_v.append(Doc(tokens=toks, vectors=v, idf=w, key=x.key))
                         name = f"layer {spec}" + (" -punct" if punct else "") + (" +IDF" if use_idf else "") + (
                             " +whitening" if use_white else "")
                         rows.append((name, evaluate(docs_v[:n], docs_v[n:], gold)))

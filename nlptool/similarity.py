@@ -258,6 +258,7 @@ def pair_distances(docs_a: Sequence[Doc], docs_b: Sequence[Doc], *, metrics: Seq
             results.append(InputDataError("; ".join(f"{side} text: {why}" for side, why in bad)))
             continue
         res: dict = {}
+        pending = []
         try:
             for m in metrics:
                 pa, pb = prepare(da, m), prepare(db, m)
@@ -267,10 +268,12 @@ def pair_distances(docs_a: Sequence[Doc], docs_b: Sequence[Doc], *, metrics: Seq
                     res[m] = emd(pa, pb, m)
                 else:
                     res[m] = None
-                    todo[m].append((i, pa, pb))
+                    pending.append((m, (i, pa, pb)))
         except NlptoolError as exc:
             results.append(InputDataError(str(exc)))
             continue
+        for m, item in pending:
+            todo[m].append(item)
         results.append(res)
     if solver == "sinkhorn":
         for m, items in todo.items():
@@ -558,6 +561,7 @@ class ContextualEmbedder:
         docs = {}
         for text, i, v in zip(uniq, ids, vecs):
             toks = self.tokenizer.convert_ids_to_tokens(i) if i else []
+            key = tuple(i)  # the whole sequence: texts differing only in punctuation are not identical
             if self.drop_punct and toks:
                 keep = [k for k, t in enumerate(toks) if not _is_punct_token(t)]
                 toks, v, i = [toks[k] for k in keep], v[keep], [i[k] for k in keep]
@@ -566,7 +570,7 @@ class ContextualEmbedder:
             idf = None
             if self.idf is not None:
                 idf = np.array([self.idf.get(t, self.idf_default) for t in toks])
-            docs[text] = Doc(tokens=list(toks), vectors=v, idf=idf, key=tuple(i))
+            docs[text] = Doc(tokens=list(toks), vectors=v, idf=idf, key=key)
         return [docs[t] for t in texts]
 
     def split(self, text: str) -> list[str]:

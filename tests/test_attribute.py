@@ -1,0 +1,310 @@
+"""Integrated gradients (nlptool.attribution, `nlptool attribute`) on tiny models built here.
+
+What can fail and is checked against an independent computation:
+  * completeness: sum(scores) == F(x) - F(baseline) to 1e-3 relative with enough steps, with
+    F(x), F(baseline) recomputed by a plain forward pass on hand-built inputs;
+  * a linear model: IG == (x - x') . w exactly (the path integral of a constant gradient);
+  * offsets: the token spans are disjoint, inside the text, cover every non-space character, and
+    text[start:end] spells the token;
+  * baselines keep [CLS]/[SEP]/[PAD] and replace everything else by the chosen token;
+  * CLI: file, stdin and JSONL inputs give the same records; long texts are truncated with a
+    warning; the HTML page is self-contained; the PNG has the CJK glyphs (skipped without a CJK font).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("captum")
+
+TEXTS = ["这家酒店很好，服务周到。", "房间太小了", "wifi不好用abc 123！", "A  b😀c 的"]
+
+
+@pytest.fixture(scope="session")
+def tiny_cls_dir(tiny_bert_dir, tmp_path_factory):
+    """A random 2-layer 32-wide BertForSequenceClassification (labels neg/pos, window 64) with the
+    tiny_bert_dir tokenizer. Larger initial weights than BERT's 0.02 so that F(x) - F(baseline)
+    is far from zero and the relative completeness check is meaningful."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny-cls")
+    for name in ("tokenizer.json", "tokenizer_config.json", "vocab.txt", "special_tokens_map.json"):
+        src = f"{tiny_bert_dir}/{name}"
+        try:
+            shutil.copy(src, out / name)
+        except FileNotFoundError:
+            pass
+    base = BertConfig.from_pretrained(tiny_bert_dir)
+    cfg = BertConfig(
+        vocab_size=base.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=64, pad_token_id=0, num_labels=2,
+        id2label={0: "neg", 1: "pos"}, label2id={"neg": 0, "pos": 1}, initializer_range=0.3,
+    )
+    torch.manual_seed(1)
+    model = BertForSequenceClassification(cfg)
+    model.eval()
+    model.save_pretrained(out, safe_serialization=True)
+    return str(out)
+
+
+@pytest.fixture(scope="session")
+def loaded(tiny_cls_dir):
+    from nlptool.models import load_model
+
+    return load_model(tiny_cls_dir, kind="sequence-classification", device="cpu")
+
+
+def _forward_prob(loaded, ids, target):
+    with torch.no_grad():
+        logits = loaded.model(input_ids=torch.tensor([ids]), attention_mask=torch.ones(1, len(ids), dtype=torch.long)).logits
+    return torch.softmax(logits.double(), -1)[0, target].item(), logits.double()[0, target].item()
+
+
+@pytest.mark.parametrize("output", ["probability", "logit"])
+@pytest.mark.parametrize("baseline", ["pad", "mask"])
+def test_completeness_with_enough_steps(loaded, output, baseline):
+    from nlptool.attribution import attribute_texts
+
+    res = attribute_texts(loaded, TEXTS[:3], steps=300, method="gausslegendre", baseline=baseline, output=output)
+    tok = loaded.tokenizer
+    ref_id = tok.pad_token_id if baseline == "pad" else tok.mask_token_id
+    for text, r in zip(TEXTS, res):
+        ids = tok(text)["input_ids"]
+        ref = [ids[0]] + [ref_id] * (len(ids) - 2) + [ids[-1]]
+        tgt = ["neg", "pos"].index(r["target"])
+        p_x, l_x = _forward_prob(loaded, ids, tgt)
+        p_r, l_r = _forward_prob(loaded, ref, tgt)
+        f_x, f_r = (p_x, p_r) if output == "probability" else (l_x, l_r)
+        # F recomputed independently on the hand-built reference input
+        assert r["f_x"] == pytest.approx(f_x, abs=1e-5)
+        assert r["f_baseline"] == pytest.approx(f_r, abs=1e-5)
+        d_f = f_x - f_r
+        assert abs(d_f) > 1e-3, "the tiny model should move F; otherwise the check is vacuous"
+        delta = math.fsum(r["scores"]) - d_f
+        assert abs(delta) < 1e-3 * abs(d_f)
+        assert r["delta"] == pytest.approx(delta, abs=1e-6)
+        assert "warning" not in r
+
+
+def test_riemann_method_and_few_steps_are_less_complete(loaded):
+    from nlptool.attribution import attribute_texts
+
+    many = attribute_texts(loaded, [TEXTS[0]], steps=200, method="riemann_trapezoid")[0]
+    few = attribute_texts(loaded, [TEXTS[0]], steps=2, method="riemann_trapezoid")[0]
+    assert many["delta_ratio"] < 1e-2
+    assert few["delta_ratio"] > many["delta_ratio"]
+    assert ("warning" in few) == (few["delta_ratio"] > 0.05)
+
+
+class _Linear(torch.nn.Module):
+    """logits = [sum_t w . E[ids_t] + b, 0]: IG of the first logit is (E[x_t] - E[x'_t]) . w."""
+
+    def __init__(self, vocab=30, dim=8):
+        super().__init__()
+        g = torch.Generator().manual_seed(0)
+        self.emb = torch.nn.Embedding(vocab, dim)
+        self.emb.weight.data = torch.randn(vocab, dim, generator=g)
+        self.w = torch.randn(dim, generator=g)
+        self.b = 0.7
+
+    def get_input_embeddings(self):
+        return self.emb
+
+    def forward(self, input_ids=None, attention_mask=None):
+        e = self.emb(input_ids) * attention_mask[..., None]
+        s = (e @ self.w).sum(-1) + self.b
+        return torch.stack([s, torch.zeros_like(s)], dim=-1)
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
+def test_linear_model_ig_is_difference_times_weight(method):
+    from nlptool.attribution import baseline_ids, ig_scores
+
+    m = _Linear()
+    ids = torch.tensor([[2, 5, 9, 11, 3], [2, 7, 3, 0, 0]])
+    mask = (ids != 0).long()
+    special = (ids == 2) | (ids == 3) | (ids == 0)
+    ref = baseline_ids(ids, special, 4)
+    scores, f_x, f_ref = ig_scores(m, ids, mask, ref, torch.tensor([0, 0]), output="logit", steps=3, method=method)
+    e, e_ref = m.emb.weight[ids].double(), m.emb.weight[ref].double()
+    expected = ((e - e_ref) * m.w.double()).sum(-1) * mask
+    assert torch.allclose(scores, expected, atol=1e-5)
+    assert torch.allclose(scores.sum(-1), (f_x - f_ref), atol=1e-5)
+    assert (scores[special] == 0).all()
+
+
+@pytest.mark.parametrize("kind", ["pad", "mask", "unk"])
+def test_baselines_keep_special_tokens(loaded, kind):
+    from nlptool.attribution import baseline_ids
+
+    tok = loaded.tokenizer
+    enc = tok(TEXTS[:2], padding=True, return_special_tokens_mask=True, return_tensors="pt")
+    special = enc["special_tokens_mask"].bool() | (enc["attention_mask"] == 0)
+    rid = getattr(tok, f"{kind}_token_id")
+    ref = baseline_ids(enc["input_ids"], special, rid)
+    for row, text in enumerate(TEXTS[:2]):
+        n = int(enc["attention_mask"][row].sum())
+        got = ref[row].tolist()
+        assert got[0] == tok.cls_token_id
+        assert got[n - 1] == tok.sep_token_id
+        assert got[1 : n - 1] == [rid] * (n - 2)
+        assert got[n:] == [tok.pad_token_id] * (len(got) - n)
+
+
+def test_offsets_cover_the_text(loaded):
+    from nlptool.attribution import attribute_texts
+
+    res = attribute_texts(loaded, TEXTS, steps=4)
+    unk = loaded.tokenizer.unk_token
+    for text, r in zip(TEXTS, res):
+        assert len(r["tokens"]) == len(r["scores"])
+        covered = [0] * len(text)
+        prev_end = 0
+        for t in r["tokens"]:
+            s, e = t["start"], t["end"]
+            assert prev_end <= s < e <= len(text)
+            prev_end = e
+            for i in range(s, e):
+                covered[i] += 1
+            if t["token"] != unk:
+                assert text[s:e].lower() == t["token"].removeprefix("##")
+        for ch, c in zip(text, covered):
+            assert c == (0 if ch.isspace() else 1), (text, ch)
+
+
+def test_target_by_name_and_index(loaded):
+    from nlptool.attribution import attribute_texts
+    from nlptool.errors import UsageError
+
+    a = attribute_texts(loaded, TEXTS[:2], target="neg", steps=8)
+    b = attribute_texts(loaded, TEXTS[:2], target=0, steps=8)
+    c = attribute_texts(loaded, TEXTS[:2], target="pos", steps=8)
+    assert [x["scores"] for x in a] == [x["scores"] for x in b]
+    assert all(x["target"] == "neg" for x in a)
+    # probabilities of two labels sum to 1, so the two targets' scores are opposite
+    for x, y in zip(a, c):
+        assert x["scores"] == pytest.approx([-v for v in y["scores"]], abs=1e-5)
+    with pytest.raises(UsageError):
+        attribute_texts(loaded, TEXTS[:1], target="nope")
+    with pytest.raises(UsageError):
+        attribute_texts(loaded, TEXTS[:1], target=5)
+
+
+def test_long_text_is_truncated_with_a_warning(loaded):
+    from nlptool.attribution import attribute_texts
+
+    text = "好" * 100 + "差"
+    r = attribute_texts(loaded, [text], steps=8)[0]
+    assert r["truncated"] is True
+    assert "truncated" in r["warning"]
+    assert len(r["tokens"]) == 62  # window 64 minus [CLS] and [SEP]
+    assert r["tokens"][-1]["end"] == 62
+    short = attribute_texts(loaded, ["好" * 62], steps=8)[0]
+    assert "truncated" not in short
+
+
+# ----------------------------------------------------------------------------- CLI
+
+
+def _run(args, input=None):
+    from typer.testing import CliRunner
+
+    from nlptool.cli import app
+
+    return CliRunner().invoke(app, args, input=input)
+
+
+def _records(output):
+    return [json.loads(line) for line in output.splitlines() if line.startswith("{")]
+
+
+def test_cli_file_stdin_jsonl_parity(tiny_cls_dir, tmp_path):
+    texts = TEXTS[:3]
+    f = tmp_path / "in.txt"
+    f.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    j = tmp_path / "in.jsonl"
+    j.write_text("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in enumerate(texts)),
+                 encoding="utf-8")
+    common = ["attribute", "-m", tiny_cls_dir, "--steps", "16", "--quiet", "--device", "cpu"]
+    r1 = _run(common + [str(f)])
+    r2 = _run(common, input=f.read_text(encoding="utf-8"))
+    r3 = _run(common + [str(j)])
+    assert r1.exit_code == 0, r1.output
+    a, b, c = _records(r1.stdout), _records(r2.stdout), _records(r3.stdout)
+    assert len(a) == len(b) == len(c) == 3
+    assert a == b
+    for x, y, i in zip(a, c, range(3)):
+        assert y["id"] == i
+        y.pop("id")
+        assert x == y
+    assert [x["text"] for x in a] == texts
+
+
+def test_cli_truncation_warning_and_bad_record(tiny_cls_dir, tmp_path):
+    f = tmp_path / "in.jsonl"
+    f.write_text(json.dumps({"text": "好" * 200}) + "\n" + '{"other": 1}\n' + json.dumps({"text": "差"}) + "\n",
+                 encoding="utf-8")
+    r = _run(["attribute", "-m", tiny_cls_dir, "--steps", "8", "--device", "cpu", str(f)])
+    assert r.exit_code == 0, r.output
+    recs = _records(r.stdout)
+    assert len(recs) == 3
+    assert recs[0]["truncated"] and "truncated" in recs[0]["warning"]
+    assert "error" in recs[1] and recs[1]["line"] == 2
+    assert "error" not in recs[2]
+
+
+def test_cli_bad_options(tiny_cls_dir):
+    r = _run(["attribute", "-m", tiny_cls_dir, "--method", "simpson"], input="好\n")
+    assert r.exit_code == 2
+    r = _run(["attribute", "-m", tiny_cls_dir, "--target", "nope", "--device", "cpu"], input="好\n")
+    assert r.exit_code == 2
+
+
+def test_cli_html_and_terminal(tiny_cls_dir, tmp_path):
+    page = tmp_path / "h.html"
+    r = _run(["attribute", "-m", tiny_cls_dir, "--steps", "8", "--device", "cpu", "--html", str(page), "-q"],
+             input="这家酒店很好\n<b>&amp;</b>\n")
+    assert r.exit_code == 0, r.output
+    html = page.read_text(encoding="utf-8")
+    assert "<script" not in html.lower() and "http" not in html and "@font-face" not in html
+    n_tokens = sum(len(x["tokens"]) for x in _records(r.stdout))
+    assert n_tokens >= 6 and html.count("class='t'") == n_tokens  # one shaded span per token
+    import html as html_mod
+    import re
+
+    shown = [html_mod.unescape(re.sub(r"<[^>]*>", "", d)) for d in re.findall(r"<div class='txt'>(.*?)</div>", html)]
+    assert shown == ["这家酒店很好", "<b>&amp;</b>"]  # the texts, escaped, come back exactly
+    assert "delta" in html
+    r = _run(["attribute", "-m", tiny_cls_dir, "--steps", "8", "--device", "cpu", "--format", "terminal", "-q"],
+             input="这家酒店很好\n")
+    assert r.exit_code == 0, r.output
+    assert "这家酒店很好" in r.stdout
+
+
+def test_png_renders_cjk(tiny_cls_dir, tmp_path):
+    pytest.importorskip("matplotlib")
+    from nlptool.attribution import find_cjk_font
+
+    font = find_cjk_font()
+    if font is None:
+        pytest.skip("no CJK font installed (apt-get install fonts-noto-cjk or fonts-wqy-microhei); PNG rendering not tested")
+    from matplotlib.ft2font import FT2Font
+
+    assert FT2Font(font).get_char_index(ord("好")) != 0  # the font really has the glyph
+    png = tmp_path / "h.png"
+    r = _run(["attribute", "-m", tiny_cls_dir, "--steps", "8", "--device", "cpu", "--png", str(png), "-q"],
+             input="这家酒店很好\n房间太小\n")
+    assert r.exit_code == 0, r.output
+    import matplotlib.image as mpimg
+
+    img = mpimg.imread(str(png))
+    rgb = img[..., :3]
+    assert (rgb.min(axis=-1) < 0.2).sum() > 100  # dark glyph pixels
+    greenish = (rgb[..., 1] > rgb[..., 0] + 0.1).sum()
+    reddish = (rgb[..., 0] > rgb[..., 1] + 0.1).sum()
+    assert greenish + reddish > 100  # shaded token boxes

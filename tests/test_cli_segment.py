@@ -148,3 +148,21 @@ def test_help_is_fast_and_torch_free():
     assert r.stdout.strip() == "False False", r.stderr
     r = _cli("segment", "--help")
     assert r.returncode == 0 and b"--threshold" in r.stdout
+
+
+def test_pipe_segment_into_parse(tmp_path, tiny_bert_dir):
+    """`nlptool segment | nlptool segment --parse dependency`: the second parses the first's words."""
+    f = tmp_path / "in.txt"
+    f.write_text("我们的国家很美丽。\n\n今天天气不错\n", encoding="utf-8")
+    py = sys.executable
+    cmd = (f"{py} -m nlptool segment {f} --model {tiny_bert_dir} -q | "
+           f"{py} -m nlptool segment --parse dependency --model {tiny_bert_dir} -q")
+    p = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    out = [json.loads(x) for x in p.stdout.splitlines()]
+    assert len(out) == 3
+    first = _jsonl(_run(["segment", str(f), "--model", tiny_bert_dir, "-q"]).stdout)
+    for a, b in zip(first, out):
+        assert a["words"] == b["words"]
+        kept = [h for w, h in zip(b["words"], b["heads"]) if w.strip()]
+        assert kept.count(0) == (1 if kept else 0)

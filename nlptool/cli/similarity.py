@@ -19,7 +19,6 @@ from ._common import (
     TextKeyOpt,
     boundary,
     info,
-    report_device,
 )
 
 #: The default contextual layer(s), chosen on STS-B valid with the built-in model (docs/similarity.md).
@@ -174,11 +173,10 @@ def _make_embedder(model, layer, vectors, vectors_limit, weights, uniform, white
         emb = StaticEmbedder(wv)
         stats = _OovStats()
     else:
-        from ..models import load_model
+        from ._common import load_for_cli
 
         layers = parse_layers(layer)
-        loaded = load_model(model, kind=_model_kind(model), device=device)
-        report_device(loaded, quiet)
+        loaded = load_for_cli(model, _model_kind(model), device, quiet)
         emb = ContextualEmbedder(loaded, layers=layers, batch_size=batch_size, drop_punct=drop_punct)
         stats = None
         if whiten:

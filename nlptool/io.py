@@ -101,6 +101,7 @@ def read_records(
     tsv: bool | None = None,
     optional_keys: Sequence[str] = (),
     keep_raw: bool = False,
+    alternatives: Sequence[str] = (),
 ) -> Iterator[Record]:
     """Yield one :class:`Record` per line of every input, in order.
 
@@ -113,6 +114,8 @@ def read_records(
         strict: raise on the first bad record instead of yielding it with ``error`` set.
         tsv: force (True) or forbid (False) tab splitting of text lines; default: ``len(keys) > 1``.
         optional_keys: JSON fields copied into ``texts`` when present (any JSON type; not checked).
+        alternatives: JSON fields that, when present, make the ``keys`` optional (``segment
+            --parse`` accepts a record with a ``words`` list and no text).
         keep_raw: also keep each line's exact bytes (terminator included) in ``Record.raw``.
 
     Raises:
@@ -127,7 +130,7 @@ def read_records(
     for path in check_stdin(inputs):
         source = STDIN_NAME if path == "-" else path
         for lineno, raw in enumerate(_binary_lines(path), start=1):
-            rec = _parse_line(raw, source, lineno, input_format, keys, tsv, optional_keys)
+            rec = _parse_line(raw, source, lineno, input_format, keys, tsv, optional_keys, alternatives)
             if keep_raw:
                 rec.raw = raw
             if rec.error and strict:
@@ -137,7 +140,7 @@ def read_records(
             yield rec
 
 
-def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool, optional_keys) -> Record:
+def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool, optional_keys, alternatives=()) -> Record:
     rec = Record(source=source, line=lineno)
     if raw.endswith(b"\n"):
         raw = raw[:-1]
@@ -180,6 +183,8 @@ def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool,
         return rec
     rec.data = obj
     for k in keys:
+        if k not in obj and any(o in obj for o in alternatives):
+            continue
         if k not in obj:
             found = ", ".join(list(obj)[:8]) or "none"
             rec.error = f"missing key {k!r} (fields found: {found}; choose the field with --text-key)"

@@ -91,6 +91,9 @@ def test_text_and_parse_formats(tmp_path, model_args):
     r = _run(["segment", "--parse", "constituency", *model_args], input=given + "\n")
     out = _jsonl(r.stdout)[0]
     assert out["words"] == ["我们", "的", "国家"] and out["tree"].count("(") == 2
+    r = _run(["segment", "--parse", "dependency", *model_args], input='{"words": ["我们", "的", "国家"]}\n')
+    out = _jsonl(r.stdout)[0]  # a words list without a text field is parsed, not an error
+    assert "error" not in out and out["heads"].count(0) == 1
 
 
 def test_usage_errors(model_args):

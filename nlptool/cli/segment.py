@@ -73,7 +73,8 @@ def segment(
             raise UsageError("--format conllu needs --parse dependency")
         from ..io import JsonlWriter, map_records, read_records
 
-        records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, optional_keys=[words_key])
+        records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, optional_keys=[words_key],
+                               alternatives=[words_key] if parse != ParseMode.none else ())
         loaded = load_for_cli(model, "encoder", device, quiet)
         from ..segment import auto_fallback, parse_words, segment_texts
 

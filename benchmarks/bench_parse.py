@@ -4,8 +4,8 @@
 
 Gold words are given to the parser (as `nlptool segment --parse dependency` does with a JSONL
 record that has a "words" list). UAS excludes punctuation (UPOS PUNCT) from scoring; every word is
-parsed. Baselines: right-chain (each word headed by the previous one, first word root) and
-left-chain (each word headed by the next one, last word root). Variants show which choices matter:
+parsed. Baselines: right-chain (each word headed by the next one, last word root) and
+left-chain (each word headed by the previous one, first word root). Variants show which choices matter:
 arc direction (F[d,h] = impact of the head on the dependent, or F[h,d]), per-dependent mean
 normalisation, and the layer.
 """
@@ -76,8 +76,8 @@ def main():
         path = need(SHARED / "ud" / fname)
         sents = read_conllu(path, args.max_words, args.sentences)
         n_words = sum(len(s[0]) for s in sents)
-        rows.append([lang, "right-chain", "-", f"{uas(sents, [[i for i in range(len(w))] for w, _, _ in sents]):.3f}"])
-        rows.append([lang, "left-chain", "-", f"{uas(sents, [[i + 2 if i + 1 < len(w) else 0 for i in range(len(w))] for w, _, _ in sents]):.3f}"])
+        rows.append([lang, "right-chain (head = next word)", "-", f"{uas(sents, [[i + 2 if i + 1 < len(w) else 0 for i in range(len(w))] for w, _, _ in sents]):.3f}"])
+        rows.append([lang, "left-chain (head = previous word)", "-", f"{uas(sents, [[i for i in range(len(w))] for w, _, _ in sents]):.3f}"])
         loaded = load_model(model, kind="encoder", device="auto")
         enc = UnitEncoder(loaded.tokenizer)
         seqs = [[enc(x) for x in w] for w, _, _ in sents]

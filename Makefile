@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity clean
+.PHONY: install demo test bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ bench-split-valid: $(STAMP)
 
 bench-similarity: $(STAMP)
 	$(BIN)/python benchmarks/bench_similarity.py
+
+bench-attribute: $(STAMP)
+	$(BIN)/python benchmarks/bench_attribute.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

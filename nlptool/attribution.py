@@ -489,6 +489,7 @@ def render_png(items: Sequence[tuple[str, dict]], path: str, *, font: str | None
         total_rows += len(rows) + 1.6
     cell = 0.28  # inches per cell
     fig_w = (width_chars + 2) * cell
+    total_rows += 1.0  # legend line
     fig_h = max(1.0, (total_rows + 1.5) * cell * 1.5)
     fig = plt.figure(figsize=(fig_w, fig_h), dpi=dpi)
     ax = fig.add_axes((0, 0, 1, 1))
@@ -496,7 +497,9 @@ def render_png(items: Sequence[tuple[str, dict]], path: str, *, font: str | None
     ax.set_ylim(total_rows * 1.5 + 1.5, 0)
     ax.axis("off")
     size = 72 * cell * 0.8
-    y = 1.0
+    ax.text(0, 0.6, "green raises the target's F, red lowers it; opacity = |score| / max |score| of the text",
+            fontproperties=fp, fontsize=size * 0.5, va="center", color="#666")
+    y = 2.0
     for n, (res, rows) in enumerate(laid, start=1):
         if res.get("error"):
             meta = f"#{n} error"

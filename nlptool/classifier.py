@@ -339,6 +339,11 @@ def train_classifier(
         compute_metrics=compute_metrics,
         callbacks=[_Report()],
     )
+    # the Trainer's own printer/progress callbacks write dicts and bars to stdout; we report per epoch via `log`
+    from transformers.trainer_callback import PrinterCallback, ProgressCallback
+
+    trainer.remove_callback(PrinterCallback)
+    trainer.remove_callback(ProgressCallback)
     result = trainer.train()
     if eval_ds is not None and (not history or history[-1]["step"] != trainer.state.global_step):
         trainer.evaluate()

@@ -274,7 +274,7 @@ def parse_words(
     mode: str = "dependency",
     layer: int = -1,
     batch_size: int = 256,
-    arc: str = "head-on-dependent",
+    arc: str = "dependent-on-head",
     normalise: str = "none",
     stats=None,
     progress=None,
@@ -289,8 +289,10 @@ def parse_words(
     Args:
         mode: ``"dependency"`` (Eisner, see :func:`nlptool.parsing.eisner`) or
             ``"constituency"`` (MART, see :func:`nlptool.parsing.mart`).
-        arc: ``"head-on-dependent"`` scores the arc h->d with F[d, h]; ``"dependent-on-head"``
-            with F[h, d].
+        arc: ``"dependent-on-head"`` (default) scores the arc h->d with F[h, d], the impact of
+            the dependent on its head; ``"head-on-dependent"`` with F[d, h]. The default was the
+            better of the two on UD Chinese GSDSimp dev with the built-in model (UAS 0.242 vs
+            0.162, ``make bench-parse``).
         normalise: see :func:`nlptool.parsing.dependency_scores`.
     """
     from .parsing import dependency_scores, eisner, mart, tree_to_brackets

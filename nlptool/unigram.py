@@ -21,7 +21,7 @@ every piece equal to ``text[i:j]``).
   Sampling" (kexue.fm, 2023-09-16): run Viterbi forward, but at each end position replace the
   kept predecessor by a new candidate with probability ``sigmoid(alpha * (score_new - score_kept))``
   (the kept score is the chosen candidate's score, not a sum). It is **biased**: the result does
-  not follow ``P**alpha / Z`` (see the tests and docs/tokenize-sample.md). Kept only so users can
+  not follow ``P**alpha / Z`` (see the tests and the README, section tokenize-sample). Kept only so users can
   reproduce the post.
 
 Models (:func:`load_model`): jieba's ``dict.txt`` (default) or any file in its format, a

@@ -21,7 +21,7 @@ from ._common import (
     info,
 )
 
-#: The default contextual layer(s), chosen on STS-B valid with the built-in model (docs/similarity.md).
+#: The default contextual layer(s), chosen on STS-B valid with the built-in model (README, section similarity).
 DEFAULT_LAYER = "-1"
 
 

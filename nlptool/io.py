@@ -253,10 +253,7 @@ class JsonlWriter:
         if self._own:
             self._fh.close()
         else:
-            try:
-                self._fh.flush()
-            except BrokenPipeError:
-                raise
+            self._fh.flush()
 
 
 def chunked(items: Iterable, size: int) -> Iterator[list]:

@@ -8,9 +8,6 @@ from __future__ import annotations
 
 import numpy as np
 
-Tree = "int | tuple"  # a leaf is a word index, an inner node a (left, right) pair
-
-
 def mart_split_scores(F: np.ndarray) -> np.ndarray:
     """Split scores of one span: for k in 1..n−1 (left = words [0, k), right = [k, n))
 
@@ -52,22 +49,6 @@ def tree_to_brackets(tree, words: list[str]) -> str:
     if isinstance(tree, int):
         return words[tree].replace("(", "-LRB-").replace(")", "-RRB-")
     return "(" + " ".join(tree_to_brackets(t, words) for t in tree) + ")"
-
-
-def tree_spans(tree) -> set[tuple[int, int]]:
-    """Constituent spans ``[start, end)`` of a binary tree (leaves excluded)."""
-    spans: set[tuple[int, int]] = set()
-
-    def walk(t):
-        if isinstance(t, int):
-            return t, t + 1
-        a, _ = walk(t[0])
-        _, b = walk(t[1])
-        spans.add((a, b))
-        return a, b
-
-    walk(tree)
-    return spans
 
 
 def eisner(scores: np.ndarray, root_scores: np.ndarray) -> tuple[list[int], float]:

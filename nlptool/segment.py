@@ -22,7 +22,6 @@ accuracy.
 
 from __future__ import annotations
 
-import re
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -197,7 +196,7 @@ def segment_texts(
     batch_size: int = 256,
     max_clause: int = MAX_CLAUSE,
     ratio: float = AUTO_RATIO,
-    fallback: float | None = None,
+    fallback=None,
     stats=None,
     progress=None,
 ) -> list[SegmentResult]:
@@ -212,7 +211,8 @@ def segment_texts(
         batch_size: masked inputs per forward pass.
         max_clause: longest clause in units.
         fallback: global threshold for two-unit clauses under ``auto`` (see
-            :func:`calibrate_threshold`).
+            :func:`calibrate_threshold`), or a zero-argument callable returning it, called only
+            when such a clause occurs (so the calibration is not paid for when it is not needed).
 
     Returns:
         one :class:`SegmentResult` per text; ``"".join(r.words) == text`` always holds.
@@ -230,6 +230,8 @@ def segment_texts(
     ds = neighbour_impacts(
         loaded, [c.ids for c in all_clauses], layer=layer, batch_size=batch_size, stats=stats, progress=progress
     )
+    if callable(fallback):
+        fallback = fallback() if threshold == "auto" and any(d.size == 1 for d in ds) else None
     joins: list[dict[int, bool]] = [{} for _ in texts]
     impacts: list[list[list[float]]] = [[] for _ in texts]
     for clause, d in zip(all_clauses, ds):
@@ -252,8 +254,6 @@ def calibrate_threshold(loaded, texts: Sequence[str], *, layer: int = -1, batch_
     ds = [x for r in res for clause in r.impacts for x in clause]
     return float(np.median(ds)) if ds else 0.0
 
-
-_SENT_SPLIT = re.compile(r"(?<=[。！？!?；;])")
 
 
 @dataclass

@@ -78,7 +78,9 @@ def segment(
         loaded = load_for_cli(model, "encoder", device, quiet)
         from ..segment import auto_fallback, parse_words, segment_texts
 
-        fallback = auto_fallback(loaded, layer=layer, batch_size=batch_size) if thr == "auto" else None
+        # calibrated lazily: only a two-unit clause under --threshold auto needs it
+        def fallback():
+            return auto_fallback(loaded, layer=layer, batch_size=batch_size)
 
         def batch(recs):
             results: list = [None] * len(recs)
@@ -111,8 +113,11 @@ def segment(
         n_errors = 0
         with make_progress(quiet) as progress, JsonlWriter(output) as out:
             task = progress.add_task("segment", total=None)
-            for obj in map_records(records, batch, chunk_size=chunk_size, strict=strict,
-                                   on_chunk=lambda k: progress.advance(task, k)):
+            def chunk_done(k):
+                out.flush()  # one flush per chunk keeps `| head` responsive without a syscall per line
+                progress.advance(task, k)
+
+            for obj in map_records(records, batch, chunk_size=chunk_size, strict=strict, on_chunk=chunk_done):
                 if "error" in obj:
                     n_errors += 1
                     if fmt != OutFormat.jsonl:
@@ -123,7 +128,6 @@ def segment(
                     out.write_line(" ".join(w for w in obj.get("words", []) if w.strip()))
                 else:
                     out.write_line(_conllu(obj))
-                out.flush()
         if n_errors:
             info(f"{n_errors} record(s) could not be processed (see their \"error\" field)", quiet)
 

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute clean
+.PHONY: install demo test bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -40,6 +40,10 @@ bench-similarity: $(STAMP)
 
 bench-attribute: $(STAMP)
 	$(BIN)/python benchmarks/bench_attribute.py
+
+bench-qa-gen: $(STAMP)
+	$(BIN)/python -m pip install -q -e '.[bench]'
+	$(BIN)/python benchmarks/bench_qa_gen.py
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,334 @@
+"""qa-gen: the UniLM mask, cached decoding against full recomputation, nucleus sampling, the
+filters, training on a synthetic task, reproducible generation and the CLI."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from nlptool import qagen, unilm
+from nlptool.cli import app
+
+
+def _tiny(vocab=40, layers=2, seed=0):
+    from transformers import BertConfig, BertForMaskedLM
+
+    torch.manual_seed(seed)
+    cfg = BertConfig(vocab_size=vocab, hidden_size=32, num_hidden_layers=layers, num_attention_heads=4,
+                     intermediate_size=64, max_position_embeddings=64)
+    return BertForMaskedLM(cfg).eval()
+
+
+# ---------------------------------------------------------------------------------------------
+# the UniLM mask
+
+
+def test_unilm_mask_matches_its_definition():
+    types = torch.tensor([[0, 0, 0, 1, 1, 1, 1], [0, 0, 1, 1, 1, 1, 1]])
+    att = torch.tensor([[1, 1, 1, 1, 1, 1, 0], [1, 1, 1, 1, 1, 1, 1]])
+    allowed = unilm.unilm_allowed(types, att)
+    for b in range(2):
+        for i in range(7):
+            for j in range(7):
+                if not att[b, j]:
+                    want = False
+                elif types[b, i] == 0:  # passage query: passage keys only
+                    want = bool(types[b, j] == 0)
+                else:  # target query: passage and targets up to itself
+                    want = bool(types[b, j] == 0 or j <= i)
+                assert bool(allowed[b, i, j]) == want, (b, i, j)
+
+
+def test_later_target_token_does_not_change_earlier_logits():
+    m = _tiny()
+    ids = torch.tensor([[2, 10, 11, 12, 3, 20, 21, 22, 3]])
+    types = torch.tensor([[0, 0, 0, 0, 0, 1, 1, 1, 1]])
+    att = torch.ones_like(ids)
+    with torch.no_grad():
+        base = m.cls(unilm.hidden_states(m, ids, types, att))
+        later = ids.clone()
+        later[0, 7] = 30  # a later target token
+        h2 = m.cls(unilm.hidden_states(m, later, types, att))
+        passage = ids.clone()
+        passage[0, 2] = 30  # a passage token
+        h3 = m.cls(unilm.hidden_states(m, passage, types, att))
+    assert torch.allclose(base[0, :7], h2[0, :7], atol=1e-6)
+    assert not torch.allclose(base[0, 7:], h2[0, 7:], atol=1e-4)  # the mask is not "see nothing"
+    # every position sees the whole passage, including the passage tokens before the change
+    assert (base[0] - h3[0]).abs().amax(-1).min() > 1e-5
+
+
+def test_seq2seq_loss_counts_target_tokens_only():
+    import torch.nn.functional as F
+
+    m = _tiny()
+    ids = torch.tensor([[2, 10, 11, 3, 20, 21, 3, 0], [2, 12, 3, 22, 3, 23, 24, 3]])
+    types = torch.tensor([[0, 0, 0, 0, 1, 1, 1, 1], [0, 0, 0, 1, 1, 1, 1, 1]])
+    att = torch.tensor([[1, 1, 1, 1, 1, 1, 1, 0], [1] * 8])
+    with torch.no_grad():
+        loss = unilm.seq2seq_loss(m, ids, types, att)
+        terms = []
+        for b in range(2):
+            logits = m.cls(unilm.hidden_states(m, ids[b: b + 1], types[b: b + 1], att[b: b + 1]))[0]
+            for t in range(7):
+                if types[b, t + 1] == 1 and att[b, t + 1]:
+                    terms.append(-F.log_softmax(logits[t], -1)[ids[b, t + 1]])
+    assert len(terms) == 3 + 5
+    assert loss.item() == pytest.approx(torch.stack(terms).mean().item(), abs=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------
+# cached (incremental) decoding
+
+
+def _full_logits(m, src, tgt):
+    ids = src + tgt
+    types = [0] * len(src) + [1] * len(tgt)
+    h = unilm.hidden_states(m, torch.tensor([ids]), torch.tensor([types]), torch.ones(1, len(ids), dtype=torch.long))
+    return m.cls(h[0, -1])
+
+
+def test_incremental_steps_equal_full_recomputation():
+    m = _tiny()
+    src = [[2, 10, 11, 12, 3], [2, 13, 3]]
+    tgt = [[20, 21, 22, 3], [23, 3, 0, 0]]
+    with torch.no_grad():
+        logits, st = unilm.prefill(m, [(s, [0] * len(s)) for s in src], "cpu")
+        got = [logits]
+        for t in range(4):
+            valid = torch.tensor([True, t < 2])  # row 1 has finished: fillers are masked out
+            got.append(unilm.step(m, st, torch.tensor([tgt[0][t], tgt[1][t]]), valid))
+        for r, n in ((0, 4), (1, 2)):
+            for t in range(n + 1):
+                assert torch.allclose(got[t][r], _full_logits(m, src[r], tgt[r][:t]), atol=1e-5), (r, t)
+
+
+def _greedy_full(m, src, end_id, max_len, banned):
+    out = []
+    for _ in range(max_len):
+        logits = _full_logits(m, src, out)
+        logits[banned] = float("-inf")
+        if not out:
+            logits[end_id] = float("-inf")
+        y = int(logits.argmax())
+        if y == end_id:
+            return out
+        out.append(y)
+    return None
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_cached_beam_search_matches_full_recomputation(seed):
+    m = _tiny(seed=seed)
+    srcs = [[2, 10, 11, 12, 3], [2, 13, 14, 3], [2, 15, 3]]
+    banned = [0, 1, 2, 4]
+    with torch.no_grad():
+        # greedy (beam 1): the same tokens as recomputing the whole sequence at every step
+        logits, st = unilm.prefill(m, [(s, [0] * len(s)) for s in srcs], "cpu")
+        found = unilm.beam_search(m, st, logits, beam_size=1, max_len=6, end_id=3, banned=banned)
+        for s, hyp in zip(srcs, found):
+            want = _greedy_full(m, s, 3, 6, banned)
+            assert (hyp[0] if hyp else None) == want
+        # beam 4: each returned hypothesis' score is its log-probability recomputed from scratch
+        logits, st = unilm.prefill(m, [(s, [0] * len(s)) for s in srcs], "cpu")
+        found = unilm.beam_search(m, st, logits, beam_size=4, max_len=6, end_id=3, banned=banned)
+        for s, hyp in zip(srcs, found):
+            if hyp is None:
+                continue
+            toks, total = hyp
+            seq = toks + [3]
+            ref = sum(float(torch.log_softmax(_full_logits(m, s, seq[:t]), -1)[seq[t]]) for t in range(len(seq)))
+            assert total == pytest.approx(ref, abs=1e-4)
+
+
+def test_nucleus_sampling_keeps_the_top_p_set():
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.15, 0.05]]))
+    # top_p 0.7: {0, 1} (0.5 + 0.3 reaches 0.7); token 0 takes u < 0.5 / 0.8
+    picks = [int(unilm.nucleus_sample(logits, 0.7, torch.tensor([u]))) for u in (0.0, 0.6, 0.63, 0.99)]
+    assert picks == [0, 0, 1, 1]
+    assert int(unilm.nucleus_sample(logits, 1.0, torch.tensor([0.97]))) == 3
+    assert int(unilm.nucleus_sample(logits, 0.01, torch.tensor([0.99]))) == 0
+    # frequencies follow the renormalised nucleus
+    u = torch.rand(20000, generator=torch.Generator().manual_seed(0))
+    draws = unilm.nucleus_sample(logits.expand(20000, 4), 0.9, u)
+    freq = torch.bincount(draws, minlength=4).float() / 20000
+    assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.15, 0.0]) / 0.95, atol=0.015)
+
+
+# ---------------------------------------------------------------------------------------------
+# passages, data, filters
+
+
+def test_chunks_cut_at_sentence_ends_and_cover_the_passage():
+    text = "第一句话。第二句话很长很长很长！第三句？" + "无标点的长句子" * 10
+    chunks = qagen.chunk_passage(text, 12)
+    assert "".join(c for _, c in chunks) == text
+    assert all(len(c) <= 12 for _, c in chunks)
+    assert all(text[s: s + len(c)] == c for s, c in chunks)
+    assert chunks[0][1] == "第一句话。"  # the next sentence would overflow 12 characters
+    s, c = qagen.chunk_with_answer(text, text.index("第三句"), "第三句", 12)
+    assert "第三句" in c and text[s: s + len(c)] == c
+    # an answer straddling two chunks gets a window around it
+    s, c = qagen.chunk_with_answer(text, 3, "话。第二", 12)
+    assert "话。第二" in c
+
+
+def test_allocate_shares_samples_by_length():
+    assert qagen.allocate([10, 10], 5) in ([3, 2], [2, 3])
+    assert sum(qagen.allocate([1, 50, 7], 4)) == 4
+    assert qagen.allocate([], 3) == []
+    assert qagen.allocate([5], 0) == [0]
+
+
+def test_read_squad_and_jsonl(tmp_path):
+    squad = {"data": [{"id": "A", "paragraphs": [{"context": "北京是中国的首都。", "qas": [
+        {"question": "中国的首都是哪里？", "answers": [{"text": "北京", "answer_start": 0}]},
+        {"question": "错位？", "answers": [{"text": "首都", "answer_start": 0}]},  # wrong offset: found by search
+        {"question": "不在文中？", "answers": [{"text": "上海", "answer_start": 0}]},
+    ]}]}]}
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps(squad, ensure_ascii=False), encoding="utf-8")
+    j = tmp_path / "d.jsonl"
+    j.write_text(json.dumps({"passage": "上海在东边。", "question": "哪里在东边？", "answer": "上海"}, ensure_ascii=False) + "\n",
+                 encoding="utf-8")
+    items, counts = qagen.read_qa_data([p, j])
+    assert [(i.answer, i.answer_start) for i in items] == [("北京", 0), ("首都", 6), ("上海", 0)]
+    assert counts["skipped_answer_not_in_passage"] == 1
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"passage": "x", "question": "y"}\n', encoding="utf-8")
+    from nlptool.errors import InputDataError
+
+    with pytest.raises(InputDataError, match="answer"):
+        qagen.read_qa_data([bad])
+
+
+def test_split_articles_keeps_articles_whole():
+    items = [qagen.QAItem("p", "q", "a", 0, f"art{i % 20}", "") for i in range(200)]
+    train, held = qagen.split_articles(items, 0.1, seed=3)
+    assert {i.article for i in train}.isdisjoint({i.article for i in held})
+    assert len({i.article for i in held}) == 2 and len(train) + len(held) == 200
+    assert qagen.split_articles(items, 0.1, seed=3)[1] == held
+
+
+def test_question_filters_remove_what_they_claim():
+    res = qagen.QAGenResult()
+    add = lambda q, a, s: qagen.add_pair(res, {"question": q, "answer": a, "answer_start": 0, "score": s})  # noqa: E731
+    assert add("北京是哪里？", "北京", -1.0) is None
+    assert add("  ", "北京", -0.5) == "question_empty"
+    assert add("北京？", "北京", -0.5) == "question_is_answer"
+    assert add("北京 是哪里?", "首都", -2.0) == "duplicate_question"  # worse: dropped
+    assert [p["answer"] for p in res.pairs] == ["北京"]
+    assert add("北京是哪里", "首都", -0.2) == "duplicate_question"  # better: replaces the kept one
+    assert [p["answer"] for p in res.pairs] == ["首都"]
+    assert res.filtered == {**dict.fromkeys(qagen.FILTERS, 0), "question_empty": 1, "question_is_answer": 1,
+                            "duplicate_question": 2}
+    assert qagen.find_subsequence([5, 6, 7, 6, 7], [6, 7]) == 1
+    assert qagen.find_subsequence([5, 6, 7], [7, 5]) == -1
+
+
+# ---------------------------------------------------------------------------------------------
+# training and generation on a synthetic task (tiny model)
+
+PEOPLE = list("张王李刘陈黄马林")
+CITIES = ["北京", "上海", "广州", "南京", "西安", "成都", "长沙", "东山"]
+
+
+def _synthetic(n, seed=0):
+    import random
+
+    rng = random.Random(seed)
+    rows = []
+    for k in range(n):
+        a, b = rng.sample(PEOPLE, 2)
+        ca, cb = rng.sample(CITIES, 2)
+        passage = f"{a}先生住在{ca}。{b}先生住在{cb}。"
+        who, city = (a, ca) if rng.random() < 0.5 else (b, cb)
+        rows.append({"passage": passage, "question": f"{city}住着谁？", "answer": city, "article": f"a{k}"})
+    return rows
+
+
+@pytest.fixture(scope="module")
+def trained_qa(tmp_path_factory, tiny_bert_dir):
+    """The tiny char BERT fine-tuned by `nlptool train qa-gen` on a synthetic who-lives-where task."""
+    d = tmp_path_factory.mktemp("qa")
+    data = d / "train.jsonl"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in _synthetic(400)) + "\n", encoding="utf-8")
+    out = d / "model"
+    r = CliRunner().invoke(app, [
+        "train", "qa-gen", "--data", str(data), "--out", str(out), "--model", tiny_bert_dir, "--epochs", "12",
+        "--batch-size", "32", "--learning-rate", "3e-3", "--max-passage-chars", "24", "--max-answer-len", "6",
+        "--max-question-len", "12", "--holdout", "0.1", "--quiet",
+    ])
+    assert r.exit_code == 0, r.output
+    return out
+
+
+def test_training_learns_the_task_and_saves_settings(trained_qa):
+    metrics = json.loads((trained_qa / "metrics.json").read_text())
+    settings = json.loads((trained_qa / qagen.SETTINGS_FILE).read_text())
+    assert settings["max_answer_len"] == 6 and settings["max_passage_chars"] == 24
+    assert metrics["heldout_examples"] == 40 and metrics["train_examples"] == 360
+    first, last = metrics["history"][0]["eval_loss"], metrics["validation_loss"]
+    assert last < 0.6 * first  # it learned something (held-out articles)
+    from nlptool.models import load_model
+
+    lm = load_model(str(trained_qa))
+    rows = _synthetic(30, seed=99)
+    qs = qagen.generate_questions(lm, [(r["passage"], r["answer"]) for r in rows], beam_size=3, max_question_len=12)
+    # given the answer, the question is about it (the task's questions start with the answer)
+    right = sum(q.startswith(r["answer"]) for q, r in zip(qs, rows))
+    assert right >= 20, qs
+
+
+def test_generation_is_reproducible_and_filtered(trained_qa):
+    from nlptool.models import load_model
+
+    lm = load_model(str(trained_qa))
+    passages = [r["passage"] for r in _synthetic(12, seed=5)] + ["", "   "]
+    kw = dict(num_pairs=4, max_answer_len=6, max_question_len=12, max_passage_chars=24, beam_size=3)
+    a = qagen.generate_qa_pairs(lm, passages, seed=7, batch_size=16, **kw)
+    b = qagen.generate_qa_pairs(lm, passages[::-1], seed=7, batch_size=3, **kw)[::-1]
+    assert [x.pairs for x in a] == [x.pairs for x in b]  # independent of batching and order
+    c = qagen.generate_qa_pairs(lm, passages, seed=8, batch_size=16, **kw)
+    assert [x.pairs for x in a] != [x.pairs for x in c] or all(not x.pairs for x in a)
+    assert a[-1].pairs == [] and a[-2].pairs == [] and a[-1].candidates == 0
+    kept = 0
+    for p, x in zip(passages, a):
+        assert x.candidates == len(x.pairs) + sum(x.filtered.values())  # every sample is accounted for
+        qs = [pair["question"] for pair in x.pairs]
+        assert len(set(qs)) == len(qs)
+        for pair in x.pairs:
+            kept += 1
+            assert p[pair["answer_start"]: pair["answer_start"] + len(pair["answer"])] == pair["answer"]
+            assert pair["question"] and pair["question"] != pair["answer"]
+            assert -50 < pair["score"] <= 0 and math.isfinite(pair["score"])
+        assert [pair["score"] for pair in x.pairs] == sorted((pair["score"] for pair in x.pairs), reverse=True)
+    assert kept >= 12  # the trained model's answers are mostly found in the passage
+
+
+def test_cli_qa_gen_file_stdin_jsonl_and_bad_lines(trained_qa, tmp_path):
+    rows = _synthetic(3, seed=11)
+    txt = tmp_path / "p.txt"
+    txt.write_text("\n".join(r["passage"] for r in rows) + "\n\n", encoding="utf-8")
+    jl = tmp_path / "p.jsonl"
+    jl.write_text("\n".join(json.dumps({"id": i, "text": r["passage"]}, ensure_ascii=False) for i, r in enumerate(rows))
+                  + "\n{bad json\n", encoding="utf-8")
+    common = ["qa-gen", "--model", str(trained_qa), "--num-pairs", "3", "--seed", "1", "--quiet"]
+    runner = CliRunner()
+    r1 = runner.invoke(app, [*common, str(txt)])
+    assert r1.exit_code == 0, r1.output
+    out1 = [json.loads(x) for x in r1.stdout.splitlines()]
+    assert len(out1) == 4 and out1[-1]["qa_pairs"] == []
+    r2 = runner.invoke(app, common, input=txt.read_text(encoding="utf-8"))
+    assert r2.stdout == r1.stdout
+    r3 = runner.invoke(app, [*common, str(jl)])
+    out3 = [json.loads(x) for x in r3.stdout.splitlines()]
+    assert [o["qa_pairs"] for o in out3[:3]] == [o["qa_pairs"] for o in out1[:3]]
+    assert [o.get("id") for o in out3[:3]] == [0, 1, 2]
+    assert "line 4" in out3[3]["error"]
+    r4 = runner.invoke(app, [*common, "--strict", str(jl)])
+    assert r4.exit_code == 3

@@ -115,7 +115,8 @@ def main():
     with Timer() as tb:
         segment_texts(loaded, sub, batch_size=args.batch_size, fallback=fallback, stats=s2)
     gemm = gemm_gflops()
-    achieved = stats.flops / ts.seconds / 1e9
+    achieved = stats.flops / stats.forward_seconds / 1e9
+    whole = stats.flops / ts.seconds / 1e9
     print()
     print(table(
         [
@@ -127,7 +128,8 @@ def main():
     print()
     print(table(
         [
-            ["masked forward passes (whole run)", f"{achieved:.1f}", f"{achieved / gemm:.0%}"],
+            ["masked forward passes (time inside the encoder calls)", f"{achieved:.1f}", f"{achieved / gemm:.0%}"],
+            ["the same FLOPs over the whole segment_texts wall time", f"{whole:.1f}", f"{whole / gemm:.0%}"],
             ["torch.matmul 1024x1024 GEMM", f"{gemm:.1f}", "100%"],
         ],
         ["compute", "GFLOP/s", "of GEMM"],

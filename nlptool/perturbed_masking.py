@@ -21,6 +21,7 @@ them under ``torch.inference_mode()``.
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -47,6 +48,7 @@ class EngineStats:
     real_tokens: int = 0
     flops: float = 0.0
     batches: int = 0
+    forward_seconds: float = 0.0  # wall time inside the encoder calls only
 
 
 def encoder_of(model):
@@ -168,10 +170,14 @@ def masked_unit_vectors(
                     n_out += 1
             ids = ids.to(device)
             att = att.to(device)
+            t_fwd = time.perf_counter()
             if want == n_layers:
                 hidden = encoder(input_ids=ids, attention_mask=att).last_hidden_state
             else:
                 hidden = encoder(input_ids=ids, attention_mask=att, output_hidden_states=True).hidden_states[want]
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            t_fwd = time.perf_counter() - t_fwd
             flat = hidden.reshape(-1, hidden.shape[-1]).float()
             idx_rows = torch.tensor(rows, device=flat.device)
             idx_cols = torch.tensor(cols, device=flat.device)
@@ -186,6 +192,7 @@ def masked_unit_vectors(
                 stats.real_tokens += real
                 stats.flops += _flops_per_batch(model.config, len(batch), length)
                 stats.batches += 1
+                stats.forward_seconds += t_fwd
             if progress is not None:
                 progress(len(batch))
     return results  # type: ignore[return-value]

@@ -664,9 +664,6 @@ def _generate_batch(model, dev, tok, batch, results, *, num_pairs, top_p, beam_s
         masked[:, banned] = float("-inf")
         if t == 0:
             masked[:, sep] = float("-inf")  # an answer has at least one token
-        if t == max_answer_len:
-            masked[:, :] = float("-inf")
-            masked[:, sep] = 0.0  # the last chance to end: anything else is an unfinished answer
         u = torch.as_tensor([g.random() for g in rngs], dtype=torch.float64)
         y = nucleus_sample(masked, top_p, u)
         y = torch.where(active, y, torch.full_like(y, tok.pad_token_id))
@@ -677,7 +674,7 @@ def _generate_batch(model, dev, tok, batch, results, *, num_pairs, top_p, beam_s
                 if y_l[r] != sep:
                     answers[r].append(y_l[r])
         logits = step(model, state, y, active)
-        ended = active & (y == sep)
+        ended = active & (y == sep)  # at t = max_answer_len only [SEP] ends a row; others are unfinished
         for r in torch.nonzero(ended).flatten().tolist():
             q_logits[r] = logits[r]
         active = active & (y != sep)

@@ -259,8 +259,8 @@ def trained_qa(tmp_path_factory, tiny_bert_dir):
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in _synthetic(400)) + "\n", encoding="utf-8")
     out = d / "model"
     r = CliRunner().invoke(app, [
-        "train", "qa-gen", "--data", str(data), "--out", str(out), "--model", tiny_bert_dir, "--epochs", "12",
-        "--batch-size", "32", "--learning-rate", "3e-3", "--max-passage-chars", "24", "--max-answer-len", "6",
+        "train", "qa-gen", "--data", str(data), "--out", str(out), "--model", tiny_bert_dir, "--epochs", "20",
+        "--batch-size", "32", "--learning-rate", "5e-3", "--max-passage-chars", "24", "--max-answer-len", "6",
         "--max-question-len", "12", "--holdout", "0.1", "--quiet",
     ])
     assert r.exit_code == 0, r.output

@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputDataError, UsageError
+from .io import jsonl_objects
 
 
 @dataclass
@@ -75,15 +76,7 @@ def read_labeled(
         fmt = _format_of(path, data_format)
         with open(path, encoding="utf-8-sig", newline="") as fh:
             if fmt == "jsonl":
-                for lineno, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InputDataError(f"invalid JSON: {exc.msg}", path, lineno) from None
-                    if not isinstance(obj, dict):
-                        raise InputDataError("expected a JSON object", path, lineno)
+                for lineno, obj in jsonl_objects(fh, path):
                     for k in (text_key, label_key):
                         if k not in obj:
                             raise InputDataError(f"missing key {k!r} (set --text-key/--label-key)", path, lineno)

@@ -256,6 +256,25 @@ class JsonlWriter:
             self._fh.flush()
 
 
+def jsonl_objects(fh: Iterable[str], path: str) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(line number, object)`` for every non-blank line of a JSONL training/data file, where a
+    bad line is fatal (unlike :func:`read_records`, which turns it into an error record).
+
+    Raises:
+        InputDataError: invalid JSON or a line that is not a JSON object (names file and line).
+    """
+    for lineno, line in enumerate(fh, start=1):
+        if not line.strip():
+            continue
+        try:
+            obj = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise InputDataError(f"invalid JSON: {exc.msg}", path, lineno) from None
+        if not isinstance(obj, dict):
+            raise InputDataError("expected a JSON object", path, lineno)
+        yield lineno, obj
+
+
 def chunked(items: Iterable, size: int) -> Iterator[list]:
     """Yield lists of at most ``size`` consecutive items (bounded memory over a long input)."""
     buf: list = []

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputDataError, UsageError
+from .io import jsonl_objects
 
 #: File written next to the model by ``train qa-gen``: the generation settings it was trained for.
 SETTINGS_FILE = "nlptool_qa_gen.json"
@@ -168,15 +169,7 @@ def read_qa_data(paths: Sequence[str | os.PathLike]) -> tuple[list[QAItem], dict
             head = fh.read(1)
             fh.seek(0)
             if path.endswith(".jsonl") or head != "{" or _looks_jsonl(path):
-                for lineno, line in enumerate(fh, start=1):
-                    if not line.strip():
-                        continue
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InputDataError(f"invalid JSON: {exc.msg}", path, lineno) from None
-                    if not isinstance(obj, dict):
-                        raise InputDataError("expected a JSON object", path, lineno)
+                for lineno, obj in jsonl_objects(fh, path):
                     for k in ("passage", "question", "answer"):
                         if not isinstance(obj.get(k), str):
                             raise InputDataError(f"missing or non-string field {k!r}", path, lineno)

@@ -18,7 +18,7 @@ The training command (kept here so the result can be reproduced):
 
     nlptool train qa-gen --data ../shared/data/qa/cmrc2018_trial.json \
         --data ../shared/data/qa/cmrc2018_dev_part.json --out build/qa-gen --holdout 0.1 --seed 0 \
-        --epochs 12 --batch-size 32 --learning-rate 2e-4 --max-minutes 60
+        --epochs 20 --batch-size 32 --learning-rate 3e-4 --max-minutes 40
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def train_command(out: Path, minutes: float, epochs: float) -> list[str]:
     for d in DATA:
         cmd += ["--data", str(d)]
     return cmd + ["--out", str(out), "--holdout", "0.1", "--seed", "0", "--epochs", str(epochs), "--batch-size", "32",
-                  "--learning-rate", "2e-4", "--max-minutes", str(minutes)]
+                  "--learning-rate", "3e-4", "--max-minutes", str(minutes)]
 
 
 def template_question(passage: str, start: int, answer: str) -> str:
@@ -79,8 +79,8 @@ def bleu4(hyps, refs) -> float:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--model", default=str(ROOT / "build" / "qa-gen"), help="trained model directory (trained if absent)")
-    ap.add_argument("--train-minutes", type=float, default=60.0)
-    ap.add_argument("--epochs", type=float, default=12.0)
+    ap.add_argument("--train-minutes", type=float, default=40.0)
+    ap.add_argument("--epochs", type=float, default=20.0)
     ap.add_argument("--num-pairs", type=int, default=5)
     ap.add_argument("--beam-size", type=int, default=4)
     ap.add_argument("--limit-passages", type=int, default=None, help="full generation on the first N held-out passages")
@@ -131,36 +131,43 @@ def main() -> None:
     print(f"\nQuestion generation given the gold answer ({len(held)} held-out questions)\n")
     print(table(rows, ["method", "BLEU-4", "ROUGE-L (chars)", "questions/s"]))
 
-    # 2. full generation on the held-out passages
+    # 2. full generation on the held-out passages, copy-constrained (default) and free answers
     passages = list(dict.fromkeys(it.passage for it in held))
     if args.limit_passages:
         passages = passages[: args.limit_passages]
-    with Timer() as t_gen:
-        res = generate_qa_pairs(lm, passages, num_pairs=args.num_pairs, seed=args.seed, beam_size=args.beam_size,
-                                top_p=settings["top_p"], max_answer_len=settings["max_answer_len"],
-                                max_question_len=settings["max_question_len"], max_passage_chars=mp)
-    cand = sum(r.candidates for r in res)
-    filt = {k: sum(r.filtered[k] for r in res) for k in res[0].filtered}
-    n_pairs = sum(len(r.pairs) for r in res)
-    finished = cand - filt["answer_unfinished"]
-    found = finished - filt["answer_not_in_passage"]
     chars = sum(len(p) for p in passages)
-    rows = [
-        ["passages (chars)", f"{len(passages)} ({chars:,})"],
-        ["answer samples", f"{cand}"],
-        ["answers ended within the limit", f"{finished / cand:.3f}"],
-        ["answers found in the passage", f"{found / cand:.3f} of samples, {found / max(finished, 1):.3f} of ended"],
-        *[[f"removed: {k.replace('_', ' ')}", str(v)] for k, v in filt.items()],
-        ["pairs kept", f"{n_pairs} ({n_pairs / cand:.3f} of samples)"],
-        ["distinct questions per passage", f"{n_pairs / len(passages):.2f} (of {args.num_pairs} samples)"],
-        ["mean score (nats/token)", f"{sum(p['score'] for r in res for p in r.pairs) / max(n_pairs, 1):.3f}"],
-        ["speed", f"{n_pairs / t_gen.seconds:.2f} pairs/s, {cand / t_gen.seconds:.2f} samples/s, "
-                  f"{chars / t_gen.seconds:.0f} passage chars/s ({t_gen.seconds:.0f} s)"],
-        ["peak RSS", f"{peak_rss_mb():.0f} MiB"],
-    ]
-    print(f"\nFull generation: {args.num_pairs} answer samples per passage (top-p {settings['top_p']}, "
-          f"beam {args.beam_size}, seed {args.seed})\n")
-    print(table(rows, ["measure", "value"]))
+    cols, runs = [], {}
+    for copy in (True, False):
+        with Timer() as t_gen:
+            res = generate_qa_pairs(lm, passages, num_pairs=args.num_pairs, seed=args.seed, beam_size=args.beam_size,
+                                    top_p=settings["top_p"], max_answer_len=settings["max_answer_len"],
+                                    max_question_len=settings["max_question_len"], max_passage_chars=mp,
+                                    copy_answers=copy)
+        runs[copy] = res
+        cand = sum(r.candidates for r in res)
+        filt = {k: sum(r.filtered[k] for r in res) for k in res[0].filtered}
+        n_pairs = sum(len(r.pairs) for r in res)
+        finished = cand - filt["answer_unfinished"]
+        found = finished - filt["answer_not_in_passage"]
+        cols.append([
+            f"{cand}",
+            f"{finished / cand:.3f}",
+            f"{found / cand:.3f}",
+            *[str(v) for v in filt.values()],
+            f"{n_pairs} ({n_pairs / cand:.3f})",
+            f"{n_pairs / len(passages):.2f}",
+            f"{sum(p['score'] for r in res for p in r.pairs) / max(n_pairs, 1):.3f}",
+            f"{n_pairs / t_gen.seconds:.2f} pairs/s, {cand / t_gen.seconds:.1f} samples/s ({t_gen.seconds:.0f} s)",
+        ])
+    names = ["answer samples", "answers ended within the limit", "answers found in the passage (of samples)",
+             *[f"removed: {k.replace('_', ' ')}" for k in res[0].filtered], "pairs kept (of samples)",
+             f"distinct questions per passage (of {args.num_pairs})", "mean score (nats/token)", "speed"]
+    print(f"\nFull generation on {len(passages)} held-out passages ({chars:,} chars): {args.num_pairs} answer samples "
+          f"per passage (top-p {settings['top_p']}, beam {args.beam_size}, seed {args.seed}); peak RSS so far "
+          f"{peak_rss_mb():.0f} MiB\n")
+    print(table([[n, a, b] for n, a, b in zip(names, cols[0], cols[1])],
+                ["measure", "copy-constrained answers (default)", "free answers (--free-answers)"]))
+    res = runs[True]
     print("\nFive generated pairs (best-scored pair of the first five passages with one):\n")
     shown = 0
     for p, r in zip(passages, res):

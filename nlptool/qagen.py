@@ -13,7 +13,7 @@ passage is encoded once and its keys/values are reused by every sample and beam
 
 Filters (counted per passage in :class:`QAGenResult`): a sampled answer must end within
 ``max_answer_len`` tokens and occur in the passage (its character offset is ``answer_start``);
-the same answer twice is decoded once; a question must end within ``max_question_len``, be
+an answer of punctuation only is dropped; the same answer twice is decoded once; a question must end within ``max_question_len``, be
 non-empty and differ from its answer; the same question twice keeps the better-scored pair.
 """
 
@@ -31,6 +31,7 @@ from typing import Any
 
 from .errors import InputDataError, UsageError
 from .io import jsonl_objects
+from .text import is_punct_or_space
 
 #: File written next to the model by ``train qa-gen``: the generation settings it was trained for.
 SETTINGS_FILE = "nlptool_qa_gen.json"
@@ -52,6 +53,7 @@ _SENTENCE_END = re.compile(r"[。！？!?；;…\n]+[”’」』）)\"']*")
 FILTERS = (
     "answer_unfinished",  # no [SEP] within max_answer_len
     "answer_not_in_passage",
+    "answer_punctuation",  # only punctuation/whitespace (e.g. "。")
     "duplicate_answer",
     "question_unfinished",  # no [SEP] within max_question_len
     "question_empty",
@@ -560,6 +562,7 @@ def generate_qa_pairs(
     max_passage_chars: int = 128,
     seed: int = 0,
     batch_size: int = 16,
+    copy_answers: bool = True,
 ) -> list[QAGenResult]:
     """Generate question-answer pairs for each passage (Su 2020-07-25).
 
@@ -582,6 +585,11 @@ def generate_qa_pairs(
         seed: the random stream of each sample depends only on ``seed``, the chunk text and the
             sample's index, so a passage gets the same pairs wherever it appears in the input.
         batch_size: chunks encoded and decoded together (bounds memory).
+        copy_answers: restrict answer sampling to tokens that continue a substring of the chunk
+            (the nucleus is taken over the model's distribution renormalised on those tokens), so
+            every answer is a passage span. ``False`` samples freely, as in Su's post, and relies
+            on the ``answer_not_in_passage`` filter; with a small model most free answers drift
+            out of the passage after their first tokens.
 
     Returns:
         one :class:`QAGenResult` per passage; each pair is ``{"question", "answer",
@@ -622,14 +630,14 @@ def generate_qa_pairs(
             batch = [chunks[i] for i in order[b: b + batch_size]]
             _generate_batch(model, dev, tok, batch, results, num_pairs=num_pairs, top_p=top_p, beam_size=beam_size,
                             max_answer_len=max_answer_len, max_question_len=max_question_len, seed=seed,
-                            cls=cls, sep=sep, a_banned=special, q_banned=q_banned)
+                            cls=cls, sep=sep, a_banned=special, q_banned=q_banned, copy_answers=copy_answers)
     for r in results:
         r.pairs.sort(key=lambda p: -p["score"])
     return results
 
 
 def _generate_batch(model, dev, tok, batch, results, *, num_pairs, top_p, beam_size, max_answer_len, max_question_len,
-                    seed, cls, sep, a_banned, q_banned):
+                    seed, cls, sep, a_banned, q_banned, copy_answers):
     import numpy as np
     import torch
 
@@ -651,12 +659,16 @@ def _generate_batch(model, dev, tok, batch, results, *, num_pairs, top_p, beam_s
     q_logits: list[Any] = [None] * n
     active = torch.ones(n, dtype=torch.bool, device=dev)
     banned = torch.as_tensor(a_banned, dtype=torch.long, device=dev)
+    # copy constraint: the passage positions where each row's answer so far occurs
+    starts = [list(range(len(batch[o].ids))) for o in owner] if copy_answers else []
     for t in range(max_answer_len + 1):
         lp = torch.log_softmax(logits, dim=-1)
         masked = logits.clone()
         masked[:, banned] = float("-inf")
         if t == 0:
             masked[:, sep] = float("-inf")  # an answer has at least one token
+        if copy_answers:
+            masked = masked + _copy_mask(batch, owner, starts, t, sep, masked.shape[1], torch).to(dev)
         u = torch.as_tensor([g.random() for g in rngs], dtype=torch.float64)
         y = nucleus_sample(masked, top_p, u)
         y = torch.where(active, y, torch.full_like(y, tok.pad_token_id))
@@ -666,6 +678,9 @@ def _generate_batch(model, dev, tok, batch, results, *, num_pairs, top_p, beam_s
                 a_logp[r] += lp_l[r]
                 if y_l[r] != sep:
                     answers[r].append(y_l[r])
+                    if copy_answers:
+                        ids = batch[owner[r]].ids
+                        starts[r] = [i for i in starts[r] if i + t < len(ids) and ids[i + t] == y_l[r]]
         logits = step(model, state, y, active)
         ended = active & (y == sep)  # at t = max_answer_len only [SEP] ends a row; others are unfinished
         for r in torch.nonzero(ended).flatten().tolist():
@@ -687,13 +702,17 @@ def _generate_batch(model, dev, tok, batch, results, *, num_pairs, top_p, beam_s
         if i < 0:
             res.filtered["answer_not_in_passage"] += 1
             continue
+        s_, e_ = c.offsets[i][0], c.offsets[i + len(answers[r]) - 1][1]
+        if all(is_punct_or_space(ch) for ch in c.text[s_:e_]):
+            res.filtered["answer_punctuation"] += 1
+            continue
         key = (owner[r], tuple(answers[r]))
         if key in seen:
             res.filtered["duplicate_answer"] += 1
             continue
         seen.add(key)
         keep.append(r)
-        spans[r] = (c.offsets[i][0], c.offsets[i + len(answers[r]) - 1][1])
+        spans[r] = (s_, e_)
     if not keep:
         return
     keep_t = torch.as_tensor(keep, dtype=torch.long, device=dev)
@@ -739,6 +758,23 @@ def add_pair(result: QAGenResult, pair: dict[str, Any]) -> str | None:
     else:
         result.filtered[reason] += 1
     return reason
+
+
+def _copy_mask(batch, owner, starts, t, sep, vocab, torch):
+    """Additive ``(rows, vocab)`` mask: 0 for the tokens that extend a row's answer (``t`` tokens
+    so far, occurring at ``starts[r]``) to a longer passage substring, and for ``[SEP]`` once the
+    answer is non-empty; ``-inf`` elsewhere."""
+    mask = torch.full((len(owner), vocab), float("-inf"))
+    for r, o in enumerate(owner):
+        ids = batch[o].ids
+        nxt = {ids[i + t] for i in starts[r] if i + t < len(ids)}
+        if t > 0:
+            nxt.add(sep)
+        if nxt:
+            mask[r, list(nxt)] = 0.0
+        else:  # cannot happen for t = 0 with a non-empty chunk; keep the row samplable
+            mask[r, sep] = 0.0
+    return mask
 
 
 def _norm(s: str) -> str:

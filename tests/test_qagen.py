@@ -308,6 +308,12 @@ def test_generation_is_reproducible_and_filtered(trained_qa):
             assert -50 < pair["score"] <= 0 and math.isfinite(pair["score"])
         assert [pair["score"] for pair in x.pairs] == sorted((pair["score"] for pair in x.pairs), reverse=True)
     assert kept >= 12  # the trained model's answers are mostly found in the passage
+    assert sum(x.filtered["answer_not_in_passage"] for x in a) == 0  # copy-constrained by default
+    free = qagen.generate_qa_pairs(lm, passages, seed=7, copy_answers=False, **kw)
+    for p, x in zip(passages, free):
+        assert x.candidates == len(x.pairs) + sum(x.filtered.values())
+        for pair in x.pairs:
+            assert p[pair["answer_start"]: pair["answer_start"] + len(pair["answer"])] == pair["answer"]
 
 
 def test_cli_qa_gen_file_stdin_jsonl_and_bad_lines(trained_qa, tmp_path):

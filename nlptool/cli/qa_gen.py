@@ -37,6 +37,7 @@ def train_qa_gen(
     learning_rate: float = typer.Option(2e-4, "--learning-rate", help="Peak AdamW learning rate (linear warm-up and decay)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this many minutes and keep the best checkpoint."),
     resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from the last checkpoint in OUT/checkpoints."),
+    copy_answers: bool = typer.Option(True, "--copy-answers/--free-answers", help="Sample answers only among tokens that continue a passage span (default), or freely as in Su's post (then answers not in the passage are filtered)."),
     seed: int = typer.Option(0, "--seed", help="Random seed (held-out articles, shuffling)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
@@ -81,6 +82,7 @@ def qa_gen(
     max_answer_len: Optional[int] = typer.Option(None, "--max-answer-len", help="Tokens per answer (default: the model's training limit)."),
     max_question_len: Optional[int] = typer.Option(None, "--max-question-len", help="Tokens per question (default: the model's training limit)."),
     max_passage_chars: Optional[int] = typer.Option(None, "--max-passage-chars", help="Chunk length for long passages (default: the model's training value)."),
+    copy_answers: bool = typer.Option(True, "--copy-answers/--free-answers", help="Sample answers only among tokens that continue a passage span (default), or freely as in Su's post (then answers not in the passage are filtered)."),
     seed: int = typer.Option(0, "--seed", help="Random seed: the same seed and passage give the same pairs."),
     batch_size: int = typer.Option(16, "--batch-size", help="Passage chunks decoded together (bounds memory)."),
     device: str = DeviceOpt,
@@ -114,7 +116,7 @@ def qa_gen(
         def batch(recs):
             nonlocal n_cand, n_pairs
             res = generate_qa_pairs(loaded, [r.text for r in recs], num_pairs=num_pairs, seed=seed,
-                                    batch_size=batch_size, **opts)
+                                    batch_size=batch_size, copy_answers=copy_answers, **opts)
             out = []
             for x in res:
                 n_cand += x.candidates

@@ -57,7 +57,7 @@ def encoder_of(model):
     return base if base is not None else model
 
 
-def _flops_per_batch(config, batch: int, length: int) -> float:
+def _flops_per_batch(config, batch: int, length: int, layers: int | None = None) -> float:
     """Forward FLOPs of a BERT encoder on ``batch × length`` tokens (2 per multiply-add).
 
     Dense layers: 2·tokens·(4h² + 2·h·i) per layer; attention scores and weighted sum:
@@ -65,11 +65,66 @@ def _flops_per_batch(config, batch: int, length: int) -> float:
     """
     h = config.hidden_size
     inter = getattr(config, "intermediate_size", 4 * h)
-    layers = config.num_hidden_layers
+    layers = config.num_hidden_layers if layers is None else layers
     tokens = batch * length
     dense = 2 * tokens * (4 * h * h + 2 * h * inter)
     attn = 4 * batch * length * length * h
     return float(layers * (dense + attn))
+
+
+def _bert_like(encoder) -> bool:
+    """True when the encoder has BERT's module layout (embeddings, encoder.layer[i] with
+    attention.self.query/key/value, attention.output, intermediate, output)."""
+    try:
+        lyr = encoder.encoder.layer[0]
+        return all(hasattr(lyr.attention.self, n) for n in ("query", "key", "value")) and hasattr(
+            lyr.attention, "output") and hasattr(lyr, "intermediate") and hasattr(lyr, "output") and hasattr(
+            encoder, "embeddings")
+    except (AttributeError, IndexError, TypeError):
+        return False
+
+
+def _encode_selected(encoder, ids, att, want: int, flat_positions: list[int]):
+    """Hidden states of layer ``want`` (1-based; embeddings are 0) at ``flat_positions``
+    (``batch_row * length + position``), shape ``(len(flat_positions), hidden)``.
+
+    Layers ``1 .. want-1`` run in full; layer ``want`` computes keys and values for every token
+    but queries, attention output and feed-forward only for the selected positions (what the
+    impact matrix reads), which saves most of that layer. Returns ``(hidden, flops)``.
+    """
+    import torch
+
+    b, n = ids.shape
+    dtype = next(encoder.parameters()).dtype
+    ext = torch.zeros((b, 1, 1, n), dtype=dtype, device=ids.device)
+    ext.masked_fill_(att[:, None, None, :] == 0, torch.finfo(dtype).min)
+    h = encoder.embeddings(input_ids=ids)
+    for lyr in encoder.encoder.layer[: want - 1]:
+        h = lyr(h, attention_mask=ext)
+        if isinstance(h, tuple):
+            h = h[0]
+    lyr = encoder.encoder.layer[want - 1]
+    sa = lyr.attention.self
+    heads, dh = sa.num_attention_heads, sa.attention_head_size
+    pos = torch.as_tensor(flat_positions, device=ids.device)
+    rb, rp = pos // n, pos % n
+    x = h[rb, rp]  # (S, hidden)
+    q = sa.query(x).view(-1, heads, dh)  # (S, heads, dh)
+    k = sa.key(h).view(b, n, heads, dh).transpose(1, 2)  # (b, heads, n, dh)
+    v = sa.value(h).view(b, n, heads, dh).transpose(1, 2)
+    scores = torch.einsum("shd,shnd->shn", q, k[rb]) * (dh**-0.5) + ext[rb, 0]
+    ctx = torch.einsum("shn,shnd->shd", torch.softmax(scores, dim=-1), v[rb]).reshape(-1, heads * dh)
+    attn = lyr.attention.output(ctx, x)
+    out = lyr.output(lyr.intermediate(attn), attn)
+    cfg = encoder.config
+    hid = cfg.hidden_size
+    inter = getattr(cfg, "intermediate_size", 4 * hid)
+    s_ = len(flat_positions)
+    flops = _flops_per_batch(cfg, b, n, layers=want - 1)
+    flops += 2 * b * n * 2 * hid * hid  # keys and values for every token
+    flops += 2 * s_ * (2 * hid * hid + 2 * hid * inter)  # query, output projection, feed-forward
+    flops += 4 * s_ * n * hid  # scores and weighted sum
+    return out, float(flops)
 
 
 def masked_unit_vectors(
@@ -171,16 +226,27 @@ def masked_unit_vectors(
             ids = ids.to(device)
             att = att.to(device)
             t_fwd = time.perf_counter()
-            if want == n_layers:
-                hidden = encoder(input_ids=ids, attention_mask=att).last_hidden_state
+            uniq = sorted(set(cols))
+            selected = None
+            if want >= 1 and _bert_like(encoder):
+                # the wanted layer is needed at the masked positions only: run the layers below it
+                # in full and that layer for the selected query rows (keys/values still for all)
+                selected, flops = _encode_selected(encoder, ids, att, want, uniq)
+                flat = selected.float()
+                col_of = {c: k for k, c in enumerate(uniq)}
+                idx_cols = torch.tensor([col_of[c] for c in cols], device=flat.device)
             else:
-                hidden = encoder(input_ids=ids, attention_mask=att, output_hidden_states=True).hidden_states[want]
+                if want == n_layers:
+                    hidden = encoder(input_ids=ids, attention_mask=att).last_hidden_state
+                else:
+                    hidden = encoder(input_ids=ids, attention_mask=att, output_hidden_states=True).hidden_states[want]
+                flops = _flops_per_batch(model.config, len(batch), length, layers=want)
+                flat = hidden.reshape(-1, hidden.shape[-1]).float()
+                idx_cols = torch.tensor(cols, device=flat.device)
             if device.type == "cuda":
                 torch.cuda.synchronize(device)
             t_fwd = time.perf_counter() - t_fwd
-            flat = hidden.reshape(-1, hidden.shape[-1]).float()
             idx_rows = torch.tensor(rows, device=flat.device)
-            idx_cols = torch.tensor(cols, device=flat.device)
             pooled = torch.zeros((n_out, flat.shape[1]), device=flat.device).index_add_(0, idx_rows, flat[idx_cols])
             pooled /= torch.tensor(owners, device=flat.device, dtype=pooled.dtype).unsqueeze(1)
             pooled = pooled.cpu().numpy()
@@ -190,7 +256,7 @@ def masked_unit_vectors(
                 stats.sequences += len(batch)
                 stats.tokens += len(batch) * length
                 stats.real_tokens += real
-                stats.flops += _flops_per_batch(model.config, len(batch), length)
+                stats.flops += flops
                 stats.batches += 1
                 stats.forward_seconds += t_fwd
             if progress is not None:

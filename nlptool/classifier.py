@@ -226,9 +226,10 @@ def train_classifier(
         ModelError / DeviceError: from :func:`nlptool.models.load_model`.
     """
     import torch
-    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback, TrainingArguments
+    from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 
     from .models import load_model
+    from .training import quiet_trainer, time_budget, training_arguments
 
     names = label_names(data.labels + (eval_data.labels if eval_data else []))
     if len(names) < 2:
@@ -260,7 +261,6 @@ def train_classifier(
     eval_ds = _Encoded(encode(eval_texts), eval_labels) if eval_texts else None
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
-    use_cuda = loaded.device.type == "cuda"
     history: list[dict[str, Any]] = []
     t0 = time.time()
     say = log or (lambda s: None)
@@ -271,16 +271,9 @@ def train_classifier(
         logits = pred.predictions[0] if isinstance(pred.predictions, tuple) else pred.predictions
         return classification_metrics(pred.label_ids, np.argmax(logits, axis=-1), len(names))
 
+    stopped_early: list[bool] = []
+
     class _Report(TrainerCallback):
-        stopped_early = False
-
-        def on_step_end(self, args, state, control, **kw):
-            if max_minutes is not None and time.time() - t0 > 60.0 * max_minutes:
-                _Report.stopped_early = True
-                control.should_training_stop = True
-                control.should_evaluate = eval_ds is not None
-            return control
-
         def on_evaluate(self, args, state, control, metrics=None, **kw):
             train_losses = [h["loss"] for h in state.log_history if "loss" in h]
             row = {
@@ -301,26 +294,21 @@ def train_classifier(
             )
 
     steps_per_epoch = max(1, -(-len(train_ds) // batch_size))
-    args = TrainingArguments(
-        output_dir=str(out / "_trainer"),
+    args = training_arguments(
+        out / "_trainer",
+        loaded.device,
         num_train_epochs=float(epochs),
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=max(batch_size, 64),
         learning_rate=learning_rate,
         weight_decay=weight_decay,
         warmup_steps=int(warmup_ratio * steps_per_epoch * epochs),
-        lr_scheduler_type="linear",
         eval_strategy="epoch" if eval_ds is not None else "no",
         save_strategy="no",
         logging_strategy="steps",
         logging_steps=max(1, min(50, steps_per_epoch)),
-        report_to=[],
-        disable_tqdm=True,
         seed=seed,
-        fp16=use_cuda,
-        use_cpu=not use_cuda,
         train_sampling_strategy="group_by_length",
-        dataloader_num_workers=0,
     )
     net.train()
     trainer = Trainer(
@@ -330,13 +318,11 @@ def train_classifier(
         eval_dataset=eval_ds,
         data_collator=DataCollatorWithPadding(tok),
         compute_metrics=compute_metrics,
-        callbacks=[_Report()],
+        callbacks=[_Report()] + ([] if max_minutes is None else [
+            time_budget(max_minutes, save=False, evaluate=eval_ds is not None, on_stop=lambda: stopped_early.append(True))
+        ]),
     )
-    # the Trainer's own printer/progress callbacks write dicts and bars to stdout; we report per epoch via `log`
-    from transformers.trainer_callback import PrinterCallback, ProgressCallback
-
-    trainer.remove_callback(PrinterCallback)
-    trainer.remove_callback(ProgressCallback)
+    quiet_trainer(trainer)
     result = trainer.train()
     if eval_ds is not None and (not history or history[-1]["step"] != trainer.state.global_step):
         trainer.evaluate()
@@ -362,7 +348,7 @@ def train_classifier(
         "final": history[-1] if history else None,
         "train_loss": float(result.training_loss),
         "steps": int(trainer.state.global_step),
-        "stopped_early": bool(_Report.stopped_early),
+        "stopped_early": bool(stopped_early),
         "seconds": round(time.time() - t0, 1),
     }
     mpath = Path(metrics_path) if metrics_path else out / "metrics.json"

@@ -157,25 +157,6 @@ def make_tokenizer(vocab: list[str], out_dir: str | os.PathLike, lowercase: bool
     return tok
 
 
-class _TimeBudget:
-    """A :class:`transformers.TrainerCallback` that stops training after ``minutes`` of wall time."""
-
-    def __new__(cls, minutes: float):
-        from transformers import TrainerCallback
-
-        class TimeBudget(TrainerCallback):
-            def __init__(self):
-                self.deadline = time.monotonic() + minutes * 60
-
-            def on_step_end(self, args, state, control, **kwargs):
-                if time.monotonic() > self.deadline:
-                    control.should_training_stop = True
-                    control.should_save = True
-                return control
-
-        return TimeBudget()
-
-
 def _MaskedOnlyTrainer():
     """A Trainer whose loss runs the MLM head on the selected (labelled) positions only.
 
@@ -246,10 +227,10 @@ def train_mlm(
         BertConfig,
         BertForMaskedLM,
         DataCollatorForLanguageModeling,
-        TrainingArguments,
     )
 
     from .models import resolve_device
+    from .training import quiet_trainer, time_budget, training_arguments
 
     dev = resolve_device(device)
     log = log or (lambda s: None)
@@ -278,23 +259,18 @@ def train_mlm(
     n_params = sum(p.numel() for p in model.parameters())
     log(f"model: {layers} layers, hidden {hidden}, {n_params / 1e6:.1f} M parameters, vocab {len(vocab)}")
     collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.15)
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"),
+    args = training_arguments(
+        out / "checkpoints",
+        dev,
         per_device_train_batch_size=batch_size,
         max_steps=max_steps,
         learning_rate=learning_rate,
         warmup_steps=int(warmup_ratio * max_steps),
-        lr_scheduler_type="linear",
         weight_decay=0.01,
         logging_steps=min(50, max(1, max_steps // 10)),
         save_steps=500,
         save_total_limit=1,
         seed=seed,
-        fp16=dev.type == "cuda",
-        use_cpu=dev.type == "cpu",
-        dataloader_num_workers=0,
-        report_to=[],
-        disable_tqdm=True,
         train_sampling_strategy="group_by_length",
         length_column_name="length",
     )
@@ -310,13 +286,11 @@ def train_mlm(
 
     callbacks = [Log()]
     if max_minutes:
-        callbacks.append(_TimeBudget(max_minutes))
+        callbacks.append(time_budget(max_minutes))
     trainer = _MaskedOnlyTrainer()(
         model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks
     )
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)  # it prints log dicts on stdout; we log on stderr
+    quiet_trainer(trainer)
     t0 = time.time()
     ckpt = None
     if resume and (out / "checkpoints").exists() and any((out / "checkpoints").glob("checkpoint-*")):

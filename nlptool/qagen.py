@@ -168,44 +168,31 @@ def read_qa_data(paths: Sequence[str | os.PathLike]) -> tuple[list[QAItem], dict
         if not os.path.isfile(path):
             raise UsageError(f"{path}: no such file (expected SQuAD v1.1 JSON or JSONL)")
         with open(path, encoding="utf-8-sig") as fh:
-            head = fh.read(1)
-            fh.seek(0)
-            if path.endswith(".jsonl") or head != "{" or _looks_jsonl(path):
-                for lineno, obj in jsonl_objects(fh, path):
-                    for k in ("passage", "question", "answer"):
-                        if not isinstance(obj.get(k), str):
-                            raise InputDataError(f"missing or non-string field {k!r}", path, lineno)
-                    add(obj["passage"], obj["question"], obj["answer"], obj.get("answer_start"),
-                        obj.get("article", obj["passage"]), f"{path}:{lineno}")
-            else:
-                try:
-                    doc = json.load(fh)
-                except json.JSONDecodeError as exc:
-                    raise InputDataError(f"invalid JSON: {exc.msg}", path, exc.lineno) from None
-                data = doc.get("data") if isinstance(doc, dict) else None
-                if not isinstance(data, list):
-                    raise InputDataError("expected SQuAD v1.1 JSON: an object with a 'data' list", path, 1)
-                for ai, article in enumerate(data):
-                    art = f"{os.path.basename(path)}:{article.get('id') or article.get('title') or ai}"
-                    for pi, para in enumerate(article.get("paragraphs", [])):
-                        ctx = para.get("context", "")
-                        for q in para.get("qas", []):
-                            ans = (q.get("answers") or [{}])[0]
-                            add(ctx, q.get("question", ""), ans.get("text"), ans.get("answer_start"), art,
-                                f"{path}:{q.get('id', f'{ai}/{pi}')}")
+            text = fh.read()
+        try:  # one JSON document with a "data" list: SQuAD v1.1; anything else is read as JSONL
+            doc = json.loads(text)
+        except json.JSONDecodeError:
+            doc = None
+        data = doc.get("data") if isinstance(doc, dict) else None
+        if not isinstance(data, list):
+            for lineno, obj in jsonl_objects(text.splitlines(), path):
+                for k in ("passage", "question", "answer"):
+                    if not isinstance(obj.get(k), str):
+                        raise InputDataError(f"missing or non-string field {k!r}", path, lineno)
+                add(obj["passage"], obj["question"], obj["answer"], obj.get("answer_start"),
+                    obj.get("article", obj["passage"]), f"{path}:{lineno}")
+            continue
+        for ai, article in enumerate(data):
+            art = f"{os.path.basename(path)}:{article.get('id') or article.get('title') or ai}"
+            for pi, para in enumerate(article.get("paragraphs", [])):
+                ctx = para.get("context", "")
+                for q in para.get("qas", []):
+                    ans = (q.get("answers") or [{}])[0]
+                    add(ctx, q.get("question", ""), ans.get("text"), ans.get("answer_start"), art,
+                        f"{path}:{q.get('id', f'{ai}/{pi}')}")
     if not items:
         raise UsageError("no usable question-answer pairs in " + ", ".join(str(p) for p in paths))
     return items, counts
-
-
-def _looks_jsonl(path: str) -> bool:
-    with open(path, encoding="utf-8-sig") as fh:
-        first = fh.readline()
-    try:
-        obj = json.loads(first)
-    except json.JSONDecodeError:
-        return False
-    return isinstance(obj, dict) and "passage" in obj
 
 
 def split_articles(items: Sequence[QAItem], holdout: float = 0.1, seed: int = 0) -> tuple[list[QAItem], list[QAItem]]:
@@ -370,10 +357,10 @@ def train_qa_gen(
         ModelError: the starting model cannot be loaded.
     """
     import torch
-    from transformers import TrainerCallback, TrainingArguments
+    from transformers import TrainerCallback
 
-    from .mlm import _TimeBudget
     from .models import load_model
+    from .training import quiet_trainer, time_budget, training_arguments
 
     log = log or (lambda s: None)
     out = Path(out_dir)
@@ -396,14 +383,14 @@ def train_qa_gen(
         f"({train_counts['dropped_answer_too_long'] + held_counts['dropped_answer_too_long']} dropped: answer too long)"
     )
     net.train()
-    args = TrainingArguments(
-        output_dir=str(out / "checkpoints"),
+    args = training_arguments(
+        out / "checkpoints",
+        dev,
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=batch_size * 2,
         num_train_epochs=epochs,
         learning_rate=learning_rate,
         warmup_steps=int(warmup_ratio * epochs * ((len(train_ex) + batch_size - 1) // batch_size)),
-        lr_scheduler_type="linear",
         weight_decay=weight_decay,
         logging_steps=20,
         eval_strategy="epoch" if held_ex else "no",
@@ -413,11 +400,6 @@ def train_qa_gen(
         metric_for_best_model="eval_loss" if held_ex else None,
         greater_is_better=False,
         seed=seed,
-        fp16=dev.type == "cuda",
-        use_cpu=dev.type == "cpu",
-        dataloader_num_workers=0,
-        report_to=[],
-        disable_tqdm=True,
         remove_unused_columns=False,
     )
     history: list[dict] = []
@@ -435,14 +417,12 @@ def train_qa_gen(
 
     callbacks = [Log()]
     if max_minutes:
-        callbacks.append(_TimeBudget(max_minutes))
+        callbacks.append(time_budget(max_minutes))
     trainer = _Seq2SeqTrainer()(
         model=net, args=args, train_dataset=_Examples(train_ex), eval_dataset=_Examples(held_ex) if held_ex else None,
         data_collator=_collate(tok.pad_token_id), callbacks=callbacks,
     )
-    from transformers.trainer_callback import PrinterCallback
-
-    trainer.remove_callback(PrinterCallback)
+    quiet_trainer(trainer)
     ckpt = None
     if resume and any((out / "checkpoints").glob("checkpoint-*")):
         ckpt = True

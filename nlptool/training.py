@@ -1,5 +1,5 @@
 """What every ``nlptool train ...`` command shares around the transformers ``Trainer``: the device
-rule for training arguments, a wall-clock budget, and a Trainer that keeps stdout clean.
+rule for training arguments (bf16/fp16 mixed precision on CUDA), a wall-clock budget, and a Trainer that keeps stdout clean.
 
 Used by :mod:`nlptool.mlm`, :mod:`nlptool.classifier` and :mod:`nlptool.qagen`.
 """
@@ -11,18 +11,28 @@ from typing import Any
 
 
 def training_arguments(output_dir: str, device, **kwargs: Any):
-    """``transformers.TrainingArguments`` with nlptool's defaults: fp16 mixed precision on CUDA and
+    """``transformers.TrainingArguments`` with nlptool's defaults: bf16 (fp16 where bf16 is missing) on CUDA and
     ``use_cpu`` on the CPU (from the device chosen by :func:`nlptool.models.resolve_device`), no
     reporting integrations, no tqdm bars, no dataloader worker processes, linear schedule.
     ``kwargs`` are the command's own settings (and may override these)."""
     from transformers import TrainingArguments
 
+    cuda = device.type == "cuda"
+    bf16 = False
+    if cuda:
+        import torch
+
+        bf16 = bool(torch.cuda.is_bf16_supported())
     defaults = {
-        "fp16": device.type == "cuda",
+        # bf16 where the GPU has it (Ampere and newer: no loss scaling needed), fp16 otherwise
+        "bf16": bf16,
+        "fp16": cuda and not bf16,
         "use_cpu": device.type == "cpu",
         "report_to": [],
         "disable_tqdm": True,
-        "dataloader_num_workers": 0,
+        # on CUDA the collator must not starve the GPU; on the CPU workers would compete for cores
+        "dataloader_num_workers": 4 if cuda else 0,
+        "dataloader_pin_memory": cuda,
         "lr_scheduler_type": "linear",
     }
     return TrainingArguments(output_dir=str(output_dir), **{**defaults, **kwargs})

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: install demo test bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
+.PHONY: models install demo test bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,10 @@ bench-attribute: $(STAMP)
 bench-qa-gen: $(STAMP)
 	$(BIN)/python -m pip install -q -e '.[bench]'
 	$(BIN)/python benchmarks/bench_qa_gen.py
+
+# Rebuild every built-in model (corpus -> zh-bert-mini -> task models); see docs/models.md.
+models: $(STAMP)
+	PATH="$(CURDIR)/$(BIN):$$PATH" PY=$(BIN)/python sh scripts/build_models.sh
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -1,0 +1,100 @@
+"""Train zh-bert-mini on a GPU within a fixed wall-clock budget, with the learning-rate schedule
+fitted to that budget (the linear decay reaches 0 at the last step, not at an arbitrary stop).
+
+    python scripts/gpu/train_base.py CORPUS HELDOUT OUT --minutes 3.5
+
+1. a probe run of 300 steps on the first 20,000 lines measures steps/s on this device;
+2. the real run plans ``steps = rate * minutes * 60 * 0.95`` and trains on the whole corpus, with
+   ``--max-minutes`` as a safety stop;
+3. the model is exported in fp16 to OUT/export (the shape of ``nlptool/data/models/zh-bert-mini``).
+
+This is the script behind the GPU row of the zh-bert-mini model card; on the CPU use
+``nlptool train mlm`` with a step count instead.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import time
+from pathlib import Path
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("corpus")
+    ap.add_argument("heldout")
+    ap.add_argument("out")
+    ap.add_argument("--minutes", type=float, default=3.5)
+    ap.add_argument("--batch-size", type=int, default=256)
+    ap.add_argument("--max-chars", type=int, default=126)
+    ap.add_argument("--learning-rate", type=float, default=1e-3)
+    ap.add_argument("--layers", type=int, default=4)
+    ap.add_argument("--hidden", type=int, default=256)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--probe-steps", type=int, default=300)
+    args = ap.parse_args()
+
+    import torch
+
+    from nlptool.mlm import export_model, train_mlm
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    log = lambda s: print(s, flush=True)  # noqa: E731
+    probe_corpus = out / "probe.txt"
+    with open(args.corpus, encoding="utf-8") as src, open(probe_corpus, "w", encoding="utf-8") as dst:
+        for i, line in enumerate(src):
+            if i >= 20000:
+                break
+            dst.write(line)
+    common = dict(layers=args.layers, hidden=args.hidden, heads=args.heads, max_chars=args.max_chars,
+                  batch_size=args.batch_size, learning_rate=args.learning_rate, log=log)
+    t0 = time.time()
+    probe = train_mlm([probe_corpus], out / "probe", max_steps=args.probe_steps, **common)
+    rate = probe["steps"] / probe["train_seconds"]
+    steps = max(200, int(rate * args.minutes * 60 * 0.95))
+    log(f"probe: {probe['steps']} steps in {probe['train_seconds']} s = {rate:.1f} steps/s on {dev}; planning {steps} steps")
+    model_dir = out / "zh-bert-mini"
+    metrics = train_mlm([args.corpus], model_dir, max_steps=steps, max_minutes=args.minutes * 1.25, **common)
+    # held-out MLM loss, fixed masks
+    eval_loss = heldout_loss(model_dir, args.heldout, args.max_chars)
+    metrics.update({"eval_loss": eval_loss, "trained_on": dev, "probe_steps_per_s": round(rate, 2),
+                    "wall_seconds_total": round(time.time() - t0, 1), "learning_rate": args.learning_rate})
+    (model_dir / "training_metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    export_model(model_dir, out / "export")
+    log(json.dumps({k: v for k, v in metrics.items() if k != "history"}))
+
+
+def heldout_loss(model_dir, heldout, max_chars: int, seed: int = 1234, limit: int = 4000) -> float:
+    """Mean MLM cross-entropy (nats per selected token) on the first ``limit`` held-out chunks,
+    with the 80/10/10 masks drawn from a fixed seed, so two models compare on the same masks."""
+    import torch
+    from transformers import AutoTokenizer, BertForMaskedLM, DataCollatorForLanguageModeling
+
+    from nlptool.mlm import chunk_text, read_corpus
+
+    dev = "cuda" if torch.cuda.is_available() else "cpu"
+    tok = AutoTokenizer.from_pretrained(model_dir)
+    model = BertForMaskedLM.from_pretrained(model_dir, dtype=torch.float32).to(dev).eval()
+    chunks = list(chunk_text(read_corpus([heldout]), max_chars=max_chars))[:limit]
+    torch.manual_seed(seed)
+    coll = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.15)
+    total, n = 0.0, 0
+    for i in range(0, len(chunks), 128):
+        enc = tok(chunks[i:i + 128], truncation=True, max_length=max_chars + 2)["input_ids"]
+        batch = coll([{"input_ids": e} for e in enc])
+        with torch.inference_mode():
+            logits = model(input_ids=batch["input_ids"].to(dev), attention_mask=(batch["input_ids"] != tok.pad_token_id).to(dev)).logits
+        labels = batch["labels"].to(dev)
+        sel = labels != -100
+        total += torch.nn.functional.cross_entropy(logits[sel].float(), labels[sel], reduction="sum").item()
+        n += int(sel.sum())
+    return total / max(n, 1)
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "true")
+    main()

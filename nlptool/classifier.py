@@ -193,6 +193,7 @@ def train_classifier(
     warmup_ratio: float = 0.06,
     max_length: int = 128,
     max_minutes: float | None = None,
+    max_steps: int | None = None,
     seed: int = 0,
     device: str = "auto",
     metrics_path: str | os.PathLike | None = None,
@@ -211,6 +212,8 @@ def train_classifier(
         epochs: passes over the training rows (may be fractional).
         max_length: texts are truncated to this many tokens (special tokens included; capped by
             the model's window).
+        max_steps: stop after this many optimisation steps (the linear schedule decays to 0
+            there; overrides ``epochs``).
         max_minutes: stop training after this many minutes of wall time, then evaluate and save
             (the metrics say ``"stopped_early": true``).
         device: ``auto|cpu|cuda|cuda:N``; fp16 mixed precision on CUDA.
@@ -248,7 +251,7 @@ def train_classifier(
 
     torch.manual_seed(seed)
     loaded = load_model(
-        model, kind="sequence-classification", device=device, fp16=False,
+        model, kind="sequence-classification", device=device, fp16=False, allow_new_head=True,
         num_labels=len(names), id2label=id2label, label2id=label2id,
     )
     net, tok = loaded.model, loaded.tokenizer
@@ -298,11 +301,12 @@ def train_classifier(
         out / "_trainer",
         loaded.device,
         num_train_epochs=float(epochs),
+        max_steps=int(max_steps) if max_steps else -1,
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=max(batch_size, 64),
         learning_rate=learning_rate,
         weight_decay=weight_decay,
-        warmup_steps=int(warmup_ratio * steps_per_epoch * epochs),
+        warmup_steps=int(warmup_ratio * (max_steps or steps_per_epoch * epochs)),
         eval_strategy="epoch" if eval_ds is not None else "no",
         save_strategy="no",
         logging_strategy="steps",
@@ -361,3 +365,263 @@ def _rm_tree(path: Path) -> None:
     import shutil
 
     shutil.rmtree(path, ignore_errors=True)
+
+
+# --------------------------------------------------------------------------- evaluation and export
+
+
+def predict(loaded, texts: Sequence[str], *, batch_size: int = 128, max_length: int = 128) -> list[int]:
+    """Predicted label index of each text, in order.
+
+    Args:
+        loaded: a :class:`nlptool.models.LoadedModel` of kind ``sequence-classification``.
+        texts: the texts; each is truncated to ``max_length`` tokens (special tokens included).
+        batch_size: texts per forward pass (sorted by length, padded per batch, order restored).
+    """
+    import torch
+
+    tok, net, dev = loaded.tokenizer, loaded.model, loaded.device
+    max_len = min(int(max_length), loaded.max_length)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = [0] * len(texts)
+    with torch.inference_mode():
+        for b in range(0, len(order), max(1, batch_size)):
+            idx = order[b:b + batch_size]
+            enc = tok([texts[i] for i in idx], truncation=True, max_length=max_len, padding=True, return_tensors="pt")
+            logits = net(**{k: v.to(dev) for k, v in enc.items()}).logits
+            for i, p in zip(idx, logits.argmax(-1).tolist()):
+                out[i] = int(p)
+    return out
+
+
+def evaluate_by_group(
+    model: str | os.PathLike,
+    data: str | os.PathLike,
+    *,
+    group_key: str = "domain",
+    train: str | os.PathLike | None = None,
+    device: str = "auto",
+    batch_size: int = 128,
+    max_length: int = 128,
+) -> dict[str, Any]:
+    """Accuracy and macro-F1 of a trained classifier on a labelled CSV/JSONL file, overall and per
+    group (e.g. per review domain), beside two trivial baselines.
+
+    Args:
+        model: the classifier (built-in name, directory or hub id); its ``label2id`` names the labels.
+        data: rows with ``text``, ``label`` and ``group_key`` fields (CSV with a header, or JSONL).
+        train: the training file; the baselines are fitted on it: *majority* predicts its most
+            frequent label, *domain majority* the most frequent label of the row's group in it.
+            Without it both baselines are fitted on ``data`` itself (an optimistic baseline).
+
+    Returns:
+        ``{"overall": {"n", "accuracy", "f1", "majority", "domain_majority"}, "groups": {name: same},
+        "labels": [...]}``; accuracies in [0, 1].
+
+    Raises:
+        UsageError / InputDataError: see :func:`read_labeled`; ModelError: the model is not a
+        trained classifier, or a label of ``data`` is not one of its labels.
+    """
+    import csv as _csv
+    from collections import Counter
+
+    from .errors import ModelError
+    from .models import load_model
+
+    def rows_of(path):
+        fmt = _format_of(str(path), "auto")
+        with open(path, encoding="utf-8-sig", newline="") as fh:
+            if fmt == "jsonl":
+                return [(str(o.get(group_key, "")), str(o["label"]), str(o["text"])) for _, o in jsonl_objects(fh, str(path))]
+            rd = _csv.DictReader(fh, delimiter="\t" if fmt == "tsv" else ",")
+            return [(r.get(group_key) or "", r["label"], r["text"]) for r in rd]
+
+    test = rows_of(data)
+    fit = rows_of(train) if train else test
+    loaded = load_model(model, kind="sequence-classification", device=device)
+    label2id = {str(k): int(v) for k, v in loaded.model.config.label2id.items()}
+    names = [n for n, _ in sorted(label2id.items(), key=lambda kv: kv[1])]
+    bad = sorted({lab for _, lab, _ in test} - set(label2id))
+    if bad:
+        raise ModelError(f"{model}: labels {bad} of {data} are not labels of the model ({names})")
+    pred = predict(loaded, [t for _, _, t in test], batch_size=batch_size, max_length=max_length)
+    gold = [label2id[lab] for _, lab, _ in test]
+    overall_major = Counter(lab for _, lab, _ in fit).most_common(1)[0][0]
+    by_group: dict[str, Counter] = {}
+    for g, lab, _ in fit:
+        by_group.setdefault(g, Counter())[lab] += 1
+    dom_major = [label2id[by_group[g].most_common(1)[0][0]] if g in by_group else label2id[overall_major]
+                 for g, _, _ in test]
+
+    def block(idx):
+        t = [gold[i] for i in idx]
+        m = classification_metrics(t, [pred[i] for i in idx], len(names))
+        return {
+            "n": len(idx),
+            "accuracy": m["accuracy"],
+            "f1": m["f1"],
+            "majority": classification_metrics(t, [label2id[overall_major]] * len(idx), len(names))["accuracy"],
+            "domain_majority": classification_metrics(t, [dom_major[i] for i in idx], len(names))["accuracy"],
+        }
+
+    groups: dict[str, list[int]] = {}
+    for i, (g, _, _) in enumerate(test):
+        groups.setdefault(g, []).append(i)
+    return {
+        "model": str(model),
+        "data": str(data),
+        "labels": names,
+        "overall": block(list(range(len(test)))),
+        "groups": {g: block(idx) for g, idx in sorted(groups.items())},
+    }
+
+
+def export_classifier(src: str | os.PathLike, dst: str | os.PathLike, *, card: str | None = None,
+                      fp16: bool = True, extra_files: Sequence[str | os.PathLike] = ()) -> int:
+    """Copy a trained classifier directory to ``dst`` with fp16 weights (loaders upcast to fp32 on
+    the CPU), its tokenizer and config (with ``id2label``), ``extra_files`` (e.g. metrics JSON) and
+    a ``README.md`` model card. Returns the size of ``model.safetensors`` in bytes.
+
+    Raises:
+        ModelError: ``src`` is not a trained sequence classifier.
+    """
+    import shutil
+
+    import torch
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+    from .models import check_trained_head
+
+    src, dst = Path(src), Path(dst)
+    net, info = AutoModelForSequenceClassification.from_pretrained(src, dtype=torch.float32, output_loading_info=True)
+    check_trained_head(str(src), info.get("missing_keys") or [])
+    if fp16:
+        net = net.half()
+    dst.mkdir(parents=True, exist_ok=True)
+    net.save_pretrained(dst, safe_serialization=True)
+    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+    for f in extra_files:
+        shutil.copy(f, dst / Path(f).name)
+    if card is not None:
+        (dst / "README.md").write_text(card, encoding="utf-8")
+    return (dst / "model.safetensors").stat().st_size
+
+
+def classifier_card(report: dict[str, Any]) -> str:
+    """A model card (Markdown) for a built-in classifier, generated from the build report.
+
+    ``report`` keys: ``name``, ``base`` (model fine-tuned), ``splits`` (the data preparation's
+    ``splits.json``), ``train`` (``train_classifier``'s metrics), ``test`` and ``dev``
+    (:func:`evaluate_by_group` results), ``commands`` (the exact build commands, in order),
+    ``size_bytes``, ``n_params``, ``quick`` (a smoke build).
+    """
+    tr, te, sp = report["train"], report["test"], report["splits"]
+    lines = [f"# {report['name']}: nlptool's built-in Chinese review sentiment classifier", ""]
+    if report.get("quick"):
+        lines += ["**Smoke build (QUICK=1): a few steps on a few rows; not a usable model.**", ""]
+    domains = sp.get("domains", [])
+    lines += [
+        f"A `BertForSequenceClassification` fine-tuned from `{report['base']}` by `nlptool train classifier` "
+        "on Chinese product and hotel reviews, labels `negative` / `positive` (`id2label` in config.json). "
+        "It is the default model of `nlptool attribute`.",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| trained on the domains | {', '.join(domains)} (all other domains are unseen) |",
+        f"| data | {', '.join(sp.get('sources', []))} (NLPTOOL_SHARED_DATA); deduplicated on the text "
+        f"({sp['dedupe']['rows_unique']:,} unique of {sp['dedupe']['rows_read']:,} rows; "
+        f"{sp['dedupe']['rows_conflicting_labels']} rows of texts seen with both labels dropped) |",
+        f"| splits | stratified by (domain, label), seed {sp['settings']['seed']}: test {sp['settings']['test']:.0%} "
+        f"({sp['splits']['test']['rows']:,} rows, never trained on, reported once), dev {sp['settings']['dev']:.0%} "
+        f"({sp['splits']['dev']['rows']:,} rows, per-epoch evaluation and choice of settings), train the rest capped at "
+        f"{sp['settings']['cap']} rows per (domain, label) to balance domains ({sp['splits']['train']['rows']:,} rows) |",
+        f"| size | {report.get('n_params', 0) / 1e6:.2f} M parameters, weights in fp16 ({report.get('size_bytes', 0) / 1e6:.1f} MB) |",
+        f"| training | {tr['steps']:,} steps of batch {tr['batch_size']}, max length {tr['max_length']} tokens, peak learning "
+        f"rate {tr['learning_rate']:g}, {tr['epochs'][-1]['epoch'] if tr.get('epochs') else tr['epochs_planned']} epochs, "
+        f"{tr['seconds']:.0f} s on {tr['device']}{' (stopped by the time budget)' if tr.get('stopped_early') else ''} |",
+        f"| test accuracy | **{te['overall']['accuracy']:.4f}** (macro-F1 {te['overall']['f1']:.4f}); majority-class baseline "
+        f"{te['overall']['majority']:.4f}, per-domain majority {te['overall']['domain_majority']:.4f} |",
+    ]
+    if report.get("dev"):
+        lines.append(f"| dev accuracy | {report['dev']['overall']['accuracy']:.4f} |")
+    lines += ["", "Accuracy per domain on the held-out test split (baselines fitted on the training split):", "",
+              "| domain | test rows | accuracy | macro-F1 | majority class | domain majority |",
+              "|---|---:|---:|---:|---:|---:|"]
+    for g, b in te["groups"].items():
+        lines.append(f"| {g} | {b['n']:,} | {b['accuracy']:.4f} | {b['f1']:.4f} | {b['majority']:.4f} | {b['domain_majority']:.4f} |")
+    if tr.get("epochs"):
+        lines += ["", "Dev accuracy during training:", "", "| epoch | step | dev accuracy | dev loss |", "|---:|---:|---:|---:|"]
+        for e in tr["epochs"]:
+            lines.append(f"| {e['epoch']:.2f} | {e['step']} | {e['accuracy']:.4f} | {e['eval_loss']:.4f} |")
+    lines += [
+        "",
+        "Limits: reviews only (short, opinionated text); the domains above are all e-commerce products and hotels, "
+        "so accuracy on other text (news, social media, other products) is lower; texts beyond "
+        f"{tr['max_length']} tokens are truncated.",
+        "",
+        "Rebuild (from the project root; `scripts/build_models.sh` runs the same stage script):",
+        "",
+        "```sh",
+        *report.get("commands", []),
+        "```",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def write_card(report_path: str | os.PathLike, dst: str | os.PathLike) -> None:
+    """Write ``dst/README.md`` from the build report JSON at ``report_path`` (:func:`classifier_card`)."""
+    report = json.loads(Path(report_path).read_text(encoding="utf-8"))
+    (Path(dst) / "README.md").write_text(classifier_card(report), encoding="utf-8")
+
+
+def finish_builtin(
+    name: str,
+    *,
+    trained: str | os.PathLike,
+    data_dir: str | os.PathLike,
+    dest: str | os.PathLike,
+    base: str,
+    train_report: str | os.PathLike,
+    commands: str | os.PathLike | None = None,
+    device: str = "auto",
+    quick: bool = False,
+) -> dict[str, Any]:
+    """Last stage of a built-in classifier's build: evaluate ``trained`` on ``data_dir/test.csv``
+    (reported) and ``data_dir/dev.csv`` per domain, export fp16 weights + tokenizer + config to
+    ``dest/name`` and write the card (:func:`classifier_card`) from the report, which is also saved
+    as ``dest/name/build_report.json`` (and ``trained``/../``name``.report.json).
+
+    ``commands``: a text file with the exact build commands, one per line (shown in the card).
+    Returns the report dict.
+    """
+    data_dir, trained = Path(data_dir), Path(trained)
+    test = evaluate_by_group(trained, data_dir / "test.csv", train=data_dir / "train.csv", device=device)
+    dev = evaluate_by_group(trained, data_dir / "dev.csv", train=data_dir / "train.csv", device=device)
+    splits = json.loads((data_dir / "splits.json").read_text(encoding="utf-8"))
+    train_metrics = json.loads(Path(train_report).read_text(encoding="utf-8"))
+    cmds = Path(commands).read_text(encoding="utf-8").splitlines() if commands else []
+    out = Path(dest) / name
+    report: dict[str, Any] = {
+        "name": name, "base": base, "quick": bool(quick), "splits": splits, "train": train_metrics,
+        "test": test, "dev": dev, "commands": [c for c in cmds if c.strip()],
+    }
+    size = export_classifier(trained, out, card=None)
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "np") as f:
+        report["n_params"] = int(sum(f.get_slice(k).get_shape().numel() if hasattr(f.get_slice(k).get_shape(), "numel")
+                                     else _prod(f.get_slice(k).get_shape()) for k in f.keys()))
+    report["size_bytes"] = size
+    text = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
+    (out / "build_report.json").write_text(text, encoding="utf-8")
+    (trained.parent / f"{name}.report.json").write_text(text, encoding="utf-8")
+    (out / "README.md").write_text(classifier_card(report), encoding="utf-8")
+    return report
+
+
+def _prod(shape) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n

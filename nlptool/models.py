@@ -156,6 +156,7 @@ def load_model(
     kind: str = "masked-lm",
     device: str = "auto",
     fp16: bool | None = None,
+    allow_new_head: bool = False,
     **kwargs,
 ) -> LoadedModel:
     """Load a tokenizer and a model, put it on the resolved device in eval mode.
@@ -166,10 +167,14 @@ def load_model(
             checkpoint has no MLM head), ``"encoder"`` (``AutoModel``) or ``"sequence-classification"``.
         device: ``auto|cpu|cuda|cuda:N`` (see :func:`resolve_device`).
         fp16: half precision; default: on for CUDA, off for CPU.
+        allow_new_head: for ``sequence-classification``, accept a checkpoint whose head weights are
+            missing (transformers initialises them at random). Only training starts from such a
+            model on purpose; inference refuses it (the default), see :func:`check_trained_head`.
         kwargs: passed to ``from_pretrained`` of the model.
 
     Raises:
-        ModelError: not found locally, not reachable on the hub (offline), or not loadable.
+        ModelError: not found locally, not reachable on the hub (offline), or not loadable; or a
+            ``sequence-classification`` checkpoint without trained head weights (unless ``allow_new_head``).
         DeviceError: see :func:`resolve_device`.
     """
     import torch
@@ -205,7 +210,12 @@ def load_model(
     kwargs.setdefault("dtype", torch.float16 if fp16 else torch.float32)
     try:
         try:
-            net = classes[kind].from_pretrained(path, use_safetensors=None, **common, **kwargs)
+            if kind == "sequence-classification":
+                net, loading_info = classes[kind].from_pretrained(
+                    path, use_safetensors=None, output_loading_info=True, **common, **kwargs
+                )
+            else:
+                net = classes[kind].from_pretrained(path, use_safetensors=None, **common, **kwargs)
         except ValueError:
             if kind != "masked-lm":
                 raise
@@ -216,6 +226,30 @@ def load_model(
         raise _hub_error(str(model), exc) from None
     except Exception as exc:
         raise ModelError(f"{model}: cannot load the model: {exc}") from None
+    if kind == "sequence-classification" and not allow_new_head:
+        check_trained_head(str(model), loading_info.get("missing_keys") or [])
     net = net.to(dev)
     net.eval()
     return LoadedModel(name=str(model), path=path, tokenizer=tokenizer, model=net, device=dev)
+
+
+def check_trained_head(model: str, missing_keys) -> None:
+    """Refuse a sequence classifier whose head was newly initialised.
+
+    ``missing_keys`` is what ``from_pretrained(..., output_loading_info=True)`` reports (transformers
+    5: the parameters not found in the checkpoint, which it initialised at random, e.g.
+    ``classifier.weight``, ``bert.pooler.dense.weight`` for a masked-LM checkpoint). Explaining or
+    using such a head gives confident-looking noise, so any missing parameter is an error.
+
+    Raises:
+        ModelError: one line naming the model, the missing weights and the fix.
+    """
+    missing = sorted(str(k) for k in missing_keys)
+    if not missing:
+        return
+    shown = ", ".join(missing[:4]) + (f" and {len(missing) - 4} more" if len(missing) > 4 else "")
+    raise ModelError(
+        f"[untrained head] {model} is not a trained classifier: its weights {shown} are not in the "
+        "checkpoint and would be random. Fix: train one with `nlptool train classifier DATA --out DIR` "
+        "and use DIR, or use the built-in classifier zh-sentiment-mini"
+    )

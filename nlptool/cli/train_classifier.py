@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import enum
 from pathlib import Path
 from typing import Optional
 
@@ -9,6 +10,13 @@ import typer
 
 from . import train_app
 from ._common import DeviceOpt, QuietOpt, boundary, console, info
+
+
+class DataFormat(str, enum.Enum):
+    auto = "auto"
+    csv = "csv"
+    tsv = "tsv"
+    jsonl = "jsonl"
 
 
 @train_app.command("classifier")
@@ -21,38 +29,46 @@ def classifier(
     ),
     text_key: str = typer.Option("text", "--text-key", help="Column / JSON field holding the text."),
     label_key: str = typer.Option("label", "--label-key", help="Column / JSON field holding the label."),
-    data_format: str = typer.Option("auto", "--data-format", help="auto|csv|tsv|jsonl (auto: by file extension)."),
-    holdout: float = typer.Option(0.2, "--holdout", help="Fraction held out (stratified by label) for accuracy/F1."),
-    eval_file: Optional[Path] = typer.Option(None, "--eval", help="Held-out file instead of --holdout."),
-    epochs: float = typer.Option(2.0, "--epochs", help="Passes over the training rows."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Rows per step."),
-    learning_rate: float = typer.Option(5e-5, "--learning-rate", help="Peak AdamW learning rate (linear decay)."),
-    max_length: int = typer.Option(128, "--max-length", help="Tokens per text (longer texts are truncated)."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this many minutes, evaluate and save."),
-    metrics: Optional[Path] = typer.Option(None, "--metrics", help="Metrics JSON file (default OUT/metrics.json)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (split, head initialisation, shuffling)."),
+    data_format: DataFormat = typer.Option(DataFormat.auto, "--data-format", help="How DATA is read (auto: by file extension)."),
+    holdout: float = typer.Option(0.2, "--holdout", min=0.0, max=0.99, help="Share of DATA held out (stratified by label) for accuracy/F1; ignored with --eval."),
+    eval_files: Optional[list[Path]] = typer.Option(None, "--eval", help="Evaluation data instead of --holdout (repeatable)."),
+    epochs: float = typer.Option(2.0, "--epochs", min=1e-6, help="Passes over the training rows."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimisation steps (overrides --epochs; the schedule decays to 0 there)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per step."),
+    learning_rate: float = typer.Option(5e-5, "--learning-rate", min=1e-12, help="Peak AdamW learning rate (linear decay)."),
+    max_length: int = typer.Option(128, "--max-length", min=8, help="Tokens per text (special tokens included; longer texts are truncated)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=1e-6, help="Stop after this many minutes, evaluate and save."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Metrics JSON report (default OUT/metrics.json)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (split, head initialisation, shuffling)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
     """Fine-tune AutoModelForSequenceClassification on text,label data; held-out accuracy/F1 per epoch."""
     with boundary():
-        from ..classifier import read_labeled, train_classifier
+        from ..classifier import LabeledData, read_labeled, train_classifier
+        from ..errors import UsageError
         from ._common import quiet_libraries
 
+        fmt = data_format.value
+        if not eval_files and holdout <= 0:
+            raise UsageError("--holdout 0 needs --eval FILE (nothing would be evaluated)")
         quiet_libraries()
-        rows = read_labeled(data, text_key=text_key, label_key=label_key, data_format=data_format)
+        rows = read_labeled(data, text_key=text_key, label_key=label_key, data_format=fmt)
         eval_rows = None
-        if eval_file is not None:
-            eval_rows = read_labeled([eval_file], text_key=text_key, label_key=label_key, data_format=data_format)
+        if eval_files:
+            parts = [read_labeled([f], text_key=text_key, label_key=label_key, data_format=fmt) for f in eval_files]
+            eval_rows = LabeledData(
+                [t for p in parts for t in p.texts], [x for p in parts for x in p.labels], [w for p in parts for w in p.where]
+            )
         info(f"{len(rows.texts):,} rows, labels {sorted(set(rows.labels))}; model {model}", quiet)
         result = train_classifier(
             rows, out, model=model, holdout=holdout, eval_data=eval_rows, epochs=epochs, batch_size=batch_size,
-            learning_rate=learning_rate, max_length=max_length, max_minutes=max_minutes, seed=seed,
-            device=device, metrics_path=metrics,
+            learning_rate=learning_rate, max_length=max_length, max_minutes=max_minutes, max_steps=max_steps,
+            seed=seed, device=device, metrics_path=report,
             log=None if quiet else (lambda s: console.print(s, highlight=False, soft_wrap=True)),
         )
         fin = result["final"]
-        where = metrics or (out / "metrics.json")
+        where = report or (out / "metrics.json")
         if fin:
             info(
                 f"saved {out}: {result['n_train']:,} train / {result['n_heldout']:,} held-out rows, "

@@ -31,7 +31,6 @@ SentencePiece UNIGRAM ``.model``, a BytePiece JSON model (byte-level; tokens are
 from __future__ import annotations
 
 import base64
-import codecs
 import json
 import math
 import os
@@ -59,22 +58,25 @@ _JIEBA_RE_SKIP = re.compile("(\r\n|\\s)", re.U)
 _BYTEPIECE_RE_LINES = re.compile(".*\n+|.+")
 
 SP_UNK_PENALTY = 10.0  # sentencepiece kUnkPenalty: unknown character score = min_score - 10
-
-
-def _hexbyte_errors(exc: UnicodeDecodeError):
-    bad = exc.object[exc.start:exc.end]
-    return "".join(f"<0x{b:02X}>" for b in bad), exc.end
-
-
-codecs.register_error("nlptool-hexbyte", _hexbyte_errors)
+#: up to this alpha a SentencePiece model samples with the library's own (float32) sampler
+SP_NATIVE_MAX_ALPHA = 10.0
 
 
 def piece_to_str(piece: Piece) -> str:
     """A token as text: ``str`` unchanged; ``bytes`` decoded as UTF-8, each byte that is not part
     of a complete UTF-8 character written as ``<0xNN>`` (SentencePiece's byte-piece notation)."""
-    if isinstance(piece, bytes):
-        return piece.decode("utf-8", "nlptool-hexbyte")
-    return piece
+    if not isinstance(piece, bytes):
+        return piece
+    out, rest = [], piece
+    while rest:
+        try:
+            out.append(rest.decode("utf-8"))
+            break
+        except UnicodeDecodeError as exc:
+            out.append(rest[:exc.start].decode("utf-8"))
+            out.extend(f"<0x{b:02X}>" for b in rest[exc.start:exc.end])
+            rest = rest[exc.end:]
+    return "".join(out)
 
 
 @dataclass
@@ -168,18 +170,6 @@ class Lattice:
             out.append(tuple(path))
         return out
 
-    def viterbi(self) -> tuple:
-        """The best path (ties: the longer first piece, as jieba's backward recursion)."""
-        best = [(0.0, 0)] * (self.n + 1)
-        for i in range(self.n - 1, -1, -1):
-            best[i] = max((s + best[j][0], j) for j, s in self.edges[i])
-        i, path = 0, []
-        while i < self.n:
-            j = best[i][1]
-            path.append((i, j))
-            i = j
-        return tuple(path)
-
     def sample_su2023(self, alpha: float, rng: _random.Random) -> tuple:
         """Su's first (biased) Viterbi-sampling rule, 2023-09-16.
 
@@ -247,6 +237,11 @@ class UnigramModel:
             there) or ``"if_no_single"`` (sentencepiece: when no one-character piece starts there).
         prefixes: extra keys that only continue a prefix walk (e.g. sentencepiece unused pieces).
         name: shown in messages.
+        sp: the ``sentencepiece.SentencePieceProcessor`` of a ``.model`` file (kind ``"sentencepiece"``).
+        byte_fallback: the SentencePiece model writes unknown characters as ``<0xNN>`` byte pieces.
+        sp_native: sample and n-best decode with the ``sentencepiece`` library itself (same
+            distribution, C++ speed); set by :func:`load_sentencepiece` when the model has no
+            user-defined pieces.
         cache_size: lattices kept per (block, alpha) for repeated texts (0 disables).
         pfx, nats_per_char: precomputed :func:`build_prefix_dict` and constant ``c`` (a load cache).
 
@@ -261,7 +256,7 @@ class UnigramModel:
 
     def __init__(self, logp: dict, *, kind: str, unk_logp: float, unk_rule: str, prefixes=(),
                  name: str = "", cache_size: int = 1024, sp=None, byte_fallback: bool = False,
-                 user_defined: frozenset = frozenset(), pfx: dict | None = None,
+                 sp_native: bool = False, pfx: dict | None = None,
                  nats_per_char: float | None = None):
         if unk_rule not in ("if_empty", "if_no_single"):
             raise ValueError(unk_rule)
@@ -272,11 +267,12 @@ class UnigramModel:
         self.unk_rule = unk_rule
         self.sp = sp
         self.byte_fallback = byte_fallback
-        self.user_defined = user_defined
+        self.sp_native = bool(sp_native and sp is not None)
         if pfx is None:
             pfx = build_prefix_dict(logp, prefixes)
         self._pfx = pfx
         self.nats_per_char = self._typical_nats_per_char() if nats_per_char is None else nats_per_char
+        self._max_abs = max([abs(self.unk_logp)] + [abs(v) for v in logp.values()])
         self._weights: dict = {}
         self.cache_size = cache_size
         self._cache: OrderedDict = OrderedDict()
@@ -531,10 +527,6 @@ class UnigramModel:
 
     # -- public API --------------------------------------------------------------------------
 
-    def _piece_logp(self, tok) -> float:
-        lp = self.logp.get(tok)
-        return self.unk_logp if lp is None else lp
-
     def _finish(self, parts: list) -> Segmentation:
         """Join per-block token lists (``(tokens, in_lattice)``) into one Segmentation."""
         tokens: list = []
@@ -573,16 +565,26 @@ class UnigramModel:
         """The best segmentation (``alpha = inf``), with the source implementation's tie-breaking."""
         return self._finish([(self._decode_block(b) if lat else [b], lat) for b, lat in self.blocks(text)])
 
+    def _overflows(self, alpha: float, n: int) -> bool:
+        """True when ``alpha * log p`` summed over a path of ``n`` units could overflow a float:
+        such a finite alpha is treated exactly as ``alpha = inf`` (the best path)."""
+        return alpha == INF or (alpha > 0 and not alpha * self._max_abs * (n + 2) < 1e300)
+
     def sample(self, text: str, alpha: float = 0.1, *, num_samples: int = 1, rng: _random.Random | None = None,
                method: str = "ffbs") -> list:
         """``num_samples`` segmentations of ``text``, independently drawn.
 
         Args:
             alpha: temperature on log-probabilities, ``>= 0``: ``P(seg) ∝ P_LM(seg)**alpha``
-                (0: uniform over all segmentations; ``inf``: :meth:`decode`).
+                (0: uniform over all segmentations; ``inf``, or any finite alpha so large that
+                ``alpha * log P`` overflows a float: :meth:`decode`).
             num_samples: K >= 1; the lattice is filtered once and sampled K times.
             rng: a ``random.Random`` (``--seed``); default: a fresh unseeded one.
             method: ``"ffbs"`` (exact) or ``"su2023"`` (the biased rule of the 2023-09-16 post).
+
+        A SentencePiece model without user-defined pieces is sampled by the ``sentencepiece``
+        library itself (``encode(..., enable_sampling=True, nbest_size=-1, alpha=alpha)``, the same
+        exact FFBS in C++; seeded from ``rng``) for ``alpha <= 10``.
 
         Returns:
             list of :class:`Segmentation` (length ``num_samples``).
@@ -592,18 +594,22 @@ class UnigramModel:
         """
         alpha = check_alpha(alpha)
         if num_samples < 1:
-            raise UsageError(f"--num-samples {num_samples}: must be at least 1")
+            raise UsageError(f"number of samples {num_samples}: must be at least 1")
         if method not in ("ffbs", "su2023"):
-            raise UsageError(f"--method {method}: expected ffbs or su2023")
+            raise UsageError(f"sampling method {method!r}: expected ffbs or su2023")
         if alpha == INF:
             seg = self.decode(text)
             return [Segmentation(list(seg.tokens), seg.logp) for _ in range(num_samples)]
         rng = rng or _random.Random()
+        if self.sp_native and method == "ffbs" and alpha <= SP_NATIVE_MAX_ALPHA:
+            return self._sp_sample(text, alpha, num_samples, rng)
         blocks = self.blocks(text)
         per_block = []
         for blk, lat in blocks:
             if not lat:
                 per_block.append(None)
+            elif self._overflows(alpha, len(blk)):
+                per_block.append([self._decode_block(blk)] * num_samples)
             elif method == "ffbs":
                 per_block.append(self._sample_block(blk, alpha, rng, num_samples))
             else:
@@ -614,6 +620,335 @@ class UnigramModel:
             parts = [([blk], False) if pb is None else (pb[s], True) for (blk, _), pb in zip(blocks, per_block)]
             out.append(self._finish(parts))
         return out
+
+    # -- SentencePiece's own C++ sampler and n-best ------------------------------------------
+
+    def _sp_logp(self, pieces: list) -> float:
+        """``log P`` of SentencePiece output pieces: merged unknown pieces count one unknown score
+        per character, ``<0xNN>`` byte-fallback pieces one per UTF-8 character they spell."""
+        get, unk = self.logp.get, self.unk_logp
+        total = 0.0
+        for p in pieces:
+            lp = get(p)
+            if lp is not None:
+                total += lp
+            elif self.byte_fallback and len(p) == 6 and p.startswith("<0x") and p.endswith(">"):
+                b = int(p[3:5], 16)
+                if not 0x80 <= b <= 0xBF:  # a UTF-8 lead byte starts one unknown character
+                    total += unk
+            else:
+                total += unk * len(p)
+        return total
+
+    def _sp_sample(self, text: str, alpha: float, num_samples: int, rng: _random.Random) -> list:
+        import sentencepiece as spm
+
+        # sentencepiece's generator is thread-local and reset by this call: one seed per call,
+        # drawn from rng, then the K draws in this thread (a list call would run threads that
+        # all start from the same seed and repeat each other)
+        spm.set_random_generator_seed(rng.getrandbits(31) + 1)
+        enc = self.sp.encode
+        out = []
+        for _ in range(num_samples):
+            toks = enc(text, out_type=str, enable_sampling=True, nbest_size=-1, alpha=alpha)
+            out.append(Segmentation(toks, self._sp_logp(toks)))
+        return out
+
+    def token_ids(self, tokens: list) -> list:
+        """SentencePiece ids of output pieces (a merged unknown piece gets the unknown id).
+
+        Raises:
+            UsageError: the model is not a SentencePiece model.
+        """
+        if self.sp is None:
+            raise UsageError("token ids need a SentencePiece model")
+        return self.sp.piece_to_id(list(tokens)) if tokens else []
+
+    # -- one lattice over the whole text: n-best, sampling without replacement, entropy, marginals
+
+    def text_lattice(self, text: str) -> "TextLattice":
+        """The whole (normalized) text as one lattice: each pre-split block's lattice, and a text
+        span outside the lattice (jieba's non-Han characters) as one forced edge of score 0."""
+        blocks = self.blocks(text)
+        edges: list = []
+        spans = []
+        off = 0
+        for blk, lat in blocks:
+            n = len(blk)
+            if lat:
+                edges.extend([(off + j, s) for j, s in lst] for lst in self._edges(blk))
+            else:
+                edges.append([(off + n, 0.0)])
+                edges.extend([] for _ in range(n - 1))
+            spans.append((off, off + n, lat))
+            off += n
+        seq = (b"" if self.kind == "bytepiece" else "").join(b for b, _ in blocks)
+        if not blocks and self.kind == "bytepiece":
+            seq = b""
+        return TextLattice(self, seq, off, edges, spans)
+
+    def nbest(self, text: str, k: int) -> list:
+        """The ``k`` most probable segmentations, best first (fewer when the text has fewer).
+
+        k-best Viterbi over the lattice (each position keeps its ``k`` best prefixes); exact, ties
+        in any order. The ranking does not depend on alpha. A SentencePiece model without
+        user-defined pieces uses the library's ``nbest_encode`` (A* search in C++) for ``k <= 1024``.
+
+        Returns:
+            list of :class:`Segmentation` with ``logp = log P_LM(seg)`` (nats), decreasing.
+
+        Raises:
+            UsageError: ``k < 1``.
+        """
+        if k < 1:
+            raise UsageError(f"n-best size {k}: must be at least 1")
+        if self.sp_native and k <= 1024:
+            segs = [Segmentation(t, self._sp_logp(t)) for t in self.sp.nbest_encode(text, nbest_size=k, out_type=str)]
+            segs.sort(key=lambda s: -s.logp)
+            return segs
+        lat = self.text_lattice(text)
+        return [lat.segmentation(p) for p in lat.kbest(k)]
+
+    def sample_without_replacement(self, text: str, alpha: float, k: int, rng: _random.Random | None = None) -> list:
+        """``k`` distinct segmentations drawn by sequential sampling without replacement.
+
+        The first draw follows ``P(seg)**alpha / Z`` exactly; each next draw follows the same
+        distribution restricted to the segmentations not drawn yet (renormalized). This is the law
+        of the Gumbel-top-k trick (Kool, van Hoof & Welling, "Stochastic Beams and Where to Find
+        Them", ICML 2019), which SentencePiece's ``SampleEncodeAndScore(wor=True)`` also targets.
+        Each draw is a forward walk whose edge weights subtract the mass of the already drawn
+        paths through that edge. When the text has fewer than ``k`` segmentations, all of them are
+        returned. ``alpha = inf`` (or an overflowing finite alpha) gives :meth:`nbest`; when the
+        drawn paths hold all but ``1e-12`` of the mass, the rest are taken best first.
+
+        Returns:
+            list of distinct :class:`Segmentation` (length ``min(k, number of segmentations)``).
+
+        Raises:
+            UsageError: ``k < 1``, negative or NaN alpha.
+        """
+        alpha = check_alpha(alpha)
+        if k < 1:
+            raise UsageError(f"number of samples {k}: must be at least 1")
+        lat = self.text_lattice(text)
+        if self._overflows(alpha, lat.n):
+            return [lat.segmentation(p) for p in lat.kbest(k)]
+        return [lat.segmentation(p) for p in lat.sample_wor(alpha, k, rng or _random.Random())]
+
+    def entropy(self, text: str, alpha: float) -> float:
+        """Exact entropy (nats) of ``P(seg)**alpha / Z`` over the segmentations of ``text``.
+
+        ``H = log Z - alpha * E[log P_LM(seg)]``, the expectation computed by the forward algorithm
+        in the expectation semiring (Eisner 2002, "Parameter estimation for probabilistic
+        finite-state transducers"; SentencePiece's ``Lattice::CalculateEntropy``). ``alpha = 0``
+        gives ``log(number of segmentations)``; ``alpha = inf`` (one best path) gives 0.
+
+        Raises:
+            UsageError: negative or NaN alpha.
+        """
+        alpha = check_alpha(alpha)
+        lat = self.text_lattice(text)
+        if self._overflows(alpha, lat.n):
+            return 0.0
+        return lat.entropy(alpha)
+
+    def marginals(self, text: str, alpha: float) -> list:
+        """Exact probability that a token boundary falls after each unit of the normalized text.
+
+        ``m[c-1] = P(boundary at c) = exp(fwd[c] + bwd[c] - log Z)`` for ``c = 1..n-1`` (forward x
+        backward / Z), ``n`` units of :meth:`normalize` (characters; ``▁``-normalized characters
+        for SentencePiece; UTF-8 bytes for BytePiece). Values in ``[0, 1]``; their sum is the
+        expected number of tokens minus one. ``alpha = inf`` gives the 0/1 boundaries of
+        :meth:`decode`'s lattice path.
+
+        Raises:
+            UsageError: negative or NaN alpha.
+        """
+        alpha = check_alpha(alpha)
+        lat = self.text_lattice(text)
+        if self._overflows(alpha, lat.n):
+            cuts = set()
+            for lo, hi, inl in lat.spans:
+                e = lo
+                for t in (self._decode_block(lat.seq[lo:hi]) if inl else [lat.seq[lo:hi]]):
+                    e += len(t)
+                    cuts.add(e)
+            return [1.0 if c in cuts else 0.0 for c in range(1, lat.n)]
+        return lat.marginals(alpha)
+
+
+@dataclass
+class TextLattice:
+    """One lattice over a whole normalized text (:meth:`UnigramModel.text_lattice`).
+
+    ``edges[i]`` lists ``(j, log p)`` (an empty list at a position inside a forced span);
+    ``spans`` lists ``(start, end, in_lattice)`` of the model's pre-split blocks. Algorithms run
+    in the log domain (exact for any finite alpha that does not overflow).
+    """
+
+    model: UnigramModel
+    seq: Union[str, bytes]
+    n: int
+    edges: list
+    spans: list
+
+    def segmentation(self, path) -> Segmentation:
+        """The :class:`Segmentation` of a path given as its node positions ``(0, e_1, ..., n)``."""
+        parts = []
+        nodes = list(path)
+        t = 0
+        for lo, hi, inl in self.spans:
+            toks = []
+            while t + 1 < len(nodes) and nodes[t + 1] <= hi:
+                toks.append(self.seq[nodes[t]:nodes[t + 1]])
+                t += 1
+            parts.append((toks, inl))
+        return self.model._finish(parts)
+
+    def _into(self) -> list:
+        into = [[] for _ in range(self.n + 1)]
+        for i, lst in enumerate(self.edges):
+            for j, s in lst:
+                into[j].append((i, s))
+        return into
+
+    def forward(self, alpha: float) -> list:
+        """``fwd[j] = log sum over paths 0 -> j of exp(alpha * score)`` (``-inf``: unreachable)."""
+        fwd = [-INF] * (self.n + 1)
+        fwd[0] = 0.0
+        for j, lst in enumerate(self._into()):
+            if j:
+                xs = [fwd[i] + alpha * s for i, s in lst if fwd[i] > -INF]
+                fwd[j] = _logsumexp(xs) if xs else -INF
+        return fwd
+
+    def backward(self, alpha: float) -> list:
+        """``bwd[i] = log sum over paths i -> n of exp(alpha * score)``; ``bwd[0] = log Z``."""
+        bwd = [-INF] * (self.n + 1)
+        bwd[self.n] = 0.0
+        for i in range(self.n - 1, -1, -1):
+            xs = [alpha * s + bwd[j] for j, s in self.edges[i] if bwd[j] > -INF]
+            bwd[i] = _logsumexp(xs) if xs else -INF
+        return bwd
+
+    def marginals(self, alpha: float) -> list:
+        """Boundary probabilities after units ``1..n-1`` (forward x backward / Z)."""
+        fwd, bwd = self.forward(alpha), self.backward(alpha)
+        z = bwd[0]
+        return [min(1.0, math.exp(fwd[c] + bwd[c] - z)) if fwd[c] > -INF and bwd[c] > -INF else 0.0
+                for c in range(1, self.n)]
+
+    def entropy(self, alpha: float) -> float:
+        """``log Z - alpha * E[score]``: forward in the expectation semiring, kept normalized
+        (``E[j]`` is the expected prefix score of the paths into ``j``)."""
+        if self.n == 0:
+            return 0.0
+        fwd = [-INF] * (self.n + 1)
+        exp_score = [0.0] * (self.n + 1)
+        fwd[0] = 0.0
+        for j, lst in enumerate(self._into()):
+            if not j:
+                continue
+            xs = [(fwd[i] + alpha * s, i, s) for i, s in lst if fwd[i] > -INF]
+            if not xs:
+                continue
+            z = _logsumexp([x for x, _, _ in xs])
+            fwd[j] = z
+            exp_score[j] = math.fsum(math.exp(x - z) * (exp_score[i] + s) for x, i, s in xs)
+        return max(0.0, fwd[self.n] - alpha * exp_score[self.n])
+
+    def count(self) -> int:
+        """The number of paths (exact integer)."""
+        c = [0] * (self.n + 1)
+        c[self.n] = 1
+        for i in range(self.n - 1, -1, -1):
+            c[i] = sum(c[j] for j, _ in self.edges[i])
+        return c[0]
+
+    def kbest(self, k: int) -> list:
+        """The ``k`` best paths by summed score (node tuples), best first: k-best Viterbi."""
+        import heapq
+
+        best: list = [[] for _ in range(self.n + 1)]  # best[j] = [(score, i, rank)], decreasing
+        best[0] = [(0.0, -1, -1)]
+        for j, lst in enumerate(self._into()):
+            if not j:
+                continue
+            cands = [(sc + s, i, r) for i, s in lst for r, (sc, _, _) in enumerate(best[i])]
+            best[j] = heapq.nlargest(k, cands, key=lambda x: (x[0], -x[1], -x[2]))
+        out = []
+        for r in range(len(best[self.n])):
+            nodes, j = [self.n], self.n
+            while j > 0:
+                _, i, r = best[j][r]
+                nodes.append(i)
+                j = i
+            out.append(tuple(reversed(nodes)))
+        return out
+
+    def path_score(self, nodes) -> float:
+        lookup = {(i, j): s for i, lst in enumerate(self.edges) for j, s in lst}
+        return math.fsum(lookup[(a, b)] for a, b in zip(nodes, nodes[1:]))
+
+    def sample_wor(self, alpha: float, k: int, rng: _random.Random) -> list:
+        """Sequential sampling without replacement (node tuples), see
+        :meth:`UnigramModel.sample_without_replacement`."""
+        bwd = self.backward(alpha)
+        logz = bwd[0]
+        total = min(k, self.count())
+        drawn: list = []  # (nodes, cumulative alpha*score from each node to the end)
+        seen = set()
+        while len(drawn) < total:
+            # mass not drawn yet, relative to Z
+            left = 1.0 - math.fsum(math.exp(suf[0] - logz) for _, suf in drawn)
+            if left < 1e-12:
+                for p in self.kbest(total + len(drawn)):
+                    if p not in seen and len(drawn) < total:
+                        drawn.append((p, None))
+                        seen.add(p)
+                break
+            nodes = [0]
+            live = list(drawn)  # drawn paths sharing the prefix walked so far
+            i = 0
+            while i < self.n:
+                t = len(nodes) - 1
+                ws = []
+                for j, s in self.edges[i]:
+                    if bwd[j] == -INF:
+                        ws.append(0.0)
+                        continue
+                    w = math.exp(alpha * s + bwd[j] - bwd[i])
+                    excl = math.fsum(math.exp(alpha * s + suf[t + 1] - bwd[i]) for p, suf in live
+                                     if len(p) > t + 1 and p[t + 1] == j)
+                    ws.append(max(0.0, w - excl))
+                tot = math.fsum(ws)
+                u = rng.random() * tot
+                acc = 0.0
+                pick = None
+                for (j, _), w in zip(self.edges[i], ws):
+                    acc += w
+                    if w > 0 and u < acc:
+                        pick = j
+                        break
+                if pick is None:
+                    pick = next(j for (j, _), w in zip(reversed(self.edges[i]), reversed(ws)) if w > 0)
+                nodes.append(pick)
+                live = [(p, suf) for p, suf in live if len(p) > t + 1 and p[t + 1] == pick]
+                i = pick
+            p = tuple(nodes)
+            if p in seen:  # rounding put mass on a drawn path: draw again
+                continue
+            seen.add(p)
+            drawn.append((p, self._suffix(p, alpha)))
+        return [p for p, _ in drawn]
+
+    def _suffix(self, nodes, alpha: float) -> list:
+        """``suf[t]`` = alpha * score of the path from its t-th node to the end."""
+        lookup = {(i, j): s for i, lst in enumerate(self.edges) for j, s in lst}
+        suf = [0.0] * len(nodes)
+        for t in range(len(nodes) - 2, -1, -1):
+            suf[t] = suf[t + 1] + alpha * lookup[(nodes[t], nodes[t + 1])]
+        return suf
 
 
 _ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
@@ -646,10 +981,67 @@ def check_alpha(alpha) -> float:
     try:
         a = float(alpha)
     except (TypeError, ValueError):
-        raise UsageError(f"--alpha {alpha!r}: expected a number >= 0 or 'inf'") from None
+        raise UsageError(f"alpha {alpha!r}: expected a number >= 0 or 'inf'") from None
     if math.isnan(a) or a < 0:
-        raise UsageError(f"--alpha {alpha!r}: expected a number >= 0 or 'inf'")
+        raise UsageError(f"alpha {alpha!r}: expected a number >= 0 or 'inf'")
     return a
+
+
+def tokenize(model: UnigramModel, text: str, alpha: float = 0.1, *, num_samples: int = 1,
+             rng: _random.Random | None = None, method: str = "ffbs", nbest: int | None = None,
+             without_replacement: bool = False, entropy: bool = False, marginals: bool = False,
+             ids: bool = False) -> dict:
+    """The fields ``nlptool tokenize-sample`` writes for one text (the one entry point of the command).
+
+    Returns:
+        ``{"tokens": [...], "logp": float}`` for one sample (``num_samples == 1``), or
+        ``{"samples": [[...], ...], "logp": [...]}`` for K samples (distinct ones with
+        ``without_replacement``), or ``{"nbest": [{"tokens": [...], "logp": ...}, ...]}`` (best
+        first) with ``nbest``; plus ``"ids"`` (SentencePiece ids, same nesting as the tokens; in
+        each n-best entry), ``"entropy"`` (nats) and ``"marginals"`` (``n - 1`` boundary
+        probabilities) when asked. Tokens are strings (:func:`piece_to_str`); logp in nats,
+        rounded to 1e-6.
+
+    Raises:
+        UsageError: an invalid alpha, K, method, or a combination that does not apply
+            (n-best with sampling options, ids without a SentencePiece model).
+    """
+    a = check_alpha(alpha)
+    if ids and model.sp is None:
+        raise UsageError("token ids are only defined for a SentencePiece model")
+    if nbest is not None and (num_samples != 1 or without_replacement or method != "ffbs"):
+        raise UsageError("n-best decoding does not sample: do not combine it with a number of samples, "
+                         "sampling without replacement or a sampling method")
+    out: dict = {}
+    if nbest is not None:
+        entries = []
+        for s in model.nbest(text, nbest):
+            e = {"tokens": [piece_to_str(t) for t in s.tokens], "logp": round(s.logp, 6)}
+            if ids:
+                e["ids"] = model.token_ids(e["tokens"])
+            entries.append(e)
+        out["nbest"] = entries
+    else:
+        if without_replacement:
+            if method != "ffbs":
+                raise UsageError("sampling without replacement is exact; it has no su2023 variant")
+            segs = model.sample_without_replacement(text, a, num_samples, rng)
+        else:
+            segs = model.sample(text, a, num_samples=num_samples, rng=rng, method=method)
+        toks = [[piece_to_str(t) for t in s.tokens] for s in segs]
+        if num_samples == 1:
+            out["tokens"], out["logp"] = toks[0], round(segs[0].logp, 6)
+            if ids:
+                out["ids"] = model.token_ids(toks[0])
+        else:
+            out["samples"], out["logp"] = toks, [round(s.logp, 6) for s in segs]
+            if ids:
+                out["ids"] = [model.token_ids(t) for t in toks]
+    if entropy:
+        out["entropy"] = round(model.entropy(text, a), 6)
+    if marginals:
+        out["marginals"] = [round(x, 6) for x in model.marginals(text, a)]
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -672,6 +1064,14 @@ def jieba_dict_path() -> str:
     return os.path.join(list(spec.submodule_search_locations)[0], "dict.txt")
 
 
+def _check_file(path: str, what: str) -> None:
+    """Raises UsageError (exit 2, a bad path like a missing input) for a missing file or a directory."""
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory, expected a {what} file")
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such {what} file")
+
+
 def load_jieba_dict(path: str | None = None, **kw) -> UnigramModel:
     """A unigram LM from a jieba dictionary (``word count [tag]`` per line, UTF-8).
 
@@ -681,11 +1081,11 @@ def load_jieba_dict(path: str | None = None, **kw) -> UnigramModel:
     are lattice edges only where no word starts (jieba's ``get_DAG``).
 
     Raises:
-        ModelError: missing file, or a line that is not ``word count``.
+        UsageError: missing file or a directory.
+        ModelError: a line that is not ``word count``.
     """
     path = os.path.abspath(path or jieba_dict_path())
-    if not os.path.isfile(path):
-        raise ModelError(f"{path}: no such dictionary file")
+    _check_file(path, "dictionary")
     cached = _cache_read(path)
     if cached is not None:
         pfx, unk, c = cached
@@ -770,14 +1170,14 @@ def load_sentencepiece(path: str, **kw) -> UnigramModel:
     ``min_score - 10`` (sentencepiece's ``unigram_model.cc``).
 
     Raises:
+        UsageError: missing file or a directory.
         ModelError: package missing, unreadable file, or not a UNIGRAM model.
     """
     try:
         import sentencepiece as spm
     except ImportError:
         raise ModelError("--sp-model needs the sentencepiece package: pip install sentencepiece") from None
-    if not os.path.isfile(path):
-        raise ModelError(f"{path}: no such SentencePiece model file")
+    _check_file(path, "SentencePiece model")
     try:
         sp = spm.SentencePieceProcessor(model_file=path)
     except Exception as exc:  # sentencepiece raises RuntimeError/OSError with its own text
@@ -815,7 +1215,7 @@ def load_sentencepiece(path: str, **kw) -> UnigramModel:
     unk = float(array("f", [min_score - SP_UNK_PENALTY])[0])
     return UnigramModel(logp, kind="sentencepiece", unk_logp=unk, unk_rule="if_no_single", prefixes=unused,
                         name=path, sp=sp, byte_fallback=byte_fallback,
-                        user_defined=frozenset(normal[i][0] for i in user_ids), **kw)
+                        sp_native=not user_ids, **kw)
 
 
 def load_bytepiece(path: str, **kw) -> UnigramModel:
@@ -826,14 +1226,16 @@ def load_bytepiece(path: str, **kw) -> UnigramModel:
     ``min log p - 10``.
 
     Raises:
-        ModelError: missing file or not that JSON shape.
+        UsageError: missing file or a directory.
+        ModelError: not that JSON shape (or nested too deeply).
     """
-    if not os.path.isfile(path):
-        raise ModelError(f"{path}: no such BytePiece model file")
+    _check_file(path, "BytePiece model")
     try:
         with open(path, encoding="utf-8") as fh:
             raw = json.load(fh)
         counts = {base64.b64decode(k): int(v[-1]) for k, v in raw.items()}
+    except RecursionError:
+        raise ModelError(f"{path}: not a BytePiece model (JSON nested too deeply)") from None
     except (ValueError, TypeError, KeyError, IndexError, AttributeError) as exc:
         raise ModelError(f"{path}: not a BytePiece model (expected JSON {{base64(piece): [id, piece, count]}}; {exc})") \
             from None

@@ -18,7 +18,7 @@ from typer.testing import CliRunner
 from nlptool.cli import app
 from nlptool.unigram import Lattice, UnigramModel, load_model, piece_to_str
 
-DATA = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+DATA = Path(os.environ.get("NLPTOOL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 PKU = DATA / "sighan2005" / "pku_test.utf8"
 TOK = DATA / "tokenizers"
 SP_MODELS = ["botchan_en_unigram_1000.model", "kyoto_ja_unigram_8000.model"]
@@ -26,6 +26,15 @@ SP_MODELS = ["botchan_en_unigram_1000.model", "kyoto_ja_unigram_8000.model"]
 # SentencePiece's unigram_model_test.cc SampleTest lattice
 ABC_SCORES = {"A": 1.0, "B": 1.2, "C": 1.5, "AB": 1.6, "BC": 1.7, "ABC": 1.8}
 ALPHAS = [0.0, 0.01, 0.5, 0.7, 1.0]
+
+
+def _exact(model: UnigramModel) -> UnigramModel:
+    """The same model with our own lattice algorithms (not the sentencepiece library's)."""
+    import copy
+
+    m = copy.copy(model)
+    m.sp_native = False
+    return m
 
 
 def plain_model(scores: dict, **kw) -> UnigramModel:
@@ -360,7 +369,7 @@ def test_sentencepiece_sampler_same_distribution(name):
     text = "the newest kind" if "botchan" in name else "京都大学の研究"
     spm.set_random_generator_seed(3)
     n = 20_000
-    ours = Counter(tuple(s.tokens) for s in model.sample(text, 0.2, num_samples=n, rng=random.Random(3)))
+    ours = Counter(tuple(s.tokens) for s in _exact(model).sample(text, 0.2, num_samples=n, rng=random.Random(3)))
     theirs = Counter(tuple(model.sp.encode(text, out_type=str, enable_sampling=True, nbest_size=-1, alpha=0.2))
                      for _ in range(n))
     common = [k for k in set(ours) | set(theirs) if ours[k] + theirs[k] >= 40]
@@ -450,7 +459,7 @@ def test_cli_decode_text_samples_and_errors(tmp_path, jieba_tok):
         r = _run([*bad, "-q"], input="我\n")
         assert r.exit_code == 2, (bad, r.output)
     r = _run(["--dict", str(tmp_path / "missing.txt"), "-q"], input="我\n")
-    assert r.exit_code == 1 and "no such dictionary" in r.stderr
+    assert r.exit_code == 2 and "no such dictionary" in r.stderr
 
 
 def test_cli_bytepiece(tmp_path):
@@ -497,3 +506,250 @@ def test_large_alpha_uses_log_domain_and_stays_exact(jieba_model):
     freq = Counter(tuple(s.tokens) for s in model.sample("ABC", 30.0, num_samples=20_000, rng=random.Random(1)))
     for seg, p in target.items():
         assert abs(freq[seg] / 20_000 - p) < 0.01
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 19: n-best, sampling without replacement, entropy, marginals, ids, SentencePiece speed path
+# ---------------------------------------------------------------------------------------------
+
+
+def enumerate_paths(scores: dict, text: str) -> dict:
+    """{tuple(tokens): log P_LM} for every split of text into known pieces (brute force)."""
+    n = len(text)
+    out = {}
+    for cuts in itertools.product([0, 1], repeat=max(n - 1, 0)):
+        bounds = [0] + [i + 1 for i, c in enumerate(cuts) if c] + [n]
+        toks = tuple(text[a:b] for a, b in zip(bounds, bounds[1:]))
+        if all(t in scores for t in toks):
+            out[toks] = math.fsum(scores[t] for t in toks)
+    return out
+
+
+def _tie_lattices():
+    """Small dictionaries with integer scores (many exact ties) and with random scores."""
+    rs = random.Random(7)
+    out = [("aab", {"a": -1.0, "b": -1.0, "ab": -2.0, "aa": -2.0, "aab": -3.0}),  # all four paths tie at -3
+           ("ABC", ABC_SCORES)]
+    for _ in range(10):
+        text, scores = _random_lattice(rs)
+        if rs.random() < 0.5:
+            scores = {k: float(round(v)) for k, v in scores.items()}  # ties
+        out.append((text, scores))
+    return out
+
+
+@pytest.mark.parametrize("text,scores", _tie_lattices())
+def test_nbest_equals_enumeration(text, scores):
+    model = plain_model(scores)
+    paths = enumerate_paths(scores, text)
+    ranked = sorted(paths.values(), reverse=True)
+    for k in (1, 2, 3, 5, len(paths), len(paths) + 3):
+        got = model.nbest(text, k)
+        assert len(got) == min(k, len(paths))
+        assert len({tuple(s.tokens) for s in got}) == len(got)  # distinct
+        for s in got:  # each one is a segmentation with its true score
+            assert tuple(s.tokens) in paths and s.logp == pytest.approx(paths[tuple(s.tokens)])
+        # the scores are the k largest, in order (with ties any of the tied paths may be listed)
+        assert [s.logp for s in got] == pytest.approx(ranked[:len(got)])
+
+
+def test_nbest_jieba_lattice_matches_enumeration(jieba_model):
+    text = "结婚的和尚未结婚的"
+    (blk, _), = jieba_model.blocks(text)
+    lat = jieba_model.lattice(blk)
+    ranked = sorted((lat.path_score(p) for p in lat.paths()), reverse=True)
+    got = jieba_model.nbest(text, 6)
+    assert [s.logp for s in got] == pytest.approx(ranked[:6])
+    assert got[0].tokens == jieba_model.decode(text).tokens
+    # several pre-split blocks: the n-best of a product is taken over the whole text
+    t2 = "结婚的 和尚未结婚的"
+    got2 = jieba_model.nbest(t2, 4)
+    assert all("".join(s.tokens) == t2 for s in got2)
+    assert got2[0].tokens == jieba_model.decode(t2).tokens
+    assert [s.logp for s in got2] == sorted((s.logp for s in got2), reverse=True)
+
+
+def _random_alpha_cases():
+    rs = random.Random(99)
+    cases = [("aab", {"a": -1.0, "b": -1.0, "ab": -2.0, "aa": -2.0, "aab": -3.0}, 1.0), ("ABC", ABC_SCORES, 0.7)]
+    for _ in range(8):
+        text, scores = _random_lattice(rs)
+        cases.append((text, scores, rs.choice([0.0, 0.1, 0.5, 1.0, 2.0])))
+    return cases
+
+
+@pytest.mark.parametrize("text,scores,alpha", _random_alpha_cases())
+def test_entropy_and_marginals_equal_enumeration(text, scores, alpha):
+    model = plain_model(scores)
+    target = brute_force(scores, text, alpha)
+    h = -math.fsum(p * math.log(p) for p in target.values() if p > 0)
+    assert model.entropy(text, alpha) == pytest.approx(h, abs=1e-9)
+    marg = model.marginals(text, alpha)
+    assert len(marg) == len(text) - 1
+    for c in range(1, len(text)):
+        p_cut = math.fsum(p for seg, p in target.items() if c in set(itertools.accumulate(len(t) for t in seg)))
+        assert marg[c - 1] == pytest.approx(p_cut, abs=1e-9)
+    # identity: sum of boundary marginals = expected number of tokens - 1
+    assert math.fsum(marg) == pytest.approx(math.fsum(p * (len(seg) - 1) for seg, p in target.items()), abs=1e-9)
+
+
+def test_entropy_alpha_zero_is_log_count_and_inf_is_zero(jieba_model):
+    t = "结婚的和尚未结婚的"
+    n_paths = jieba_model.text_lattice(t).count()
+    assert jieba_model.entropy(t, 0.0) == pytest.approx(math.log(n_paths))
+    assert jieba_model.entropy(t, math.inf) == 0.0
+    m = jieba_model.marginals(t, math.inf)
+    cuts = set(itertools.accumulate(len(x) for x in jieba_model.decode(t).tokens))
+    assert m == [1.0 if c in cuts else 0.0 for c in range(1, len(t))]
+
+
+def test_entropy_jieba_matches_enumeration(jieba_model):
+    t = "他来到了网易杭研大厦"
+    (blk, _), = jieba_model.blocks(t)
+    lat = jieba_model.lattice(blk)
+    alpha = 0.3
+    xs = [alpha * lat.path_score(p) for p in lat.paths()]
+    m = max(xs)
+    z = math.fsum(math.exp(x - m) for x in xs)
+    ps = [math.exp(x - m) / z for x in xs]
+    assert jieba_model.entropy(t, alpha) == pytest.approx(-math.fsum(p * math.log(p) for p in ps), abs=1e-9)
+
+
+def test_without_replacement_first_draw_second_draw_and_distinctness():
+    from scipy.stats import chisquare
+
+    scores = {"a": -1.0, "b": -1.3, "ab": -1.5, "aa": -2.2, "aab": -2.5, "ba": -1.9}
+    text, alpha = "aaba", 1.0
+    model = plain_model(scores)
+    target = brute_force(scores, text, alpha)
+    segs = sorted(target)
+    # law of the second draw of sequential sampling without replacement
+    second = {s: math.fsum(target[f] * target[s] / (1 - target[f]) for f in segs if f != s) for s in segs}
+    rng = random.Random(5)
+    n = 12_000
+    first_c, second_c = Counter(), Counter()
+    for _ in range(n):
+        got = model.sample_without_replacement(text, alpha, 3, rng)
+        keys = [tuple(s.tokens) for s in got]
+        assert len(keys) == 3 and len(set(keys)) == 3
+        first_c[keys[0]] += 1
+        second_c[keys[1]] += 1
+    assert chisquare([first_c[s] for s in segs], [target[s] * n for s in segs]).pvalue > 1e-4
+    assert chisquare([second_c[s] for s in segs], [second[s] * n for s in segs]).pvalue > 1e-4
+    # more samples than segmentations: all of them, once each
+    got = model.sample_without_replacement(text, alpha, 100, rng)
+    assert sorted(tuple(s.tokens) for s in got) == segs
+    # alpha = inf (and an overflowing finite alpha): the n-best list
+    nb = [s.tokens for s in model.nbest(text, 3)]
+    assert [s.tokens for s in model.sample_without_replacement(text, math.inf, 3)] == nb
+    assert [s.tokens for s in model.sample_without_replacement(text, 1e308, 3)] == nb
+
+
+def test_without_replacement_concentrated_distribution(jieba_model):
+    # alpha = 5 on a real sentence: the best path holds almost all the mass; draws stay distinct
+    t = "结婚的和尚未结婚的"
+    got = jieba_model.sample_without_replacement(t, 5.0, 8, random.Random(0))
+    assert len({tuple(s.tokens) for s in got}) == 8
+    assert all("".join(s.tokens) == t for s in got)
+
+
+def test_alpha_overflow_equals_inf(tmp_path):
+    """Issue 12 row 18: a finite alpha so large that alpha * log p overflows is alpha = inf."""
+    d = tmp_path / "d.txt"
+    d.write_text("a 100\nb 100\nab 100\naab 1\naa 1\n", encoding="utf-8")
+    model = load_model(str(d))
+    scores = {w: model.logp[w] for w in ("a", "b", "ab", "aab", "aa")}
+    best = max(enumerate_paths(scores, "aab").items(), key=lambda kv: kv[1])[0]
+    assert list(best) == ["a", "ab"]
+    for a in (1e308, 1e300, 1e200, math.inf):
+        assert model.sample("aab", a)[0].tokens == ["a", "ab"], a
+    jm = load_model()
+    t = "结婚的和尚未结婚的"
+    assert jm.sample(t, 1e308)[0].tokens == jm.decode(t).tokens == jm.sample(t, math.inf)[0].tokens
+    assert jm.entropy(t, 1e308) == 0.0
+
+
+def test_sentencepiece_native_sampler_matches_exact_lattice():
+    """The library's own sampler (used for speed) and our exact lattice draw from one law."""
+    from scipy.stats import chi2_contingency
+
+    model = load_model(sp_model=str(_sp_path("botchan_en_unigram_1000.model")))
+    assert model.sp_native
+    exact = _exact(model)
+    for text, alpha in [("the newest kind", 0.0), ("the newest kind", 1.0), ("Hello world.", 0.5)]:
+        n = 15_000
+        a = Counter(tuple(s.tokens) for s in model.sample(text, alpha, num_samples=n, rng=random.Random(1)))
+        b = Counter(tuple(s.tokens) for s in exact.sample(text, alpha, num_samples=n, rng=random.Random(2)))
+        common = [k for k in set(a) | set(b) if a[k] + b[k] >= 40]
+        table = [[a[k] for k in common] + [n - sum(a[k] for k in common)],
+                 [b[k] for k in common] + [n - sum(b[k] for k in common)]]
+        if table[0][-1] + table[1][-1] == 0:
+            table = [row[:-1] for row in table]
+        assert len(common) >= 3
+        assert chi2_contingency(table).pvalue > 1e-4, (text, alpha)
+    # logp of the library's pieces is the same sum our lattice gives
+    for s in model.sample("unk ☃☃ chars", 0.5, num_samples=20, rng=random.Random(0)):
+        assert s.logp == pytest.approx(exact._sp_logp(s.tokens))
+    unk = exact.sample("☃☃", math.inf)[0]
+    assert unk.logp == pytest.approx(exact.decode("☃☃").logp)
+    # reproducible through rng
+    r1 = [s.tokens for s in model.sample("the newest kind", 0.3, num_samples=5, rng=random.Random(4))]
+    r2 = [s.tokens for s in model.sample("the newest kind", 0.3, num_samples=5, rng=random.Random(4))]
+    assert r1 == r2 and len({tuple(x) for x in r1}) > 1
+
+
+def test_sentencepiece_nbest_and_ids():
+    model = load_model(sp_model=str(_sp_path("botchan_en_unigram_1000.model")))
+    exact = _exact(model)
+    for text in ["the newest kind", "Hello world.", "unk ☃ chars"]:
+        lib = model.nbest(text, 8)
+        ours = exact.nbest(text, 8)
+        assert [s.logp for s in lib] == pytest.approx([s.logp for s in ours], abs=1e-3)
+        assert lib[0].tokens == model.sp.encode(text, out_type=str)
+    from nlptool.unigram import tokenize
+
+    out = tokenize(model, "Hello world.", math.inf, ids=True)
+    assert out["ids"] == model.sp.encode("Hello world.")
+    out = tokenize(model, "Hello world.", 0.5, num_samples=3, ids=True, rng=random.Random(0))
+    assert [model.sp.id_to_piece(i) for i in out["ids"][1]] == out["samples"][1]
+
+
+def test_tokenize_fields_and_usage_errors(jieba_model):
+    from nlptool.errors import UsageError
+    from nlptool.unigram import tokenize
+
+    out = tokenize(jieba_model, "我爱北京", 0.5, nbest=2, entropy=True, marginals=True)
+    assert set(out) == {"nbest", "entropy", "marginals"} and len(out["marginals"]) == 3
+    assert out["nbest"][0]["logp"] >= out["nbest"][1]["logp"]
+    json.dumps(out, allow_nan=False)
+    with pytest.raises(UsageError):
+        tokenize(jieba_model, "我", ids=True)
+    with pytest.raises(UsageError):
+        tokenize(jieba_model, "我", nbest=2, num_samples=2)
+    with pytest.raises(UsageError):
+        jieba_model.nbest("我", 0)
+
+
+def test_model_file_errors(tmp_path):
+    from nlptool.errors import ModelError, UsageError
+
+    with pytest.raises(UsageError):
+        load_model(str(tmp_path / "nope.txt"))
+    with pytest.raises(UsageError, match="directory"):
+        load_model(str(tmp_path))
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 5000 + '"x"' + "}" * 5000, encoding="utf-8")
+    with pytest.raises(ModelError, match="BytePiece"):
+        load_model(bytepiece_model=str(deep))
+
+
+def test_no_import_time_codec_registration():
+    import codecs
+    import subprocess
+    import sys
+
+    code = "import codecs, nlptool.unigram as u; codecs.lookup_error('nlptool-hexbyte')"
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert r.returncode != 0 and "LookupError" in r.stderr
+    assert piece_to_str(b"\xe5\x8c\x97\xe4\xff") == "北<0xE4><0xFF>"
+    assert codecs  # used above

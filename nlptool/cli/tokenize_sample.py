@@ -1,7 +1,9 @@
-"""``nlptool tokenize-sample``: exact Viterbi sampling (FFBS) of unigram-LM segmentations."""
+"""``nlptool tokenize-sample``: exact Viterbi sampling (FFBS) of unigram-LM segmentations, n-best
+decoding, sampling without replacement, entropy and boundary marginals."""
 
 from __future__ import annotations
 
+import enum
 from typing import Optional
 
 import typer
@@ -10,17 +12,32 @@ from . import app
 from ._common import InputFormatOpt, InputsArg, OutputOpt, QuietOpt, StrictOpt, TextKeyOpt, boundary, info
 
 
+class Method(str, enum.Enum):
+    ffbs = "ffbs"
+    su2023 = "su2023"
+
+
+class Format(str, enum.Enum):
+    jsonl = "jsonl"
+    text = "text"
+
+
 @app.command("tokenize-sample")
 def tokenize_sample(
     inputs: list[str] = InputsArg,
     alpha: str = typer.Option("0.1", "--alpha", "-a", help="Temperature on log-probabilities: P(seg)^alpha / Z. 0 = uniform over segmentations, 'inf' = Viterbi decoding (the best path)."),
-    num_samples: int = typer.Option(1, "--num-samples", "-k", help="Segmentations drawn per text (K > 1 writes \"samples\")."),
-    seed: Optional[int] = typer.Option(None, "--seed", help="Random seed (reproducible samples).", show_default=False),
-    method: str = typer.Option("ffbs", "--method", help="ffbs (exact) or su2023 (the first, BIASED rule of Su's 2023-09-16 post; for reproducing it only)."),
+    num_samples: int = typer.Option(1, "--num-samples", "-k", min=1, help="Segmentations drawn per text (K > 1 writes \"samples\")."),
+    without_replacement: bool = typer.Option(False, "--without-replacement", help="The K samples are distinct: sequential sampling without replacement (Gumbel-top-k law)."),
+    nbest: Optional[int] = typer.Option(None, "--nbest", min=1, help="Write the K most probable segmentations with their log-probabilities (\"nbest\", best first) instead of sampling.", show_default=False),
+    entropy: bool = typer.Option(False, "--entropy", help="Add the exact entropy (nats) of P(seg)^alpha / Z (\"entropy\")."),
+    marginals: bool = typer.Option(False, "--marginals", help="Add the exact probability of a token boundary after each character (\"marginals\", n-1 numbers)."),
+    ids: bool = typer.Option(False, "--ids", help="Add the token ids (\"ids\"; needs --sp-model)."),
+    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Random seed (reproducible samples).", show_default=False),
+    method: Method = typer.Option(Method.ffbs, "--method", help="ffbs (exact) or su2023 (the first, BIASED rule of Su's 2023-09-16 post; for reproducing it only)."),
     dict_path: Optional[str] = typer.Option(None, "--dict", help="A jieba-format dictionary (one 'word count' per line, an optional tag after). Default: jieba's dict.txt.", show_default=False),
     sp_model: Optional[str] = typer.Option(None, "--sp-model", help="A SentencePiece UNIGRAM .model file.", show_default=False),
     bytepiece_model: Optional[str] = typer.Option(None, "--bytepiece-model", help="A BytePiece JSON model (byte-level).", show_default=False),
-    fmt: str = typer.Option("jsonl", "--format", help="jsonl (tokens + logp) or text (tokens separated by spaces; K samples separated by tabs)."),
+    fmt: Format = typer.Option(Format.jsonl, "--format", help="jsonl (tokens + logp) or text (tokens separated by spaces; K samples or n-best separated by tabs)."),
     output: str = OutputOpt,
     input_format: str = InputFormatOpt,
     text_key: str = TextKeyOpt,
@@ -33,42 +50,38 @@ def tokenize_sample(
 
         from ..errors import UsageError
         from ..io import JsonlWriter, map_records, read_records
-        from ..unigram import check_alpha, load_model, piece_to_str
+        from ..unigram import check_alpha, load_model, tokenize
 
         a = check_alpha(alpha)
-        if fmt not in ("jsonl", "text"):
-            raise UsageError(f"--format {fmt}: expected jsonl or text")
-        if num_samples < 1:
-            raise UsageError(f"--num-samples {num_samples}: must be at least 1")
-        if method not in ("ffbs", "su2023"):
-            raise UsageError(f"--method {method}: expected ffbs or su2023")
+        if ids and not sp_model:
+            raise UsageError("--ids needs --sp-model (token ids are those of a SentencePiece model)")
+        if nbest is not None and (num_samples != 1 or without_replacement or method != Method.ffbs):
+            raise UsageError("--nbest does not sample: drop -k/--num-samples, --without-replacement and --method")
+        if without_replacement and method != Method.ffbs:
+            raise UsageError("--without-replacement is exact sampling: drop --method su2023")
         records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict)
         model = load_model(dict_path, sp_model, bytepiece_model)
-        info(f"unigram LM: {model.kind} {model.name} ({len(model)} pieces); alpha={a:g}, method={method}", quiet)
-        if method == "su2023":
+        info(f"unigram LM: {model.kind} {model.name} ({len(model)} pieces); alpha={a:g}, method={method.value}", quiet)
+        if method == Method.su2023:
             info("warning: --method su2023 is biased (it does not sample P(seg)^alpha / Z); use ffbs for exact sampling",
                  quiet)
         rng = random.Random(seed)
 
         def batch(recs):
-            out = []
-            for r in recs:
-                segs = model.sample(r.text, a, num_samples=num_samples, rng=rng, method=method)
-                toks = [[piece_to_str(t) for t in s.tokens] for s in segs]
-                if num_samples == 1:
-                    out.append({"tokens": toks[0], "logp": round(segs[0].logp, 6)})
-                else:
-                    out.append({"samples": toks, "logp": [round(s.logp, 6) for s in segs]})
-            return out
+            return [tokenize(model, r.text, a, num_samples=num_samples, rng=rng, method=method.value, nbest=nbest,
+                             without_replacement=without_replacement, entropy=entropy, marginals=marginals, ids=ids)
+                    for r in recs]
 
         with JsonlWriter(output) as w:
             for obj in map_records(records, batch, strict=strict):
-                if fmt == "jsonl":
+                if fmt == Format.jsonl:
                     w.write(obj)
                 elif "error" in obj:
                     info(f"[yellow]skipped:[/] {obj['error']}", quiet)
                     w.write_line("")
                 elif "tokens" in obj:
                     w.write_line(" ".join(obj["tokens"]))
+                elif "nbest" in obj:
+                    w.write_line("\t".join(" ".join(e["tokens"]) for e in obj["nbest"]))
                 else:
                     w.write_line("\t".join(" ".join(s) for s in obj["samples"]))

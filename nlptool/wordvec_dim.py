@@ -14,10 +14,11 @@ from __future__ import annotations
 
 import math
 import os
+import sys
 from collections import Counter
 from typing import Iterable, Sequence
 
-from .errors import InputDataError, UsageError
+from .errors import InputDataError, ModelError, UsageError
 
 #: Su's rounded constant (the post's formula ``n > 8.33 ln N``).
 SU_CONSTANT = 8.33
@@ -36,7 +37,7 @@ def parse_vocab_size(value) -> int:
         UsageError: not a number, not an integer, or ``<= 1``.
     """
     if isinstance(value, bool):
-        raise UsageError(f"--vocab-size {value!r}: expected an integer greater than 1")
+        raise UsageError(f"vocabulary size {value!r}: expected an integer greater than 1")
     if isinstance(value, int):
         n = value
     else:
@@ -47,13 +48,13 @@ def parse_vocab_size(value) -> int:
             try:
                 f = float(s)
             except ValueError:
-                raise UsageError(f"--vocab-size {value!r}: expected an integer greater than 1 (e.g. 100000 or 5e6)") \
+                raise UsageError(f"vocabulary size {value!r}: expected an integer greater than 1 (e.g. 100000 or 5e6)") \
                     from None
             if not math.isfinite(f) or f != int(f):
-                raise UsageError(f"--vocab-size {value!r}: expected an integer greater than 1 (e.g. 100000 or 5e6)")
+                raise UsageError(f"vocabulary size {value!r}: expected an integer greater than 1 (e.g. 100000 or 5e6)")
             n = int(f)
     if n <= 1:
-        raise UsageError(f"--vocab-size {value!r}: the vocabulary must have more than 1 word (ln 1 = 0)")
+        raise UsageError(f"vocabulary size {value!r}: the vocabulary must have more than 1 word (ln 1 = 0)")
     return n
 
 
@@ -98,10 +99,12 @@ def tokenize(line: str, tokenizer: str) -> list:
     if tokenizer == "char":
         return [c for c in line if not c.isspace()]
     if tokenizer == "jieba":
-        import jieba
-
+        try:
+            import jieba
+        except ImportError:
+            raise ModelError("the jieba tokenizer needs the jieba package (pip install jieba)") from None
         return [w for w in jieba.lcut(line) if w.strip()]
-    raise UsageError(f"--tokenizer {tokenizer}: expected whitespace, jieba or char")
+    raise UsageError(f"tokenizer {tokenizer!r}: expected whitespace, jieba or char")
 
 
 def count_vocabulary(paths: Sequence[str], tokenizer: str = "jieba", min_count: int = 1) -> dict:
@@ -111,34 +114,68 @@ def count_vocabulary(paths: Sequence[str], tokenizer: str = "jieba", min_count: 
         ``{"vocab_size": words with count >= min_count, "types": all distinct words,
         "tokens": total words, "lines": lines read}``.
 
+    ``-`` reads standard input.
+
     Raises:
-        UsageError: missing file, ``min_count < 1``, unknown tokenizer.
+        UsageError: missing file, a directory, terminal stdin, ``min_count < 1``, unknown tokenizer.
         InputDataError: a line that is not UTF-8 (file and line named).
     """
     if min_count < 1:
-        raise UsageError(f"--min-count {min_count}: must be at least 1")
+        raise UsageError(f"min_count {min_count}: must be at least 1")
     counts: Counter = Counter()
     lines = 0
     for path in paths:
-        if not os.path.isfile(path):
-            raise UsageError(f"{path}: no such file")
-        with open(path, "rb") as fh:
-            for lineno, raw in enumerate(fh, 1):
-                try:
-                    line = raw.decode("utf-8")
-                except UnicodeDecodeError as exc:
-                    raise InputDataError(f"invalid UTF-8 at byte {exc.start} (re-encode the file as UTF-8)",
-                                         path, lineno) from None
-                if lineno == 1:
-                    line = line.lstrip("\ufeff")
-                counts.update(tokenize(line.rstrip("\r\n"), tokenizer))
-                lines += 1
+        check_text_path(path)
+    for path in paths:
+        source = "<stdin>" if path == "-" else path
+        for lineno, raw in enumerate(_binary_lines(path), 1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputDataError(f"invalid UTF-8 at byte {exc.start} (re-encode the file as UTF-8)",
+                                     source, lineno) from None
+            if lineno == 1:
+                line = line.lstrip("\ufeff")
+            counts.update(tokenize(line.rstrip("\r\n"), tokenizer))
+            lines += 1
     return {
         "vocab_size": sum(1 for c in counts.values() if c >= min_count),
         "types": len(counts),
         "tokens": sum(counts.values()),
         "lines": lines,
     }
+
+
+def check_text_path(path: str) -> None:
+    """A readable input path, or ``-`` (stdin, refused when it is a terminal).
+
+    Raises:
+        UsageError: missing file, a directory, terminal stdin.
+    """
+    if path == "-":
+        try:
+            tty = sys.stdin is not None and sys.stdin.isatty()
+        except (AttributeError, ValueError):
+            tty = False
+        if tty:
+            raise UsageError("no input: give a file, or pipe text into stdin")
+        return
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory, expected a text file")
+    if not os.path.isfile(path):
+        raise UsageError(f"{path}: no such file")
+
+
+def _binary_lines(path: str):
+    if path == "-":
+        stream = getattr(sys.stdin, "buffer", None)
+        if stream is None:  # a text stream (tests)
+            yield from (ln.encode("utf-8") for ln in sys.stdin)
+        else:
+            yield from stream
+        return
+    with open(path, "rb") as fh:
+        yield from fh
 
 
 def read_word2vec_shape(path: str) -> dict:
@@ -155,6 +192,8 @@ def read_word2vec_shape(path: str) -> dict:
         UsageError: missing file.
         InputDataError: an empty file or an inconsistent header / first row.
     """
+    if os.path.isdir(path):
+        raise UsageError(f"{path}: is a directory, expected a word2vec file")
     if not os.path.isfile(path):
         raise UsageError(f"{path}: no such file")
     with open(path, "rb") as fh:
@@ -189,10 +228,75 @@ def _is_float(s: str) -> bool:
         return False
 
 
-def report(vocab_size: int, dim: int | None = None, with_table: bool = False) -> dict:
+#: The Johnson–Lindenstrauss distortion used by ``rules()`` unless told (scikit-learn's default).
+JL_EPS = 0.1
+
+
+def jl_min_dim(vocab_size: int, eps: float = JL_EPS) -> int:
+    """The Johnson–Lindenstrauss bound: dimensions that keep all pairwise distances of ``N``
+    points within a factor ``1 ± eps`` under a random projection,
+    ``n >= 4 ln N / (eps^2 / 2 - eps^3 / 3)`` (Dasgupta & Gupta 2003, "An elementary proof of a
+    theorem of Johnson and Lindenstrauss"; the formula of
+    ``sklearn.random_projection.johnson_lindenstrauss_min_dim``, computed here without sklearn).
+
+    Raises:
+        UsageError: ``eps`` not in (0, 1), ``N <= 1``.
+    """
+    n = parse_vocab_size(vocab_size)
+    if not (isinstance(eps, (int, float)) and 0 < eps < 1):
+        raise UsageError(f"Johnson-Lindenstrauss eps {eps!r}: must be in (0, 1)")
+    return int(4 * math.log(n) / (eps ** 2 / 2 - eps ** 3 / 3))
+
+
+def fastai_emb_size(vocab_size: int) -> int:
+    """fastai's embedding-size rule for a categorical variable with ``N`` levels:
+    ``min(600, round(1.6 * N ** 0.56))`` (fastai ``tabular.model.emb_sz_rule``; fitted by Jeremy
+    Howard to sizes that worked in practice)."""
+    n = parse_vocab_size(vocab_size)
+    return int(min(600, round(1.6 * n ** 0.56)))
+
+
+def fourth_root(vocab_size: int) -> int:
+    """The fourth-root rule of thumb: ``N ** 0.25`` dimensions, rounded up (Google Developers
+    Blog, "Introducing TensorFlow Feature Columns", 2017-11-20: ``embedding_dimensions =
+    number_of_categories**0.25``)."""
+    n = parse_vocab_size(vocab_size)
+    return math.ceil(n ** 0.25 - 1e-12)
+
+
+def rules(vocab_size: int, jl_eps: float = JL_EPS) -> list:
+    """The estimates a user meets for ``N`` words, each with its formula and source.
+
+    Returns:
+        ``[{"rule", "dim", "formula", "source"}, ...]``: Su 2020 (``n > 8.33 ln N``, smallest
+        integer above), Johnson–Lindenstrauss (``eps = jl_eps``), fastai, fourth root. They
+        answer different questions: Su asks that a skip-gram model can still tell the words apart
+        (entropy), JL that a random projection keeps every pairwise distance (much larger), fastai
+        and the fourth root are fitted rules of thumb for categorical embeddings.
+
+    Raises:
+        UsageError: ``N <= 1``, ``jl_eps`` not in (0, 1).
+    """
+    n = parse_vocab_size(vocab_size)
+    return [
+        {"rule": "su2020", "dim": estimate(n)["min_dim"], "formula": "n > 8.33 ln N",
+         "source": "Su Jianlin, 最小熵原理（六）：词向量的维度应该怎么选择？ (kexue.fm, 2020)"},
+        {"rule": "johnson-lindenstrauss", "dim": jl_min_dim(n, jl_eps),
+         "formula": f"n >= 4 ln N / (eps^2/2 - eps^3/3), eps = {jl_eps:g}",
+         "source": "Dasgupta & Gupta 2003; sklearn.random_projection.johnson_lindenstrauss_min_dim"},
+        {"rule": "fastai", "dim": fastai_emb_size(n), "formula": "min(600, round(1.6 N^0.56))",
+         "source": "fastai tabular.model.emb_sz_rule"},
+        {"rule": "fourth-root", "dim": fourth_root(n), "formula": "ceil(N^0.25)",
+         "source": "Google Developers Blog, Introducing TensorFlow Feature Columns (2017)"},
+    ]
+
+
+def report(vocab_size: int, dim: int | None = None, with_table: bool = False, with_rules: bool = False,
+           jl_eps: float = JL_EPS) -> dict:
     """The command's JSON object: :func:`estimate` plus the formula, and with ``dim`` (an actual
-    embedding size) ``"dim"`` and ``"above_estimate"`` (``dim > 8.33 ln N``), and with
-    ``with_table`` a ``"table"`` of estimates for :data:`TABLE_SIZES` and ``N``."""
+    embedding size) ``"dim"`` and ``"above_estimate"`` (``dim > 8.33 ln N``), with
+    ``with_table`` a ``"table"`` of estimates for :data:`TABLE_SIZES` and ``N``, and with
+    ``with_rules`` the other rules of thumb (:func:`rules`) under ``"rules"``."""
     out = estimate(vocab_size)
     out["formula"] = FORMULA
     out["constant"] = SU_CONSTANT
@@ -202,5 +306,7 @@ def report(vocab_size: int, dim: int | None = None, with_table: bool = False) ->
         out["above_estimate"] = dim > SU_CONSTANT * math.log(out["vocab_size"])
     if with_table:
         out["table"] = table(list(TABLE_SIZES) + [out["vocab_size"]])
+    if with_rules:
+        out["rules"] = rules(out["vocab_size"], jl_eps)
     out["source"] = "Su Jianlin, 最小熵原理（六）：词向量的维度应该怎么选择？ (kexue.fm, 2020)"
     return out

@@ -52,7 +52,7 @@ def test_cli_vocab_size_and_table():
     assert all(row["min_dim"] > 8.33 * math.log(row["vocab_size"]) >= row["min_dim"] - 1 for row in obj["table"])
     for bad in ("1", "abc", "-3", "0"):
         r = runner.invoke(app, ["wordvec-dim", "--vocab-size", bad])
-        assert r.exit_code == 2 and "vocab-size" in r.stderr
+        assert r.exit_code == 2 and "vocabulary size" in r.stderr
     assert runner.invoke(app, ["wordvec-dim"]).exit_code == 2
     assert runner.invoke(app, ["wordvec-dim", "-N", "10", "--vectors", "x"]).exit_code == 2
 
@@ -106,3 +106,68 @@ def test_vectors_text_binary_glove(tmp_path):
     bad.write_text("hello\n", encoding="utf-8")
     r = runner.invoke(app, ["wordvec-dim", "--vectors", str(bad)])
     assert r.exit_code == 3 and "word2vec" in r.stderr
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 19: --rules; issue 12 row 21: --corpus -, directories, bad choices exit 2
+# ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("n", [2, 10, 1000, 100_000, 5_000_000, 10**9])
+@pytest.mark.parametrize("eps", [0.1, 0.3, 0.5, 0.9])
+def test_jl_rule_equals_sklearn(n, eps):
+    from sklearn.random_projection import johnson_lindenstrauss_min_dim
+
+    from nlptool.wordvec_dim import jl_min_dim
+
+    assert jl_min_dim(n, eps) == int(johnson_lindenstrauss_min_dim(n, eps=eps))
+
+
+def test_fastai_and_fourth_root_rules():
+    """fastai is not installed (it pulls its own torch); its emb_sz_rule is one line, checked by
+    hand here: 1.6 * 10**0.56 = 5.81 -> 6; 1.6 * 1000**0.56 = 76.6 -> 77; capped at 600."""
+    from nlptool.wordvec_dim import fastai_emb_size, fourth_root, rules
+
+    def emb_sz_rule(n_cat):  # fastai/tabular/model.py
+        return min(600, round(1.6 * n_cat**0.56))
+
+    assert fastai_emb_size(10) == 6 and fastai_emb_size(1000) == 77 and fastai_emb_size(10**6) == 600
+    for n in (2, 37, 500, 12345, 99_999):
+        assert fastai_emb_size(n) == emb_sz_rule(n)
+    assert fourth_root(10_000) == 10 and fourth_root(10_001) == 11 and fourth_root(16) == 2 and fourth_root(17) == 3
+    got = {r["rule"]: r for r in rules(100_000)}
+    assert set(got) == {"su2020", "johnson-lindenstrauss", "fastai", "fourth-root"}
+    assert got["su2020"]["dim"] == 96 and got["fourth-root"]["dim"] == 18 and got["fastai"]["dim"] == 600
+    assert all(r["source"] for r in got.values())
+    with pytest.raises(UsageError):
+        rules(100, jl_eps=1.0)
+
+
+def test_cli_rules_and_bad_values(tmp_path):
+    r = runner.invoke(app, ["wordvec-dim", "-N", "100000", "--rules", "--jl-eps", "0.5"])
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    from sklearn.random_projection import johnson_lindenstrauss_min_dim
+
+    jl = next(x for x in obj["rules"] if x["rule"] == "johnson-lindenstrauss")
+    assert jl["dim"] == int(johnson_lindenstrauss_min_dim(100_000, eps=0.5)) and "eps = 0.5" in jl["formula"]
+    for bad in (["-N", "10", "--jl-eps", "0"], ["-N", "10", "--jl-eps", "1"], ["-N", "10", "--jl-eps", "nan"],
+                ["--corpus", "x", "--tokenizer", "bogus"], ["--corpus", "x", "--min-count", "0"],
+                ["--corpus", str(tmp_path / "nope.txt")], ["--table", "--rules"]):
+        r = runner.invoke(app, ["wordvec-dim", *bad])
+        assert r.exit_code == 2, (bad, r.output)
+    r = runner.invoke(app, ["wordvec-dim", "--corpus", str(tmp_path)])
+    assert r.exit_code == 2 and "directory" in r.stderr
+    r = runner.invoke(app, ["wordvec-dim", "--vectors", str(tmp_path)])
+    assert r.exit_code == 2 and "directory" in r.stderr
+
+
+def test_cli_corpus_stdin_equals_file(tmp_path):
+    text = "the cat sat on the mat\na dog and a cat\n"
+    f = tmp_path / "c.txt"
+    f.write_text(text, encoding="utf-8")
+    r1 = runner.invoke(app, ["wordvec-dim", "--corpus", str(f), "--tokenizer", "whitespace", "-q"])
+    r2 = runner.invoke(app, ["wordvec-dim", "--corpus", "-", "--tokenizer", "whitespace", "-q"], input=text)
+    assert r1.exit_code == 0 and r2.exit_code == 0, r2.output
+    o1, o2 = json.loads(r1.stdout), json.loads(r2.stdout)
+    assert o1["vocab_size"] == o2["vocab_size"] == len(set(text.split())) and o2["corpus"] == ["-"]

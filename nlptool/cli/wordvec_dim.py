@@ -1,7 +1,9 @@
-"""``nlptool wordvec-dim``: the word-vector dimension estimate n > 8.33 ln N (Su, 2020)."""
+"""``nlptool wordvec-dim``: the word-vector dimension estimate n > 8.33 ln N (Su, 2020), beside
+the other rules of thumb users meet."""
 
 from __future__ import annotations
 
+import enum
 from typing import Optional
 
 import typer
@@ -10,14 +12,22 @@ from . import app
 from ._common import OutputOpt, QuietOpt, boundary, info
 
 
+class Tokenizer(str, enum.Enum):
+    jieba = "jieba"
+    whitespace = "whitespace"
+    char = "char"
+
+
 @app.command("wordvec-dim")
 def wordvec_dim(
     vocab_size: Optional[str] = typer.Option(None, "--vocab-size", "-N", help="Vocabulary size N (e.g. 100000 or 5e6).", show_default=False),
-    corpus: Optional[list[str]] = typer.Option(None, "--corpus", help="Text file(s), one text per line: N = distinct words (repeat the option for several files).", show_default=False),
-    tokenizer: str = typer.Option("jieba", "--tokenizer", help="How --corpus is split into words: jieba|whitespace|char."),
-    min_count: int = typer.Option(1, "--min-count", help="With --corpus: count only words seen at least this often."),
+    corpus: Optional[list[str]] = typer.Option(None, "--corpus", help="Text file(s), one text per line, '-' = stdin: N = distinct words (repeat the option for several files).", show_default=False),
+    tokenizer: Tokenizer = typer.Option(Tokenizer.jieba, "--tokenizer", help="How --corpus is split into words."),
+    min_count: int = typer.Option(1, "--min-count", min=1, help="With --corpus: count only words seen at least this often."),
     vectors: Optional[str] = typer.Option(None, "--vectors", help="A word2vec file (text or binary, or GloVe text): read N and its dimension d and say whether d is above the estimate.", show_default=False),
     show_table: bool = typer.Option(False, "--table", help="Add the estimates for N = 1e3 ... 1e7."),
+    show_rules: bool = typer.Option(False, "--rules", help="Add the other rules of thumb with their sources (Johnson-Lindenstrauss, fastai, fourth root)."),
+    jl_eps: float = typer.Option(0.1, "--jl-eps", min=1e-6, max=0.999999, help="Distortion eps of the Johnson-Lindenstrauss row of --rules (sklearn's default 0.1)."),
     output: str = OutputOpt,
     quiet: bool = QuietOpt,
 ):
@@ -25,7 +35,7 @@ def wordvec_dim(
     with boundary():
         from ..errors import UsageError
         from ..io import JsonlWriter
-        from ..wordvec_dim import count_vocabulary, read_word2vec_shape, report
+        from ..wordvec_dim import check_text_path, count_vocabulary, read_word2vec_shape, report
 
         given = sum(x is not None and x != [] for x in (vocab_size, corpus, vectors))
         if given > 1:
@@ -33,17 +43,17 @@ def wordvec_dim(
         extra: dict = {}
         dim = None
         if corpus:
-            if tokenizer == "jieba":
+            for path in corpus:
+                check_text_path(path)
+            if tokenizer == Tokenizer.jieba:
                 import logging
 
-                import jieba
-
-                jieba.setLogLevel(logging.WARNING)
-            counted = count_vocabulary(corpus, tokenizer=tokenizer, min_count=min_count)
+                logging.getLogger("jieba").setLevel(logging.WARNING)
+            counted = count_vocabulary(corpus, tokenizer=tokenizer.value, min_count=min_count)
             n = counted["vocab_size"]
-            extra = {"corpus": list(corpus), "tokenizer": tokenizer, "min_count": min_count,
+            extra = {"corpus": list(corpus), "tokenizer": tokenizer.value, "min_count": min_count,
                      "types": counted["types"], "tokens": counted["tokens"], "lines": counted["lines"]}
-            info(f"{counted['lines']} lines, {counted['tokens']} {tokenizer} tokens, "
+            info(f"{counted['lines']} lines, {counted['tokens']} {tokenizer.value} tokens, "
                  f"{n} words with count >= {min_count}", quiet)
             if n <= 1:
                 raise UsageError(f"the corpus has {n} distinct word(s) with count >= {min_count}; "
@@ -59,11 +69,13 @@ def wordvec_dim(
         else:
             raise UsageError("give --vocab-size N, --corpus FILE or --vectors FILE (or --table)")
         if n is None:
+            if show_rules:
+                raise UsageError("--rules needs a vocabulary size (--vocab-size, --corpus or --vectors)")
             from ..wordvec_dim import FORMULA, table
 
             obj = {"formula": FORMULA, "table": table()}
         else:
-            obj = report(n, dim=dim, with_table=show_table)
+            obj = report(n, dim=dim, with_table=show_table, with_rules=show_rules, jl_eps=jl_eps)
             obj.update(extra)
         with JsonlWriter(output) as w:
             w.write(obj)

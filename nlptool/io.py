@@ -11,15 +11,30 @@ Every command reads its input through :func:`read_records` and writes through
   UTF-8, invalid JSON, not an object, missing key, non-string value) gives a record whose
   ``error`` says why and where; with ``strict=True`` it raises :class:`InputDataError` instead;
 * empty lines are records with empty text, not errors;
-* input is read lazily, so memory does not grow with the file (use :func:`chunked`).
+* input is read lazily, so memory does not grow with the file (use :func:`chunked`); the paths
+  are checked eagerly, when :func:`read_records` is called, so a missing file is reported before
+  a model loads;
+* a JSON line nested deeper than :data:`MAX_JSON_DEPTH`, or holding a lone surrogate
+  (``"\\ud800"``, not valid Unicode text), is an error record like any other bad line.
+
+Every file a command writes goes through :func:`atomic_output` (or :func:`atomic_dir` for a
+model directory): a temp file beside the target, fsync, rename on success; special files and
+symlinks are written through, never replaced; an output that is also an input is refused before
+anything is written (:func:`validate_paths`). See docs/io.md for the contract as users see it.
 """
 
 from __future__ import annotations
 
+import contextlib
 import io as _io
 import json
+import math
 import os
+import re
+import shutil
+import stat
 import sys
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from typing import Any, BinaryIO, TextIO
@@ -27,6 +42,12 @@ from typing import Any, BinaryIO, TextIO
 from .errors import InputDataError, UsageError
 
 STDIN_NAME = "<stdin>"
+
+#: JSON input nested deeper than this (objects/arrays) is an error record, not a RecursionError.
+MAX_JSON_DEPTH = 100
+
+# A \\uD800-\\uDFFF escape in a JSON line: only then can json.loads produce a lone surrogate.
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F][0-9a-fA-F]{2}")
 
 
 @dataclass
@@ -76,11 +97,234 @@ def check_stdin(inputs: Sequence[str] | None) -> list[str]:
         if tty:
             raise UsageError("no input: give a file, or pipe text into stdin (e.g. `echo 文本 | nlptool ...`)")
     for p in paths:
-        if p != "-" and not os.path.exists(p):
-            raise UsageError(f"{p}: no such file")
-        if p != "-" and os.path.isdir(p):
-            raise UsageError(f"{p}: is a directory, expected a text or JSONL file")
+        check_input_path(p)
     return paths
+
+
+# --------------------------------------------------------------------------------------------
+# Paths: checked before any work; inputs remembered so no output can overwrite one
+# --------------------------------------------------------------------------------------------
+
+#: ``(st_dev, st_ino)`` of every input checked since :func:`guard_inputs` (``None``: not guarding).
+#: The CLI turns the guard on for each command, so an output path that is the same file as any
+#: input (by inode, symlinks and hard links included) is refused before anything is written.
+_GUARDED_INPUTS: set[tuple[int, int]] | None = None
+
+
+def guard_inputs(on: bool = True) -> None:
+    """Start (or stop) remembering the inputs checked by :func:`check_input_path`, so that
+    :func:`check_output_path` refuses to write over any of them. The CLI calls this once per
+    command; library callers who rewrite a file in place simply leave it off."""
+    global _GUARDED_INPUTS
+    _GUARDED_INPUTS = set() if on else None
+
+
+def _file_id(path: str) -> tuple[int, int] | None:
+    try:
+        st = os.stat(path)  # follows symlinks: the file that would be read or written
+    except (OSError, ValueError):
+        return None
+    return (st.st_dev, st.st_ino)
+
+
+def check_input_path(path: str) -> None:
+    """Check that ``path`` (``-`` = stdin, always fine) can be read as an input file.
+
+    Raises:
+        UsageError: it does not exist, is a directory, or cannot be read (message names the path).
+    """
+    if path == "-":
+        return
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise UsageError(f"{path}: no such file") from None
+    except PermissionError:
+        raise UsageError(f"{path}: permission denied (cannot read it)") from None
+    except (OSError, ValueError) as exc:
+        raise UsageError(f"{path}: cannot read it ({getattr(exc, 'strerror', None) or exc})") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise UsageError(f"{path}: is a directory, expected a file")
+    if not os.access(path, os.R_OK):
+        raise UsageError(f"{path}: permission denied (cannot read it)")
+    if _GUARDED_INPUTS is not None and stat.S_ISREG(st.st_mode):
+        _GUARDED_INPUTS.add((st.st_dev, st.st_ino))
+
+
+def check_output_path(path: str | os.PathLike | None, *, inputs: Sequence[str] = ()) -> None:
+    """Check that ``path`` can be written as an output file, before any work is done.
+
+    ``-`` (stdout) and ``None`` are always fine. A symlink is checked through to its target.
+
+    Raises:
+        UsageError: the path is a directory, its directory does not exist, or it is the same file
+            as one of ``inputs`` or of the inputs remembered by :func:`guard_inputs`.
+    """
+    if path is None or str(path) in ("", "-"):
+        return
+    path = str(path)
+    target = os.path.realpath(path)
+    if os.path.isdir(target):
+        raise UsageError(f"{path}: is a directory; give a file path for the output")
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{path}: directory {os.path.dirname(path) or parent} does not exist (create it first)")
+    fid = _file_id(target)
+    if fid is not None:
+        same = fid in (_GUARDED_INPUTS or ()) or any(i != "-" and _file_id(i) == fid for i in inputs)
+        if same:
+            raise UsageError(f"{path}: is also an input file; refusing to overwrite it (choose another output path)")
+
+
+def validate_paths(inputs: Sequence[str] | None, outputs: Sequence[str | None] = ()) -> None:
+    """Check every input and output path before any output is opened or any model loads.
+
+    Inputs must exist, be readable and not be directories (``-`` = stdin); outputs must be
+    writable paths in an existing directory, none the same file as an input (by inode, symlinks
+    included) and no two the same file; at most one output may be ``-``.
+
+    Raises:
+        UsageError: naming the path and the fix.
+    """
+    ins = [str(p) for p in (inputs or []) if p is not None]
+    for p in ins:
+        check_input_path(p)
+    outs = [str(o) for o in outputs if o not in (None, "")]
+    for o in outs:
+        check_output_path(o, inputs=ins)
+    if sum(o == "-" for o in outs) > 1:
+        raise UsageError("only one output can be '-' (stdout)")
+    real = [(o, os.path.realpath(o)) for o in outs if o != "-"]
+    for j, (a, ra) in enumerate(real):
+        for b, rb in real[j + 1:]:
+            if ra == rb:
+                raise UsageError(f"{a} and {b}: the same file given for two outputs")
+
+
+# --------------------------------------------------------------------------------------------
+# Writing: whole or not at all
+# --------------------------------------------------------------------------------------------
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+@contextlib.contextmanager
+def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str = "utf-8", newline: str | None = "\n",
+                  inputs: Sequence[str] = ()):
+    """Open an output for writing so that it is written whole or not at all.
+
+    * ``-``: stdout (text or ``sys.stdout.buffer`` for ``"wb"``), flushed at the end, not closed;
+    * a regular file or a new path: a temp file in the same directory, flushed, fsync'd and renamed
+      onto the target only when the ``with`` block succeeds; on any exception (a full disk, EIO,
+      Ctrl-C, a bad record under ``strict``) the temp file is removed and the old file is intact.
+      A new file gets mode ``0o666 & ~umask``; an existing file keeps its mode;
+    * a symlink is followed: its target is written (atomically if it is a regular file) and the
+      link stays a link;
+    * a special file (device node, FIFO, socket) is written through directly, never replaced.
+
+    Args:
+        path: output path or ``-``.
+        mode: ``"w"`` (text) or ``"wb"`` (bytes).
+        inputs: input paths this output must not be (checked by inode before anything is written).
+
+    Raises:
+        UsageError: see :func:`check_output_path` (a directory, a missing directory, an input).
+        OSError: from writing (ENOSPC, EIO, ...); the target is left as it was.
+    """
+    binary = "b" in mode
+    kw = {} if binary else {"encoding": encoding, "newline": newline}
+    path = str(path)
+    if path == "-":
+        fh = sys.stdout.buffer if binary else sys.stdout
+        yield fh
+        fh.flush()
+        return
+    check_output_path(path, inputs=inputs)
+    target = os.path.realpath(path)
+    try:
+        st = os.stat(target)
+    except FileNotFoundError:
+        st = None
+    if st is not None and not stat.S_ISREG(st.st_mode):
+        with open(target, mode, **kw) as fh:  # device node / FIFO: write through, never replace
+            yield fh
+        return
+    d, base = os.path.split(target)
+    fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=d)
+    try:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) if st is not None else 0o666 & ~_umask())
+        fh = os.fdopen(fd, mode, **kw)
+    except BaseException:
+        os.close(fd)
+        os.unlink(tmp)
+        raise
+    try:
+        yield fh
+        fh.flush()
+        os.fsync(fh.fileno())
+        fh.close()
+        os.replace(tmp, target)
+    except BaseException:
+        with contextlib.suppress(Exception):
+            fh.close()
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike):
+    """Build an output directory (a model) whole or not at all: yields a temp directory beside
+    ``out``; on success it is renamed to ``out`` (an existing ``out`` directory is replaced only
+    then), on any exception it is removed and ``out`` is untouched.
+
+    Raises:
+        UsageError: ``out`` exists and is not a directory, or its parent directory does not exist.
+    """
+    out = str(out)
+    target = os.path.realpath(out)
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise UsageError(f"{out}: exists and is not a directory (give a new or directory path)")
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{out}: directory {os.path.dirname(out) or parent} does not exist (create it first)")
+    base = os.path.basename(target)
+    tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
+    try:
+        os.chmod(tmp, 0o777 & ~_umask())
+        yield tmp
+        if os.path.isdir(target):
+            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
+            os.rmdir(old)
+            os.rename(target, old)
+            try:
+                os.rename(tmp, target)
+            except BaseException:
+                os.rename(old, target)
+                raise
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.rename(tmp, target)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+#: Characters that end a line for ``str.splitlines`` (and so for most line-oriented tools).
+_LINE_BREAKS = {"\n": "\\n", "\r": "\\r", "\x0b": "\\u000b", "\x0c": "\\u000c", "\x1c": "\\u001c",
+                "\x1d": "\\u001d", "\x1e": "\\u001e", "\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"}
+_LINE_BREAK_RE = re.compile("[" + "".join(_LINE_BREAKS) + "]")
+
+
+def escape_line(text: str) -> str:
+    """``text`` on one physical line: every line break inside it (``\\n``, ``\\r``, U+2028, ...
+    everything ``str.splitlines`` splits on) is written as a backslash escape (``\\n`` as the two
+    characters ``\\`` ``n``). Text output formats use it so that one record is one line."""
+    return _LINE_BREAK_RE.sub(lambda m: _LINE_BREAKS[m.group()], text)
 
 
 def _binary_lines(path: str) -> Iterator[bytes]:
@@ -102,6 +346,7 @@ def read_records(
     optional_keys: Sequence[str] = (),
     keep_raw: bool = False,
     alternatives: Sequence[str] = (),
+    list_keys: Sequence[str] = (),
 ) -> Iterator[Record]:
     """Yield one :class:`Record` per line of every input, in order.
 
@@ -117,20 +362,30 @@ def read_records(
         alternatives: JSON fields that, when present, make the ``keys`` optional (``segment
             --parse`` accepts a record with a ``words`` list and no text).
         keep_raw: also keep each line's exact bytes (terminator included) in ``Record.raw``.
+        list_keys: those of ``keys`` whose JSON value may also be a list of strings (kept as a
+            list in ``texts``; ``similarity`` takes several references this way).
 
     Raises:
-        UsageError: unknown format, missing file, terminal stdin.
-        InputDataError: only with ``strict=True``; names file and line.
+        UsageError: unknown format, missing/unreadable file or a directory, terminal stdin; raised
+            by the call itself, before the first record is read (the reading is lazy).
+        InputDataError: only with ``strict=True``; names file and line (raised while iterating).
     """
-    if input_format not in ("auto", "text", "jsonl"):
-        raise UsageError(f"--input-format {input_format}: expected auto, text or jsonl")
+    fmt = getattr(input_format, "value", input_format)
+    if fmt not in ("auto", "text", "jsonl"):
+        raise UsageError(f"input format {fmt!r}: expected auto, text or jsonl")
+    paths = check_stdin(inputs)
     keys = list(keys)
     if tsv is None:
         tsv = len(keys) > 1
-    for path in check_stdin(inputs):
+    return _iter_records(paths, fmt, keys, strict, tsv, optional_keys, keep_raw, alternatives, list_keys)
+
+
+def _iter_records(paths, input_format, keys, strict, tsv, optional_keys, keep_raw, alternatives,
+                  list_keys=()) -> Iterator[Record]:
+    for path in paths:
         source = STDIN_NAME if path == "-" else path
         for lineno, raw in enumerate(_binary_lines(path), start=1):
-            rec = _parse_line(raw, source, lineno, input_format, keys, tsv, optional_keys, alternatives)
+            rec = _parse_line(raw, source, lineno, input_format, keys, tsv, optional_keys, alternatives, list_keys)
             if keep_raw:
                 rec.raw = raw
             if rec.error and strict:
@@ -140,7 +395,8 @@ def read_records(
             yield rec
 
 
-def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool, optional_keys, alternatives=()) -> Record:
+def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool, optional_keys, alternatives=(),
+                list_keys=()) -> Record:
     rec = Record(source=source, line=lineno)
     if raw.endswith(b"\n"):
         raw = raw[:-1]
@@ -173,10 +429,9 @@ def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool,
             rec.data = {keys[0]: line}
             rec.texts = {keys[0]: line}
         return rec
-    try:
-        obj = json.loads(line)
-    except json.JSONDecodeError as exc:
-        rec.error = f"invalid JSON ({exc.msg} at column {exc.colno})"
+    obj, err = _load_json_line(line)
+    if err:
+        rec.error = err
         return rec
     if not isinstance(obj, dict):
         rec.error = f"expected a JSON object, found {type(obj).__name__}"
@@ -192,6 +447,9 @@ def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool,
         v = obj[k]
         if v is None:
             v = ""
+        if k in list_keys and isinstance(v, list) and all(isinstance(x, str) for x in v):
+            rec.texts[k] = list(v)
+            continue
         if not isinstance(v, str):
             rec.error = f"field {k!r} is {type(v).__name__}, expected a string"
             return rec
@@ -200,6 +458,44 @@ def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool,
         if k in obj:
             rec.texts[k] = obj[k]
     return rec
+
+
+def _json_depth_exceeds(obj: Any, cap: int) -> bool:
+    """True when ``obj`` nests lists/dicts deeper than ``cap`` (iterative: no recursion)."""
+    stack = [(obj, 1)]
+    while stack:
+        o, d = stack.pop()
+        if isinstance(o, dict):
+            o = o.values()
+        elif not isinstance(o, list):
+            continue
+        if d > cap:
+            return True
+        stack.extend((v, d + 1) for v in o if isinstance(v, (dict, list)))
+    return False
+
+
+def _has_lone_surrogate(obj: Any) -> bool:
+    try:
+        json.dumps(obj, ensure_ascii=False).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def _load_json_line(line: str) -> tuple[Any, str | None]:
+    """``(object, None)`` or ``(None, why the line is not usable JSON)``; never raises."""
+    try:
+        obj = json.loads(line)
+    except json.JSONDecodeError as exc:
+        return None, f"invalid JSON ({exc.msg} at column {exc.colno})"
+    except RecursionError:
+        return None, f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+    if (line.count("[") + line.count("{") > MAX_JSON_DEPTH) and _json_depth_exceeds(obj, MAX_JSON_DEPTH):
+        return None, f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels)"
+    if _SURROGATE_ESCAPE.search(line) and _has_lone_surrogate(obj):
+        return None, "invalid text: a lone UTF-16 surrogate escape (\\ud800-\\udfff) is not a Unicode character"
+    return obj, None
 
 
 def output_record(rec: Record, results: dict[str, Any] | None = None, error: str | None = None) -> dict[str, Any]:
@@ -221,55 +517,120 @@ def output_record(rec: Record, results: dict[str, Any] | None = None, error: str
     return out
 
 
+def _finite_json(value: Any) -> bool:
+    try:
+        json.dumps(value, allow_nan=False)
+    except (ValueError, TypeError, RecursionError):
+        return False
+    return True
+
+
+def safe_json_line(obj: dict[str, Any]) -> str:
+    """``obj`` as one JSON line (``ensure_ascii=False``, no trailing newline) that is always valid
+    JSON and valid UTF-8: a field holding NaN/Infinity (which JSON cannot represent), a value
+    that cannot be serialised, or a lone surrogate is dropped and the record gets an ``"error"``
+    naming the fields instead (one record stays one line)."""
+    try:
+        line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
+        line.encode("utf-8")
+        return line
+    except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+        pass
+    keep: dict[str, Any] = {}
+    bad: list[str] = []
+    for k, v in obj.items():
+        try:
+            json.dumps({k: v}, ensure_ascii=False, allow_nan=False).encode("utf-8")
+            keep[k] = v
+        except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
+            bad.append(str(k).encode("utf-8", "backslashreplace").decode("utf-8"))
+    if "error" not in keep:
+        keep["error"] = f"result field(s) {', '.join(bad)} not writable as JSON (NaN, Infinity or invalid text)"
+    return json.dumps(keep, ensure_ascii=False)
+
+
 class JsonlWriter:
     """Write JSON objects one per line (``ensure_ascii=False``) to a path or ``-`` (stdout).
 
-    Use as a context manager. ``write_line`` writes a pre-formatted line (``--format text``).
+    Use as a context manager. The file is written through :func:`atomic_output`: whole or not at
+    all (a failure or a ``strict`` stop leaves the old file), never over an input, through
+    symlinks and special files. :meth:`write` never writes NaN/Infinity (see
+    :func:`safe_json_line`). ``write_line`` writes a pre-formatted line as given (a CoNLL-U block
+    may span lines); ``write_text`` writes one record's text as exactly one line (line breaks
+    escaped, see :func:`escape_line`).
     """
 
     def __init__(self, path: str | os.PathLike = "-"):
         self.path = str(path)
         self._fh: TextIO | None = None
-        self._own = False
+        self._cm = None
 
     def __enter__(self) -> "JsonlWriter":
-        if self.path == "-":
-            self._fh = sys.stdout
-        else:
-            self._fh = open(self.path, "w", encoding="utf-8", newline="\n")
-            self._own = True
+        self._cm = atomic_output(self.path, "w")
+        self._fh = self._cm.__enter__()
         return self
 
     def write(self, obj: dict[str, Any]) -> None:
-        self._fh.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        self._fh.write(safe_json_line(obj) + "\n")
 
     def write_line(self, line: str) -> None:
-        self._fh.write(line + "\n")
+        try:
+            self._fh.write(line + "\n")
+        except UnicodeEncodeError:
+            self._fh.write(line.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+
+    def write_text(self, text: str) -> None:
+        """One record's text output as exactly one line (line breaks inside escaped)."""
+        self.write_line(escape_line(text))
 
     def flush(self) -> None:
         self._fh.flush()
 
-    def __exit__(self, *exc) -> None:
-        if self._own:
-            self._fh.close()
-        else:
-            self._fh.flush()
+    def __exit__(self, *exc):
+        cm, self._cm = self._cm, None
+        if exc[0] is not None and self.path == "-":
+            # the run failed (or stdout is closed): flush what was written, never mask the error
+            with contextlib.suppress(Exception):
+                self._fh.flush()
+            return None
+        cm.__exit__(*exc)
+        return None
 
 
 def jsonl_objects(fh: Iterable[str], path: str) -> Iterator[tuple[int, dict[str, Any]]]:
     """``(line number, object)`` for every non-blank line of a JSONL training/data file, where a
     bad line is fatal (unlike :func:`read_records`, which turns it into an error record).
 
+    Same per-line rules as :func:`read_records`: invalid UTF-8, invalid JSON, nesting deeper than
+    :data:`MAX_JSON_DEPTH` and lone surrogates are bad lines. ``fh`` may yield ``str`` or ``bytes``
+    lines (bytes give exact line numbers for invalid UTF-8).
+
     Raises:
-        InputDataError: invalid JSON or a line that is not a JSON object (names file and line).
+        InputDataError: a bad line (names file and line; exit code 3 at the CLI).
     """
-    for lineno, line in enumerate(fh, start=1):
+    it = iter(fh)
+    lineno = 0
+    while True:
+        try:
+            line = next(it)
+        except StopIteration:
+            return
+        except UnicodeDecodeError as exc:
+            raise InputDataError(f"invalid UTF-8 near line {lineno + 1} (byte {exc.start} of the block being "
+                                 f"decoded); re-encode the file as UTF-8", path) from None
+        lineno += 1
+        if isinstance(line, bytes):
+            try:
+                line = line.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputDataError(f"invalid UTF-8 at byte {exc.start} (re-encode the file as UTF-8)", path, lineno) from None
+        if lineno == 1 and line.startswith("\ufeff"):
+            line = line[1:]
         if not line.strip():
             continue
-        try:
-            obj = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise InputDataError(f"invalid JSON: {exc.msg}", path, lineno) from None
+        obj, err = _load_json_line(line)
+        if err:
+            raise InputDataError(err, path, lineno)
         if not isinstance(obj, dict):
             raise InputDataError("expected a JSON object", path, lineno)
         yield lineno, obj
@@ -306,9 +667,23 @@ def map_records(
         strict: raise :class:`InputDataError` for the first per-record exception.
         on_chunk: called with the number of records after each chunk (progress).
     """
-    for chunk in chunked(records, chunk_size):
+    it = iter(records)
+    size = max(1, int(chunk_size))
+    while True:
+        chunk: list[Record] = []
+        stop: InputDataError | None = None
+        try:
+            for r in it:
+                chunk.append(r)
+                if len(chunk) >= size:
+                    break
+        except InputDataError as exc:
+            # a strict reader stopped at a bad line: the records before it still come out first
+            stop = exc
+        if not chunk and stop is None:
+            return
         good = [r for r in chunk if not r.error]
-        results = batch_fn(good) if good else []
+        results = _apply_batch(batch_fn, good) if good else []
         if len(results) != len(good):  # pragma: no cover - programming error
             raise RuntimeError("batch_fn returned a wrong number of results")
         by_id = {id(r): res for r, res in zip(good, results)}
@@ -318,10 +693,58 @@ def map_records(
                 continue
             res = by_id[id(r)]
             if isinstance(res, Exception):
+                msg = _exception_message(res)
                 if strict:
-                    raise InputDataError(str(res), r.source, r.line)
-                yield output_record(r, error=str(res))
+                    raise InputDataError(msg, r.source, r.line)
+                yield output_record(r, error=msg)
             else:
                 yield output_record(r, res)
         if on_chunk:
             on_chunk(len(chunk))
+        if stop is not None:
+            raise stop
+
+
+def _exception_message(exc: BaseException) -> str:
+    """A one-line message for a per-record exception (its class name when it has no text)."""
+    if isinstance(exc, InputDataError):
+        msg = exc.reason
+    else:
+        msg = str(exc) or type(exc).__name__
+        if not isinstance(exc, (ValueError, LookupError)) and type(exc).__name__ not in msg:
+            msg = f"{type(exc).__name__}: {msg}"
+    return " ".join(msg.split())
+
+
+def _apply_batch(batch_fn, good: list[Record]) -> list:
+    """``batch_fn(good)``; when it raises for the whole chunk (a library error on one bad text,
+    e.g. a tokenizer TypeError), retry record by record so only the bad record gets an error.
+    :class:`NlptoolError` other than :class:`InputDataError` (a model or usage problem that no
+    record fixes) and ``MemoryError`` propagate."""
+    from .errors import NlptoolError
+
+    try:
+        return batch_fn(good)
+    except MemoryError:
+        raise
+    except NlptoolError as exc:
+        if not isinstance(exc, InputDataError):
+            raise
+        first = exc
+    except Exception as exc:  # noqa: BLE001 - isolated per record below
+        first = exc
+    if len(good) == 1:
+        return [first]
+    out: list = []
+    for r in good:
+        try:
+            out.extend(batch_fn([r]))
+        except MemoryError:
+            raise
+        except NlptoolError as exc:
+            if not isinstance(exc, InputDataError):
+                raise
+            out.append(exc)
+        except Exception as exc:  # noqa: BLE001
+            out.append(exc)
+    return out

@@ -1,33 +1,158 @@
-"""Shared CLI pieces: the stderr console, common options, the error boundary, progress."""
+"""Shared CLI pieces: the stderr console, common options, the error boundary, progress.
+
+The error boundary lives here once: :class:`NlptoolGroup` (the root command group) and
+:func:`boundary` (around every command body) turn every exception into one line on stderr and the
+documented exit code (docs/io.md): 0 ok, 1 runtime error, 2 usage error (bad option, bad path),
+3 bad input data under ``--strict``, 130 interrupted; a closed stdout (``| head``) exits 0
+quietly. ``NLPTOOL_DEBUG=1`` or ``nlptool --debug CMD`` also prints the traceback.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import errno
+import math
 import os
+import re
 import sys
 from typing import Optional
 
 import typer
 from rich.console import Console
+from rich.text import Text
+from typer.core import TyperGroup
 
 from ..errors import NlptoolError
 
-#: Everything that is not data goes to stderr.
-console = Console(stderr=True, highlight=False)
+# ------------------------------------------------------------------------------ the console
 
-InputsArg = typer.Argument(None, help="Input file(s); '-' or nothing reads stdin.", show_default=False)
-OutputOpt = typer.Option("-", "--output", "-o", help="Output file ('-' = stdout).")
-InputFormatOpt = typer.Option("auto", "--input-format", help="auto|text|jsonl: auto treats lines starting with '{' as JSON.")
+# Style tags our own messages may start with ("[yellow]warning:[/] ..."); everything else in a
+# message is printed literally, so user text such as "[/]" or "[model not found]" survives.
+_STYLE_TAG = re.compile(r"\[((?:bold |dim |italic )?(?:red|yellow|green|cyan|blue|magenta)|bold|dim|italic)\]")
+
+
+def literal_text(msg: str) -> Text:
+    """``msg`` as a rich Text printed literally, except one leading style tag of our own
+    (``[yellow]warning:[/] rest`` styles "warning:"; ``[yellow]whole message[/]`` styles it all)."""
+    m = _STYLE_TAG.match(msg)
+    if not m:
+        return Text(msg)
+    rest = msg[m.end():]
+    i = rest.find("[/]")
+    if i < 0:
+        return Text(rest, style=m.group(1))
+    return Text.assemble((rest[:i], m.group(1)), rest[i + 3:])
+
+
+class _StderrConsole(Console):
+    """A rich console whose string messages are printed literally (no markup interpretation,
+    see :func:`literal_text`), so a file name or a JSON key in a message is never eaten."""
+
+    def print(self, *objects, markup=None, **kwargs):  # noqa: A003 - rich's name
+        if markup is not False:
+            objects = tuple(literal_text(o) if isinstance(o, str) else o for o in objects)
+        kwargs.setdefault("soft_wrap", True)
+        return super().print(*objects, markup=False, **kwargs)
+
+
+#: Everything that is not data goes to stderr.
+console = _StderrConsole(stderr=True, highlight=False)
+
+# ------------------------------------------------------------------------------ path checks in the parser
+
+
+def _check_inputs(ctx: typer.Context, value: Optional[list[str]]):
+    """InputsArg callback: inputs exist, are readable, not directories, before the command runs
+    (so before any model loads); remembered so that no output can be the same file."""
+    from ..io import check_input_path, check_output_path
+
+    for p in value or []:
+        check_input_path(str(p))
+    meta = ctx.meta.setdefault("nlptool.inputs", [])
+    meta.extend(str(p) for p in value or [])
+    for o in ctx.meta.get("nlptool.outputs", []):
+        check_output_path(o, inputs=meta)
+    return value
+
+
+def _check_output(ctx: typer.Context, value: Optional[str]):
+    """Output option callback: the directory exists, the path is not a directory and not an input."""
+    from ..io import check_output_path
+
+    if value not in (None, "", "-"):
+        check_output_path(str(value), inputs=ctx.meta.get("nlptool.inputs", []))
+        ctx.meta.setdefault("nlptool.outputs", []).append(str(value))
+    return value
+
+
+def _check_input_file(ctx: typer.Context, value: Optional[str]):
+    if value not in (None, "", "-"):
+        return _check_inputs(ctx, [value])[0]
+    return value
+
+
+def _check_input_format(value: str):
+    v = getattr(value, "value", value)
+    if v not in ("auto", "text", "jsonl"):
+        raise typer.BadParameter(f"{v!r} is not one of 'auto', 'text', 'jsonl'.")
+    return value
+
+
+def InputFileOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A002 - a typer.Option factory
+    """An option naming an input file (``--idf FILE``, ``--corpus FILE``): checked like INPUTS
+    (exists, readable, not a directory) at parse time, and never overwritten by an output."""
+    return typer.Option(default, *decls, help=help, callback=_check_input_file, **kw)
+
+
+def OutputFileOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A002
+    """An option naming an output file (``--report``, ``--html``, ``--weights``): its directory
+    must exist, it must not be a directory or an input; checked at parse time, before any work.
+    Write it with :func:`nlptool.io.atomic_output`."""
+    return typer.Option(default, *decls, help=help, callback=_check_output, **kw)
+
+
+def finite_float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False,
+                 allow_inf: bool = False):
+    """A ``parser=`` for float options: rejects NaN (and infinities unless ``allow_inf``) and
+    values outside ``[lo, hi]`` (``lo_open``/``hi_open``: the bound itself is excluded), so a bad
+    value is a usage error (exit 2, one line) before any work."""
+    def parse(value):
+        if isinstance(value, float):
+            x = value
+        else:
+            try:
+                x = float(str(value).strip())
+            except ValueError:
+                raise typer.BadParameter(f"{value!r} is not a number.") from None
+        if math.isnan(x) or (math.isinf(x) and not allow_inf):
+            raise typer.BadParameter(f"{value} is not a finite number.")
+        if lo is not None and (x < lo or (lo_open and x == lo)):
+            raise typer.BadParameter(f"{value} must be {'>' if lo_open else '>='} {lo:g}.")
+        if hi is not None and (x > hi or (hi_open and x == hi)):
+            raise typer.BadParameter(f"{value} must be {'<' if hi_open else '<='} {hi:g}.")
+        return x
+
+    parse.__name__ = "FLOAT"
+    return parse
+
+
+# ------------------------------------------------------------------------------ shared options (docs/options.md)
+
+InputsArg = typer.Argument(None, help="Input file(s); '-' or nothing reads stdin.", show_default=False, callback=_check_inputs)
+OutputOpt = typer.Option("-", "--output", "-o", help="Output file ('-' = stdout); written whole or not at all.", callback=_check_output)
+InputFormatOpt = typer.Option("auto", "--input-format", help="auto|text|jsonl: auto treats lines starting with '{' as JSON.", callback=_check_input_format)
 TextKeyOpt = typer.Option("text", "--text-key", help="Field of a JSON record that holds the text.")
 ModelOpt = typer.Option("zh-bert-mini", "--model", "-m", help="Built-in name (zh-bert-mini, en-minilm), local model directory or Hugging Face hub id.")
 DeviceOpt = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N (auto: CUDA when available).")
-BatchSizeOpt = typer.Option(256, "--batch-size", help="Sequences per forward pass (bounds memory).")
+BatchSizeOpt = typer.Option(256, "--batch-size", min=1, help="Sequences per forward pass (bounds memory).")
+ChunkSizeOpt = typer.Option(1000, "--chunk-size", min=1, help="Input records read and written per chunk (bounds memory).")
+SeedOpt = typer.Option(0, "--seed", min=0, help="Random seed (reproducible sampling, splits, training).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or device messages on stderr.")
 StrictOpt = typer.Option(False, "--strict", help="Stop at the first bad input record (exit code 3) instead of writing an error record.")
 
 
 def info(msg: str, quiet: bool = False) -> None:
-    """One line on stderr unless ``--quiet``."""
+    """One line on stderr unless ``--quiet`` (printed literally; see :func:`literal_text`)."""
     if not quiet:
         console.print(msg, highlight=False, soft_wrap=True)
 
@@ -47,18 +172,157 @@ def make_progress(quiet: bool):
     )
 
 
+# ------------------------------------------------------------------------------ the error boundary
+
+#: Set by ``nlptool --debug``; ``NLPTOOL_DEBUG=1`` does the same.
+DEBUG = False
+
+#: OSError numbers that mean "the path given cannot work" (exit 2); any other OSError is a runtime
+#: failure (exit 1: a full disk, an I/O error).
+_USAGE_ERRNOS = {errno.ENOENT, errno.EISDIR, errno.ENOTDIR, errno.EACCES, errno.EPERM, errno.EEXIST, errno.ELOOP,
+                 errno.ENAMETOOLONG, errno.EROFS, errno.ENXIO}
+
+
+def _debug() -> bool:
+    return DEBUG or os.environ.get("NLPTOOL_DEBUG", "") not in ("", "0")
+
+
+def one_line(msg: str, limit: int = 2000) -> str:
+    """A message on one line (line breaks folded to spaces), at most ``limit`` characters."""
+    msg = " ".join(part.strip() for part in str(msg).splitlines() if part.strip())
+    return msg if len(msg) <= limit else msg[: limit - 1] + "…"
+
+
+def describe_exception(exc: BaseException) -> tuple[int, str]:
+    """``(exit code, one-line message)`` for any exception (the documented mapping, docs/io.md)."""
+    if isinstance(exc, NlptoolError):
+        return exc.exit_code, one_line(str(exc) or type(exc).__name__)
+    if isinstance(exc, KeyboardInterrupt):
+        return 130, "interrupted"
+    if isinstance(exc, OSError) and exc.errno is not None:
+        where = exc.filename if exc.filename is not None else None
+        if exc.filename2 is not None:
+            where = f"{exc.filename} -> {exc.filename2}"
+        what = exc.strerror or os.strerror(exc.errno)
+        hint = {errno.ENOSPC: " (no space left: free some space; the old output file is unchanged)",
+                errno.EIO: " (an I/O error from the device; the old output file is unchanged)"}.get(exc.errno, "")
+        msg = f"{where}: {what}{hint}" if where is not None else f"{what}{hint}"
+        return (2 if exc.errno in _USAGE_ERRNOS else 1), one_line(msg)
+    if isinstance(exc, MemoryError):
+        return 1, "out of memory (try a smaller --batch-size or --chunk-size, or shorter inputs)"
+    if isinstance(exc, RecursionError):
+        return 1, "input nested too deeply (maximum recursion depth exceeded)"
+    text = str(exc)
+    return 1, one_line(f"{type(exc).__name__}: {text}" if text else type(exc).__name__)
+
+
+def report_exception(exc: BaseException) -> int:
+    """Print ``exc`` as one stderr line (and the traceback in debug mode); return the exit code.
+    A closed stdout (``BrokenPipeError``) prints nothing and returns 0."""
+    if _is_broken_pipe(exc):
+        _silence_stdout()
+        return 0
+    code, msg = describe_exception(exc)
+    if _debug():
+        import traceback
+
+        traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
+    with contextlib.suppress(Exception):
+        console.print(Text.assemble(("error:", "bold red"), " ", msg) if code != 130 else Text(msg))
+    return code
+
+
+def _is_broken_pipe(exc: BaseException) -> bool:
+    return isinstance(exc, BrokenPipeError) or (isinstance(exc, OSError) and exc.errno == errno.EPIPE)
+
+
+def _passthrough(exc: BaseException) -> bool:
+    """Exceptions the boundary lets through: Typer/Click control flow and SystemExit."""
+    from typer import _click
+
+    return isinstance(exc, (typer.Exit, typer.Abort, SystemExit, _click.exceptions.ClickException))
+
+
 @contextlib.contextmanager
 def boundary():
-    """Turn library exceptions into one stderr line and the error's exit code."""
+    """Turn any exception of a command body into one stderr line and its exit code
+    (:func:`describe_exception`); a closed stdout exits 0 quietly."""
     try:
         yield
-    except NlptoolError as exc:
-        console.print(f"[bold red]error:[/] {exc}", highlight=False, soft_wrap=True)
-        raise typer.Exit(exc.exit_code) from None
+    except BaseException as exc:  # noqa: BLE001 - this is the boundary
+        if _passthrough(exc):
+            raise
+        raise typer.Exit(report_exception(exc)) from None
+
+
+def _configure_for_args(args: list[str]) -> None:
+    """Process-wide settings the CLI (never the library) makes from the command line."""
+    import warnings
+
+    global DEBUG
+    DEBUG = "--debug" in args[:1] or DEBUG
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    with contextlib.suppress(Exception):
+        if not sys.stderr.isatty():
+            os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+    if "-q" in args or "--quiet" in args:
+        warnings.filterwarnings("ignore")
+        os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
+
+
+class NlptoolGroup(TyperGroup):
+    """The root command group: the one place where parse errors, exceptions, Ctrl-C and a
+    closed stdout become one stderr line and the documented exit code (also under
+    ``typer.testing.CliRunner``, which calls :meth:`main`)."""
+
+    def invoke(self, ctx):
+        try:
+            return super().invoke(ctx)
+        except BaseException as exc:  # noqa: BLE001 - the boundary
+            if _passthrough(exc):
+                raise
+            raise typer.Exit(report_exception(exc)) from None
+
+    def main(self, args=None, prog_name=None, complete_var=None, standalone_mode=True, **extra):
+        if not standalone_mode:
+            return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+        from typer import _click
+
+        from ..io import guard_inputs
+
+        argv = list(sys.argv[1:] if args is None else args)
+        _configure_for_args(argv)
+        guard_inputs(True)
+        code = 0
+        try:
+            rv = super().main(argv, prog_name, complete_var, standalone_mode=False, **extra)
+            code = rv if isinstance(rv, int) and not isinstance(rv, bool) else 0
+        except _click.exceptions.NoArgsIsHelpError as exc:
+            exc.show()
+            code = 2
+        except _click.exceptions.ClickException as exc:
+            code = exc.exit_code
+            where = exc.ctx.command_path if getattr(exc, "ctx", None) is not None else "nlptool"
+            msg = one_line(exc.format_message())
+            with contextlib.suppress(Exception):
+                console.print(Text.assemble(("error:", "bold red"), f" {msg} (see '{where} --help')"))
+        except typer.Abort as exc:
+            code = 130 if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt) else 1
+            console.print("interrupted" if code == 130 else "error: aborted")
+        except SystemExit:
+            raise
+        except BaseException as exc:  # noqa: BLE001
+            code = report_exception(exc)
+        finally:
+            guard_inputs(False)
+        sys.exit(code)
 
 
 def run_app(app) -> None:
-    """Run the Typer app; a closed stdout (``| head``) and Ctrl-C end quietly."""
+    """Run the Typer app (through :class:`NlptoolGroup`); a closed stdout (``| head``) exits 0,
+    Ctrl-C exits 130 with "interrupted"."""
     try:
         app()
     except BrokenPipeError:
@@ -68,6 +332,16 @@ def run_app(app) -> None:
         _silence_stdout()
         console.print("interrupted")
         sys.exit(130)
+    finally:
+        # a pipe closed after our last write makes the interpreter's final flush fail: check now
+        try:
+            sys.stdout.flush()
+        except (BrokenPipeError, ValueError):
+            _silence_stdout()
+        except OSError as exc:
+            if exc.errno != errno.EPIPE:
+                raise
+            _silence_stdout()
 
 
 def _silence_stdout() -> None:
@@ -75,7 +349,7 @@ def _silence_stdout() -> None:
     try:
         devnull = os.open(os.devnull, os.O_WRONLY)
         os.dup2(devnull, sys.stdout.fileno())
-    except (OSError, ValueError):
+    except (OSError, ValueError, AttributeError):
         pass
 
 
@@ -103,7 +377,12 @@ def quiet_libraries() -> None:
 
 def load_for_cli(model: str, kind: str, device: str, quiet: bool):
     """The one model-loading path of every command: quiet libraries, load, report the device."""
-    quiet_libraries()
+    if kind != "char-tagger":  # the segmenter's tagger never imports transformers
+        quiet_libraries()
+    if quiet:
+        import warnings
+
+        warnings.filterwarnings("ignore")
     from ..models import load_model
 
     loaded = load_model(model, kind=kind, device=device)

@@ -8,12 +8,27 @@ from __future__ import annotations
 
 import typer
 
+from ._common import NlptoolGroup
+
 app = typer.Typer(
+    cls=NlptoolGroup,  # the error boundary: one stderr line and the documented exit code (docs/io.md)
     no_args_is_help=True,
     pretty_exceptions_show_locals=False,
     add_completion=False,
     help="Command-line NLP tools from Su Jianlin's blog (kexue.fm). Data on stdout (JSONL), messages on stderr.",
 )
+
+
+@app.callback()
+def _root(
+    debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error (also NLPTOOL_DEBUG=1)."),
+) -> None:
+    """Command-line NLP tools from Su Jianlin's blog (kexue.fm). Data on stdout (JSONL), messages on stderr."""
+    from . import _common
+
+    _common.DEBUG = debug or _common.DEBUG
+
+
 train_app = typer.Typer(no_args_is_help=True, help="Train models used by the other commands.")
 app.add_typer(train_app, name="train")
 

@@ -49,5 +49,11 @@ bench-qa-gen: $(STAMP)
 models: $(STAMP)
 	PATH="$(CURDIR)/$(BIN):$$PATH" PY=$(BIN)/python sh scripts/build_models.sh
 
+# headless Chromium + a CJK font for the attribute HTML/PNG tests (Debian, as root; .ci/run does the same)
+system-deps:
+	@if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then \
+		DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-noto-cjk >/dev/null; \
+	else echo "run as root on Debian/Ubuntu: apt-get install chromium fonts-noto-cjk"; fi
+
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -16,21 +16,25 @@ the embedding dimension (signed; positive = pushes ``F`` up). The integral is co
 completeness; more steps shrink it. Su Jianlin's post (kexue.fm, 2020-06-28, "积分梯度") explains IG
 for Chinese BERT; his bert4keras example scales the whole embedding matrix and transformers-interpret
 L2-normalises the scores: both lose completeness, which nlptool keeps and shows.
+
+Word granularity sums the token scores inside each word (jieba words for Chinese text, the
+tokenizer's pre-tokenizer words otherwise); a sum over a partition of the tokens, so completeness
+is unchanged. ``target="all"`` integrates once per label (transformers-interpret explains one label
+per call).
 """
 
 from __future__ import annotations
 
-import html as _html
 import math
-import unicodedata
 from collections.abc import Sequence
 from typing import Any
 
-from .errors import ModelError, NlptoolError, UsageError
+from ..errors import ModelError, UsageError
 
 METHODS = ("gausslegendre", "riemann_trapezoid")
 BASELINES = ("pad", "mask", "unk")
-OUTPUTS = ("probability", "logit")
+EXPLAIN = ("probability", "logit")
+GRANULARITIES = ("token", "word")
 #: a record warns when |delta| exceeds this fraction of |F(x) - F(baseline)|
 DELTA_WARN = 0.05
 
@@ -64,7 +68,7 @@ def ig_scores(
     ref_ids,
     target,
     *,
-    output: str = "probability",
+    explain: str = "probability",
     steps: int = 50,
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
@@ -77,8 +81,9 @@ def ig_scores(
         input_ids, attention_mask, ref_ids: ``(batch, seq_len)`` long tensors (``ref_ids`` from
             :func:`baseline_ids`).
         target: ``(batch,)`` long tensor, the label whose output is explained.
-        output: ``"probability"`` (F = softmax(logits)[target]) or ``"logit"`` (F = logits[target]).
-        steps: integration nodes; method: ``gausslegendre`` or ``riemann_trapezoid``.
+        explain: ``"probability"`` (F = softmax(logits)[target], in [0, 1]) or ``"logit"``
+            (F = logits[target]).
+        steps: integration nodes (>= 2); method: ``gausslegendre`` or ``riemann_trapezoid``.
         internal_batch_size: rows per forward pass inside the integral (bounds memory;
             default ``steps * batch``).
 
@@ -86,20 +91,23 @@ def ig_scores(
         ``(scores, f_x, f_ref)``: scores ``(batch, seq_len)`` float64 (IG summed over the embedding
         dimension; exactly 0 where ``input_ids == ref_ids``), and ``F`` at the input and at the
         baseline, ``(batch,)`` float64.
+
+    Raises:
+        UsageError: an unknown ``method`` or ``explain``, or ``steps < 2``.
     """
     import torch
     from captum.attr import LayerIntegratedGradients
 
     if method not in METHODS:
-        raise UsageError(f"--method {method}: expected one of {', '.join(METHODS)}")
-    if output not in OUTPUTS:
-        raise UsageError(f"--output {output}: expected one of {', '.join(OUTPUTS)}")
+        raise UsageError(f"integration method {method!r}: expected one of {', '.join(METHODS)}")
+    if explain not in EXPLAIN:
+        raise UsageError(f"explained output {explain!r}: expected one of {', '.join(EXPLAIN)}")
     if steps < 2:
-        raise UsageError(f"--steps {steps}: expected at least 2")
+        raise UsageError(f"{steps} integration steps: expected at least 2")
 
     def forward(ids, mask):
         logits = logits_of(model(input_ids=ids, attention_mask=mask)).float()
-        return torch.softmax(logits, dim=-1) if output == "probability" else logits
+        return torch.softmax(logits, dim=-1) if explain == "probability" else logits
 
     lig = LayerIntegratedGradients(forward, model.get_input_embeddings())
     attr = lig.attribute(
@@ -127,7 +135,7 @@ def ig_scores(
 
 
 def resolve_target(target: str | int | None, config) -> int | None:
-    """Map ``--target`` (label name or index; None = predicted label) to a label index.
+    """Map a target (label name or index; None = predicted label) to a label index.
 
     Raises:
         UsageError: an unknown name or an index outside ``[0, num_labels)``.
@@ -143,8 +151,8 @@ def resolve_target(target: str | int | None, config) -> int | None:
         idx = int(text)
         if 0 <= idx < n:
             return idx
-        raise UsageError(f"--target {target}: index outside [0, {n}); labels: {label_list(config)}")
-    raise UsageError(f"--target {target!r}: not a label of this model; labels: {label_list(config)}")
+        raise UsageError(f"target {target}: index outside [0, {n}); labels: {label_list(config)}")
+    raise UsageError(f"target {target!r}: not a label of this model; labels: {label_list(config)} (or all)")
 
 
 def label_list(config) -> list[str]:
@@ -155,11 +163,53 @@ def label_list(config) -> list[str]:
 
 def _baseline_token_id(tokenizer, baseline: str) -> int:
     if baseline not in BASELINES:
-        raise UsageError(f"--baseline {baseline}: expected one of {', '.join(BASELINES)}")
+        raise UsageError(f"baseline {baseline!r}: expected one of {', '.join(BASELINES)}")
     tid = getattr(tokenizer, f"{baseline}_token_id", None)
     if tid is None:
-        raise ModelError(f"--baseline {baseline}: this tokenizer has no [{baseline.upper()}] token; try another baseline")
+        raise ModelError(f"this tokenizer has no [{baseline.upper()}] token for the {baseline} baseline; try another baseline")
     return int(tid)
+
+
+def _has_cjk(text: str) -> bool:
+    from ..text import is_cjk_char
+
+    return any(is_cjk_char(c) for c in text)
+
+
+def word_groups(text: str, tokens: Sequence[dict], word_ids: Sequence[int | None] | None = None) -> list[list[int]]:
+    """Partition token indices into words: consecutive runs of tokens that fall in one word.
+
+    Words are jieba's (``jieba.tokenize``, HMM on: Sun Junyi's prefix-dictionary DAG + HMM) when
+    ``text`` has a CJK character, else the tokenizer's own words (``word_ids``, aligned with
+    ``tokens``; BERT's pre-tokenizer splits on whitespace and punctuation). A token is put in the
+    word holding its first character; a token crossing a word boundary keeps its tokens together.
+
+    Args:
+        tokens: ``{"start", "end"}`` character offsets into ``text``, in order, disjoint.
+        word_ids: one word id per token (None for special tokens), from ``BatchEncoding.word_ids``.
+
+    Returns:
+        Lists of token indices, in order, covering every index exactly once.
+    """
+    if not tokens:
+        return []
+    if _has_cjk(text) or word_ids is None:
+        import jieba
+
+        word_of = [0] * len(text)
+        for n, (_, a, b) in enumerate(jieba.tokenize(text)):
+            for i in range(a, b):
+                word_of[i] = n
+        keys = [word_of[t["start"]] if t["start"] < len(text) else -1 for t in tokens]
+    else:
+        keys = list(word_ids)
+    groups: list[list[int]] = []
+    for i, k in enumerate(keys):
+        if groups and keys[groups[-1][-1]] == k and k is not None:
+            groups[-1].append(i)
+        else:
+            groups.append([i])
+    return groups
 
 
 def attribute_texts(
@@ -170,7 +220,8 @@ def attribute_texts(
     steps: int = 50,
     method: str = "gausslegendre",
     baseline: str = "pad",
-    output: str = "probability",
+    explain: str = "probability",
+    granularity: str = "token",
     internal_batch_size: int | None = None,
     max_length: int | None = None,
     batch_size: int = 8,
@@ -182,30 +233,37 @@ def attribute_texts(
             fast tokenizer (character offsets come from its offset mapping).
         texts: the texts; a text longer than the window (``max_length`` or the model's) is
             truncated and its result carries ``"truncated": true`` and a ``"warning"``.
-        target: label name or index; ``None`` explains each text's predicted label.
-        steps, method, output, internal_batch_size: see :func:`ig_scores`.
+        target: label name or index; ``None`` explains each text's predicted label; ``"all"``
+            explains every label (one integral per label).
+        steps, method, explain, internal_batch_size: see :func:`ig_scores`.
         baseline: ``pad|mask|unk`` token replacing every non-special token in the reference.
+        granularity: ``token``, or ``word`` (token scores summed per word, :func:`word_groups`).
         batch_size: texts integrated together (captum expands each by ``steps``).
 
     Returns:
-        Dicts with ``label``/``probability`` (prediction), ``target``, ``tokens`` (list of
-        ``{"token", "start", "end"}``, character offsets into the text, special tokens left out),
-        ``scores`` (aligned with ``tokens``, signed, units of ``F``), ``f_x``, ``f_baseline``,
-        ``delta`` = sum(scores) - (f_x - f_baseline), ``delta_ratio`` = |delta| / |f_x - f_baseline|,
-        and ``warning`` when that ratio exceeds :data:`DELTA_WARN` or the text was truncated.
+        Dicts with ``label``/``probability`` (prediction), ``granularity``, the units: ``tokens``
+        (``{"token", "start", "end"}``) or ``words`` (``{"word", "start", "end"}``), character offsets
+        into the text, special tokens left out; then for one target: ``target``,
+        ``target_probability``, ``scores`` (aligned with the units, signed, units of ``F``),
+        ``f_x``, ``f_baseline``, ``delta`` = sum(scores) - (f_x - f_baseline), ``delta_ratio`` =
+        |delta| / |f_x - f_baseline|; for ``target="all"`` those fields per label in a list
+        ``attributions``. ``warning`` when a ratio exceeds :data:`DELTA_WARN` or the text was truncated.
 
     Raises:
         UsageError: bad option values; ModelError: a tokenizer without offsets or baseline token.
     """
     import torch
 
+    if granularity not in GRANULARITIES:
+        raise UsageError(f"granularity {granularity!r}: expected one of {', '.join(GRANULARITIES)}")
     tok, model, device = loaded.tokenizer, loaded.model, loaded.device
     if not getattr(tok, "is_fast", False):
         raise ModelError(f"{loaded.name}: attribution needs a fast tokenizer (for character offsets)")
     window = loaded.max_length if not max_length else min(int(max_length), loaded.max_length)
     ref_tok = _baseline_token_id(tok, baseline)
-    tgt_fixed = resolve_target(target, model.config)
     names = label_list(model.config)
+    explain_all = str(target) == "all" and "all" not in names
+    tgt_fixed = None if explain_all else resolve_target(target, model.config)
     results: list[dict[str, Any] | None] = [None] * len(texts)
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     for b0 in range(0, len(order), max(1, batch_size)):
@@ -223,305 +281,87 @@ def attribute_texts(
         with torch.no_grad():
             probs = torch.softmax(logits_of(model(input_ids=ids, attention_mask=mask)).float(), dim=-1)
         pred = probs.argmax(dim=-1)
-        tgt = pred if tgt_fixed is None else torch.full_like(pred, tgt_fixed)
-        scores, f_x, f_ref = ig_scores(
-            model, ids, mask, ref, tgt, output=output, steps=steps, method=method,
-            internal_batch_size=internal_batch_size,
-        )
-        for row, i in enumerate(idx):
-            results[i] = _result(
-                texts[i], enc["input_ids"][row], enc["offset_mapping"][row], special[row].cpu(),
-                scores[row].cpu(), float(f_x[row]), float(f_ref[row]), int(pred[row]),
-                float(probs[row, pred[row]]), int(tgt[row]), float(probs[row, tgt[row]]), names, tok,
-                n_full=len(full[row]), window=window,
+        if explain_all:
+            targets = [torch.full_like(pred, k) for k in range(len(names))]
+        else:
+            targets = [pred if tgt_fixed is None else torch.full_like(pred, tgt_fixed)]
+        runs = []
+        for tgt in targets:
+            scores, f_x, f_ref = ig_scores(
+                model, ids, mask, ref, tgt, explain=explain, steps=steps, method=method,
+                internal_batch_size=internal_batch_size,
             )
+            runs.append((tgt.cpu(), scores.cpu(), f_x.cpu(), f_ref.cpu()))
+        probs, pred, special = probs.cpu(), pred.cpu(), special.cpu()
+        for row, i in enumerate(idx):
+            units, groups = _units(texts[i], enc, row, special[row], tok, granularity)
+            res: dict[str, Any] = {
+                "label": names[int(pred[row])],
+                "probability": float(probs[row, pred[row]]),
+                "granularity": granularity,
+                ("words" if granularity == "word" else "tokens"): units,
+            }
+            parts = []
+            for tgt, scores, f_x, f_ref in runs:
+                keep = [float(v) for v, sp in zip(scores[row].tolist(), special[row].tolist()) if not sp]
+                t = int(tgt[row])
+                parts.append(_attribution(names[t], float(probs[row, t]), [math.fsum(keep[j] for j in g) for g in groups],
+                                          float(f_x[row]), float(f_ref[row])))
+            warnings = []
+            if len(full[row]) > window:
+                covered = units[-1]["end"] if units else 0
+                res["truncated"] = True
+                warnings.append(
+                    f"text truncated to the model's window of {window} tokens ({len(full[row])} needed): "
+                    f"characters from offset {covered} on are not attributed"
+                )
+            worst = max(parts, key=lambda a: a["delta_ratio"])
+            if worst["delta_ratio"] > DELTA_WARN:
+                warnings.append(
+                    f"|delta| is {worst['delta_ratio']:.1%} of |F(x) - F(baseline)| (above {DELTA_WARN:.0%}): "
+                    "the integral is inaccurate, use more integration steps"
+                )
+            if explain_all:
+                res["attributions"] = parts
+            else:
+                res.update(parts[0])
+            if warnings:
+                res["warning"] = "; ".join(warnings)
+            results[i] = res
     return results  # type: ignore[return-value]
 
 
-def _result(text, ids, offsets, special, scores, f_x, f_ref, pred, p_pred, tgt, p_tgt, names, tok, *, n_full, window):
-    tokens, vals = [], []
-    for t, (s, e), sp, v in zip(ids.tolist(), offsets.tolist(), special.tolist(), scores.tolist()):
+def _units(text, enc, row, special, tok, granularity):
+    """The non-special tokens of one row (or their words) and, per unit, its token indices."""
+    ids = enc["input_ids"][row].tolist()
+    offsets = enc["offset_mapping"][row].tolist()
+    word_ids = enc.word_ids(row)
+    tokens, wids = [], []
+    for t, (s, e), sp, w in zip(ids, offsets, special.tolist(), word_ids):
         if sp:
             continue
         tokens.append({"token": tok.convert_ids_to_tokens(int(t)), "start": int(s), "end": int(e)})
-        vals.append(float(v))
-    total = math.fsum(vals)
+        wids.append(w)
+    if granularity == "token":
+        return tokens, [[j] for j in range(len(tokens))]
+    groups = word_groups(text, tokens, wids)
+    words = []
+    for g in groups:
+        a, b = tokens[g[0]]["start"], max(tokens[j]["end"] for j in g)
+        words.append({"word": text[a:b], "start": a, "end": b})
+    return words, groups
+
+
+def _attribution(target: str, p_target: float, scores: list[float], f_x: float, f_ref: float) -> dict[str, Any]:
     d_f = f_x - f_ref
-    delta = total - d_f
-    ratio = abs(delta) / abs(d_f) if d_f != 0 else (0.0 if delta == 0 else math.inf)
-    res: dict[str, Any] = {
-        "label": names[pred],
-        "probability": p_pred,
-        "target": names[tgt],
-        "target_probability": p_tgt,
-        "tokens": tokens,
-        "scores": vals,
+    delta = math.fsum(scores) - d_f
+    ratio = abs(delta) / abs(d_f) if d_f != 0 else (0.0 if abs(delta) < 1e-12 else 1.0)
+    return {
+        "target": target,
+        "target_probability": p_target,
+        "scores": scores,
         "f_x": f_x,
         "f_baseline": f_ref,
         "delta": delta,
         "delta_ratio": ratio,
     }
-    warnings = []
-    if n_full > window:
-        covered = tokens[-1]["end"] if tokens else 0
-        res["truncated"] = True
-        warnings.append(
-            f"text truncated to the model's window of {window} tokens ({n_full} needed): "
-            f"characters from offset {covered} on are not attributed"
-        )
-    if ratio > DELTA_WARN:
-        warnings.append(
-            f"|delta| is {ratio:.1%} of |F(x) - F(baseline)| (above {DELTA_WARN:.0%}): "
-            "the integral is inaccurate, use more --steps"
-        )
-    if warnings:
-        res["warning"] = "; ".join(warnings)
-    return res
-
-
-# --------------------------------------------------------------------------- rendering
-
-def _rgb(score: float, scale: float) -> tuple[int, int, int, float]:
-    """Green for positive, red for negative; alpha = |score| / scale in [0, 1]."""
-    a = 0.0 if scale <= 0 else min(1.0, abs(score) / scale)
-    return ((22, 163, 74, a) if score >= 0 else (220, 38, 38, a))
-
-
-def _segments(text: str, tokens: list[dict], scores: list[float]):
-    """Cut ``text`` into ``(substring, score or None)`` pieces: token spans and the gaps between."""
-    pos = 0
-    out = []
-    for t, s in zip(tokens, scores):
-        a, b = t["start"], t["end"]
-        if a < pos:  # overlapping offsets (several tokens for one char): merge into the previous
-            if out and out[-1][1] is not None:
-                out[-1] = (out[-1][0], out[-1][1] + s)
-            continue
-        if a > pos:
-            out.append((text[pos:a], None))
-        out.append((text[a:b], s))
-        pos = b
-    if pos < len(text):
-        out.append((text[pos:], None))
-    return out
-
-
-def render_html(items: Sequence[tuple[str, dict]], title: str = "nlptool attribute") -> str:
-    """One self-contained HTML page (inline CSS, no scripts, no web fonts): each text's tokens
-    shaded by signed score (green = raises F, red = lowers it; opacity scaled per text by its
-    largest |score|), with the prediction, target, F(x), F(baseline) and delta.
-
-    ``items``: ``(text, result)`` pairs, ``result`` from :func:`attribute_texts` (results with an
-    ``"error"`` are shown as the error)."""
-    esc = _html.escape
-    parts = [
-        "<!DOCTYPE html>",
-        '<html lang="zh"><head><meta charset="utf-8">',
-        f"<title>{esc(title)}</title>",
-        "<style>",
-        "body{font-family:'Noto Sans CJK SC','WenQuanYi Micro Hei','PingFang SC','Microsoft YaHei',sans-serif;"
-        "margin:2em;max-width:60em;color:#111}",
-        ".rec{border-top:1px solid #ccc;padding:0.8em 0}",
-        ".meta{font-size:0.85em;color:#444;margin-bottom:0.4em}",
-        ".txt{font-size:1.25em;line-height:1.9em}",
-        ".txt span.t{border-radius:3px;padding:0.05em 0}",
-        ".warn{color:#a15c00;font-size:0.85em}",
-        ".legend span{display:inline-block;padding:0.1em 0.6em;margin-right:0.3em;border-radius:3px}",
-        "</style></head><body>",
-        f"<h1 style='font-size:1.3em'>{esc(title)}</h1>",
-        "<div class='legend'>score: "
-        "<span style='background:rgba(220,38,38,1)'>&minus;max</span>"
-        "<span style='background:rgba(220,38,38,0.4)'>&minus;</span>"
-        "<span style='background:#fff;border:1px solid #ccc'>0</span>"
-        "<span style='background:rgba(22,163,74,0.4)'>+</span>"
-        "<span style='background:rgba(22,163,74,1)'>+max</span>"
-        " green raises the target's F, red lowers it; opacity is |score| / max |score| of the text</div>",
-    ]
-    for n, (text, res) in enumerate(items, start=1):
-        parts.append("<div class='rec'>")
-        if res.get("error"):
-            parts.append(f"<div class='warn'>#{n}: {esc(str(res['error']))}</div></div>")
-            continue
-        parts.append(
-            f"<div class='meta'>#{n} predicted <b>{esc(str(res['label']))}</b> "
-            f"(p = {res['probability']:.3f}); target <b>{esc(str(res['target']))}</b>; "
-            f"F(x) = {res['f_x']:.4f}, F(baseline) = {res['f_baseline']:.4f}, "
-            f"&Sigma; scores = {sum(res['scores']):.4f}, delta = {res['delta']:.2e}</div>"
-        )
-        scale = max((abs(s) for s in res["scores"]), default=0.0)
-        buf = []
-        for piece, s in _segments(text, res["tokens"], res["scores"]):
-            if s is None:
-                buf.append(esc(piece))
-            else:
-                r, g, b, a = _rgb(s, scale)
-                buf.append(
-                    f"<span class='t' title='{s:+.4f}' style='background:rgba({r},{g},{b},{a:.3f})'>{esc(piece)}</span>"
-                )
-        parts.append("<div class='txt'>" + "".join(buf) + "</div>")
-        if res.get("warning"):
-            parts.append(f"<div class='warn'>warning: {esc(res['warning'])}</div>")
-        parts.append("</div>")
-    parts.append("</body></html>")
-    return "\n".join(parts) + "\n"
-
-
-def render_rich(text: str, res: dict):
-    """A ``rich.text.Text`` of ``text`` with each token's background shaded by its score."""
-    from rich.text import Text
-
-    out = Text()
-    if res.get("error"):
-        out.append(f"error: {res['error']}", style="red")
-        return out
-    out.append(
-        f"{res['label']} p={res['probability']:.3f}  target={res['target']}  delta={res['delta']:.1e}\n", style="dim"
-    )
-    scale = max((abs(s) for s in res["scores"]), default=0.0)
-    for piece, s in _segments(text, res["tokens"], res["scores"]):
-        if s is None:
-            out.append(piece)
-            continue
-        r, g, b, a = _rgb(s, scale)
-        mix = [int(round(255 + (c - 255) * a)) for c in (r, g, b)]
-        out.append(piece, style=f"black on rgb({mix[0]},{mix[1]},{mix[2]})")
-    return out
-
-
-#: CJK fonts looked for, in order (family names as fontconfig/matplotlib know them).
-CJK_FAMILIES = (
-    "Noto Sans CJK SC", "Noto Sans CJK JP", "Noto Serif CJK SC", "WenQuanYi Micro Hei", "WenQuanYi Zen Hei",
-    "Source Han Sans SC", "Source Han Sans CN", "SimHei", "Microsoft YaHei", "PingFang SC", "Heiti SC",
-    "AR PL UMing CN", "Droid Sans Fallback",
-)
-_FONT_GLOBS = ("**/NotoSansCJK*", "**/NotoSerifCJK*", "**/wqy-microhei*", "**/wqy-zenhei*", "**/DroidSansFallback*",
-               "**/SourceHanSans*", "**/uming*")
-
-
-def find_cjk_font() -> str | None:
-    """Path of an installed font with CJK glyphs, or None.
-
-    Looks at matplotlib's font list for :data:`CJK_FAMILIES`, then at the files Debian's
-    ``fonts-noto-cjk`` / ``fonts-wqy-microhei`` / ``fonts-wqy-zenhei`` install (under
-    ``/usr/share/fonts``, ``/usr/local/share/fonts``, ``~/.local/share/fonts``, ``~/.fonts``),
-    which catches fonts installed after matplotlib built its cache."""
-    import glob
-    import os
-
-    from matplotlib import font_manager
-
-    by_name = {f.name: f.fname for f in font_manager.fontManager.ttflist}
-    for fam in CJK_FAMILIES:
-        if fam in by_name and os.path.exists(by_name[fam]):
-            return by_name[fam]
-    roots = ["/usr/share/fonts", "/usr/local/share/fonts", os.path.expanduser("~/.local/share/fonts"),
-             os.path.expanduser("~/.fonts")]
-    for root in roots:
-        for pat in _FONT_GLOBS:
-            hits = sorted(glob.glob(os.path.join(root, pat), recursive=True))
-            if hits:
-                return hits[0]
-    return None
-
-
-def _has_cjk(text: str) -> bool:
-    from .text import is_cjk_char
-
-    return any(is_cjk_char(c) for c in text)
-
-
-def _char_width(ch: str) -> float:
-    return 1.0 if unicodedata.east_asian_width(ch) in ("W", "F") else 0.6
-
-
-def render_png(items: Sequence[tuple[str, dict]], path: str, *, font: str | None = None, width_chars: int = 40,
-               dpi: int = 150) -> str:
-    """Render the heatmap of :func:`render_html` as a PNG image with matplotlib.
-
-    Each text is laid out on a character grid (``width_chars`` full-width cells per line; CJK
-    characters take one cell, others 0.6), tokens drawn on a box shaded like the HTML page.
-
-    Args:
-        font: a font file; default :func:`find_cjk_font`. Texts with CJK characters need one.
-
-    Returns:
-        the font file used (or ``"DejaVu Sans"`` when no CJK text needs one).
-
-    Raises:
-        NlptoolError: matplotlib is missing, or no CJK font is installed while a text needs it
-            (message says which Debian package to install).
-    """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg", force=False)
-        import matplotlib.pyplot as plt
-        from matplotlib.font_manager import FontProperties
-        from matplotlib.patches import Rectangle
-    except ImportError:
-        raise NlptoolError("--png needs matplotlib: pip install 'nlptool[png]' (or pip install matplotlib)") from None
-    need_cjk = any(_has_cjk(t) for t, _ in items)
-    if font is None:
-        font = find_cjk_font()
-    if font is None and need_cjk:
-        raise NlptoolError(
-            "--png: no font with CJK glyphs is installed, the Chinese characters would be empty boxes. "
-            "Install one (Debian/Ubuntu: apt-get install fonts-noto-cjk, or fonts-wqy-microhei) "
-            "or pass --font FILE"
-        )
-    fp = FontProperties(fname=font) if font else FontProperties(family="DejaVu Sans")
-    # lay out: list of lines per record; each line a list of (x, w, piece, score)
-    laid = []
-    total_rows = 0.0
-    for text, res in items:
-        rows: list[list[tuple[float, float, str, float | None]]] = [[]]
-        x = 0.0
-        pieces = [(f"error: {res['error']}", None)] if res.get("error") else _segments(text, res["tokens"], res["scores"])
-        for piece, s in pieces:
-            for part in piece.split("\n"):
-                w = sum(_char_width(c) for c in part)
-                if x + w > width_chars and x > 0:
-                    rows.append([])
-                    x = 0.0
-                rows[-1].append((x, w, part, s))
-                x += w
-        laid.append((res, rows))
-        total_rows += len(rows) + 1.6
-    cell = 0.28  # inches per cell
-    fig_w = (width_chars + 2) * cell
-    total_rows += 1.0  # legend line
-    fig_h = max(1.0, (total_rows + 1.5) * cell * 1.5)
-    fig = plt.figure(figsize=(fig_w, fig_h), dpi=dpi)
-    ax = fig.add_axes((0, 0, 1, 1))
-    ax.set_xlim(-1, width_chars + 1)
-    ax.set_ylim(total_rows * 1.5 + 1.5, 0)
-    ax.axis("off")
-    size = 72 * cell * 0.8
-    ax.text(0, 0.6, "green raises the target's F, red lowers it; opacity = |score| / max |score| of the text",
-            fontproperties=fp, fontsize=size * 0.5, va="center", color="#666")
-    y = 2.0
-    for n, (res, rows) in enumerate(laid, start=1):
-        if res.get("error"):
-            meta = f"#{n} error"
-        else:
-            meta = (f"#{n} {res['label']} p={res['probability']:.3f}  target={res['target']}  "
-                    f"delta={res['delta']:.1e}")
-        ax.text(0, y, meta, fontproperties=fp, fontsize=size * 0.6, va="center", color="#444")
-        y += 1.5
-        scale = max((abs(s) for s in res.get("scores", [])), default=0.0)
-        for row in rows:
-            for x0, w, part, s in row:
-                if s is not None and part:
-                    r, g, b, a = _rgb(s, scale)
-                    ax.add_patch(Rectangle((x0, y - 0.6), w, 1.2, facecolor=(r / 255, g / 255, b / 255, a),
-                                           edgecolor="none"))
-                cx = x0
-                for ch in part:
-                    cw = _char_width(ch)
-                    ax.text(cx + cw / 2, y, ch, fontproperties=fp, fontsize=size, ha="center", va="center")
-                    cx += cw
-            y += 1.5
-        y += 0.9
-    fig.savefig(path, dpi=dpi)
-    plt.close(fig)
-    return font or "DejaVu Sans"

@@ -1,7 +1,8 @@
-"""``nlptool attribute``: integrated-gradients token scores (and heatmaps) for a text classifier."""
+"""``nlptool attribute``: integrated-gradients token/word scores (and heatmaps) for a text classifier."""
 
 from __future__ import annotations
 
+import enum
 from typing import Optional
 
 import typer
@@ -21,6 +22,32 @@ from ._common import (
 )
 
 
+class Method(str, enum.Enum):
+    gausslegendre = "gausslegendre"
+    riemann_trapezoid = "riemann_trapezoid"
+
+
+class Baseline(str, enum.Enum):
+    pad = "pad"
+    mask = "mask"
+    unk = "unk"
+
+
+class Explain(str, enum.Enum):
+    probability = "probability"
+    logit = "logit"
+
+
+class Granularity(str, enum.Enum):
+    token = "token"
+    word = "word"
+
+
+class Format(str, enum.Enum):
+    jsonl = "jsonl"
+    terminal = "terminal"
+
+
 @app.command("attribute")
 def attribute(
     inputs: list[str] = InputsArg,
@@ -28,18 +55,20 @@ def attribute(
     input_format: str = InputFormatOpt,
     text_key: str = TextKeyOpt,
     model: str = typer.Option(
-        "zh-bert-mini", "--model", "-m",
-        help="A sequence classifier: local directory (e.g. from `nlptool train classifier`), hub id or built-in name.",
+        "zh-sentiment-mini", "--model", "-m",
+        help="A trained sequence classifier: built-in name (zh-sentiment-mini: Chinese review sentiment), local "
+        "directory (e.g. from `nlptool train classifier`) or hub id. Models without a trained head are refused.",
     ),
-    target: Optional[str] = typer.Option(None, "--target", help="Label name or index to explain (default: each text's predicted label)."),
-    steps: int = typer.Option(50, "--steps", help="Integration steps (more = smaller completeness delta)."),
-    method: str = typer.Option("gausslegendre", "--method", help="gausslegendre|riemann_trapezoid (captum's integration nodes)."),
-    baseline: str = typer.Option("pad", "--baseline", help="pad|mask|unk: token replacing every non-special token in the reference input."),
-    output_kind: str = typer.Option("probability", "--output", help="F explained: probability (softmax of the target) or logit."),
-    internal_batch_size: Optional[int] = typer.Option(None, "--internal-batch-size", help="Rows per forward pass inside the integral (bounds memory; default steps x batch)."),
-    batch_size: int = typer.Option(8, "--batch-size", help="Texts integrated together."),
-    max_length: Optional[int] = typer.Option(None, "--max-length", help="Window in tokens (default: the model's); longer texts are truncated with a warning."),
-    out_format: str = typer.Option("jsonl", "--format", help="jsonl (data on stdout) or terminal (coloured rendering with rich)."),
+    target: Optional[str] = typer.Option(None, "--target", help="Label name or index to explain, or 'all' for every label (default: each text's predicted label)."),
+    granularity: Granularity = typer.Option(Granularity.token, "--granularity", help="token, or word (token scores summed per word: jieba words for Chinese text, the tokenizer's words otherwise)."),
+    steps: int = typer.Option(50, "--steps", min=2, help="Integration steps (more = smaller completeness delta)."),
+    method: Method = typer.Option(Method.gausslegendre, "--method", help="captum's integration nodes."),
+    baseline: Baseline = typer.Option(Baseline.pad, "--baseline", help="Token replacing every non-special token in the reference input."),
+    explain: Explain = typer.Option(Explain.probability, "--explain", help="Which output the attributions explain: the target's softmax probability or its logit."),
+    internal_batch_size: Optional[int] = typer.Option(None, "--internal-batch-size", min=1, help="Rows per forward pass inside the integral (bounds memory; default steps x batch)."),
+    batch_size: int = typer.Option(8, "--batch-size", min=1, help="Texts integrated together."),
+    max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Window in tokens (default: the model's); longer texts are truncated with a warning."),
+    out_format: Format = typer.Option(Format.jsonl, "--format", help="jsonl (data on stdout) or terminal (coloured rendering with rich)."),
     html: Optional[str] = typer.Option(None, "--html", help="Also write one self-contained HTML heatmap page to this file."),
     png: Optional[str] = typer.Option(None, "--png", help="Also render the heatmap as a PNG image (matplotlib; needs a CJK font for Chinese)."),
     font: Optional[str] = typer.Option(None, "--font", help="Font file for --png (default: an installed CJK font, e.g. from fonts-noto-cjk)."),
@@ -47,28 +76,18 @@ def attribute(
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
 ):
-    """Integrated gradients (captum) per token: signed scores, character offsets, completeness delta; HTML/PNG/terminal heatmaps."""
+    """Integrated gradients (captum) per token or word: signed scores, character offsets, completeness delta; HTML/PNG/terminal heatmaps."""
     with boundary():
-        from ..attribution import BASELINES, METHODS, OUTPUTS
-        from ..errors import UsageError
-
-        if method not in METHODS:
-            raise UsageError(f"--method {method}: expected one of {', '.join(METHODS)}")
-        if baseline not in BASELINES:
-            raise UsageError(f"--baseline {baseline}: expected one of {', '.join(BASELINES)}")
-        if output_kind not in OUTPUTS:
-            raise UsageError(f"--output {output_kind}: expected one of {', '.join(OUTPUTS)}")
-        if out_format not in ("jsonl", "terminal"):
-            raise UsageError(f"--format {out_format}: expected jsonl or terminal")
-        if steps < 2:
-            raise UsageError(f"--steps {steps}: expected at least 2")
-
         from ..attribution import attribute_texts, render_html, render_png, render_rich
-        from ..io import JsonlWriter, map_records, read_records
+        from ..io import JsonlWriter, atomic_output, map_records, read_records
         from ._common import load_for_cli
 
         records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict)
         loaded = load_for_cli(model, "sequence-classification", device, quiet)
+        if granularity is Granularity.word:
+            import logging
+
+            logging.getLogger("jieba").setLevel(logging.WARNING)  # jieba logs its dictionary build at first use
         target = optional_str(target)
         keep = html is not None or png is not None
         shown: list[tuple[str, dict]] = []
@@ -76,40 +95,35 @@ def attribute(
 
         def batch(recs):
             res = attribute_texts(
-                loaded, [r.text for r in recs], target=target, steps=steps, method=method, baseline=baseline,
-                output=output_kind, internal_batch_size=internal_batch_size, max_length=max_length,
-                batch_size=batch_size,
+                loaded, [r.text for r in recs], target=target, steps=steps, method=method.value,
+                baseline=baseline.value, explain=explain.value, granularity=granularity.value,
+                internal_batch_size=internal_batch_size, max_length=max_length, batch_size=batch_size,
             )
             if keep:
                 shown.extend((r.text, x) for r, x in zip(recs, res))
             return res
 
-        if out_format == "terminal":
-            import sys
-
+        if out_format is Format.terminal:
             from rich.console import Console
 
-            fh = sys.stdout if output == "-" else open(output, "w", encoding="utf-8")
-            out_console = Console(file=fh, highlight=False, soft_wrap=True)
-            try:
+            with atomic_output(output, "w", inputs=inputs or ()) as fh:
+                out_console = Console(file=fh, highlight=False, soft_wrap=True)
                 for obj in map_records(records, batch, chunk_size=64, strict=strict):
                     n_warn += bool(obj.get("warning"))
                     text = obj.get(text_key, "") if isinstance(obj.get(text_key, ""), str) else ""
                     out_console.print(render_rich(text, obj))
-            finally:
-                if fh is not sys.stdout:
-                    fh.close()
         else:
             with JsonlWriter(output) as w:
                 for obj in map_records(records, batch, chunk_size=64, strict=strict):
                     n_warn += bool(obj.get("warning"))
                     w.write(obj)
         if n_warn:
-            info(f"{n_warn} record(s) carry a warning (truncated text, or |delta| above 5 % of |F(x) - F(baseline)|)", quiet)
+            info(f"{n_warn} record(s) carry a warning (truncated text, or |delta| above 5 % of |F(x) - F(baseline)|: use more --steps)", quiet)
         if html:
-            with open(html, "w", encoding="utf-8") as fh:
+            with atomic_output(html, "w", inputs=inputs or ()) as fh:
                 fh.write(render_html(shown))
             info(f"heatmap page: {html}", quiet)
         if png:
-            used = render_png(shown, png, font=font)
+            with atomic_output(png, "wb", inputs=inputs or ()) as fh:
+                used = render_png(shown, fh, font=font)
             info(f"heatmap image: {png} (font {used})", quiet)

@@ -1,0 +1,30 @@
+"""Integrated gradients for text classifiers (``nlptool attribute``).
+
+* :mod:`nlptool.attribution.ig`: the attributions (captum's layer integrated gradients on the
+  token embeddings, completeness delta kept), word grouping, all-label targets;
+* :mod:`nlptool.attribution.render`: HTML page, rich terminal text and PNG heatmaps.
+
+Heavy imports (torch, captum, jieba, matplotlib) happen inside the functions.
+"""
+
+from .ig import (
+    BASELINES,
+    DELTA_WARN,
+    EXPLAIN,
+    GRANULARITIES,
+    METHODS,
+    attribute_texts,
+    baseline_ids,
+    ig_scores,
+    label_list,
+    logits_of,
+    resolve_target,
+    word_groups,
+)
+from .render import CJK_FAMILIES, find_cjk_font, render_html, render_png, render_rich, views
+
+__all__ = [
+    "BASELINES", "CJK_FAMILIES", "DELTA_WARN", "EXPLAIN", "GRANULARITIES", "METHODS", "attribute_texts",
+    "baseline_ids", "find_cjk_font", "ig_scores", "label_list", "logits_of", "render_html", "render_png",
+    "render_rich", "resolve_target", "views", "word_groups",
+]

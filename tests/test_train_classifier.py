@@ -128,3 +128,48 @@ def test_cli_training_learns_and_saves_a_hf_directory(tiny_bert_dir, tmp_path):
     acc = sum(a == b for a, b in zip(pred, gold)) / len(gold)
     assert acc == pytest.approx(metrics["final"]["accuracy"], abs=1e-9)
     assert acc >= 0.8  # chance is 0.5
+
+
+def test_sentiment_splits_are_disjoint_and_stratified():
+    """scripts/prepare_sentiment_data.py: duplicates (also across files) and label conflicts removed
+    before splitting, so no test text is trained on; each (domain, label) cell split by share; cap."""
+    import sys
+    from collections import Counter
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "scripts"))
+    import prepare_sentiment_data as prep
+
+    rows = [(d, lab, f"{d}{lab}{i}") for d in ("书籍", "酒店") for lab in ("negative", "positive") for i in range(100)]
+    rows += [("酒店", "positive", "书籍negative3")]  # same text, other label: both copies dropped
+    rows += [("书籍", "positive", "书籍positive7")]  # exact duplicate: one kept
+    uniq, stats = prep.dedupe(rows)
+    assert stats["rows_conflicting_labels"] == 2 and len(uniq) == 399
+    parts = prep.split(uniq, test=0.1, dev=0.05, cap=50, seed=1)
+    texts = {k: [t for _, _, t in v] for k, v in parts.items()}
+    assert not set(texts["test"]) & set(texts["train"]) and not set(texts["dev"]) & set(texts["train"])
+    assert not set(texts["test"]) & set(texts["dev"])
+    cells = Counter((d, lab) for d, lab, _ in parts["test"])
+    assert set(cells.values()) == {10}
+    assert set(Counter((d, lab) for d, lab, _ in parts["train"]).values()) == {50}
+    assert prep.split(uniq, test=0.1, dev=0.05, cap=50, seed=1) == parts
+
+
+def test_card_is_generated_from_the_report():
+    from nlptool.classifier import classifier_card
+
+    block = {"n": 10, "accuracy": 0.9, "f1": 0.89, "majority": 0.5, "domain_majority": 0.6}
+    report = {
+        "name": "zh-x", "base": "zh-bert-mini", "n_params": 4_700_000, "size_bytes": 9_400_000,
+        "splits": {"sources": ["a.csv"], "domains": ["书籍", "酒店"], "settings": {"seed": 13, "test": 0.1, "dev": 0.05, "cap": 4000},
+                   "dedupe": {"rows_unique": 90, "rows_read": 100, "rows_conflicting_labels": 2},
+                   "splits": {"train": {"rows": 70}, "dev": {"rows": 10}, "test": {"rows": 20}}},
+        "train": {"steps": 123, "batch_size": 128, "max_length": 128, "learning_rate": 2e-4, "epochs_planned": 3,
+                  "seconds": 61.0, "device": "cuda", "epochs": [{"epoch": 1.0, "step": 41, "accuracy": 0.8, "eval_loss": 0.4}]},
+        "test": {"overall": block, "groups": {"书籍": block, "酒店": {**block, "accuracy": 0.95}}},
+        "dev": {"overall": block},
+        "commands": ["sh scripts/models/zh-x.sh"],
+    }
+    card = classifier_card(report)
+    assert "| 酒店 | 10 | 0.9500 |" in card and "书籍, 酒店" in card
+    assert "**0.9000**" in card and "123 steps of batch 128" in card and "sh scripts/models/zh-x.sh" in card

@@ -1,11 +1,15 @@
 """Speed of `nlptool tokenize-sample`: chars/s of exact sampling (alpha = 0.1) and of decoding,
 against jieba.cut(HMM=False) and sentencepiece's own sampler, in the same run.
 
-Data (skips cleanly when absent): ../shared/data/sighan2005/pku_test.utf8 (1,944 lines of Chinese
-news), ../shared/data/ud/en_ewt-ud-dev.conllu (2,001 English sentences), the tokenizer models in
-../shared/data/tokenizers. Each row is the best of --repeat passes over all lines (the machine may
-be busy); chars are input characters (len(str)). Ours runs with the lattice cache off, so every
-line is filtered from scratch.
+Data ($NLPTOOL_SHARED_DATA, default ../shared/data; skips cleanly when absent):
+sighan2005/pku_test.utf8 (1,944 lines of Chinese news), ud/en_ewt-ud-dev.conllu (2,001 English
+sentences), the tokenizer models in tokenizers/. Each row is the best of --repeat passes over all
+lines (the machine may be busy); chars are input characters (len(str)). Ours runs with the lattice
+cache off, so every line is filtered from scratch. "nlptool --sp-model" rows are what the command
+runs (the sentencepiece library's own sampler / n-best behind our API); "nlptool lattice" rows are
+our exact pure-Python lattice on the same model (used for jieba, BytePiece, --entropy,
+--marginals, --without-replacement). n-best rows count chars once per line (K = --nbest
+segmentations per line). The last rows time the command's start-up on one line.
 
     python benchmarks/bench_tokenize_sample.py [--repeat 3] [--alpha 0.1]
 """
@@ -13,6 +17,9 @@ line is filtered from scratch.
 from __future__ import annotations
 
 import argparse
+import copy
+import statistics
+import subprocess
 import logging
 import os
 import random
@@ -22,7 +29,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-DATA = ROOT.parent / "shared" / "data"
+DATA = Path(os.environ.get("NLPTOOL_SHARED_DATA") or ROOT.parent / "shared" / "data")
 PKU = DATA / "sighan2005" / "pku_test.utf8"
 EN = DATA / "ud" / "en_ewt-ud-dev.conllu"
 TOK = DATA / "tokenizers"
@@ -38,19 +45,46 @@ def best_rate(fn, lines, repeat):
     return n / best
 
 
+def startup_table(runs: int = 5) -> str:
+    """Median wall time of one line through the command (jieba dictionary from its cache)."""
+    def med(cmd, inp):
+        ts = []
+        for _ in range(runs):
+            t = time.perf_counter()
+            subprocess.run(cmd, input=inp, capture_output=True, check=True)
+            ts.append(time.perf_counter() - t)
+        return statistics.median(ts)
+
+    py = [sys.executable]
+    base = med(py + ["-c", "pass"], b"")
+    rows = [("python -c pass", base),
+            ("nlptool --help", med(py + ["-m", "nlptool", "--help"], b"")),
+            ("echo 我爱北京 | nlptool tokenize-sample", med(py + ["-m", "nlptool", "tokenize-sample", "-q"],
+                                                          "我爱北京\n".encode()))]
+    sp = TOK / "botchan_en_unigram_1000.model"
+    if sp.exists():
+        rows.append(("echo Hello | nlptool tokenize-sample --sp-model botchan",
+                     med(py + ["-m", "nlptool", "tokenize-sample", "-q", "--sp-model", str(sp)], b"Hello\n")))
+    out = [f"| start-up (median of {runs}) | s |", "|---|---:|"]
+    out += [f"| {name} | {t:.2f} |" for name, t in rows]
+    return "\n".join(out)
+
+
 def main() -> int:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--alpha", type=float, default=0.1)
+    ap.add_argument("--nbest", type=int, default=10)
     args = ap.parse_args()
     if not PKU.exists():
         print(f"skipped: {PKU} is missing (../shared/data not available)")
         return 0
     from nlptool.unigram import load_model
 
-    a, rep = args.alpha, args.repeat
+    a, rep, kb = args.alpha, args.repeat, args.nbest
     zh = PKU.read_text(encoding="utf-8").splitlines()
     rows = []
+    ratios = []
 
     import jieba
 
@@ -67,6 +101,12 @@ def main() -> int:
                  best_rate(lambda L: [model.sample(x, a, rng=rng) for x in L], zh, rep)))
     rows.append(("jieba dict.txt", "pku_test (zh)", "nlptool", f"sample (alpha={a:g}), K=10 per line",
                  10 * best_rate(lambda L: [model.sample(x, a, rng=rng, num_samples=10) for x in L], zh, rep)))
+    rows.append(("jieba dict.txt", "pku_test (zh)", "nlptool lattice", f"nbest (K={kb})",
+                 best_rate(lambda L: [model.nbest(x, kb) for x in L], zh, 1)))
+    rows.append(("jieba dict.txt", "pku_test (zh)", "nlptool lattice", f"entropy (alpha={a:g})",
+                 best_rate(lambda L: [model.entropy(x, a) for x in L], zh, 1)))
+    rows.append(("jieba dict.txt", "pku_test (zh)", "nlptool lattice", f"marginals (alpha={a:g})",
+                 best_rate(lambda L: [model.marginals(x, a) for x in L], zh, 1)))
 
     en = [ln[9:] for ln in EN.read_text(encoding="utf-8").splitlines() if ln.startswith("# text = ")] \
         if EN.exists() else []
@@ -87,9 +127,21 @@ def main() -> int:
         rows.append((name, label, "sentencepiece", f"sample (nbest=-1, alpha={a:g})",
                      best_rate(lambda L: [sp.encode(x, out_type=str, enable_sampling=True, nbest_size=-1, alpha=a)
                                           for x in L], texts, rep)))
-        rows.append((name, label, "nlptool", "decode (alpha=inf)", best_rate(lambda L: [m.decode(x) for x in L], texts, rep)))
-        rows.append((name, label, "nlptool", f"sample (alpha={a:g})",
+        rows.append((name, label, "nlptool --sp-model", "decode (alpha=inf)",
+                     best_rate(lambda L: [m.decode(x) for x in L], texts, rep)))
+        rows.append((name, label, "nlptool --sp-model", f"sample (alpha={a:g})",
                      best_rate(lambda L: [m.sample(x, a, rng=rng) for x in L], texts, rep)))
+        ratios.append((name, rows[-3][4] / rows[-1][4]))  # sentencepiece sample / ours
+        exact = copy.copy(m)
+        exact.sp_native = False
+        rows.append((name, label, "nlptool lattice", f"sample (alpha={a:g})",
+                     best_rate(lambda L: [exact.sample(x, a, rng=rng) for x in L], texts, rep)))
+        rows.append((name, label, "sentencepiece", f"nbest_encode (K={kb})",
+                     best_rate(lambda L: [sp.nbest_encode(x, nbest_size=kb, out_type=str) for x in L], texts, rep)))
+        rows.append((name, label, "nlptool --sp-model", f"nbest (K={kb})",
+                     best_rate(lambda L: [m.nbest(x, kb) for x in L], texts, rep)))
+        rows.append((name, label, "nlptool lattice", f"nbest (K={kb})",
+                     best_rate(lambda L: [exact.nbest(x, kb) for x in L], texts, 1)))
 
     bp = TOK / "bytepiece.zh.id.eu.40k.model"
     if bp.exists():
@@ -112,6 +164,11 @@ def main() -> int:
     jc = rows[0][4]
     print(f"\nnlptool sampling (alpha={a:g}) / jieba.cut(HMM=False): {rows[2][4] / jc:.2f}x; "
           f"decoding / jieba: {rows[1][4] / jc:.2f}x")
+    for name, r in ratios:
+        print(f"{name}: sentencepiece's own sampler is {r:.2f}x as fast as `tokenize-sample --sp-model` "
+              f"sampling (target: <= 2x)")
+    print()
+    print(startup_table())
     return 0
 
 

@@ -272,7 +272,7 @@ class UnigramModel:
             pfx = build_prefix_dict(logp, prefixes)
         self._pfx = pfx
         self.nats_per_char = self._typical_nats_per_char() if nats_per_char is None else nats_per_char
-        self._max_abs = max([abs(self.unk_logp)] + [abs(v) for v in logp.values()])
+        self._max_abs_cache: float | None = None
         self._weights: dict = {}
         self.cache_size = cache_size
         self._cache: OrderedDict = OrderedDict()
@@ -358,21 +358,16 @@ class UnigramModel:
         return Lattice(len(blk), self._edges(blk))
 
     def _weights_for(self, alpha: float):
-        """``(weights, unk_weight)`` for ``alpha`` (the last four alphas are kept; ~30 MB each for
-        jieba's dictionary), or ``None`` when
-        some exponent ``alpha * (log p + c * len)`` leaves [-700, 700] (large alpha): a weight would
-        overflow or underflow to 0, so every block then goes through the exact log-domain path."""
+        """``(weights, unk_weight)`` for ``alpha``: ``weights`` maps a piece to
+        ``exp(alpha * (log p + c * len))`` and is filled on demand (:meth:`_filter`), so a short
+        run never pays for the whole dictionary (the last four alphas are kept). ``None`` when the
+        unknown weight's exponent leaves [-700, 700] (large alpha): every block then goes through
+        the exact log-domain path; a piece whose exponent leaves that range does the same for
+        its block."""
         if alpha in self._weights:
             return self._weights[alpha]
-        c = self.nats_per_char
-        x = {k: (None if v is None else alpha * (v + c * len(k))) for k, v in self._pfx.items()}
-        unk_x = alpha * (self.unk_logp + c)
-        vals = [v for v in x.values() if v is not None] + [unk_x]
-        if min(vals) < -700 or max(vals) > 700:
-            got = None
-        else:
-            exp = math.exp
-            got = ({k: (0.0 if v is None else exp(v)) for k, v in x.items()}, exp(unk_x))
+        unk_x = alpha * (self.unk_logp + self.nats_per_char)
+        got = None if not -700 <= unk_x <= 700 else ({}, math.exp(unk_x))
         if len(self._weights) >= 4:
             self._weights.pop(next(iter(self._weights)))
         self._weights[alpha] = got
@@ -386,6 +381,7 @@ class UnigramModel:
         if got is None:
             return None
         W, unk_w = got
+        pfx, c, exp = self._pfx, self.nats_per_char, math.exp
         n = len(blk)
         beta = [0.0] * (n + 1)
         beta[n] = 1.0
@@ -395,7 +391,19 @@ class UnigramModel:
         get = W.get
         for k in range(n - 1, -1, -1):
             e = k + 1
-            w = get(blk[k:e])
+            piece = blk[k:e]
+            w = get(piece)
+            if w is None:
+                lp = pfx.get(piece, False)
+                if lp is not False:
+                    if lp is None:
+                        w = 0.0
+                    else:
+                        x = alpha * (lp + c * e - c * k)
+                        if not -700 <= x <= 700:
+                            return None
+                        w = exp(x)
+                    W[piece] = w
             ends = []
             ps = []
             while w is not None:
@@ -405,7 +413,19 @@ class UnigramModel:
                 if e == n:
                     break
                 e += 1
-                w = get(blk[k:e])
+                piece = blk[k:e]
+                w = get(piece)
+                if w is None:
+                    lp = pfx.get(piece, False)
+                    if lp is not False:
+                        if lp is None:
+                            w = 0.0
+                        else:
+                            x = alpha * (lp + c * (e - k))
+                            if not -700 <= x <= 700:
+                                return None
+                            w = exp(x)
+                        W[piece] = w
             if if_empty:
                 if not ends:
                     ends.append(k + 1)
@@ -562,13 +582,28 @@ class UnigramModel:
         return out
 
     def decode(self, text: str) -> Segmentation:
-        """The best segmentation (``alpha = inf``), with the source implementation's tie-breaking."""
+        """The best segmentation (``alpha = inf``), with the source implementation's tie-breaking.
+
+        A SentencePiece model without user-defined pieces is decoded by the library itself
+        (``encode``; our lattice gives the same pieces, see the tests)."""
+        if self.sp_native:
+            toks = self.sp.encode(text, out_type=str)
+            return Segmentation(toks, self._sp_logp(toks))
         return self._finish([(self._decode_block(b) if lat else [b], lat) for b, lat in self.blocks(text)])
+
+    @property
+    def _max_abs(self) -> float:
+        """``max |log p|`` over the pieces and the unknown score (computed once, on first use)."""
+        if self._max_abs_cache is None:
+            self._max_abs_cache = max([abs(self.unk_logp)] + [abs(v) for v in self.logp.values()])
+        return self._max_abs_cache
 
     def _overflows(self, alpha: float, n: int) -> bool:
         """True when ``alpha * log p`` summed over a path of ``n`` units could overflow a float:
         such a finite alpha is treated exactly as ``alpha = inf`` (the best path)."""
-        return alpha == INF or (alpha > 0 and not alpha * self._max_abs * (n + 2) < 1e300)
+        if alpha == INF:
+            return True
+        return alpha > 0 and not alpha * self._max_abs * (n + 2) < 1e300
 
     def sample(self, text: str, alpha: float = 0.1, *, num_samples: int = 1, rng: _random.Random | None = None,
                method: str = "ffbs") -> list:

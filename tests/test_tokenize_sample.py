@@ -351,8 +351,11 @@ def test_sentencepiece_parity(name):
     model = load_model(sp_model=str(path))
     sp = model.sp
     texts = _texts()
+    exact = _exact(model)
     for t in texts:
-        assert model.decode(t).tokens == sp.encode(t, out_type=str), t
+        ours = exact.decode(t)
+        assert ours.tokens == sp.encode(t, out_type=str), t
+        assert model.decode(t).logp == pytest.approx(ours.logp)
     rs = random.Random(1)
     for t in texts[:300]:
         assert "".join(model.sample(t, 0.5, rng=rs)[0].tokens) == sp.normalize(t) == model.normalize(t)
@@ -459,7 +462,7 @@ def test_cli_decode_text_samples_and_errors(tmp_path, jieba_tok):
         r = _run([*bad, "-q"], input="我\n")
         assert r.exit_code == 2, (bad, r.output)
     r = _run(["--dict", str(tmp_path / "missing.txt"), "-q"], input="我\n")
-    assert r.exit_code == 2 and "no such dictionary" in r.stderr
+    assert r.exit_code == 2 and "no such" in r.stderr and "missing.txt" in r.stderr
 
 
 def test_cli_bytepiece(tmp_path):
@@ -497,7 +500,7 @@ def test_large_alpha_uses_log_domain_and_stays_exact(jieba_model):
     # alpha = 200: jieba weights exp(alpha * (log p + c len)) would overflow; the log-domain path
     # must still give a valid segmentation, which at this alpha is almost surely the best path
     t = "结婚的和尚未结婚的"
-    assert jieba_model._weights_for(200.0) is None
+    assert jieba_model._weights_for(200.0) is None or jieba_model._filter(t, 200.0) is None
     segs = jieba_model.sample(t, 200.0, num_samples=20, rng=random.Random(0))
     assert all(s.tokens == jieba_model.decode(t).tokens for s in segs)
     # and at a moderate alpha on a plain lattice the log-domain and linear paths agree in law
@@ -753,3 +756,58 @@ def test_no_import_time_codec_registration():
     assert r.returncode != 0 and "LookupError" in r.stderr
     assert piece_to_str(b"\xe5\x8c\x97\xe4\xff") == "北<0xE4><0xFF>"
     assert codecs  # used above
+
+
+def test_cli_nbest_wor_entropy_marginals(tmp_path, jieba_model):
+    t = "结婚的和尚未结婚的"
+    r = _run(["--nbest", "3", "-q"], input=t + "\n")
+    assert r.exit_code == 0, r.output
+    obj = json.loads(r.stdout)
+    want = jieba_model.nbest(t, 3)
+    assert [e["tokens"] for e in obj["nbest"]] == [s.tokens for s in want]
+    assert [e["logp"] for e in obj["nbest"]] == [round(s.logp, 6) for s in want]
+    r = _run(["-k", "4", "--without-replacement", "--seed", "2", "--entropy", "--marginals", "-q"],
+             input=t + '\n{"text": "我爱北京"}\n')
+    assert r.exit_code == 0, r.output
+    a, b = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len({tuple(s) for s in a["samples"]}) == 4 and len(a["logp"]) == 4
+    assert a["entropy"] == pytest.approx(jieba_model.entropy(t, 0.1), abs=1e-6)
+    assert len(a["marginals"]) == len(t) - 1 and len(b["marginals"]) == 3
+    r = _run(["--nbest", "2", "--format", "text", "-q"], input=t + "\n")
+    assert r.stdout.count("\t") == 1
+    for bad in (["--nbest", "0"], ["--nbest", "2", "-k", "2"], ["--nbest", "2", "--method", "su2023"],
+                ["--without-replacement", "--method", "su2023"], ["--ids"], ["--seed", "-1"], ["--chunk-size", "0"]):
+        r = _run([*bad, "-q"], input="我\n")
+        assert r.exit_code == 2, (bad, r.output)
+
+
+def test_cli_sp_ids():
+    path = _sp_path("botchan_en_unigram_1000.model")
+    r = _run(["--sp-model", str(path), "--alpha", "inf", "--ids", "-q"], input="Hello world.\n")
+    assert r.exit_code == 0, r.output
+    import sentencepiece as spm
+
+    assert json.loads(r.stdout)["ids"] == spm.SentencePieceProcessor(model_file=str(path)).encode("Hello world.")
+    r = _run(["--sp-model", str(path), "--nbest", "3", "--ids", "-q"], input="Hello world.\n")
+    assert all(len(e["ids"]) == len(e["tokens"]) for e in json.loads(r.stdout)["nbest"])
+
+
+def test_cli_deep_json_bytepiece_model(tmp_path):
+    deep = tmp_path / "deep.json"
+    deep.write_text('{"a":' * 5000 + '"x"' + "}" * 5000, encoding="utf-8")
+    r = _run(["--bytepiece-model", str(deep), "-q"], input="我\n")
+    assert r.exit_code == 1 and "BytePiece" in r.stderr and "Traceback" not in r.output
+
+
+def test_start_up_imports_no_torch():
+    """One line through tokenize-sample never imports torch or transformers (start-up <= 1 s)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, runpy; sys.argv = ['nlptool', 'tokenize-sample', '-q']; "
+            "import io; sys.stdin = io.TextIOWrapper(io.BytesIO('我爱北京\\n'.encode()))\n"
+            "try:\n    runpy.run_module('nlptool', run_name='__main__')\nexcept SystemExit:\n    pass\n"
+            "print([m for m in ('torch', 'transformers') if m in sys.modules], file=sys.stderr)")
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                       env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
+    assert "[]" in r.stderr.splitlines()[-1], r.stderr

@@ -9,7 +9,8 @@ from typing import Optional
 import typer
 
 from . import app
-from ._common import InputFormatOpt, InputsArg, OutputOpt, QuietOpt, StrictOpt, TextKeyOpt, boundary, info
+from ._common import (ChunkSizeOpt, InputFileOpt, InputFormatOpt, InputsArg, OutputOpt, QuietOpt, StrictOpt, TextKeyOpt,
+                      boundary, info)
 
 
 class Method(str, enum.Enum):
@@ -34,13 +35,14 @@ def tokenize_sample(
     ids: bool = typer.Option(False, "--ids", help="Add the token ids (\"ids\"; needs --sp-model)."),
     seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Random seed (reproducible samples).", show_default=False),
     method: Method = typer.Option(Method.ffbs, "--method", help="ffbs (exact) or su2023 (the first, BIASED rule of Su's 2023-09-16 post; for reproducing it only)."),
-    dict_path: Optional[str] = typer.Option(None, "--dict", help="A jieba-format dictionary (one 'word count' per line, an optional tag after). Default: jieba's dict.txt.", show_default=False),
-    sp_model: Optional[str] = typer.Option(None, "--sp-model", help="A SentencePiece UNIGRAM .model file.", show_default=False),
-    bytepiece_model: Optional[str] = typer.Option(None, "--bytepiece-model", help="A BytePiece JSON model (byte-level).", show_default=False),
+    dict_path: Optional[str] = InputFileOpt(None, "--dict", help="A jieba-format dictionary (one 'word count' per line, an optional tag after). Default: jieba's dict.txt.", show_default=False),
+    sp_model: Optional[str] = InputFileOpt(None, "--sp-model", help="A SentencePiece UNIGRAM .model file.", show_default=False),
+    bytepiece_model: Optional[str] = InputFileOpt(None, "--bytepiece-model", help="A BytePiece JSON model (byte-level).", show_default=False),
     fmt: Format = typer.Option(Format.jsonl, "--format", help="jsonl (tokens + logp) or text (tokens separated by spaces; K samples or n-best separated by tabs)."),
     output: str = OutputOpt,
     input_format: str = InputFormatOpt,
     text_key: str = TextKeyOpt,
+    chunk_size: int = ChunkSizeOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
 ):
@@ -73,7 +75,7 @@ def tokenize_sample(
                     for r in recs]
 
         with JsonlWriter(output) as w:
-            for obj in map_records(records, batch, strict=strict):
+            for obj in map_records(records, batch, chunk_size=chunk_size, strict=strict):
                 if fmt == Format.jsonl:
                     w.write(obj)
                 elif "error" in obj:

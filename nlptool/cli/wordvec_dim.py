@@ -9,7 +9,13 @@ from typing import Optional
 import typer
 
 from . import app
-from ._common import OutputOpt, QuietOpt, boundary, info
+from ._common import InputFileOpt, OutputOpt, QuietOpt, _check_inputs, boundary, finite_float, info
+
+
+def _check_corpus(ctx: typer.Context, value: Optional[list[str]]):
+    """Corpus files are inputs: checked at parse time and never the output ('-' is stdin)."""
+    _check_inputs(ctx, [p for p in value or [] if p != "-"])
+    return value
 
 
 class Tokenizer(str, enum.Enum):
@@ -21,13 +27,13 @@ class Tokenizer(str, enum.Enum):
 @app.command("wordvec-dim")
 def wordvec_dim(
     vocab_size: Optional[str] = typer.Option(None, "--vocab-size", "-N", help="Vocabulary size N (e.g. 100000 or 5e6).", show_default=False),
-    corpus: Optional[list[str]] = typer.Option(None, "--corpus", help="Text file(s), one text per line, '-' = stdin: N = distinct words (repeat the option for several files).", show_default=False),
+    corpus: Optional[list[str]] = typer.Option(None, "--corpus", callback=_check_corpus, help="Text file(s), one text per line, '-' = stdin: N = distinct words (repeat the option for several files).", show_default=False),
     tokenizer: Tokenizer = typer.Option(Tokenizer.jieba, "--tokenizer", help="How --corpus is split into words."),
     min_count: int = typer.Option(1, "--min-count", min=1, help="With --corpus: count only words seen at least this often."),
-    vectors: Optional[str] = typer.Option(None, "--vectors", help="A word2vec file (text or binary, or GloVe text): read N and its dimension d and say whether d is above the estimate.", show_default=False),
+    vectors: Optional[str] = InputFileOpt(None, "--vectors", help="A word2vec file (text or binary, or GloVe text): read N and its dimension d and say whether d is above the estimate.", show_default=False),
     show_table: bool = typer.Option(False, "--table", help="Add the estimates for N = 1e3 ... 1e7."),
     show_rules: bool = typer.Option(False, "--rules", help="Add the other rules of thumb with their sources (Johnson-Lindenstrauss, fastai, fourth root)."),
-    jl_eps: float = typer.Option(0.1, "--jl-eps", min=1e-6, max=0.999999, help="Distortion eps of the Johnson-Lindenstrauss row of --rules (sklearn's default 0.1)."),
+    jl_eps: float = typer.Option(0.1, "--jl-eps", parser=finite_float(0, 1, lo_open=True, hi_open=True), help="Distortion eps of the Johnson-Lindenstrauss row of --rules (sklearn's default 0.1)."),
     output: str = OutputOpt,
     quiet: bool = QuietOpt,
 ):

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -93,7 +94,7 @@ def tfidf_features(texts: Sequence[str], *, char_ngrams: tuple[int, int] = (1, 2
             continue
         names.extend(prefix + f for f in vec.get_feature_names_out())
     if not blocks:
-        raise NlptoolError("no features: every text is empty (check --text-key and the input files)")
+        raise NlptoolError("no features: every text is empty (check the text field and the input files)")
     return sp.hstack(blocks, format="csr"), names
 
 
@@ -272,17 +273,17 @@ def parse_valid_size(value: str | float | int, n_train: int) -> int:
         if any(c in text for c in ".eE"):
             frac = float(text)
             if not 0 < frac < 1:
-                raise UsageError(f"--valid-size {text}: a fraction must be between 0 and 1 (exclusive)")
+                raise UsageError(f"validation size {text}: a fraction must be between 0 and 1 (exclusive)")
             k = max(1, int(round(frac * n_train)))
         else:
             k = int(text)
     except ValueError:
-        raise UsageError(f"--valid-size {text}: expected a fraction (0.1) or a row count (500)") from None
+        raise UsageError(f"validation size {text}: expected a fraction (0.1) or a row count (500)") from None
     if k < 1:
-        raise UsageError(f"--valid-size {text}: must be at least 1 row")
+        raise UsageError(f"validation size {text}: must be at least 1 row")
     if k >= n_train:
         raise UsageError(
-            f"--valid-size {text}: {k} rows, but the training file has only {n_train} usable rows; "
+            f"validation size {text}: {k} rows, but the training file has only {n_train} usable rows; "
             "the validation set must leave at least one training row"
         )
     return k
@@ -317,7 +318,7 @@ def importance_weights(p_train: np.ndarray, *, max_weight: float = 10.0, eps: fl
         UsageError: ``max_weight`` ≤ 1 (mean 1 is then impossible unless all weights are 1).
     """
     if not max_weight > 1:
-        raise UsageError(f"--max-weight {max_weight}: must be greater than 1 (the weights have mean 1)")
+        raise UsageError(f"max weight {max_weight}: must be a finite number greater than 1 (the weights have mean 1)")
     d = np.clip(np.asarray(p_train, dtype=np.float64), eps, 1 - eps)
     r = d / (1 - d)
     r = r / r.mean()
@@ -376,12 +377,29 @@ def check_sizes(n_train: int, n_test: int, folds: int) -> None:
     if n_test == 0:
         raise UsageError("the test file has no usable rows: adversarial validation needs test inputs")
     if folds < 2:
-        raise UsageError(f"--folds {folds}: needs at least 2 folds for out-of-fold probabilities")
+        raise UsageError(f"folds {folds}: needs at least 2 folds for out-of-fold probabilities")
     if min(n_train, n_test) < folds:
         raise UsageError(
-            f"--folds {folds}: needs at least {folds} rows in each of train ({n_train}) and test ({n_test}); "
-            "lower --folds or give more rows"
+            f"folds {folds}: needs at least {folds} rows in each of train ({n_train}) and test ({n_test}); "
+            "use fewer folds or give more rows"
         )
+
+
+def check_settings(*, C: float = 4.0, seed: int = 0, n_boot: int = 0) -> None:
+    """Validate the discriminator settings before any work (sklearn and numpy would otherwise fail
+    late with a traceback, or accept NaN).
+
+    Raises:
+        UsageError: ``C`` not a positive finite number, ``seed`` or ``n_boot`` negative.
+    """
+    import math
+
+    if not (isinstance(C, (int, float)) and math.isfinite(C) and C > 0):
+        raise UsageError(f"C = {C}: the inverse regularisation strength must be a positive finite number")
+    if int(seed) < 0:
+        raise UsageError(f"seed {seed}: must be >= 0")
+    if int(n_boot) < 0:
+        raise UsageError(f"bootstrap replicates {n_boot}: must be >= 0 (0 = no interval)")
 
 
 def adversarial_validation(
@@ -416,6 +434,7 @@ def adversarial_validation(
     """
     n_tr, n_te = len(train_texts), len(test_texts)
     check_sizes(n_tr, n_te, folds)
+    check_settings(C=C, seed=seed, n_boot=n_boot)
     stage = on_stage or (lambda s: None)
     y = np.r_[np.zeros(n_tr, dtype=np.int8), np.ones(n_te, dtype=np.int8)]
     if features == "tfidf":
@@ -427,7 +446,7 @@ def adversarial_validation(
         X = np.asarray(vectors, dtype=np.float32)
         names = [f"dim{j}" for j in range(X.shape[1])]
     else:
-        raise UsageError(f"--features {features}: expected tfidf or model")
+        raise UsageError(f"features {features!r}: expected tfidf or model")
     stage(f"discriminator: {folds}-fold out-of-fold logistic regression on {X.shape[1]:,} features")
     p = out_of_fold_proba(X, y, folds=folds, seed=seed, C=C)
     auc = fast_auc(y, p)
@@ -489,32 +508,52 @@ def check_outputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:
 
 
 def write_lines(path: str, lines, *, stdout=None) -> int:
-    """Write byte lines to ``path`` (``-`` = stdout) atomically (temp file, then rename); returns
-    the number of bytes written."""
-    import sys
-    import tempfile
+    """Write byte lines to ``path`` (``-`` = stdout) whole or not at all (through
+    :func:`nlptool.io.atomic_output`: temp file and rename, symlinks and special files written
+    through); returns the number of bytes written."""
+    from .io import atomic_output
 
     n = 0
-    if path == "-":
-        out = stdout or sys.stdout.buffer
+    if path == "-" and stdout is not None:
         for line in lines:
-            out.write(line)
+            stdout.write(line)
             n += len(line)
-        out.flush()
+        stdout.flush()
         return n
-    d = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".split-valid-", dir=d)
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            for line in lines:
-                fh.write(line)
-                n += len(line)
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    with atomic_output(path, "wb") as fh:
+        for line in lines:
+            fh.write(line)
+            n += len(line)
     return n
+
+
+def write_split(raw_lines: Sequence[bytes], valid_mask: np.ndarray, out_train: str, out_valid: str, stack,
+                *, inputs: Sequence[str] = ()) -> None:
+    """Write the lossless split: ``out_train`` gets the lines not in ``valid_mask``, ``out_valid``
+    the others, byte-identical and in input order (a missing final newline is added). Both are
+    opened through :func:`nlptool.io.atomic_output` on ``stack`` (a :class:`contextlib.ExitStack`):
+    they are renamed into place together when the caller's ``with`` block ends without an
+    exception, so a failure leaves both old files (both outputs or neither). Each written temp file
+    is read back and compared before that (see :func:`verify_split`).
+
+    Raises:
+        NlptoolError: the bytes read back differ (a bug or a failing disk).
+        OSError: from writing (ENOSPC, EIO): nothing is renamed.
+    """
+    from .io import atomic_output
+
+    fh_train = stack.enter_context(atomic_output(out_train, "wb", inputs=inputs))
+    fh_valid = stack.enter_context(atomic_output(out_valid, "wb", inputs=inputs))
+    for b, m in zip(raw_lines, valid_mask):
+        (fh_valid if m else fh_train).write(terminated(b))
+    for fh, path, want in ((fh_train, out_train, False), (fh_valid, out_valid, True)):
+        fh.flush()
+        if path == "-" or not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            continue
+        expect = b"".join(terminated(r) for r, m in zip(raw_lines, valid_mask) if bool(m) == want)
+        got = os.pread(fh.fileno(), len(expect) + 1, 0)
+        if got != expect:
+            raise NlptoolError(f"{path}: written lines differ from the input lines (lossless check failed)")
 
 
 def verify_split(raw_lines: Sequence[bytes], valid_mask: np.ndarray, out_train: str, out_valid: str) -> None:

@@ -260,7 +260,7 @@ def test_cli_refuses_to_overwrite_inputs_and_bad_sizes(tmp_path, pos_reviews):
     assert r.exit_code == 2
     r = _run(["--train", str(train), "--test", str(test), "--out-train", str(tmp_path / "t"),
               "--out-valid", str(tmp_path / "v"), "--valid-size", "500"])
-    assert r.exit_code == 2 and "--valid-size" in r.output
+    assert r.exit_code == 2 and "validation size" in r.output
     empty = tmp_path / "empty.txt"
     empty.write_bytes(b"")
     r = _run(["--train", str(train), "--test", str(empty), "--out-train", str(tmp_path / "t"), "--out-valid", str(tmp_path / "v")])
@@ -269,7 +269,7 @@ def test_cli_refuses_to_overwrite_inputs_and_bad_sizes(tmp_path, pos_reviews):
     assert r.exit_code == 2 and "training file has no usable rows" in r.output
     r = _run(["--train", str(train), "--test", str(test), "--out-train", str(tmp_path / "t"),
               "--out-valid", str(tmp_path / "v"), "--folds", "40"])
-    assert r.exit_code == 2 and "--folds 40" in r.output
+    assert r.exit_code == 2 and "folds 40" in r.output
     r = _run(["--train", str(train), "--test", str(test), "--out-train", str(tmp_path / "t")])
     assert r.exit_code == 2
     assert not (tmp_path / "t").exists() and not (tmp_path / "v").exists()

@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+from enum import Enum
+
 import typer
 
 from . import app
 from ._common import (
     DeviceOpt,
+    InputFileOpt,
     InputFormatOpt,
+    OutputFileOpt,
+    finite_float,
     QuietOpt,
     StrictOpt,
     TextKeyOpt,
@@ -17,52 +22,60 @@ from ._common import (
 )
 
 
+class Features(str, Enum):
+    tfidf = "tfidf"
+    model = "model"
+
+
 @app.command("split-valid")
 def split_valid(
-    train: str = typer.Option(..., "--train", help="Training file (text lines or JSONL; '-' = stdin)."),
-    test: str = typer.Option(..., "--test", help="Test inputs (text lines or JSONL; labels not needed)."),
-    out_train: str | None = typer.Option(None, "--out-train", help="Write the training rows not chosen for validation here."),
-    out_valid: str | None = typer.Option(None, "--out-valid", help="Write the most test-like training rows here."),
+    train: str = InputFileOpt(..., "--train", help="Training file (text lines or JSONL; '-' = stdin)."),
+    test: str = InputFileOpt(..., "--test", help="Test inputs (text lines or JSONL; labels not needed)."),
+    out_train: str | None = OutputFileOpt(None, "--out-train", help="Write the training rows not chosen for validation here."),
+    out_valid: str | None = OutputFileOpt(None, "--out-valid", help="Write the most test-like training rows here (written together with --out-train: both or neither)."),
     valid_size: str = typer.Option("0.1", "--valid-size", help="Validation size: a fraction (0.1) or a row count (500)."),
-    weights: str | None = typer.Option(
+    weights: str | None = OutputFileOpt(
         None, "--weights", help="Instead (or as well): write every training row as JSONL with its importance weight w = D/(1-D), mean 1."
     ),
-    max_weight: float = typer.Option(10.0, "--max-weight", help="Cap on a normalised importance weight (> 1)."),
-    features: str = typer.Option("tfidf", "--features", help="tfidf (jieba words + char n-grams) or model (mean-pooled --model vectors)."),
+    max_weight: float = typer.Option(10.0, "--max-weight", parser=finite_float(1.0, lo_open=True), help="Cap on a normalised importance weight (> 1)."),
+    features: Features = typer.Option(Features.tfidf, "--features", help="tfidf (jieba words + char n-grams) or model (mean-pooled --model vectors)."),
     model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Encoder for --features model: built-in name, local directory or hub id."),
     device: str = DeviceOpt,
-    batch_size: int = typer.Option(64, "--batch-size", help="Sequences per forward pass (--features model)."),
-    folds: int = typer.Option(5, "--folds", help="Stratified folds for the out-of-fold p(test|x)."),
-    C: float = typer.Option(4.0, "--C", help="Inverse L2 regularisation of the logistic regression."),
-    bootstrap: int = typer.Option(1000, "--bootstrap", help="Bootstrap replicates for the AUC's 95% interval (0 = none)."),
-    seed: int = typer.Option(0, "--seed", help="Seed of the folds and the bootstrap."),
-    report: str | None = typer.Option(None, "--report", help="Write the JSON report here ('-' = stdout)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sequences per forward pass (--features model)."),
+    folds: int = typer.Option(5, "--folds", min=2, help="Stratified folds for the out-of-fold p(test|x)."),
+    C: float = typer.Option(4.0, "--C", parser=finite_float(0.0, lo_open=True), help="Inverse L2 regularisation of the logistic regression (> 0)."),
+    bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap replicates for the AUC's 95% interval (0 = none)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the folds and the bootstrap."),
+    report: str | None = OutputFileOpt(None, "--report", help="Write the JSON report here ('-' = stdout)."),
     input_format: str = InputFormatOpt,
     text_key: str = TextKeyOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
 ):
-    """Split the training set so the validation part resembles the test set (adversarial validation)."""
+    """Split the training set so the validation part resembles the test set (adversarial validation).
+
+    Every output is written whole or not at all, and all of them together: a failure leaves every
+    old output file as it was.
+    """
     with boundary():
-        import json
+        import contextlib
 
         import numpy as np
 
         from ..adversarial import (
             adversarial_validation,
-            check_outputs,
+            check_settings,
             check_sizes,
             importance_weights,
             parse_valid_size,
             report_dict,
             select_valid,
-            terminated,
-            verify_split,
-            write_lines,
+            write_split,
         )
         from ..errors import UsageError
-        from ..io import JsonlWriter, output_record, read_records
+        from ..io import JsonlWriter, atomic_output, output_record, read_records, safe_json_line, validate_paths
 
+        features = Features(features).value
         split = bool(out_train or out_valid)
         if split and not (out_train and out_valid):
             raise UsageError("give both --out-train and --out-valid (or --weights alone)")
@@ -70,14 +83,9 @@ def split_valid(
             raise UsageError("nothing to write: give --out-train and --out-valid, or --weights FILE")
         if train == "-" and test == "-":
             raise UsageError("--train and --test cannot both be stdin")
-        if features not in ("tfidf", "model"):
-            raise UsageError(f"--features {features}: expected tfidf or model")
-        if weights and not max_weight > 1:
-            raise UsageError(f"--max-weight {max_weight}: must be greater than 1 (the weights have mean 1)")
         outputs = [o for o in (out_train, out_valid, weights, report) if o]
-        if sum(o == "-" for o in outputs) > 1:
-            raise UsageError("only one output can be '-' (stdout)")
-        check_outputs([train, test], outputs)
+        validate_paths([train, test], outputs)
+        check_settings(C=C, seed=seed, n_boot=bootstrap)
 
         keys = [text_key]
         train_recs = list(read_records([train], input_format=input_format, keys=keys, strict=strict, keep_raw=True))
@@ -124,23 +132,12 @@ def split_valid(
             p_rec[i] = float(p)
         valid_rec = np.zeros(len(train_recs), dtype=bool)
         valid_good = None
-        if split:
-            valid_good = select_valid(res.p_train, k)
-            valid_rec[np.asarray(good, dtype=int)[valid_good]] = True
-            raws = [r.raw for r in train_recs]
-            write_lines(out_train, (terminated(b) for b, m in zip(raws, valid_rec) if not m))
-            write_lines(out_valid, (terminated(b) for b, m in zip(raws, valid_rec) if m))
-            verify_split(raws, valid_rec, out_train, out_valid)
         w = None
         if weights:
             w = importance_weights(res.p_train, max_weight=max_weight)
-            w_rec = dict(zip(good, w))
-            with JsonlWriter(weights) as fh:
-                for i, r in enumerate(train_recs):
-                    if r.error:
-                        fh.write(output_record(r))
-                    else:
-                        fh.write(output_record(r, {"weight": round(float(w_rec[i]), 6), "p_test": round(p_rec[i], 6)}))
+        if split:
+            valid_good = select_valid(res.p_train, k)
+            valid_rec[np.asarray(good, dtype=int)[valid_good]] = True
 
         sizes = {
             "train_lines": len(train_recs), "train_scored": len(train_texts), "train_unreadable": n_train_err,
@@ -154,15 +151,40 @@ def split_valid(
                     "train": train, "test": test}
         rep = report_dict(res, sizes=sizes, valid_mask=valid_good, weights=w, settings=settings,
                           max_weight=max_weight if weights else None)
-        if report:
-            text = json.dumps(rep, ensure_ascii=False, indent=2) + "\n"
-            if report == "-":
-                typer.echo(text, nl=False)
-            else:
-                with open(report, "w", encoding="utf-8") as fh:
-                    fh.write(text)
+        # every output opened first, all renamed into place together at the end (or none)
+        with contextlib.ExitStack() as stack:
+            if split:
+                write_split([r.raw for r in train_recs], valid_rec, out_train, out_valid, stack, inputs=[train, test])
+            if weights:
+                w_rec = dict(zip(good, w))
+                fh = stack.enter_context(JsonlWriter(weights))
+                for i, r in enumerate(train_recs):
+                    if r.error:
+                        fh.write(output_record(r))
+                    else:
+                        fh.write(output_record(r, {"weight": round(float(w_rec[i]), 6), "p_test": round(p_rec[i], 6)}))
+            if report:
+                rfh = stack.enter_context(atomic_output(report, "w"))
+                rfh.write(safe_report(rep))
         if not quiet:
             _summary(rep)
+
+
+def safe_report(rep: dict) -> str:
+    """The report as indented JSON that never holds NaN/Infinity (they become null)."""
+    import json
+    import math
+
+    def clean(o):
+        if isinstance(o, float) and not math.isfinite(o):
+            return None
+        if isinstance(o, dict):
+            return {k: clean(v) for k, v in o.items()}
+        if isinstance(o, (list, tuple)):
+            return [clean(v) for v in o]
+        return o
+
+    return json.dumps(clean(rep), ensure_ascii=False, indent=2, allow_nan=False) + "\n"
 
 
 def _summary(rep: dict) -> None:

@@ -1123,8 +1123,9 @@ def load_jieba_dict(path: str | None = None, **kw) -> UnigramModel:
     _check_file(path, "dictionary")
     cached = _cache_read(path)
     if cached is not None:
-        pfx, unk, c = cached
-        logp = {w: v for w, v in pfx.items() if v is not None}
+        logp, prefix_only, unk, c = cached
+        pfx = dict.fromkeys(prefix_only)  # built in C: a fast start-up
+        pfx.update(logp)
         return UnigramModel(logp, kind="jieba", unk_logp=unk, unk_rule="if_empty", name=path, pfx=pfx,
                             nats_per_char=c, **kw)
     freq: dict = {}
@@ -1149,7 +1150,7 @@ def load_jieba_dict(path: str | None = None, **kw) -> UnigramModel:
     zero = [w for w, f in freq.items() if f <= 0]
     model = UnigramModel(logp, kind="jieba", unk_logp=math.log(1) - logtotal, unk_rule="if_empty",
                          prefixes=zero, name=path, **kw)
-    _cache_write(path, (model._pfx, model.unk_logp, model.nats_per_char))
+    _cache_write(path, (logp, [w for w, v in model._pfx.items() if v is None], model.unk_logp, model.nats_per_char))
     return model
 
 
@@ -1161,12 +1162,13 @@ def _cache_file(path: str) -> str | None:
     except OSError:
         return None
     root = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    key = hashlib.md5(f"v1|{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
+    key = hashlib.md5(f"v2|{path}|{st.st_size}|{st.st_mtime_ns}".encode()).hexdigest()
     return os.path.join(root, "nlptool", f"unigram-{key}.marshal")
 
 
 def _cache_read(path: str):
-    """The marshalled prefix dictionary of a jieba-format file (like jieba's own cache), or None."""
+    """The marshalled model of a jieba-format file (like jieba's own cache): ``(logp, prefix-only
+    keys, unknown score, nats per char)``, or None."""
     import marshal
 
     f = _cache_file(path)
@@ -1174,8 +1176,10 @@ def _cache_read(path: str):
         return None
     try:
         with open(f, "rb") as fh:
-            pfx, unk, c = marshal.load(fh)
-        return pfx, unk, c
+            logp, prefix_only, unk, c = marshal.load(fh)
+        if not isinstance(logp, dict) or not isinstance(prefix_only, list):
+            return None
+        return logp, prefix_only, unk, c
     except (OSError, EOFError, ValueError, TypeError):
         return None
 

@@ -54,7 +54,12 @@ def wordvec_dim(
             if tokenizer == Tokenizer.jieba:
                 import logging
 
-                logging.getLogger("jieba").setLevel(logging.WARNING)
+                try:
+                    import jieba
+                except ImportError:
+                    pass  # count_vocabulary says how to install it
+                else:
+                    jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary loading on stderr
             counted = count_vocabulary(corpus, tokenizer=tokenizer.value, min_count=min_count)
             n = counted["vocab_size"]
             extra = {"corpus": list(corpus), "tokenizer": tokenizer.value, "min_count": min_count,

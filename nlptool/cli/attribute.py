@@ -87,7 +87,9 @@ def attribute(
         if granularity is Granularity.word:
             import logging
 
-            logging.getLogger("jieba").setLevel(logging.WARNING)  # jieba logs its dictionary build at first use
+            import jieba
+
+            jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary build at first use (its import resets the level)
         target = optional_str(target)
         keep = html is not None or png is not None
         shown: list[tuple[str, dict]] = []

@@ -250,8 +250,11 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str = "
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
-        with open(target, mode, **kw) as fh:  # device node / FIFO: write through, never replace
-            yield fh
+        try:
+            with open(target, mode, **kw) as fh:  # device node / FIFO: write through, never replace
+                yield fh
+        except OSError as exc:
+            raise _named(exc, path) from None
         return
     d, base = os.path.split(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=d)
@@ -268,12 +271,21 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str = "
         os.fsync(fh.fileno())
         fh.close()
         os.replace(tmp, target)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(Exception):
             fh.close()
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        if isinstance(exc, OSError):
+            raise _named(exc, path) from None
         raise
+
+
+def _named(exc: OSError, path: str) -> OSError:
+    """``exc`` with the output path as its file name (a failed write() does not carry one)."""
+    if exc.filename is not None or exc.errno is None:
+        return exc
+    return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), path)
 
 
 @contextlib.contextmanager
@@ -533,7 +545,7 @@ def safe_json_line(obj: dict[str, Any]) -> str:
     try:
         line = json.dumps(obj, ensure_ascii=False, allow_nan=False)
         line.encode("utf-8")
-        return line
+        return _escape_separators(line)
     except (ValueError, TypeError, RecursionError, UnicodeEncodeError):
         pass
     keep: dict[str, Any] = {}
@@ -546,7 +558,17 @@ def safe_json_line(obj: dict[str, Any]) -> str:
             bad.append(str(k).encode("utf-8", "backslashreplace").decode("utf-8"))
     if "error" not in keep:
         keep["error"] = f"result field(s) {', '.join(bad)} not writable as JSON (NaN, Infinity or invalid text)"
-    return json.dumps(keep, ensure_ascii=False)
+    return _escape_separators(json.dumps(keep, ensure_ascii=False))
+
+
+# U+0085, U+2028, U+2029 end a line for str.splitlines (and U+2028/9 for JavaScript); JSON allows
+# them raw inside strings, so escaping them changes nothing for a JSON reader and keeps one record
+# on one line for every line-oriented tool. (json.dumps already escapes the C0 controls.)
+_JSON_SEPARATORS = re.compile("[\x85\u2028\u2029]")
+
+
+def _escape_separators(line: str) -> str:
+    return _JSON_SEPARATORS.sub(lambda m: f"\\u{ord(m.group()):04x}", line)
 
 
 class JsonlWriter:

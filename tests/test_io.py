@@ -276,3 +276,12 @@ def test_write_text_one_line_per_record(tmp_path):
     got = out.read_text(encoding="utf-8")
     assert got.count("\n") == 4 and len(got.splitlines()) == 4
     assert got.splitlines()[0] == "a\\nb" and got.splitlines()[1] == "c\\r\\nd"
+
+
+def test_json_output_keeps_one_record_on_one_line_for_splitlines(tmp_path):
+    # found by tests/test_fuzz.py: an input line "\x85" (NEL) came out raw and split the record
+    out = tmp_path / "o.jsonl"
+    with nio.JsonlWriter(out) as w:
+        w.write({"text": "a\x85b\u2028c\u2029d"})
+    text = out.read_text(encoding="utf-8")
+    assert len(text.splitlines()) == 1 and json.loads(text) == {"text": "a\x85b\u2028c\u2029d"}

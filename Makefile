@@ -23,6 +23,14 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
 
+# the property-based suite with many more examples (make test runs it with HYPOTHESIS_PROFILE=ci)
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m pytest -q tests/test_fuzz.py tests/test_io.py tests/test_contract.py
+
+# regenerate docs/cli.md from the Typer app (a test fails when it is stale)
+cli-reference: $(STAMP)
+	$(BIN)/python scripts/gen_cli_reference.py
+
 bench-segment: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py
 

@@ -335,9 +335,9 @@ def test_whitening_and_cli_options(tiny_bert_dir, tmp_path):
     fit.write_text("\n".join(["我们在学校里学习中文。", "他说天气很好。", "一个女人在弹吉他。"] * 20), encoding="utf-8")
     common = [str(tsv), "--model", tiny_bert_dir, "--device", "cpu", "-q"]
     plain = [json.loads(x) for x in run(common).stdout.splitlines()]
-    r = run([*common, "--whiten", str(fit), "--drop-punct", "--weights", "idf", str(fit)])
+    r = run([*common, "--whiten", str(fit), "--drop-punct", "--idf", str(fit)])
     assert r.exit_code == 0, r.output
     rows = [json.loads(x) for x in r.stdout.splitlines()]
     assert rows[1]["wrd"] == 0.0 and rows[0]["wrd"] != pytest.approx(plain[0]["wrd"])
-    assert run([*common, "--uniform", "--weights", "idf", str(fit)]).exit_code == 2
+    assert run([*common, "--uniform", "--idf", str(fit)]).exit_code == 2
     assert run([*common, "--whiten", str(tmp_path / "missing.txt")]).exit_code == 2

@@ -1,8 +1,10 @@
-"""`nlptool similarity`: WMD / WRD between text pairs, or exact k-NN search over a corpus."""
+"""`nlptool similarity`: WMD / WRD (or the mean-vector cosine) of text pairs, exact k-NN search over
+a corpus, or an all-pairs matrix. Parse, load, call one function of :mod:`nlptool.similarity`, write."""
 
 from __future__ import annotations
 
-from typing import Optional, Tuple
+import enum
+from typing import Optional
 
 import typer
 
@@ -12,7 +14,6 @@ from ._common import (
     DeviceOpt,
     InputFormatOpt,
     InputsArg,
-    ModelOpt,
     OutputOpt,
     QuietOpt,
     StrictOpt,
@@ -21,8 +22,26 @@ from ._common import (
     info,
 )
 
-#: The default contextual layer(s), chosen on STS-B valid with the built-in model (README, section similarity).
-DEFAULT_LAYER = "-1"
+#: The default model: zh-bert-mini fine-tuned with CoSENT (docs/similarity.md).
+DEFAULT_MODEL = "zh-sim-mini"
+#: The default layer: the last one (the layer the fine-tuning trains).
+DEFAULT_LAYER = -1
+
+
+class Metric(str, enum.Enum):
+    wmd = "wmd"
+    wrd = "wrd"
+    both = "both"
+
+
+class Pool(str, enum.Enum):
+    none = "none"
+    mean = "mean"
+
+
+class Solver(str, enum.Enum):
+    emd = "emd"
+    sinkhorn = "sinkhorn"
 
 
 @app.command("similarity")
@@ -31,219 +50,92 @@ def similarity(
     output: str = OutputOpt,
     input_format: str = InputFormatOpt,
     a_key: str = typer.Option("sentence1", "--a-key", help="Field of the first text (pair mode)."),
-    b_key: str = typer.Option("sentence2", "--b-key", help="Field of the second text (pair mode)."),
-    metric: str = typer.Option("both", "--metric", help="wmd|wrd|both (search mode: wmd or wrd; 'both' means wrd)."),
-    model: str = ModelOpt,
-    layer: str = typer.Option(DEFAULT_LAYER, "--layer", help="Hidden layer(s) of --model, comma-separated to average (0 = embeddings, -1 = last; e.g. 1,-1)."),
+    b_key: str = typer.Option("sentence2", "--b-key", help="Field of the second text (pair mode); a JSON list of texts gives the distance to each reference and the minimum."),
+    metric: Metric = typer.Option(Metric.both, "--metric", help="Transport distance (search/--matrix: 'both' means wrd)."),
+    pool: Pool = typer.Option(Pool.none, "--pool", help="none: optimal transport between token vectors (WMD/WRD); mean: cosine of the (IDF-weighted) mean token vectors."),
+    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Built-in name (zh-sim-mini, zh-bert-mini, en-minilm), local model directory or Hugging Face hub id."),
+    layer: int = typer.Option(DEFAULT_LAYER, "--layer", help="Hidden layer of --model (0 = embeddings, -1 = last)."),
+    layers: Optional[str] = typer.Option(None, "--layers", help="Several hidden layers to average, comma-separated (e.g. 1,-1); replaces --layer."),
     vectors: Optional[str] = typer.Option(None, "--vectors", help="Static word2vec vectors (text or binary) instead of --model."),
-    vectors_limit: Optional[int] = typer.Option(None, "--vectors-limit", help="Read only the first N words of --vectors."),
-    weights: Optional[Tuple[str, str]] = typer.Option(None, "--weights", help="'idf FILE': IDF weights from a corpus (one document per line) or a token<TAB>idf table. Default with the built-in model: its shipped IDF table."),
-    uniform: bool = typer.Option(False, "--uniform", help="No IDF: plain nBOW (WMD) / norm (WRD) weights, also for the built-in model."),
+    vectors_limit: Optional[int] = typer.Option(None, "--vectors-limit", min=1, help="Read only the first N words of --vectors."),
+    idf: Optional[str] = typer.Option(None, "--idf", help="IDF weights: a token<TAB>idf table or a corpus (one document per line). Default with a built-in model: its shipped table."),
+    uniform: bool = typer.Option(False, "--uniform", help="No IDF: plain nBOW (WMD) / norm (WRD) weights and plain means, also for a built-in model."),
     whiten: Optional[str] = typer.Option(None, "--whiten", help="BERT-whitening of contextual vectors: a .npz saved by Whitening.save, or a text file (one sentence per line) to fit it on."),
     drop_punct: bool = typer.Option(False, "--drop-punct", help="Leave punctuation tokens out of the transport (they still give context)."),
-    solver: str = typer.Option("emd", "--solver", help="emd (exact, ot.emd2) or sinkhorn (entropic, batched on the torch backend)."),
-    reg: Optional[float] = typer.Option(None, "--reg", help="Entropic regularisation for --solver sinkhorn (cost units, e.g. 0.05)."),
-    query: Optional[str] = typer.Option(None, "--query", help="Search mode: file of query texts."),
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Search mode: file of corpus texts."),
-    top_k: int = typer.Option(5, "--top-k", help="Search mode: neighbours per query."),
+    solver: Solver = typer.Option(Solver.emd, "--solver", help="emd: exact (ot.emd2); sinkhorn: entropic, batched on the torch backend (pair mode)."),
+    reg: Optional[float] = typer.Option(None, "--reg", min=1e-9, help="Entropic regularisation for --solver sinkhorn (cost units, e.g. 0.05)."),
+    query: Optional[str] = typer.Option(None, "--query", help="Search (or --matrix) mode: file of query texts."),
+    corpus: Optional[str] = typer.Option(None, "--corpus", help="Search (or --matrix) mode: file of corpus texts."),
+    matrix: Optional[str] = typer.Option(None, "--matrix", help="All-pairs mode: write the distance matrix of one input file (or --query x --corpus) to this .npy file; -o gets the --top-k nearest per row."),
+    top_k: int = typer.Option(5, "--top-k", min=1, help="Nearest neighbours kept per query / matrix row."),
+    chunk_size: int = typer.Option(256, "--chunk-size", min=1, help="Records per chunk (pair and search mode) / matrix rows per block (bounds memory)."),
     text_key: str = TextKeyOpt,
     device: str = DeviceOpt,
     batch_size: int = BatchSizeOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
 ):
-    """Word Mover's / Word Rotator's Distance of text pairs (JSONL or TSV), or exact k-NN search (--query/--corpus)."""
+    """Word Mover's / Word Rotator's Distance (or mean cosine) of text pairs, exact k-NN search (--query/--corpus), or all pairs (--matrix)."""
     with boundary():
         from ..errors import UsageError
-        from ..io import JsonlWriter, map_records, read_records
+        from ..io import JsonlWriter, check_stdin, read_records
+        from ..similarity import load_embedder, model_kind, parse_layers
 
-        search = query is not None or corpus is not None
-        if search and (query is None or corpus is None):
+        search_mode = query is not None or corpus is not None
+        if search_mode and (query is None or corpus is None):
             raise UsageError("search mode needs both --query FILE and --corpus FILE")
-        if search and inputs:
-            raise UsageError("give either input files (pair mode) or --query/--corpus (search mode), not both")
-        if metric not in ("wmd", "wrd", "both"):
-            raise UsageError(f"--metric {metric}: expected wmd, wrd or both")
-        if solver not in ("emd", "sinkhorn"):
-            raise UsageError(f"--solver {solver}: expected emd or sinkhorn")
-        if solver == "sinkhorn" and (reg is None or reg <= 0):
+        if search_mode and inputs:
+            raise UsageError("give either input files or --query/--corpus, not both")
+        if solver is Solver.sinkhorn and reg is None:
             raise UsageError("--solver sinkhorn needs --reg R with R > 0 (e.g. --reg 0.05)")
-        if search and top_k < 1:
-            raise UsageError("--top-k must be at least 1")
-        if search and solver != "emd":
-            raise UsageError("search mode is exact: it uses --solver emd")
-        weights = tuple(weights) if weights and all(weights) else None
-        if weights and weights[0] != "idf":
-            raise UsageError(f"--weights {weights[0]}: the only weighting is 'idf FILE'")
-
-        if weights and uniform:
-            raise UsageError("--weights idf FILE and --uniform exclude each other")
+        if solver is Solver.sinkhorn and (search_mode or matrix):
+            raise UsageError("search and --matrix are exact: they use --solver emd")
+        if search_mode and not matrix and pool is Pool.mean:
+            raise UsageError("search mode transports token vectors; use --matrix with --pool mean for cosine neighbours")
+        if idf and uniform:
+            raise UsageError("--idf FILE and --uniform exclude each other")
         if vectors and (whiten or drop_punct):
             raise UsageError("--whiten and --drop-punct apply to contextual vectors (--model), not to --vectors")
-        embedder, oov_stats = _make_embedder(model, layer, vectors, vectors_limit, weights, uniform, whiten,
-                                             drop_punct, device, batch_size, quiet)
+        for path in (query, corpus, idf, whiten, vectors):
+            if path is not None:
+                check_stdin([path])
+        check_stdin(inputs)
+        layer_list = parse_layers(layers) if layers else (layer,)
 
-        if search:
-            _search(query, corpus, text_key, input_format, "wmd" if metric == "wmd" else "wrd",
-                    top_k, embedder, output, strict, quiet, oov_stats)
+        loaded = None
+        if not vectors:
+            from ._common import load_for_cli
+
+            loaded = load_for_cli(model, model_kind(model), device, quiet)
+        embedder = load_embedder(loaded, vectors=vectors, vectors_limit=vectors_limit, layers=layer_list, idf=idf,
+                                 uniform=uniform, whiten=whiten, drop_punct=drop_punct, batch_size=batch_size,
+                                 log=lambda s: info(s, quiet))
+        log = lambda s: info(s, quiet)  # noqa: E731
+        fmt = input_format
+        if matrix:
+            from ..similarity import matrix as run_matrix
+
+            rows = read_records([query] if search_mode else inputs, input_format=fmt, keys=[text_key])
+            cols = read_records([corpus], input_format=fmt, keys=[text_key]) if search_mode else None
+            results = run_matrix(rows, embedder, matrix, col_records=cols, metric=metric.value, pool=pool.value,
+                                 top_k=top_k, block_rows=chunk_size, strict=strict, log=log)
+        elif search_mode:
+            from ..similarity import search
+
+            results = search(read_records([query], input_format=fmt, keys=[text_key], strict=strict),
+                             read_records([corpus], input_format=fmt, keys=[text_key]), embedder,
+                             metric="wmd" if metric is Metric.wmd else "wrd", top_k=top_k, strict=strict,
+                             chunk_size=chunk_size, log=log)
         else:
-            from ..similarity import pair_distances
+            from ..models import resolve_device
+            from ..similarity import pairs
 
-            metrics = ("wmd", "wrd") if metric == "both" else (metric,)
-            sdev = "cpu"
-            if solver == "sinkhorn":
-                from ..models import resolve_device
-
-                sdev = resolve_device(device)
-            records = read_records(inputs, input_format=input_format, keys=[a_key, b_key], strict=strict)
-
-            def batch(recs):
-                docs = embedder.embed([r.texts[a_key] for r in recs] + [r.texts[b_key] for r in recs])
-                da, db = docs[: len(recs)], docs[len(recs):]
-                res = pair_distances(da, db, metrics=metrics, solver=solver, reg=reg, device=sdev)
-                if oov_stats is not None:
-                    for d in docs:
-                        oov_stats.add(d)
-                    for r, x, y in zip(res, da, db):
-                        if isinstance(r, dict):
-                            r["oov"] = len(x.oov) + len(y.oov)
-                return res
-
-            with JsonlWriter(output) as w:
-                for obj in map_records(records, batch, strict=strict):
-                    w.write(obj)
-        if oov_stats is not None:
-            info(oov_stats.summary(), quiet)
-
-
-class _OovStats:
-    def __init__(self):
-        from collections import Counter
-
-        self.words = Counter()
-        self.total = 0
-        self.texts = 0
-        self.texts_with_oov = 0
-
-    def add(self, doc) -> None:
-        self.texts += 1
-        self.total += int(doc.counts.sum()) + len(doc.oov)
-        if doc.oov:
-            self.texts_with_oov += 1
-            self.words.update(doc.oov)
-
-    def summary(self) -> str:
-        n = sum(self.words.values())
-        pct = 100.0 * n / self.total if self.total else 0.0
-        top = ", ".join(f"{w} ({c})" for w, c in self.words.most_common(8))
-        return (f"out of vocabulary: {n} of {self.total} words ({pct:.1f}%) in {self.texts_with_oov} of "
-                f"{self.texts} texts" + (f"; most frequent: {top}" if top else ""))
-
-
-def _model_kind(model: str) -> str:
-    """``masked-lm`` for a local checkpoint saved with an MLM head (its base model is used, and
-    loading it this way needs no newly initialised pooler), else ``encoder``."""
-    import json
-    import os
-
-    from ..models import resolve_model_path
-
-    path = resolve_model_path(model)
-    try:
-        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
-            archs = json.load(fh).get("architectures") or []
-    except (OSError, ValueError):
-        return "encoder"
-    return "masked-lm" if any(a.endswith("ForMaskedLM") for a in archs) else "encoder"
-
-
-def _make_embedder(model, layer, vectors, vectors_limit, weights, uniform, whiten, drop_punct, device,
-                   batch_size, quiet):
-    from ..similarity import ContextualEmbedder, StaticEmbedder, builtin_idf_path, load_idf, parse_layers
-
-    if vectors:
-        from ..vectors import load_word2vec
-
-        wv = load_word2vec(vectors, limit=vectors_limit)
-        info(f"vectors {vectors}: {len(wv)} words, dim {wv.dim}", quiet)
-        if quiet:
-            import logging
-
-            logging.getLogger("jieba").setLevel(logging.WARNING)
-        emb = StaticEmbedder(wv)
-        stats = _OovStats()
-    else:
-        from ._common import load_for_cli
-
-        layers = parse_layers(layer)
-        loaded = load_for_cli(model, _model_kind(model), device, quiet)
-        emb = ContextualEmbedder(loaded, layers=layers, batch_size=batch_size, drop_punct=drop_punct)
-        stats = None
-        if whiten:
-            from ..similarity import load_whitening
-
-            emb.whitening = load_whitening(whiten, emb)
-            info(f"whitening from {whiten}: {emb.whitening.w.shape[0]} -> {emb.whitening.w.shape[1]} dimensions", quiet)
-    idf_file = weights[1] if weights else None
-    if idf_file is None and not uniform and not vectors:
-        idf_file = builtin_idf_path(model)
-    if idf_file:
-        emb.idf, emb.idf_default = load_idf(idf_file, emb.split)
-        info(f"IDF weights from {idf_file}: {len(emb.idf)} tokens", quiet)
-    return emb, stats
-
-
-def _search(query, corpus, text_key, input_format, metric, top_k, embedder, output, strict, quiet, oov_stats):
-    from ..io import JsonlWriter, map_records, read_records
-    from ..similarity import CorpusIndex, knn_search
-
-    crecs = list(read_records([corpus], input_format=input_format, keys=[text_key], strict=strict))
-    good = [r for r in crecs if not r.error]
-    for r in crecs:
-        if r.error:
-            info(f"[yellow]corpus {r.error}; not searched[/]", quiet)
-    cdocs = embedder.embed([r.text for r in good])
-    if oov_stats is not None:
-        for d in cdocs:
-            oov_stats.add(d)
-    index = CorpusIndex(cdocs, metric)
-    empty = len(good) - len(index.valid)
-    if empty:
-        info(f"[yellow]{empty} corpus text(s) have no token vectors (empty or all OOV) and are never neighbours[/]", quiet)
-    totals = {"queries": 0, "solves": 0, "candidates": 0}
-
-    def batch(recs):
-        qdocs = embedder.embed([r.text for r in recs])
-        out = []
-        for qd in qdocs:
-            if oov_stats is not None:
-                oov_stats.add(qd)
-            why = qd.empty_reason()
-            if why:
-                out.append(ValueError(f"query: {why}"))
-                continue
-            res = knn_search(qd, index, top_k)
-            totals["queries"] += 1
-            totals["solves"] += res.exact_solves
-            totals["candidates"] += res.candidates
-            obj = {
-                "neighbors": [
-                    {"line": good[i].line, "text": good[i].text, "distance": d} for i, d in res.neighbors
-                ],
-                "exact_solves": res.exact_solves,
-                "avoided": res.avoided,
-            }
-            if oov_stats is not None:
-                obj["oov"] = len(qd.oov)
-            out.append(obj)
-        return out
-
-    with JsonlWriter(output) as w:
-        for obj in map_records(read_records([query], input_format=input_format, keys=[text_key], strict=strict),
-                               batch, strict=strict, chunk_size=256):
-            w.write(obj)
-    c = totals["candidates"]
-    avoided = c - totals["solves"]
-    info(f"search ({metric}, top {top_k}): {totals['queries']} queries x {len(index.valid)} corpus texts; "
-         f"{totals['solves']} exact solves, {avoided} of {c} avoided by WCD/RWMD pruning "
-         f"({100.0 * avoided / c if c else 0.0:.1f}%)", quiet)
+            records = read_records(inputs, input_format=fmt, keys=[a_key, b_key], list_keys=[b_key], strict=strict)
+            results = pairs(records, embedder, a_key=a_key, b_key=b_key, metric=metric.value, pool=pool.value,
+                            solver=solver.value, reg=reg, device=resolve_device(device) if solver is Solver.sinkhorn else "cpu",
+                            chunk_size=chunk_size, strict=strict)
+        with JsonlWriter(output) as w:
+            for obj in results:
+                w.write(obj)
+        if getattr(embedder, "oov_stats", None) is not None:
+            info(embedder.oov_stats.summary(), quiet)

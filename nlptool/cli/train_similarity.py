@@ -1,0 +1,77 @@
+"""``nlptool train similarity``: fine-tune an encoder for sentence similarity (CoSENT or SimCSE)."""
+
+from __future__ import annotations
+
+import enum
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import train_app
+from ._common import DeviceOpt, QuietOpt, boundary, console, info
+
+
+class Method(str, enum.Enum):
+    cosent = "cosent"
+    simcse = "simcse"
+
+
+class Pooling(str, enum.Enum):
+    mean = "mean"
+    cls = "cls"
+
+
+@train_app.command("similarity")
+def similarity(
+    data: list[Path] = typer.Argument(..., help="Training data: labelled pairs (TSV s1<TAB>s2<TAB>score or JSONL {sentence1, sentence2, label}) for cosent; raw sentences (one per line, or JSONL --text-key; pair files give both sentences) for simcse.", show_default=False),
+    method: Method = typer.Option(Method.cosent, "--method", help="cosent: Su's CoSENT ranking loss on labelled pairs; simcse: unsupervised SimCSE (dropout views, in-batch negatives) on raw sentences."),
+    out: Path = typer.Option(..., "--out", help="Output model directory (a normal Hugging Face encoder directory)."),
+    model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Encoder to start from: built-in name, local directory or hub id."),
+    eval_files: Optional[list[Path]] = typer.Option(None, "--eval", help="Labelled pairs to evaluate on (Spearman of the cosine); without it --holdout splits DATA (cosent)."),
+    holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.99, help="Share of labelled DATA held out for evaluation when no --eval is given."),
+    epochs: float = typer.Option(2.0, "--epochs", min=1e-9, help="Passes over the training data."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimisation steps (overrides --epochs; the schedule decays to 0 there)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=1e-9, help="Stop after this wall time, evaluate and save."),
+    learning_rate: float = typer.Option(1e-4, "--learning-rate", min=1e-9, help="Peak AdamW learning rate (10 % warm-up, linear decay)."),
+    batch_size: int = typer.Option(64, "--batch-size", min=2, help="Pairs (cosent) or sentences (simcse) per step."),
+    max_length: int = typer.Option(64, "--max-length", min=8, help="Tokens per sentence (special tokens included)."),
+    pooling: Pooling = typer.Option(Pooling.mean, "--pooling", help="Sentence vector: mean of the text's token vectors (what similarity --pool mean and WMD/WRD use) or [CLS]."),
+    scale: float = typer.Option(20.0, "--scale", min=1e-9, help="CoSENT lambda (20 in Su's post)."),
+    temperature: float = typer.Option(0.05, "--temperature", min=1e-9, help="SimCSE temperature (0.05 in the paper)."),
+    text_key: str = typer.Option("text", "--text-key", help="JSON field of a raw sentence (simcse)."),
+    report: Optional[Path] = typer.Option(None, "--report", help="Also write the metrics JSON here (always in OUT/metrics.json)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (split, shuffling, dropout)."),
+    device: str = DeviceOpt,
+    quiet: bool = QuietOpt,
+):
+    """Fine-tune a sentence encoder: CoSENT (Su 2022) on labelled pairs or unsupervised SimCSE (Gao et al. 2021)."""
+    with boundary():
+        import json
+
+        from ..sentence_training import read_pairs, read_sentences, split_holdout, train_sentence_encoder
+        from ._common import quiet_libraries
+
+        quiet_libraries()
+        eval_pairs = read_pairs(eval_files) if eval_files else None
+        pairs = sentences = None
+        if method is Method.cosent:
+            pairs = read_pairs(data)
+            if eval_pairs is None and holdout > 0:
+                tr, ho = split_holdout(len(pairs), holdout, seed)
+                pairs, eval_pairs = pairs.subset(tr), pairs.subset(ho)
+            info(f"{len(pairs):,} training pairs, {len(eval_pairs) if eval_pairs else 0:,} evaluation pairs; model {model}", quiet)
+        else:
+            sentences = read_sentences(data, text_key=text_key)
+            info(f"{len(sentences):,} training sentences, {len(eval_pairs) if eval_pairs else 0:,} evaluation pairs; model {model}", quiet)
+        metrics = train_sentence_encoder(
+            method.value, out, pairs=pairs, sentences=sentences, model=model, eval_pairs=eval_pairs, epochs=epochs,
+            max_steps=max_steps, max_minutes=max_minutes, batch_size=batch_size, learning_rate=learning_rate,
+            max_length=max_length, pooling=pooling.value, scale=scale, temperature=temperature, seed=seed,
+            device=device, log=None if quiet else (lambda s: console.print(s, highlight=False, soft_wrap=True)),
+        )
+        if report is not None:
+            report.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+        ev = metrics["eval_spearman"]
+        info(f"saved {out}: {metrics['steps']} steps, loss {metrics['loss_first']:.3f} -> {metrics['loss_last']:.3f}"
+             + (f", held-out Spearman {metrics['eval_spearman_before']:.4f} -> {ev:.4f}" if ev is not None else ""), quiet)

@@ -1,0 +1,587 @@
+"""Fine-tuning a BERT encoder for sentence similarity: CoSENT on labelled pairs, SimCSE on raw text.
+
+Sources:
+
+* Su Jianlin, "CoSENT（一）：比Sentence-BERT更有效的句向量方案", kexue.fm, 2022-01-06: train the
+  cosine directly with a ranking loss over every pair of pairs in the batch,
+  ``log(1 + sum_{s_i > s_j} exp(lambda (cos_j - cos_i)))``, ``lambda = 20``
+  (:func:`cosent_loss`).
+* Gao, Yao, Chen, "SimCSE: Simple Contrastive Learning of Sentence Embeddings", EMNLP 2021
+  (unsupervised variant; Su's Chinese experiments: "中文任务还是SOTA吗？我们给SimCSE补充了一些实验",
+  kexue.fm, 2021-04-26): each sentence is encoded twice with different dropout masks, the two
+  views are positives and the other sentences of the batch negatives, InfoNCE with temperature
+  0.05 (:func:`simcse_loss`).
+
+The sentence vector is the mean of the last layer's token vectors over the text's own tokens
+(``[CLS]``/``[SEP]``/padding excluded): the same vectors that ``nlptool similarity`` transports
+with WMD/WRD and averages for ``--pool mean``, so the fine-tuning shapes the token vectors too.
+
+Heavy imports (torch, transformers, scipy) are inside functions. Nothing here imports jieba.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .errors import InputDataError, UsageError
+
+METHODS = ("cosent", "simcse")
+POOLINGS = ("mean", "cls")
+
+
+# --------------------------------------------------------------------------------------------
+# data
+
+
+@dataclass
+class Pairs:
+    """Labelled sentence pairs: ``s1[i]``, ``s2[i]`` and a graded score ``score[i]`` (any scale:
+    CoSENT only uses the order of the scores)."""
+
+    s1: list[str] = field(default_factory=list)
+    s2: list[str] = field(default_factory=list)
+    score: list[float] = field(default_factory=list)
+
+    def __len__(self) -> int:
+        return len(self.score)
+
+    def subset(self, idx: Sequence[int]) -> "Pairs":
+        return Pairs([self.s1[i] for i in idx], [self.s2[i] for i in idx], [self.score[i] for i in idx])
+
+
+def read_pairs(paths: Sequence[str | os.PathLike], *, a_key: str = "sentence1", b_key: str = "sentence2",
+               label_key: str = "label") -> Pairs:
+    """Read labelled pairs: TSV lines ``s1 <TAB> s2 <TAB> score`` (Chinese STS-B, LCQMC, ...) or
+    JSONL ``{"sentence1", "sentence2", "label"}`` (a line starting with ``{`` is JSON).
+
+    Raises:
+        UsageError: a file does not exist.
+        InputDataError: a line with too few columns, a missing field or a non-numeric score
+            (names the file and the line).
+    """
+    out = Pairs()
+    for path in paths:
+        path = str(path)
+        if not os.path.isfile(path):
+            raise UsageError(f"{path}: no such file")
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                line = line.rstrip("\r\n")
+                if not line.strip():
+                    continue
+                if line.lstrip().startswith("{"):
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise InputDataError(f"invalid JSON: {exc.msg}", path, lineno) from None
+                    missing = [k for k in (a_key, b_key, label_key) if k not in obj]
+                    if missing:
+                        raise InputDataError(f"missing field(s) {', '.join(missing)}", path, lineno)
+                    a, b, s = obj[a_key], obj[b_key], obj[label_key]
+                else:
+                    cols = line.split("\t")
+                    if len(cols) < 3:
+                        raise InputDataError(f"expected 3 tab-separated columns (s1, s2, score), found {len(cols)}",
+                                             path, lineno)
+                    a, b, s = cols[0], cols[1], cols[2]
+                try:
+                    s = float(s)
+                except (TypeError, ValueError):
+                    raise InputDataError(f"score {s!r} is not a number", path, lineno) from None
+                if not math.isfinite(s):
+                    raise InputDataError(f"score {s!r} is not finite", path, lineno)
+                out.s1.append(str(a))
+                out.s2.append(str(b))
+                out.score.append(s)
+    return out
+
+
+def read_sentences(paths: Sequence[str | os.PathLike], *, text_key: str = "text", max_chars: int = 0) -> list[str]:
+    """Raw sentences for SimCSE: one per non-empty line, or the ``text_key`` field of a JSONL line;
+    a TSV pair file (``s1 <TAB> s2 <TAB> score``) gives both sentences (its scores are ignored).
+    ``max_chars > 0`` cuts each line to that many characters. Duplicates are kept once.
+
+    Raises:
+        UsageError: a file does not exist.
+        InputDataError: a JSON line without ``text_key``.
+    """
+    seen: dict[str, None] = {}
+    for path in paths:
+        path = str(path)
+        if not os.path.isfile(path):
+            raise UsageError(f"{path}: no such file")
+        with open(path, encoding="utf-8", errors="replace") as fh:
+            for lineno, line in enumerate(fh, start=1):
+                line = line.strip()
+                if not line:
+                    continue
+                if line.startswith("{"):
+                    try:
+                        obj = json.loads(line)
+                    except json.JSONDecodeError as exc:
+                        raise InputDataError(f"invalid JSON: {exc.msg}", path, lineno) from None
+                    if text_key not in obj:
+                        raise InputDataError(f"missing field {text_key!r}", path, lineno)
+                    texts = [str(obj[text_key])]
+                else:
+                    cols = line.split("\t")
+                    texts = cols[:2] if len(cols) >= 3 else [line]
+                for t in texts:
+                    t = t.strip()[:max_chars] if max_chars > 0 else t.strip()
+                    if t:
+                        seen.setdefault(t, None)
+    return list(seen)
+
+
+def split_holdout(n: int, holdout: float, seed: int) -> tuple[list[int], list[int]]:
+    """A seeded random ``(train, held-out)`` split of ``range(n)``; ``holdout`` in ``[0, 1)``."""
+    if not 0.0 <= holdout < 1.0:
+        raise UsageError(f"holdout share {holdout}: expected a number in [0, 1)")
+    idx = list(range(n))
+    random.Random(seed).shuffle(idx)
+    k = int(round(n * holdout))
+    return sorted(idx[k:]), sorted(idx[:k])
+
+
+# --------------------------------------------------------------------------------------------
+# losses
+
+
+def cosent_loss(cos, labels, scale: float = 20.0):
+    """CoSENT loss (Su 2022): ``log(1 + sum_{(i, j): s_i > s_j} exp(scale * (cos_j - cos_i)))``.
+
+    Args:
+        cos: ``(B,)`` cosine of each pair (torch tensor, any float dtype).
+        labels: ``(B,)`` gold scores; only their order matters, equal scores give no term.
+        scale: ``lambda`` (20 in the post).
+
+    Returns:
+        A scalar tensor (nats), ``>= 0``; exactly 0 when no two scores in the batch differ.
+    """
+    import torch
+
+    cos = cos.float()
+    labels = labels.to(cos.device).float()
+    diff = scale * (cos[None, :] - cos[:, None])  # [i, j] = lambda (cos_j - cos_i)
+    keep = labels[:, None] > labels[None, :]  # s_i > s_j
+    diff = diff.masked_fill(~keep, float("-inf")).reshape(-1)
+    return torch.logsumexp(torch.cat([torch.zeros(1, device=cos.device), diff]), dim=0)
+
+
+def simcse_loss(z1, z2, temperature: float = 0.05):
+    """Unsupervised SimCSE loss (Gao et al. 2021, eq. 1): InfoNCE where ``z1[i]``, ``z2[i]`` (two
+    dropout views of sentence ``i``) are positives and ``z2[j], j != i`` negatives.
+
+    Args:
+        z1, z2: ``(B, hidden)`` sentence vectors.
+        temperature: ``tau`` (0.05 in the paper).
+
+    Returns:
+        Scalar mean cross-entropy (nats); ``log B`` for random vectors.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    sim = F.normalize(z1.float(), dim=-1) @ F.normalize(z2.float(), dim=-1).T / temperature
+    return F.cross_entropy(sim, torch.arange(sim.shape[0], device=sim.device))
+
+
+def pool(hidden, content_mask, pooling: str = "mean"):
+    """Sentence vectors ``(B, hidden)`` from token vectors ``(B, T, hidden)``: ``mean`` over the
+    positions where ``content_mask`` ``(B, T)`` is 1 (the text's own tokens), or ``cls`` (position 0).
+
+    Raises:
+        UsageError: unknown pooling.
+    """
+    if pooling == "cls":
+        return hidden[:, 0]
+    if pooling != "mean":
+        raise UsageError(f"pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
+    m = content_mask.to(hidden.dtype).unsqueeze(-1)
+    return (hidden * m).sum(1) / m.sum(1).clamp_min(1.0)
+
+
+class _Batcher:
+    """Tokenise texts into padded tensors with a content mask (special tokens and padding 0)."""
+
+    def __init__(self, tokenizer, max_length: int):
+        self.tok = tokenizer
+        self.max_length = max_length
+
+    def __call__(self, texts: Sequence[str], device):
+        import torch
+
+        enc = self.tok(list(texts), add_special_tokens=True, truncation=True, max_length=self.max_length,
+                       padding=True, return_tensors="pt", return_special_tokens_mask=True)
+        content = enc["attention_mask"] * (1 - enc["special_tokens_mask"])
+        batch = {"input_ids": enc["input_ids"].to(device), "attention_mask": enc["attention_mask"].to(device)}
+        if "token_type_ids" in enc:
+            batch["token_type_ids"] = enc["token_type_ids"].to(device)
+        return batch, content.to(device)
+
+
+def encode(model, tokenizer, texts: Sequence[str], *, pooling: str = "mean", max_length: int = 128,
+           batch_size: int = 128, device=None):
+    """Sentence vectors ``(len(texts), hidden)`` float32 numpy, in input order (batches sorted by
+    length under :func:`torch.inference_mode`)."""
+    import numpy as np
+    import torch
+
+    device = device or next(model.parameters()).device
+    batcher = _Batcher(tokenizer, max_length)
+    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
+    was_training = model.training
+    model.eval()
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            idx = order[s:s + batch_size]
+            batch, content = batcher([texts[i] for i in idx], device)
+            h = model(**batch).last_hidden_state
+            out[idx] = pool(h.float(), content, pooling).cpu().numpy()
+    model.train(was_training)
+    return out
+
+
+def spearman_of(model, tokenizer, pairs: Pairs, *, pooling: str = "mean", max_length: int = 128,
+                batch_size: int = 128) -> float:
+    """Spearman correlation (in ``[-1, 1]``) between the pairs' gold scores and the cosine of their
+    sentence vectors."""
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    if len(pairs) < 2:
+        return float("nan")
+    texts = list(dict.fromkeys(pairs.s1 + pairs.s2))
+    pos = {t: i for i, t in enumerate(texts)}
+    v = encode(model, tokenizer, texts, pooling=pooling, max_length=max_length, batch_size=batch_size)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    cos = np.array([v[pos[a]] @ v[pos[b]] for a, b in zip(pairs.s1, pairs.s2)])
+    return float(spearmanr(cos, pairs.score).statistic)
+
+
+# --------------------------------------------------------------------------------------------
+# training
+
+
+def train_sentence_encoder(
+    method: str,
+    out: str | os.PathLike,
+    *,
+    pairs: Pairs | None = None,
+    sentences: Sequence[str] | None = None,
+    model: str = "zh-bert-mini",
+    eval_pairs: Pairs | None = None,
+    epochs: float = 1.0,
+    max_steps: int | None = None,
+    max_minutes: float | None = None,
+    batch_size: int = 64,
+    learning_rate: float = 5e-5,
+    warmup: float = 0.1,
+    max_length: int = 64,
+    pooling: str = "mean",
+    scale: float = 20.0,
+    temperature: float = 0.05,
+    seed: int = 0,
+    device: str = "auto",
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Fine-tune ``model`` with CoSENT (``pairs``) or unsupervised SimCSE (``sentences``) and save it
+    to ``out`` (a normal Hugging Face encoder directory, written whole: a temporary directory beside
+    it is renamed at the end) with ``metrics.json``.
+
+    A plain torch loop: AdamW, linear warm-up over ``warmup`` of the steps and linear decay to 0 at
+    the last step (``max_steps``, else ``epochs`` passes), bf16 autocast on CUDA where supported
+    (fp16 otherwise), fp32 on the CPU. ``max_minutes`` stops early and saves.
+
+    Returns:
+        The metrics: ``steps``, ``seconds``, ``loss_first``/``loss_last`` (mean over the first/last
+        10 % of steps, nats), ``eval_spearman_before``/``eval_spearman`` (cosine of the pooled
+        vectors on ``eval_pairs``), the settings and the data sizes.
+
+    Raises:
+        UsageError: unknown method/pooling, missing or too little data, bad numbers.
+        ModelError, DeviceError: from :func:`nlptool.models.load_model`.
+    """
+    import shutil
+    import tempfile
+
+    import torch
+
+    from .models import load_model
+
+    if method not in METHODS:
+        raise UsageError(f"method {method!r}: expected one of {', '.join(METHODS)}")
+    if pooling not in POOLINGS:
+        raise UsageError(f"pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
+    if method == "cosent":
+        if pairs is None or len(pairs) < 2:
+            raise UsageError("CoSENT needs at least 2 labelled pairs (s1, s2, score)")
+        n_items = len(pairs)
+    else:
+        if not sentences or len(sentences) < 2:
+            raise UsageError("SimCSE needs at least 2 distinct sentences")
+        sentences = list(sentences)
+        n_items = len(sentences)
+    if batch_size < 2:
+        raise UsageError("batch size must be at least 2 (in-batch comparisons)")
+    log = log or (lambda s: None)
+    random.seed(seed)
+    torch.manual_seed(seed)
+
+    loaded = load_model(model, kind="encoder", device=device, fp16=False)
+    net, tok, dev = loaded.model, loaded.tokenizer, loaded.device
+    batcher = _Batcher(tok, max_length)
+    steps_per_epoch = max(1, math.ceil(n_items / batch_size))
+    total = int(max_steps) if max_steps else max(1, int(math.ceil(epochs * steps_per_epoch)))
+    n_warm = int(warmup * total)
+
+    def lr_at(step: int) -> float:
+        if step < n_warm:
+            return (step + 1) / (n_warm + 1)
+        return max(0.0, (total - step) / max(1, total - n_warm))
+
+    opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=0.01)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
+    amp = None
+    if dev.type == "cuda":
+        amp = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    scaler = torch.amp.GradScaler("cuda") if amp == torch.float16 else None
+
+    before = spearman_of(net, tok, eval_pairs, pooling=pooling, max_length=max_length) if eval_pairs else None
+    if before is not None:
+        log(f"held-out Spearman before training: {before:.4f} ({len(eval_pairs)} pairs)")
+    rng = random.Random(seed)
+    order: list[int] = []
+    losses: list[float] = []
+    net.train()
+    t0 = time.monotonic()
+    deadline = t0 + max_minutes * 60 if max_minutes else None
+    step = 0
+    while step < total:
+        if len(order) < batch_size:
+            perm = list(range(n_items))
+            rng.shuffle(perm)
+            order = order + perm
+        idx, order = order[:batch_size], order[batch_size:]
+        with torch.autocast(device_type=dev.type, dtype=amp, enabled=amp is not None):
+            if method == "cosent":
+                texts = [pairs.s1[i] for i in idx] + [pairs.s2[i] for i in idx]
+                batch, content = batcher(texts, dev)
+                v = pool(net(**batch).last_hidden_state.float(), content, pooling)
+                a, b = v[: len(idx)], v[len(idx):]
+                cos = torch.nn.functional.cosine_similarity(a, b, dim=-1)
+                loss = cosent_loss(cos, torch.tensor([pairs.score[i] for i in idx]), scale)
+            else:
+                texts = [sentences[i] for i in idx]
+                batch, content = batcher(texts + texts, dev)  # two dropout views in one pass
+                v = pool(net(**batch).last_hidden_state.float(), content, pooling)
+                loss = simcse_loss(v[: len(idx)], v[len(idx):], temperature)
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.unscale_(opt)
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+        sched.step()
+        losses.append(float(loss.detach()))
+        step += 1
+        if step % max(1, total // 10) == 0 or step == total:
+            k = max(1, min(50, step))
+            log(f"step {step}/{total}: loss {sum(losses[-k:]) / k:.4f} (mean of last {k}), "
+                f"{time.monotonic() - t0:.0f} s")
+        if deadline and time.monotonic() > deadline:
+            log(f"time budget of {max_minutes} min reached at step {step}")
+            break
+    seconds = time.monotonic() - t0
+    net.eval()
+    after = spearman_of(net, tok, eval_pairs, pooling=pooling, max_length=max_length) if eval_pairs else None
+    if after is not None:
+        log(f"held-out Spearman after training: {after:.4f}")
+    k = max(1, len(losses) // 10)
+    metrics = {
+        "method": method, "base_model": str(model), "pooling": pooling, "steps": step, "planned_steps": total,
+        "batch_size": batch_size, "learning_rate": learning_rate, "warmup": warmup, "max_length": max_length,
+        "epochs": round(step / steps_per_epoch, 3), "seconds": round(seconds, 1), "device": str(dev),
+        "mixed_precision": str(amp).replace("torch.", "") if amp else None,
+        "train_items": n_items, "eval_pairs": len(eval_pairs) if eval_pairs else 0,
+        "loss_first": sum(losses[:k]) / k, "loss_last": sum(losses[-k:]) / k,
+        "eval_spearman_before": before, "eval_spearman": after, "seed": seed,
+    }
+    if method == "cosent":
+        metrics["scale"] = scale
+    else:
+        metrics["temperature"] = temperature
+    metrics = {k2: (None if isinstance(v2, float) and not math.isfinite(v2) else v2) for k2, v2 in metrics.items()}
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
+    try:
+        net.save_pretrained(tmp, safe_serialization=True)
+        # a fresh copy: the one used above would save the last call's truncation/padding settings
+        from transformers import AutoTokenizer
+
+        AutoTokenizer.from_pretrained(loaded.path).save_pretrained(tmp)
+        (tmp / "sentence_config.json").write_text(json.dumps({"pooling": pooling, "layer": -1}) + "\n")
+        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return metrics
+
+
+# --------------------------------------------------------------------------------------------
+# export of a built-in model
+
+
+def export_fp16(src: str | os.PathLike, dest: str | os.PathLike) -> int:
+    """Copy the encoder in ``src`` to ``dest`` with fp16 safetensors weights, its tokenizer, config
+    and ``sentence_config.json``; returns the weight file's size in bytes."""
+    import shutil
+
+    import torch
+    from transformers import AutoModel, AutoTokenizer
+
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    net = AutoModel.from_pretrained(str(src), dtype=torch.float32)
+    net.half().save_pretrained(dest, safe_serialization=True)
+    AutoTokenizer.from_pretrained(str(src)).save_pretrained(dest)
+    for name in ("sentence_config.json",):
+        if (Path(src) / name).exists():
+            shutil.copy(Path(src) / name, dest / name)
+    return (dest / "model.safetensors").stat().st_size
+
+
+def model_card(name: str, metrics: dict) -> str:
+    """The README.md model card of a similarity encoder, generated from the metrics JSON written
+    by the build script: ``{"stages": [train metrics...], "eval": {...}, "data": {...},
+    "commands": [...], "size_bytes": int}``."""
+
+    def f(x, nd=3):
+        return "n/a" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
+
+    lines = [f"# {name}", "",
+             "Chinese sentence-similarity encoder (BERT, "
+             f"{metrics.get('layers', 4)} layers, hidden {metrics.get('hidden', 256)}), fine-tuned from "
+             f"`{metrics.get('base', 'zh-bert-mini')}` by `nlptool train similarity`; the default model of "
+             "`nlptool similarity`. Weights in fp16 "
+             f"({metrics.get('size_bytes', 0) / 1e6:.1f} MB).", "",
+             "## Training", ""]
+    for st in metrics.get("stages", []):
+        lines.append(f"- **{st['method']}** ({'Su 2022, CoSENT' if st['method'] == 'cosent' else 'Gao et al. 2021, unsupervised SimCSE'}): "
+                     f"{st['train_items']:,} training {'pairs' if st['method'] == 'cosent' else 'sentences'}, "
+                     f"{st['steps']} steps ({st['epochs']} epochs) at batch {st['batch_size']}, lr {st['learning_rate']}, "
+                     f"max length {st['max_length']}, {st['pooling']} pooling, {st['seconds']} s on {st['device']}"
+                     f"{' (' + st['mixed_precision'] + ')' if st.get('mixed_precision') else ''}; "
+                     f"loss {f(st['loss_first'])} -> {f(st['loss_last'])} nats.")
+    data = metrics.get("data", {})
+    lines += ["", "## Data and splits", ""]
+    for k, v in data.items():
+        lines.append(f"- {k}: {v}")
+    ev = metrics.get("eval", {})
+    if ev:
+        lines += ["", "## Measured quality", "",
+                  f"Spearman correlation with the gold scores on {ev.get('name', 'the held-out split')} "
+                  f"({ev.get('n', '?')} pairs, never trained on):", "",
+                  "| scorer | Spearman |", "|---|---|"]
+        for k, v in ev.get("spearman", {}).items():
+            lines.append(f"| {k} | {f(v)} |")
+    lines += ["", "## Rebuild", "", "```sh"] + list(metrics.get("commands", [])) + ["```", ""]
+    return "\n".join(lines)
+
+
+# --------------------------------------------------------------------------------------------
+# evaluation on labelled pairs (the build script and benchmarks/bench_similarity.py)
+
+
+def char_jaccard(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' character sets (whitespace ignored), in ``[0, 1]``:
+    the trivial baseline a similarity encoder must beat."""
+    sa, sb = set(a) - set(" \t"), set(b) - set(" \t")
+    return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
+
+
+def sts_scores(model, pairs: Pairs, *, device: str = "cpu", transport: bool = True, batch_size: int = 128,
+               log: Callable[[str], None] | None = None) -> dict:
+    """Spearman correlations with the gold scores of ``pairs`` for the five scorers of the
+    similarity benchmark: ``char Jaccard``, ``cos(mean)`` (uniform mean of the last layer's token
+    vectors), ``cos(IDF mean)`` (IDF-weighted, the model's shipped table or zh-bert-mini's),
+    ``-WMD`` and ``-WRD`` (exact transport with IDF weights, the ``similarity`` default; skipped
+    when ``transport`` is false or POT is not installed). Pairs where a scorer is undefined
+    (a text without tokens) are left out of that scorer only. Returns ``{scorer: rho, "n": pairs}``.
+    """
+    import numpy as np
+    from scipy.stats import spearmanr
+
+    from .models import load_model
+    from .similarity import load_embedder, model_kind, score_pairs
+    from .similarity.weights import BUILTIN_IDF, builtin_idf_path
+
+    log = log or (lambda s: None)
+    gold = np.asarray(pairs.score, dtype=float)
+    out: dict = {"n": len(pairs)}
+
+    def rho(vals):
+        v = np.array([np.nan if isinstance(x, Exception) or x is None else x for x in vals], dtype=float)
+        ok = np.isfinite(v)
+        return float(spearmanr(v[ok], gold[ok]).statistic)
+
+    out["char Jaccard"] = rho([char_jaccard(a, b) for a, b in zip(pairs.s1, pairs.s2)])
+    loaded = load_model(model, kind=model_kind(model), device=device)
+    idf_path = builtin_idf_path(str(model)) or builtin_idf_path(next(iter(BUILTIN_IDF)))
+    for name, kwargs in (("cos(mean)", {"uniform": True}), ("cos(IDF mean)", {"idf": idf_path})):
+        emb = load_embedder(loaded, batch_size=batch_size, **kwargs)
+        res = score_pairs(emb, pairs.s1, pairs.s2, pool="mean")
+        out[name] = rho([r if isinstance(r, Exception) else r["cos"] for r in res])
+        log(f"{model}: {name} {out[name]:.4f}")
+    if transport:
+        try:
+            import ot  # noqa: F401
+        except ImportError:
+            transport = False
+    if transport:
+        emb = load_embedder(loaded, batch_size=batch_size, idf=idf_path)
+        res = score_pairs(emb, pairs.s1, pairs.s2, metric="both")
+        for key in ("wmd", "wrd"):
+            out[f"-{key.upper()}"] = rho([r if isinstance(r, Exception) else -r[key] for r in res])
+            log(f"{model}: -{key.upper()} {out['-' + key.upper()]:.4f}")
+    return out
+
+
+def export_similarity_model(src: str | os.PathLike, dest: str | os.PathLike, *, name: str,
+                            stage_metrics: Sequence[str | os.PathLike], eval_file: str | os.PathLike,
+                            eval_name: str, data: dict, commands: Sequence[str], base: str,
+                            device: str = "cpu", metrics_out: str | os.PathLike | None = None) -> dict:
+    """Export a trained encoder as a built-in model: fp16 weights, tokenizer, config, the
+    ``sts_scores`` of ``eval_file`` (measured on the exported fp16 copy) and a README.md model card
+    generated by :func:`model_card` from the metrics written to ``metrics_out`` (default
+    ``dest/training_metrics.json``). Returns those metrics."""
+    stages = [json.loads(Path(p).read_text(encoding="utf-8")) for p in stage_metrics]
+    size = export_fp16(src, dest)
+    ev = sts_scores(str(dest), read_pairs([eval_file]), device=device)
+    from transformers import AutoConfig
+
+    cfg = AutoConfig.from_pretrained(str(dest))
+    metrics = {"name": name, "base": base, "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
+               "size_bytes": size, "stages": stages, "data": data,
+               "eval": {"name": eval_name, "n": ev.pop("n"), "spearman": ev}, "commands": list(commands)}
+    text = json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
+    Path(metrics_out or Path(dest) / "training_metrics.json").write_text(text, encoding="utf-8")
+    (Path(dest) / "README.md").write_text(model_card(name, metrics), encoding="utf-8")
+    return metrics

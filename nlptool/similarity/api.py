@@ -1,0 +1,417 @@
+"""The entry points ``nlptool similarity`` calls, usable from Python as they are:
+:func:`load_embedder`, :func:`score_pairs` / :func:`pairs` (pair mode, several references),
+:func:`search` (exact k-NN) and :func:`matrix` (all-pairs distances in row blocks)."""
+
+from __future__ import annotations
+
+import json
+import os
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from ..errors import InputDataError, NlptoolError, UsageError
+from .embedders import ContextualEmbedder, StaticEmbedder
+from .search import CorpusIndex, knn_search
+from .transport import METRICS, SOLVERS, Doc, emd, mean_cosine, pair_distances, prepare
+from .weights import builtin_idf_path, load_idf, load_whitening
+
+#: Ways to compare two texts: ``none`` = optimal transport between token vectors (WMD/WRD),
+#: ``mean`` = cosine of the (IDF-weighted) mean token vectors.
+POOLS = ("none", "mean")
+METRIC_CHOICES = ("wmd", "wrd", "both")
+
+Log = Callable[[str], None]
+
+
+class OovStats:
+    """Out-of-vocabulary counts of static word vectors over every text embedded."""
+
+    def __init__(self):
+        self.words: Counter = Counter()
+        self.total = 0
+        self.texts = 0
+        self.texts_with_oov = 0
+
+    def add(self, doc: Doc) -> None:
+        self.texts += 1
+        self.total += int(doc.counts.sum()) + len(doc.oov)
+        if doc.oov:
+            self.texts_with_oov += 1
+            self.words.update(doc.oov)
+
+    def summary(self) -> str:
+        n = sum(self.words.values())
+        pct = 100.0 * n / self.total if self.total else 0.0
+        top = ", ".join(f"{w} ({c})" for w, c in self.words.most_common(8))
+        return (f"out of vocabulary: {n} of {self.total} words ({pct:.1f}%) in {self.texts_with_oov} of "
+                f"{self.texts} texts" + (f"; most frequent: {top}" if top else ""))
+
+
+def model_kind(model: str | os.PathLike) -> str:
+    """How to load ``model`` for token vectors: ``masked-lm`` for a local checkpoint saved with an
+    MLM head (its base model is used, and no pooler is newly initialised), else ``encoder``."""
+    from ..models import resolve_model_path
+
+    path = resolve_model_path(str(model))
+    try:
+        with open(os.path.join(path, "config.json"), encoding="utf-8") as fh:
+            archs = json.load(fh).get("architectures") or []
+    except (OSError, ValueError):
+        return "encoder"
+    return "masked-lm" if any(a.endswith("ForMaskedLM") for a in archs) else "encoder"
+
+
+def load_embedder(
+    loaded=None,
+    *,
+    vectors: str | os.PathLike | None = None,
+    vectors_limit: int | None = None,
+    layers: Sequence[int] = (-1,),
+    idf: str | os.PathLike | None = None,
+    uniform: bool = False,
+    whiten: str | os.PathLike | None = None,
+    drop_punct: bool = False,
+    batch_size: int = 64,
+    log: Log | None = None,
+):
+    """The token-vector source of a similarity run.
+
+    Args:
+        loaded: a :class:`nlptool.models.LoadedModel` (load it with ``kind=model_kind(name)``);
+            ``None`` with ``vectors``.
+        vectors: a word2vec file (text or binary) instead of a model; the embedder then has an
+            ``oov_stats`` (:class:`OovStats`).
+        layers: hidden-state indices averaged (0 = embeddings, -1 = last).
+        idf: an IDF table (``token<TAB>idf``) or a corpus (one document per line); without it a
+            built-in model uses its shipped table unless ``uniform``.
+        whiten: BERT-whitening, a ``.npz`` or a text file to fit it on (contextual vectors only).
+        drop_punct: leave punctuation tokens out of the transport (contextual vectors only).
+        log: receives one-line messages (what was loaded).
+
+    Raises:
+        UsageError: inconsistent options, missing files.
+    """
+    log = log or (lambda s: None)
+    if idf and uniform:
+        raise UsageError("an IDF file and uniform weights exclude each other")
+    if vectors is not None:
+        if whiten or drop_punct:
+            raise UsageError("whitening and dropping punctuation apply to contextual vectors, not to static vectors")
+        from ..vectors import load_word2vec
+
+        wv = load_word2vec(vectors, limit=vectors_limit)
+        log(f"vectors {vectors}: {len(wv)} words, dim {wv.dim}")
+        emb = StaticEmbedder(wv)
+        emb.oov_stats = OovStats()
+    else:
+        if loaded is None:
+            raise UsageError("give a loaded model or a word2vec file")
+        emb = ContextualEmbedder(loaded, layers=tuple(layers), batch_size=batch_size, drop_punct=drop_punct)
+        emb.oov_stats = None
+        if whiten:
+            emb.whitening = load_whitening(whiten, emb)
+            log(f"whitening from {whiten}: {emb.whitening.w.shape[0]} -> {emb.whitening.w.shape[1]} dimensions")
+    idf_file = idf
+    if idf_file is None and not uniform and loaded is not None and vectors is None:
+        idf_file = builtin_idf_path(loaded.name)
+    if idf_file:
+        emb.idf, emb.idf_default = load_idf(idf_file, emb.split)
+        log(f"IDF weights from {idf_file}: {len(emb.idf)} tokens")
+    return emb
+
+
+def _embed(embedder, texts: Sequence[str]) -> list[Doc]:
+    docs = embedder.embed(list(texts))
+    stats = getattr(embedder, "oov_stats", None)
+    if stats is not None:
+        for d in docs:
+            stats.add(d)
+    return docs
+
+
+def _check(metric: str, pool: str, solver: str) -> tuple[str, ...]:
+    if pool not in POOLS:
+        raise UsageError(f"pool {pool!r}: expected one of {', '.join(POOLS)}")
+    if metric not in METRIC_CHOICES:
+        raise UsageError(f"metric {metric!r}: expected wmd, wrd or both")
+    if solver not in SOLVERS:
+        raise UsageError(f"solver {solver!r}: expected emd or sinkhorn")
+    return METRICS if metric == "both" else (metric,)
+
+
+def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequence[str]], *,
+                metric: str = "both", pool: str = "none", solver: str = "emd", reg: float | None = None,
+                device="cpu") -> list[dict | Exception]:
+    """Scores of the pairs ``(texts_a[i], texts_b[i])``; ``texts_b[i]`` may be a list of references.
+
+    One entry per pair, an :class:`InputDataError` for a text without token vectors:
+
+    * ``pool="none"``: ``{"wmd": float, "wrd": float, "similarity": 1 - wrd}`` (the requested
+      metrics; WMD in the vectors' Euclidean units, WRD in ``[0, 2]``).
+    * ``pool="mean"``: ``{"cos": float, "similarity": cos}`` (cosine in ``[-1, 1]`` of the
+      IDF-weighted mean token vectors).
+    * several references: each value is a list (one per reference, in order) and ``<key>_min``
+      (``cos_max`` for the cosine) holds the best; ``similarity`` is that of the best reference and
+      ``best`` its index. Each listed value equals the pair mode's value of that single pair.
+
+    Raises:
+        UsageError: unknown metric, pool or solver; sinkhorn without a positive ``reg``.
+    """
+    metrics = _check(metric, pool, solver)
+    flat_a, flat_b, owner = [], [], []
+    for i, (a, b) in enumerate(zip(texts_a, texts_b)):
+        refs = [b] if isinstance(b, str) else list(b)
+        for r in refs:
+            flat_a.append(a)
+            flat_b.append(r)
+            owner.append(i)
+    docs = _embed(embedder, list(flat_a) + list(flat_b))
+    da, db = docs[: len(flat_a)], docs[len(flat_a):]
+    if pool == "mean":
+        flat: list[dict | Exception] = []
+        for x, y in zip(da, db):
+            bad = [f"{side} text: {d.empty_reason()}" for side, d in (("first", x), ("second", y)) if d.empty_reason()]
+            if bad:
+                flat.append(InputDataError("; ".join(bad)))
+            else:
+                c = mean_cosine(x, y)
+                flat.append({"cos": c, "similarity": c})
+    else:
+        flat = pair_distances(da, db, metrics=metrics, solver=solver, reg=reg, device=device)
+    if getattr(embedder, "oov_stats", None) is not None:
+        for r, x, y in zip(flat, da, db):
+            if isinstance(r, dict):
+                r["oov"] = len(x.oov) + len(y.oov)
+    out: list[dict | Exception] = []
+    pos = 0
+    for i, b in enumerate(texts_b):
+        n = 1 if isinstance(b, str) else len(b)
+        group = flat[pos:pos + n]
+        pos += n
+        if isinstance(b, str):
+            out.append(group[0])
+            continue
+        if n == 0:
+            out.append(InputDataError("the list of references is empty"))
+            continue
+        errs = [(k, g) for k, g in enumerate(group) if isinstance(g, Exception)]
+        if errs:
+            out.append(InputDataError("; ".join(f"reference {k}: {g}" for k, g in errs)))
+            continue
+        res: dict = {}
+        keys = ["cos"] if pool == "mean" else list(metrics)
+        for key in keys + (["oov"] if "oov" in group[0] else []):
+            res[key] = [g[key] for g in group]
+        primary = "cos" if pool == "mean" else ("wrd" if "wrd" in metrics else "wmd")
+        vals = res[primary]
+        best = int(np.argmax(vals)) if primary == "cos" else int(np.argmin(vals))
+        for key in keys:
+            res[f"{key}_max" if key == "cos" else f"{key}_min"] = (max if key == "cos" else min)(res[key])
+        res["best"] = best
+        if "similarity" in group[0]:
+            res["similarity"] = group[best]["similarity"]
+        out.append(res)
+    return out
+
+
+def pairs(records: Iterable, embedder, *, a_key: str = "sentence1", b_key: str = "sentence2",
+          metric: str = "both", pool: str = "none", solver: str = "emd", reg: float | None = None,
+          device="cpu", chunk_size: int = 1000, strict: bool = False) -> Iterator[dict]:
+    """Pair mode over records of :func:`nlptool.io.read_records` (``keys=[a_key, b_key]``,
+    ``list_keys=[b_key]``): one output object per record, in order (see :func:`score_pairs`).
+
+    Raises:
+        InputDataError: with ``strict``, at the first bad record.
+    """
+    from ..io import map_records
+
+    _check(metric, pool, solver)
+
+    def batch(recs):
+        return score_pairs(embedder, [r.texts[a_key] for r in recs], [r.texts[b_key] for r in recs],
+                           metric=metric, pool=pool, solver=solver, reg=reg, device=device)
+
+    yield from map_records(records, batch, strict=strict, chunk_size=chunk_size)
+
+
+def search(query_records: Iterable, corpus_records: Iterable, embedder, *, metric: str = "wrd", top_k: int = 5,
+           strict: bool = False, chunk_size: int = 256, log: Log | None = None) -> Iterator[dict]:
+    """Exact k-NN search: for each query record, the ``top_k`` corpus texts nearest by WMD/WRD
+    (:func:`knn_search`, WCD/RWMD pruning). Output objects: the query's fields plus
+    ``{"neighbors": [{"line", "text", "distance"}], "exact_solves", "avoided"}``. A corpus record
+    that cannot be read or has no token vectors is never a neighbour (reported through ``log``).
+
+    Raises:
+        UsageError: metric not wmd/wrd, ``top_k < 1``.
+    """
+    from ..io import map_records
+
+    log = log or (lambda s: None)
+    if metric not in METRICS:
+        raise UsageError(f"metric {metric!r}: search takes wmd or wrd")
+    if top_k < 1:
+        raise UsageError("the number of neighbours must be at least 1")
+    crecs = list(corpus_records)
+    good = [r for r in crecs if not r.error]
+    for r in crecs:
+        if r.error:
+            log(f"corpus {r.error}; not searched")
+    index = CorpusIndex(_embed(embedder, [r.text for r in good]), metric)
+    empty = len(good) - len(index.valid)
+    if empty:
+        log(f"{empty} corpus text(s) have no token vectors (empty or all OOV) and are never neighbours")
+    totals = {"queries": 0, "solves": 0, "candidates": 0}
+
+    def batch(recs):
+        out = []
+        for qd in _embed(embedder, [r.text for r in recs]):
+            why = qd.empty_reason()
+            if why:
+                out.append(InputDataError(f"query: {why}"))
+                continue
+            res = knn_search(qd, index, top_k)
+            totals["queries"] += 1
+            totals["solves"] += res.exact_solves
+            totals["candidates"] += res.candidates
+            obj = {"neighbors": [{"line": good[i].line, "text": good[i].text, "distance": d} for i, d in res.neighbors],
+                   "exact_solves": res.exact_solves, "avoided": res.avoided}
+            if getattr(embedder, "oov_stats", None) is not None:
+                obj["oov"] = len(qd.oov)
+            out.append(obj)
+        return out
+
+    yield from map_records(query_records, batch, strict=strict, chunk_size=chunk_size)
+    c = totals["candidates"]
+    avoided = c - totals["solves"]
+    log(f"search ({metric}, top {top_k}): {totals['queries']} queries x {len(index.valid)} corpus texts; "
+        f"{totals['solves']} exact solves, {avoided} of {c} avoided by WCD/RWMD pruning "
+        f"({100.0 * avoided / c if c else 0.0:.1f}%)")
+
+
+def _mean_vectors(docs: Sequence[Doc]) -> np.ndarray:
+    """Unit (IDF-weighted) mean vectors ``(n, dim)``; rows of empty documents are NaN."""
+    dim = next((d.vectors.shape[1] for d in docs if len(d)), 1)
+    out = np.full((len(docs), dim), np.nan)
+    for i, d in enumerate(docs):
+        if len(d):
+            w = d.counts * d.idf
+            v = w @ d.vectors / w.sum()
+            nrm = np.linalg.norm(v)
+            out[i] = v / nrm if nrm > 0 else 0.0
+    return out
+
+
+def distance_block(rows: Sequence[Doc], cols: Sequence[Doc], metric: str) -> np.ndarray:
+    """Exact distances ``(len(rows), len(cols))`` float64: WMD/WRD by :func:`emd` (0 for identical
+    token sequences, as in pair mode), or ``cos`` = ``1 - cosine`` of the mean vectors. A row or
+    column without token vectors is NaN."""
+    out = np.full((len(rows), len(cols)), np.nan)
+    if metric == "cos":
+        a, b = _mean_vectors(rows), _mean_vectors(cols)
+        return 1.0 - a @ b.T
+    pc = []
+    for d in cols:
+        try:
+            pc.append(prepare(d, metric))
+        except NlptoolError:
+            pc.append(None)
+    for i, r in enumerate(rows):
+        try:
+            pr = prepare(r, metric)
+        except NlptoolError:
+            continue
+        for j, (c, p) in enumerate(zip(cols, pc)):
+            if p is not None:
+                out[i, j] = 0.0 if r.key == c.key else emd(pr, p, metric)
+    return out
+
+
+def matrix(row_records: Iterable, embedder, out_path: str | os.PathLike, *, col_records: Iterable | None = None,
+           metric: str = "wrd", pool: str = "none", top_k: int = 5, block_rows: int = 64,
+           strict: bool = False, log: Log | None = None) -> Iterator[dict]:
+    """All-pairs distances of one collection (``col_records=None``: rows x rows) or of queries x
+    corpus, written to ``out_path`` as a ``.npy`` float64 matrix ``(n_rows, n_cols)`` (a memory-mapped
+    temporary file beside it, renamed when complete), plus one output object per row record with its
+    ``top_k`` nearest columns (``{"neighbors": [{"index", "line", "text", "distance"}]}``; in the
+    one-collection case a row is not its own neighbour).
+
+    Values are exact and equal the pair mode's: WMD/WRD (``pool="none"``; ``metric`` ``both`` means
+    WRD) or ``1 - cos`` of the mean vectors (``pool="mean"``). Memory: the columns' token vectors
+    plus one block of ``block_rows`` rows (their token vectors and a ``(block_rows, n_cols)`` slice);
+    the matrix itself stays on disk. Unreadable records and texts without token vectors get NaN rows
+    / columns in the matrix and an ``error`` in their output object.
+
+    Raises:
+        UsageError: bad metric/pool/top_k/block size, an output path ending in something else than
+            ``.npy``.
+        InputDataError: with ``strict``, at the first bad record.
+    """
+    log = log or (lambda s: None)
+    _check(metric, pool, "emd")
+    if top_k < 1 or block_rows < 1:
+        raise UsageError("the number of neighbours and the block size must be at least 1")
+    out_path = str(out_path)
+    if not out_path.endswith(".npy"):
+        raise UsageError(f"{out_path}: the matrix file must end in .npy")
+    m = "cos" if pool == "mean" else ("wrd" if metric == "both" else metric)
+    rows = list(row_records)
+    same = col_records is None
+    cols = rows if same else list(col_records)
+    if strict:
+        for r in rows + ([] if same else cols):
+            if r.error:
+                raise InputDataError(r.error, r.source, r.line)
+    col_texts = [("" if r.error else r.text) for r in cols]
+    col_docs = _embed(embedder, col_texts)
+    for r, d in zip(cols, col_docs):
+        if r.error:
+            d.tokens, d.vectors = [], np.zeros((0, 1))
+    from numpy.lib.format import open_memmap
+
+    parent = os.path.dirname(os.path.abspath(out_path))
+    tmp = os.path.join(parent, f".{os.path.basename(out_path)}.tmp-{os.getpid()}.npy")
+    mm = open_memmap(tmp, mode="w+", dtype=np.float64, shape=(len(rows), len(cols)))
+    objs: list[dict] = []
+    try:
+        for s in range(0, len(rows), block_rows):
+            block = rows[s:s + block_rows]
+            docs = col_docs[s:s + block_rows] if same else _embed(embedder, [("" if r.error else r.text) for r in block])
+            if not same:
+                for r, d in zip(block, docs):
+                    if r.error:
+                        d.tokens, d.vectors = [], np.zeros((0, 1))
+            vals = distance_block(docs, col_docs, m)
+            mm[s:s + len(block)] = vals
+            for k, (r, d) in enumerate(zip(block, docs)):
+                from ..io import output_record
+
+                if r.error:
+                    objs.append(output_record(r))
+                    continue
+                why = d.empty_reason()
+                if why:
+                    if strict:
+                        raise InputDataError(why, r.source, r.line)
+                    objs.append(output_record(r, error=why))
+                    continue
+                row = vals[k].copy()
+                if same:
+                    row[s + k] = np.nan
+                ok = np.flatnonzero(~np.isnan(row))
+                order = ok[np.lexsort((ok, row[ok]))][:top_k]
+                objs.append(output_record(r, {
+                    "index": s + k,
+                    "neighbors": [{"index": int(j), "line": cols[j].line, "text": cols[j].text,
+                                   "distance": float(row[j])} for j in order]}))
+            yield from objs
+            objs = []
+        mm.flush()
+        del mm
+        os.replace(tmp, out_path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    log(f"matrix ({m}): {len(rows)} x {len(cols)} -> {out_path}")

@@ -28,7 +28,6 @@ from __future__ import annotations
 import contextlib
 import io as _io
 import json
-import math
 import os
 import re
 import shutil

@@ -410,12 +410,6 @@ def test_library_exception_is_one_line_and_debug_shows_traceback(tmp_path, monke
     _common.DEBUG = False
 
 
-def _run_cli(args, stdin=b"", **kw):
-    env = dict(os.environ, PYTHONPATH=REPO)
-    return subprocess.run([sys.executable, "-m", "nlptool", *args], input=stdin, capture_output=True, env=env,
-                          timeout=120, **kw)
-
-
 def test_closed_pipe_exits_0_quietly(tmp_path):
     big = tmp_path / "many.txt"
     big.write_text("".join(f"好人{i}\n" for i in range(200000)), encoding="utf-8")

@@ -111,6 +111,27 @@ def OutputFileOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A00
     return typer.Option(default, *decls, help=help, callback=_check_output, **kw)
 
 
+def _check_out_dir(value: Optional[str]):
+    """``--out DIR`` callback: the parent directory exists and ``DIR`` is not an existing file."""
+    if value in (None, ""):
+        return value
+    from ..errors import UsageError
+
+    target = os.path.realpath(str(value))
+    if os.path.exists(target) and not os.path.isdir(target):
+        raise UsageError(f"{value}: exists and is not a directory (give a new or directory path for the model)")
+    parent = os.path.dirname(target)
+    if not os.path.isdir(parent):
+        raise UsageError(f"{value}: directory {os.path.dirname(str(value)) or parent} does not exist (create it first)")
+    return value
+
+
+def OutDirOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A002
+    """``--out DIR`` for a model directory: checked at parse time (parent exists, not a file);
+    build it with :func:`nlptool.io.atomic_dir` so a failed run leaves nothing behind."""
+    return typer.Option(default, *(decls or ("--out",)), help=help, callback=_check_out_dir, **kw)
+
+
 def finite_float(lo: float | None = None, hi: float | None = None, *, lo_open: bool = False, hi_open: bool = False,
                  allow_inf: bool = False):
     """A ``parser=`` for float options: rejects NaN (and infinities unless ``allow_inf``) and

@@ -1,6 +1,6 @@
 """Benchmark `nlptool split-valid` (adversarial validation) on a real category shift.
 
-Data: ../shared/data/shift/online_shopping_10_cats.zip (62,774 product reviews, CSV
+Data: $NLPTOOL_SHARED_DATA/shift/online_shopping_10_cats.zip (default ../shared/data; 62,774 product reviews, CSV
 `cat,label,review`, 10 categories; skipped cleanly when absent).
 
 Split (per seed s):
@@ -44,7 +44,7 @@ import zipfile
 import numpy as np
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-DATA = os.path.join(ROOT, "..", "shared", "data", "shift", "online_shopping_10_cats.zip")
+DATA = os.path.join(os.environ.get("NLPTOOL_SHARED_DATA") or os.path.join(ROOT, "..", "shared", "data"), "shift", "online_shopping_10_cats.zip")
 SOURCE = ("平板", "水果", "洗发水", "衣服", "酒店")
 SHARE = 0.10
 

@@ -510,3 +510,30 @@ def test_output_flags_checked_at_parse_time(tmp_path, command, flag, kind):
         except _click.exceptions.MissingParameter:
             pytest.fail(f"nlptool {command} {flag} {kind}: not checked by the parser")
     assert _snapshot(tmp_path) == before
+
+
+def test_quiet_silences_library_warnings(tmp_path, monkeypatch):
+    # issue 12 row 19: transformers FutureWarning / captum UserWarning on stderr despite --quiet
+    import warnings
+
+    import nlptool.unigram as unigram
+
+    real = unigram.load_model
+
+    def noisy(*a, **k):
+        warnings.warn("a library FutureWarning", FutureWarning)
+        return real(*a, **k)
+
+    monkeypatch.setattr(unigram, "load_model", noisy)
+    d = tmp_path / "dict.txt"
+    d.write_text(TINY_DICT, encoding="utf-8")
+    # (pytest captures warnings itself, so they are recorded here rather than read from stderr)
+    with warnings.catch_warnings(record=True) as loud:
+        warnings.simplefilter("always")
+        res = runner.invoke(app, ["tokenize-sample", "--dict", str(d)], input="好人\n")
+    assert res.exit_code == 0 and any(issubclass(w.category, FutureWarning) for w in loud)  # the check can fail
+    with warnings.catch_warnings(record=True) as quiet:
+        warnings.simplefilter("always")
+        res = runner.invoke(app, ["tokenize-sample", "--dict", str(d), "-q"], input="好人\n")
+    assert res.exit_code == 0 and res.stderr == "" and len(res.stdout.splitlines()) == 1
+    assert not quiet, [str(w.message) for w in quiet]

@@ -338,13 +338,47 @@ def escape_line(text: str) -> str:
     return _LINE_BREAK_RE.sub(lambda m: _LINE_BREAKS[m.group()], text)
 
 
-def _binary_lines(path: str) -> Iterator[bytes]:
+#: A line longer than this (bytes) is an error record and is never held in memory whole, so no
+#: single line can exhaust memory. ``read_records(..., keep_raw=True)`` (lossless copying) has no cap.
+MAX_LINE_BYTES = 64 * 1024 * 1024
+
+
+class _TooLong(bytes):
+    """Marker for a line over :data:`MAX_LINE_BYTES`; ``size`` is its length in bytes."""
+
+    size = 0
+
+
+def _binary_lines(path: str, limit: int | None = None) -> Iterator[bytes]:
     if path == "-":
         stream: BinaryIO = getattr(sys.stdin, "buffer", None) or _io.BytesIO(sys.stdin.read().encode())
-        yield from stream
+        yield from _capped(stream, limit)
     else:
         with open(path, "rb") as fh:
-            yield from fh
+            yield from _capped(fh, limit)
+
+
+def _capped(stream, limit: int | None) -> Iterator[bytes]:
+    if limit is None:
+        yield from stream
+        return
+    while True:
+        line = stream.readline(limit + 1)
+        if not line:
+            return
+        if len(line) > limit and not line.endswith(b"\n"):
+            n = len(line)
+            while True:  # skip the rest of the line in bounded pieces
+                part = stream.readline(1 << 20)
+                n += len(part)
+                if not part or part.endswith(b"\n"):
+                    n -= part.endswith(b"\n")
+                    break
+            marker = _TooLong(b"")
+            marker.size = n
+            yield marker
+        else:
+            yield line
 
 
 def read_records(
@@ -395,8 +429,13 @@ def _iter_records(paths, input_format, keys, strict, tsv, optional_keys, keep_ra
                   list_keys=()) -> Iterator[Record]:
     for path in paths:
         source = STDIN_NAME if path == "-" else path
-        for lineno, raw in enumerate(_binary_lines(path), start=1):
-            rec = _parse_line(raw, source, lineno, input_format, keys, tsv, optional_keys, alternatives, list_keys)
+        for lineno, raw in enumerate(_binary_lines(path, None if keep_raw else MAX_LINE_BYTES), start=1):
+            if isinstance(raw, _TooLong):
+                rec = Record(source=source, line=lineno, error=(
+                    f"line of {raw.size:,} bytes is longer than the limit of {MAX_LINE_BYTES:,} bytes "
+                    "(split it into several records)"))
+            else:
+                rec = _parse_line(raw, source, lineno, input_format, keys, tsv, optional_keys, alternatives, list_keys)
             if keep_raw:
                 rec.raw = raw
             if rec.error and strict:

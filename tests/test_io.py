@@ -285,3 +285,13 @@ def test_json_output_keeps_one_record_on_one_line_for_splitlines(tmp_path):
         w.write({"text": "a\x85b\u2028c\u2029d"})
     text = out.read_text(encoding="utf-8")
     assert len(text.splitlines()) == 1 and json.loads(text) == {"text": "a\x85b\u2028c\u2029d"}
+
+
+def test_over_long_line_is_an_error_record_read_in_bounded_pieces(tmp_path, monkeypatch):
+    monkeypatch.setattr(nio, "MAX_LINE_BYTES", 100)
+    f = _write(tmp_path / "in.txt", b"ok\n" + b"x" * 5000 + b"\n" + b"y" * 100 + b"\n" + b"z" * 101)
+    recs = list(nio.read_records([f]))
+    assert [r.error is None for r in recs] == [True, False, True, False]
+    assert "5,000 bytes" in recs[1].error and recs[2].text == "y" * 100 and "101 bytes" in recs[3].error
+    raw = list(nio.read_records([f], keep_raw=True))  # lossless copying keeps every byte
+    assert b"".join(r.raw for r in raw) == open(f, "rb").read()

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from . import train_app
-from ._common import DeviceOpt, QuietOpt, _check_inputs, boundary, console, finite_float, info
+from ._common import DeviceOpt, OutDirOpt, QuietOpt, _check_inputs, boundary, console, finite_float, info
 
 
 @train_app.command("mlm")
@@ -27,7 +27,7 @@ def mlm(
         None, "--eval", callback=_check_inputs,
         help="Held-out text (repeatable): its MLM loss (nats per masked token, fixed masks) goes to training_metrics.json as eval_loss.",
     ),
-    out: Path = typer.Option(..., "--out", help="Output model directory (model files appear only when the run succeeds)."),
+    out: Path = OutDirOpt(..., "--out", help="Output model directory (model files appear only when the run succeeds)."),
     layers: int = typer.Option(4, "--layers", min=1, help="Transformer layers."),
     hidden: int = typer.Option(256, "--hidden", min=8, help="Hidden size (a multiple of --heads)."),
     heads: int = typer.Option(4, "--heads", min=1, help="Attention heads."),

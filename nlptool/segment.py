@@ -22,12 +22,14 @@ accuracy.
 
 from __future__ import annotations
 
+import os
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
 
+from .errors import InputDataError, NlptoolError, UsageError
 from .text import ALNUM_RUN, is_punct_or_space
 
 #: ``auto`` threshold: join when d / mean(d in the clause) >= AUTO_RATIO (chosen on a development
@@ -278,6 +280,7 @@ def parse_words(
     normalise: str = "none",
     stats=None,
     progress=None,
+    model_words: Sequence[Sequence[str] | None] | None = None,
 ) -> list[ParseResult]:
     """Parse word sequences from their word-level impact matrix (Wu et al., ACL 2020).
 
@@ -294,6 +297,8 @@ def parse_words(
             better of the two on UD Chinese GSDSimp dev with the built-in model (UAS 0.242 vs
             0.162, ``make bench-parse``).
         normalise: see :func:`nlptool.parsing.dependency_scores`.
+        model_words: per sentence, what the model sees for each word (e.g. converted to
+            simplified characters), or ``None`` to use the words themselves; the tree keeps ``words``.
     """
     from .parsing import dependency_scores, eisner, mart, tree_to_brackets
     from .perturbed_masking import impact_matrices
@@ -308,7 +313,8 @@ def parse_words(
         cur_ids: list[list[int]] = []
         used = 0
         for i in idx:
-            ids = encode(words[i].strip())[:max_tokens]
+            seen = model_words[s][i] if model_words is not None and model_words[s] is not None else words[i]
+            ids = encode(seen.strip())[:max_tokens]
             if cur and used + len(ids) > max_tokens:
                 seqs.append(cur_ids)
                 owners.append((s, cur))
@@ -364,12 +370,323 @@ _FALLBACK_CACHE: dict[tuple[str, int], float] = {}
 def auto_fallback(loaded, *, layer: int = -1, batch_size: int = 256) -> float:
     """The global threshold that ``auto`` uses for two-unit clauses: the median neighbour impact
     of the model on the calibration text shipped with nlptool (``nlptool/data/calibration_zh.txt``,
-    25 sentences written for nlptool). Computed once per model and layer per process."""
+    25 sentences written for nlptool). Read from the built-in segmenter's config.json when that
+    was built from the same weights (the calibration is computed once, when the model is built:
+    :func:`shipped_fallback`); otherwise computed once per model and layer per process."""
     key = (loaded.path, layer)
     if key not in _FALLBACK_CACHE:
+        shipped = shipped_fallback(loaded.path, layer)
+        if shipped is not None:
+            _FALLBACK_CACHE[key] = shipped
+            return shipped
         from importlib.resources import files
 
         text = (files("nlptool") / "data" / "calibration_zh.txt").read_text(encoding="utf-8")
         lines = [x for x in text.splitlines() if x.strip()]
         _FALLBACK_CACHE[key] = calibrate_threshold(loaded, lines, layer=layer, batch_size=batch_size)
     return _FALLBACK_CACHE[key]
+
+
+# ------------------------------------------------------------------- the tagger (zh-seg-mini)
+
+
+def tagger_clauses(text: str, text_index: int, vocab, max_units: int | None = None):
+    """Pieces and clauses of one text for the character tagger: like :func:`clauses_of`, with each
+    unit's id from the tagger vocabulary (``clause.ids[k] == [id]``)."""
+    from .tagger import TAGGER_MAX_UNITS
+
+    def encode(unit: str) -> list[int]:
+        return [vocab.id_of(model_form(unit))]
+
+    return clauses_of(text, text_index, encode, 10**9, max_units or TAGGER_MAX_UNITS)
+
+
+def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, progress=None) -> list[SegmentResult]:
+    """Segment texts with a self-trained character tagger (:mod:`nlptool.tagger`, e.g. the built-in
+    ``zh-seg-mini``): one forward pass per clause, clauses of all texts batched and length-sorted.
+    Neighbours are joined when ``p(join) >= 0.5``. ``impacts`` holds those probabilities.
+
+    Returns one :class:`SegmentResult` per text; ``"".join(r.words) == text`` always holds.
+    """
+    from .tagger import join_probabilities
+
+    all_pieces, all_clauses = [], []
+    for t, text in enumerate(texts):
+        pieces, clauses = tagger_clauses(text, t, tagger.tokenizer)
+        all_pieces.append(pieces)
+        all_clauses.extend(clauses)
+    probs = join_probabilities(tagger, [[u[0] for u in c.ids] for c in all_clauses], batch_size=batch_size)
+    joins: list[dict[int, bool]] = [{} for _ in texts]
+    impacts: list[list[list[float]]] = [[] for _ in texts]
+    for clause, p in zip(all_clauses, probs):
+        for (start, _end), q in zip(clause.spans[1:], p):
+            joins[clause.text_index][start] = bool(q >= 0.5)
+        impacts[clause.text_index].append([round(float(x), 4) for x in p])
+    if progress is not None:
+        progress(len(texts))
+    return [
+        SegmentResult(words_from_cuts(text, pieces, jn), imp)
+        for text, pieces, jn, imp in zip(texts, all_pieces, joins, impacts)
+    ]
+
+
+# ------------------------------------------------------------- traditional -> simplified script
+
+_CONVERTERS: dict[str, object] = {}
+
+
+def _opencc(config: str):
+    conv = _CONVERTERS.get(config)
+    if conv is None:
+        try:
+            import opencc
+        except ImportError:
+            raise NlptoolError(
+                "converting traditional characters needs OpenCC's Python package: pip install opencc"
+            ) from None
+        conv = opencc.OpenCC(config)
+        _CONVERTERS[config] = conv
+    return conv
+
+
+_CHAR_MAPS: dict[str, dict[str, str]] = {"t2s": {}, "s2t": {}}
+
+
+def convert_chars(text: str, config: str = "t2s") -> str:
+    """Character-aligned script conversion with OpenCC (``t2s``: traditional -> simplified,
+    ``s2t``: the reverse): every character is converted on its own and kept when OpenCC maps it
+    to anything other than exactly one character, so ``len(out) == len(text)`` and offsets agree.
+    (Phrase-level conversion is not used: it can change the length.)
+
+    Raises:
+        NlptoolError: the ``opencc`` package is not installed.
+    """
+    cache = _CHAR_MAPS[config]
+    out = []
+    conv = None
+    for c in text:
+        m = cache.get(c)
+        if m is None:
+            if ord(c) < 0x2E80:  # nothing below the CJK blocks changes script
+                m = c
+            else:
+                conv = conv or _opencc(config)
+                m = conv.convert(c)
+                if len(m) != 1:
+                    m = c
+            if len(cache) < 100_000:
+                cache[c] = m
+        out.append(m)
+    return "".join(out)
+
+
+def looks_traditional(text: str) -> bool:
+    """Auto-detection: True when more characters change under t2s than under s2t (simplified text
+    is nearly a fixed point of t2s, traditional text of s2t)."""
+    if not any(ord(c) >= 0x2E80 for c in text):
+        return False
+    t2s = convert_chars(text, "t2s")
+    s2t = convert_chars(text, "s2t")
+    n_t = sum(a != b for a, b in zip(text, t2s))
+    n_s = sum(a != b for a, b in zip(text, s2t))
+    return n_t > n_s
+
+
+def model_text(text: str, convert: str = "auto") -> str:
+    """The text the model sees: ``convert`` is ``none``, ``t2s`` (always) or ``auto`` (t2s when
+    :func:`looks_traditional`). Same length as ``text``, so words map back by offsets."""
+    if convert == "none":
+        return text
+    if convert == "t2s" or (convert == "auto" and looks_traditional(text)):
+        return convert_chars(text, "t2s")
+    if convert not in ("auto", "t2s"):
+        raise UsageError(f"convert must be auto, t2s or none, not {convert!r}")
+    return text
+
+
+# ------------------------------------------------------------------------------ user dictionary
+
+
+@dataclass
+class UserDict:
+    """Words that must never be split (jieba's format: ``word [count [tag]]`` per line)."""
+
+    words: frozenset
+    lengths: tuple  # distinct word lengths, longest first
+
+    @classmethod
+    def from_words(cls, words) -> "UserDict":
+        ws = frozenset(w for w in words if w)
+        return cls(ws, tuple(sorted({len(w) for w in ws}, reverse=True)))
+
+
+def read_user_dict(path: str | os.PathLike) -> UserDict:
+    """Read a user dictionary in jieba's format (``word [count [tag]]``, UTF-8; blank lines and
+    lines starting with ``#`` skipped; the word is the first whitespace-separated field).
+
+    Raises:
+        InputDataError: the file cannot be read or is not UTF-8.
+    """
+    words = []
+    try:
+        with open(path, encoding="utf-8-sig") as fh:
+            for raw in fh:
+                parts = raw.split()
+                if parts and not parts[0].startswith("#"):
+                    words.append(parts[0])
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InputDataError(f"cannot read the user dictionary: {exc}", source=str(path)) from None
+    return UserDict.from_words(words)
+
+
+def apply_user_dict(text: str, words: list[str], user_dict: UserDict | None) -> list[str]:
+    """Force dictionary words: scanning left to right, at each piece boundary the longest
+    dictionary word starting there (and ending on a piece boundary) is matched and the scan
+    continues after it (overlaps are resolved left to right); a matched word gets boundaries at
+    both ends and none inside. ``words`` must tile ``text``; the result tiles it too."""
+    if not user_dict or not user_dict.words or not text:
+        return words
+    cuts = set()
+    i = 0
+    for w in words:
+        cuts.add(i)
+        i += len(w)
+    cuts.add(i)
+    piece_edges = {p.start for p in split_pieces(text)} | {len(text)}
+    starts = sorted(piece_edges)
+    matched = []
+    pos = 0
+    for s in starts:
+        if s < pos:
+            continue
+        for L in user_dict.lengths:
+            e = s + L
+            if e <= len(text) and e in piece_edges and text[s:e] in user_dict.words:
+                matched.append((s, e))
+                pos = e
+                break
+    if not matched:
+        return words
+    for s, e in matched:
+        cuts.difference_update(range(s + 1, e))
+        cuts.add(s)
+        cuts.add(e)
+    edges = sorted(cuts)
+    return [text[a:b] for a, b in zip(edges, edges[1:])]
+
+
+# -------------------------------------------------------------------- the one CLI entry point
+
+
+def segment_or_parse(
+    texts: Sequence[str | None],
+    *,
+    segmenter=None,
+    method: str = "tagger",
+    given_words: Sequence[Sequence[str] | None] | None = None,
+    parser=None,
+    parse: str = "none",
+    threshold: float | str = "auto",
+    layer: int = -1,
+    batch_size: int = 256,
+    user_dict: UserDict | None = None,
+    convert: str = "auto",
+    fallback=None,
+) -> list[dict | Exception]:
+    """What ``nlptool segment`` does for one chunk of records: segment (or take given word lists),
+    force user-dictionary words, and parse when asked.
+
+    Args:
+        texts: one text per record (``None`` where ``given_words`` supplies the words).
+        segmenter: the loaded model of ``method``: a :class:`nlptool.tagger.LoadedTagger`
+            (``tagger``) or a BERT :class:`nlptool.models.LoadedModel` (``masking``).
+        method: ``tagger`` (:func:`segment_with_tagger`) or ``masking`` (:func:`segment_texts`).
+        given_words: per record, a word list to parse as given (not segmented), or ``None``.
+        parser: the BERT used for ``--parse`` (Perturbed Masking impact matrix of the words).
+        parse: ``none``, ``dependency`` or ``constituency``.
+        user_dict: words never split (:func:`read_user_dict`).
+        convert: ``auto``/``t2s``/``none``: traditional -> simplified before the model
+            (:func:`model_text`); output words are always the input's own characters.
+        fallback: the two-unit-clause threshold for ``masking`` (see :func:`auto_fallback`).
+
+    Returns:
+        per record a dict ``{"words": [...]}`` (plus ``"tree"`` or ``"heads"``), or a
+        ``ValueError`` for a record whose given words are not a list of strings.
+    """
+    n = len(texts)
+    given_words = given_words or [None] * n
+    results: list = [None] * n
+    word_lists: list = [None] * n
+    seg_idx = [i for i in range(n) if given_words[i] is None]
+    originals = [texts[i] or "" for i in seg_idx]
+    seen = [model_text(t, convert) for t in originals]
+    if seg_idx:
+        if method == "tagger":
+            segs = segment_with_tagger(segmenter, seen, batch_size=batch_size)
+        elif method == "masking":
+            segs = segment_texts(segmenter, seen, threshold=threshold, layer=layer, batch_size=batch_size, fallback=fallback)
+        else:
+            raise UsageError(f"method must be tagger or masking, not {method!r}")
+        for i, orig, s in zip(seg_idx, originals, segs):
+            words, k = [], 0
+            for w in s.words:  # back to the original characters (same offsets)
+                words.append(orig[k : k + len(w)])
+                k += len(w)
+            word_lists[i] = apply_user_dict(orig, words, user_dict)
+    for i in range(n):
+        if word_lists[i] is None:
+            given = given_words[i]
+            if not isinstance(given, list) or not all(isinstance(w, str) for w in given):
+                results[i] = ValueError("the given word list must be a list of strings")
+            else:
+                word_lists[i] = given
+    if parse != "none":
+        ok = [i for i in range(n) if results[i] is None]
+        lists = [word_lists[i] for i in ok]
+        seen_words = [[model_text(w, convert) for w in ws] if convert != "none" else None for ws in lists]
+        parsed = parse_words(parser, lists, mode=parse, layer=layer, batch_size=batch_size, model_words=seen_words)
+        for i, p in zip(ok, parsed):
+            rec = {"words": word_lists[i]}
+            if parse == "constituency":
+                rec["tree"] = p.tree
+            else:
+                rec["heads"] = p.heads
+            results[i] = rec
+    else:
+        for i in range(n):
+            if results[i] is None:
+                results[i] = {"words": word_lists[i]}
+    return results
+
+
+def weights_fingerprint(model_dir: str | os.PathLike) -> str | None:
+    """SHA-256 of a model directory's ``model.safetensors`` (None when it has none)."""
+    import hashlib
+
+    path = os.path.join(str(model_dir), "model.safetensors")
+    if not os.path.isfile(path):
+        return None
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def shipped_fallback(model_dir: str | os.PathLike, layer: int = -1) -> float | None:
+    """The two-unit-clause threshold shipped in the built-in ``zh-seg-mini`` config.json
+    (``teacher_fallback``), when its ``teacher_sha256`` and ``layer`` match ``model_dir``'s weights;
+    else None."""
+    import json
+    from pathlib import Path
+
+    cfg_path = Path(__file__).parent / "data" / "models" / "zh-seg-mini" / "config.json"
+    try:
+        cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+    if cfg.get("layer") != layer or "teacher_fallback" not in cfg or not cfg.get("teacher_sha256"):
+        return None
+    if weights_fingerprint(model_dir) != cfg["teacher_sha256"]:
+        return None
+    return float(cfg["teacher_fallback"])

@@ -26,7 +26,7 @@ def _jsonl(out: str):
 
 @pytest.fixture()
 def model_args(tiny_bert_dir):
-    return ["--model", tiny_bert_dir, "--quiet", "--device", "cpu"]
+    return ["--method", "masking", "--model", tiny_bert_dir, "--quiet", "--device", "cpu"]
 
 
 def test_file_stdin_and_jsonl_agree(tmp_path, model_args):
@@ -124,7 +124,7 @@ def test_broken_pipe_is_quiet(tmp_path, tiny_bert_dir):
     f = tmp_path / "big.txt"
     f.write_text("我们的国家很美丽\n" * 3000, encoding="utf-8")
     p = subprocess.Popen(
-        f"{sys.executable} -m nlptool segment {f} --model {tiny_bert_dir} --quiet --chunk-size 50 | head -1",
+        f"{sys.executable} -m nlptool segment {f} --method masking --model {tiny_bert_dir} --quiet --chunk-size 50 | head -1",
         shell=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
     )
     out, err = p.communicate(timeout=600)
@@ -137,7 +137,7 @@ def test_tty_stdin_is_a_usage_error(tiny_bert_dir):
 
     master, slave = pty.openpty()
     try:
-        r = _cli("segment", "--model", tiny_bert_dir, "--quiet", stdin=slave, timeout=120)
+        r = _cli("segment", "--method", "masking", "--model", tiny_bert_dir, "--quiet", stdin=slave, timeout=120)
     finally:
         os.close(slave)
         os.close(master)
@@ -158,13 +158,13 @@ def test_pipe_segment_into_parse(tmp_path, tiny_bert_dir):
     f = tmp_path / "in.txt"
     f.write_text("我们的国家很美丽。\n\n今天天气不错\n", encoding="utf-8")
     py = sys.executable
-    cmd = (f"{py} -m nlptool segment {f} --model {tiny_bert_dir} -q | "
-           f"{py} -m nlptool segment --parse dependency --model {tiny_bert_dir} -q")
+    cmd = (f"{py} -m nlptool segment {f} --method masking --model {tiny_bert_dir} -q | "
+           f"{py} -m nlptool segment --parse dependency --method masking --model {tiny_bert_dir} -q")
     p = subprocess.run(cmd, shell=True, capture_output=True, text=True, timeout=600)
     assert p.returncode == 0, p.stderr
     out = [json.loads(x) for x in p.stdout.splitlines()]
     assert len(out) == 3
-    first = _jsonl(_run(["segment", str(f), "--model", tiny_bert_dir, "-q"]).stdout)
+    first = _jsonl(_run(["segment", str(f), "--method", "masking", "--model", tiny_bert_dir, "-q"]).stdout)
     for a, b in zip(first, out):
         assert a["words"] == b["words"]
         kept = [h for w, h in zip(b["words"], b["heads"]) if w.strip()]

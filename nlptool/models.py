@@ -177,6 +177,11 @@ def load_model(
             ``sequence-classification`` checkpoint without trained head weights (unless ``allow_new_head``).
         DeviceError: see :func:`resolve_device`.
     """
+    if kind == "char-tagger":  # nlptool's own segmenter format (zh-seg-mini): plain torch, no transformers
+        from .tagger import load_tagger
+
+        dev = resolve_device(device)
+        return load_tagger(resolve_model_path(model), name=str(model), device=dev)
     import torch
     from transformers import (
         AutoModel,

@@ -41,6 +41,7 @@ from . import similarity as _similarity  # noqa: E402,F401
 from . import attribute as _attribute, train_classifier as _train_classifier  # noqa: E402,F401
 from . import qa_gen as _qa_gen  # noqa: E402,F401
 from . import train_similarity as _train_similarity  # noqa: E402,F401
+from . import train_segmenter as _train_segmenter  # noqa: E402,F401
 
 
 def main() -> None:

@@ -472,7 +472,6 @@ PENDING_OUTPUT_FLAGS = {
     ("eval qa-gen", "--output"): _OWN + "eval qa-gen",
     ("train classifier", "--out"): _OWN + "train classifier",
     ("train classifier", "--report"): _OWN + "train classifier",
-    ("train mlm", "--out"): _OWN + "train mlm",
     ("train qa-gen", "--out"): _OWN + "train qa-gen",
     ("train reader", "--out"): _OWN + "train reader",
     ("train segmenter", "--out"): _OWN + "train segmenter",

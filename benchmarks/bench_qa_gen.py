@@ -1,24 +1,23 @@
-"""qa-gen on CMRC 2018 (../shared/data/qa): train (unless a model exists), then evaluate on the
-held-out articles.
+"""qa-gen on CMRC 2018 (../shared/data/qa, article-level splits of nlptool.qagen.write_splits):
+choose settings on the dev split (``tune``), report on the held-out test articles (``report``).
 
-Tables:
-1. question generation given the gold answer: BLEU-4 (sacrebleu, zh tokenizer, corpus level) and
-   ROUGE-L F (over characters, rouge-score, mean over questions) of the model's beam-search
-   question against the gold question, and the same for a template baseline (the sentence that
-   contains the answer, with the answer replaced by "什么");
-2. full generation (nucleus answer, beam question) on the held-out passages: the share of sampled
-   answers that end and are found in the passage, what each filter removed, distinct questions
-   per passage, pairs/s;
-then five generated pairs verbatim.
+    python benchmarks/bench_qa_gen.py report                 # built-in zh-qa-gen-mini + zh-reader-mini, test split
+    python benchmarks/bench_qa_gen.py report --model DIR --reader DIR
+    python benchmarks/bench_qa_gen.py tune --device cuda     # trains the variants on train, measures on dev
 
-    python benchmarks/bench_qa_gen.py                      # trains build/qa-gen first if missing
-    python benchmarks/bench_qa_gen.py --model build/qa-gen --num-pairs 5 --limit-passages 94
-
-The training command (kept here so the result can be reproduced):
-
-    nlptool train qa-gen --data ../shared/data/qa/cmrc2018_trial.json \
-        --data ../shared/data/qa/cmrc2018_dev_part.json --out build/qa-gen --holdout 0.1 --seed 0 \
-        --epochs 20 --batch-size 32 --learning-rate 3e-4 --max-minutes 40
+``report`` prints
+1. question generation given the gold answers (the ``qa-gen`` ``answers`` path): BLEU-4 (sacrebleu
+   zh) and character ROUGE-L against the gold questions, beside the template baseline (the answer's
+   sentence with the answer replaced by 什么) and the trivial "copy the answer sentence" baseline;
+   plus the measured causes (length, answer leaking into the question, repeated 3-grams);
+2. full generation on the test passages with the round trip at several ``--min-consistency``
+   values (0 = no round trip): pairs kept and precision judged against gold (a kept pair is judged
+   when its question is close to a gold question of the passage, char ROUGE-L >= 0.4; it is correct
+   when that gold question's answer overlaps the pair's answer, char F1 >= 0.5), and the share of
+   kept answers that match a gold answer span;
+then five pairs verbatim. ``tune`` prints the same measures on dev for each training variant, a
+decoding grid (n-gram blocking x length penalty) and the round-trip threshold table it picks
+the default from (the threshold with the best F1 of keeping the gold-correct pairs).
 """
 
 from __future__ import annotations
@@ -28,155 +27,201 @@ import json
 import subprocess
 import sys
 import time
+from collections import defaultdict
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, SHARED, Timer, need, peak_rss_mb, table  # noqa: E402
+from common import ROOT, SHARED, need, table  # noqa: E402
 
 DATA = [SHARED / "qa" / "cmrc2018_trial.json", SHARED / "qa" / "cmrc2018_dev_part.json"]
+THRESHOLDS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9]
 
 
-def train_command(out: Path, minutes: float, epochs: float) -> list[str]:
-    cmd = [sys.executable, "-m", "nlptool", "train", "qa-gen"]
-    for d in DATA:
-        cmd += ["--data", str(d)]
-    return cmd + ["--out", str(out), "--holdout", "0.1", "--seed", "0", "--epochs", str(epochs), "--batch-size", "32",
-                  "--learning-rate", "3e-4", "--max-minutes", str(minutes)]
+def splits(build: Path) -> Path:
+    from nlptool.qagen import write_splits
+
+    out = build / "qa-data"
+    write_splits([str(need(d)) for d in DATA], out)
+    return out
 
 
-def template_question(passage: str, start: int, answer: str) -> str:
-    """The sentence containing the answer, with the answer replaced by 什么 (the baseline)."""
-    from nlptool.qagen import split_sentences
-
-    for s, sent in split_sentences(passage):
-        if s <= start < s + len(sent):
-            k = start - s
-            return (sent[:k] + "什么" + sent[k + len(answer):]).strip()
-    return "什么"
+def nlptool(*args: str) -> None:
+    cmd = [sys.executable, "-m", "nlptool", *args]
+    print("$", " ".join(cmd), file=sys.stderr, flush=True)
+    subprocess.run(cmd, check=True)
 
 
-class _Chars:
-    """rouge-score tokenizer: one token per non-space character."""
-
-    def tokenize(self, text):
-        return [c for c in text if not c.isspace()]
+def given_answer_rows(name, ev):
+    m = ev["model"]
+    return [name, m["bleu4"], m["rouge_l"], m["mean_chars"], m["answer_in_question"], m["repeated_char_trigram"], m["empty"]]
 
 
-def rouge_l(hyps, refs) -> float:
-    from rouge_score import rouge_scorer
+def round_trip_table(lm, reader, items, settings, num_pairs=5, seed=0):
+    """Generate on each passage with the reader's consistency recorded (threshold 0), then apply
+    each threshold offline. Returns (rows, per-threshold dict, pairs)."""
+    from nlptool.qagen import generate_qa_pairs, rouge_l_chars
+    from nlptool.reader import char_f1
 
-    sc = rouge_scorer.RougeScorer(["rougeL"], tokenizer=_Chars())
-    vals = [sc.score(r, h)["rougeL"].fmeasure for h, r in zip(hyps, refs)]
-    return sum(vals) / len(vals)
+    gold = defaultdict(list)
+    for it in items:
+        gold[it.passage].append((it.question, it.answer))
+    passages = list(gold)
+    t0 = time.time()
+    res = generate_qa_pairs(lm, passages, num_pairs=num_pairs, seed=seed, top_p=settings["top_p"],
+                            beam_size=settings["beam_size"], max_answer_len=settings["max_answer_len"],
+                            max_question_len=settings["max_question_len"], max_passage_chars=settings["max_passage_chars"],
+                            no_repeat_ngram=settings["no_repeat_ngram"], length_penalty=settings["length_penalty"],
+                            answer_marks=settings["answer_marks"], reader=reader, min_consistency=0.0, batch_size=32)
+    seconds = time.time() - t0
+    pairs = []
+    for p, r in zip(passages, res):
+        for pair in r.pairs:
+            best_q = max(gold[p], key=lambda g: rouge_l_chars(pair["question"], g[0]))
+            judged = rouge_l_chars(pair["question"], best_q[0]) >= 0.4
+            pairs.append({**pair, "judged": judged, "correct": judged and char_f1(pair["answer"], best_q[1]) >= 0.5,
+                          "answer_gold": max(char_f1(pair["answer"], g[1]) for g in gold[p]) >= 0.5})
+    base_correct = sum(x["correct"] for x in pairs)
+    rows, out = [], {}
+    for t in THRESHOLDS:
+        kept = [x for x in pairs if x["consistency"] >= t]
+        judged = [x for x in kept if x["judged"]]
+        corr = sum(x["correct"] for x in judged)
+        prec = corr / max(1, len(judged))
+        rec = corr / max(1, base_correct)
+        f1 = 2 * prec * rec / max(1e-9, prec + rec)
+        ans = sum(x["answer_gold"] for x in kept) / max(1, len(kept))
+        out[t] = {"kept": len(kept), "judged": len(judged), "precision": prec, "recall": rec, "f1": f1, "answer_gold": ans}
+        rows.append([f"{t:.1f}" + (" (no round trip)" if t == 0 else ""), len(kept), len(judged), f"{prec:.3f}",
+                     f"{rec:.3f}", f"{f1:.3f}", f"{ans:.3f}"])
+    cands = sum(r.candidates for r in res)
+    return rows, out, pairs, {"passages": len(passages), "samples": cands, "seconds": round(seconds, 1)}
 
 
-def bleu4(hyps, refs) -> float:
-    import sacrebleu
+RT_HEAD = ["min consistency", "pairs kept", "judged", "precision", "recall of correct", "F1", "answers = a gold answer"]
+QG_HEAD = ["method", "BLEU-4", "ROUGE-L", "mean chars", "answer in question", "repeated 3-gram", "empty"]
 
-    return sacrebleu.corpus_bleu(hyps, [refs], tokenize="zh").score
+
+def tune(args) -> None:
+    import torch
+
+    from nlptool.models import load_model
+    from nlptool.qagen import evaluate_qa_gen, read_qa_data
+    from nlptool.reader import load_reader
+
+    build = Path(args.build)
+    data = splits(build)
+    dev, _ = read_qa_data([data / "dev.jsonl"])
+    dev = dev[: args.limit] if args.limit else dev
+    results = {"variants": {}, "decoding": {}, "round_trip": {}}
+    variants = {
+        "plain (Su's format)": ["--no-mark-answer", "--label-smoothing", "0"],
+        "answer marks": ["--mark-answer", "--label-smoothing", "0"],
+        "answer marks + label smoothing 0.1": ["--mark-answer", "--label-smoothing", "0.1"],
+    }
+    rows, best = [], None
+    for name, flags in variants.items():
+        out = build / "tune" / name.split(" (")[0].replace(" ", "_").replace("+", "").replace(".", "")
+        nlptool("train", "qa-gen", str(data / "train.jsonl"), "--eval", str(data / "dev.jsonl"), "--out", str(out),
+                "--model", args.base, "--epochs", str(args.epochs), "--batch-size", "128", "--learning-rate", "5e-4",
+                "--device", args.device, "--quiet", *flags)
+        metrics = json.loads((out / "metrics.json").read_text())
+        lm = load_model(str(out), device=args.device)
+        ev = evaluate_qa_gen(lm, dev, no_repeat_ngram=0, length_penalty=1.0)
+        results["variants"][name] = {"eval": ev, "validation_loss": metrics["validation_loss"], "seconds": metrics["seconds"],
+                                     "steps": metrics["steps"]}
+        rows.append(given_answer_rows(name, ev) + [f"{metrics['validation_loss']:.3f}", metrics["seconds"]])
+        print("variant:", rows[-1], flush=True)
+        score = ev["model"]["bleu4"] + ev["model"]["rouge_l"]
+        if best is None or score > best[0]:
+            best = (score, name, out)
+        del lm
+        torch.cuda.empty_cache() if torch.cuda.is_available() else None
+    rows.append(given_answer_rows("template (answer -> 什么)", {"model": ev["template"]}) + ["-", "-"])
+    print(f"\nDev split ({len(dev)} questions), given the gold answers, beam 4, no blocking, length penalty 1\n")
+    print(table(rows, [*QG_HEAD, "val loss", "train s"]))
+    _, best_name, best_dir = best
+    lm = load_model(str(best_dir), device=args.device)
+    grid = []
+    for nr in (0, 2, 3):
+        for lp in (0.5, 1.0, 1.5):
+            ev = evaluate_qa_gen(lm, dev, no_repeat_ngram=nr, length_penalty=lp)
+            results["decoding"][f"{nr}/{lp}"] = ev["model"]
+            grid.append(given_answer_rows(f"no-repeat {nr}, length penalty {lp}", ev))
+    print(f"\nDecoding grid on dev ({best_name})\n")
+    print(table(grid, QG_HEAD))
+    reader_dir = build / "tune" / "reader"
+    nlptool("train", "reader", str(data / "train.jsonl"), "--eval", str(data / "dev.jsonl"), "--out", str(reader_dir),
+            "--model", args.base, "--epochs", str(args.reader_epochs), "--batch-size", "64", "--learning-rate", "3e-4", "--device", args.device,
+            "--quiet")
+    rm = json.loads((reader_dir / "metrics.json").read_text())
+    print(f"\nReader on dev: {rm['heldout']} ({rm['seconds']} s)")
+    results["reader"] = rm["heldout"]
+    rd = load_reader(str(reader_dir), device=args.device)
+    best_dec = max(results["decoding"].items(), key=lambda kv: kv[1]["bleu4"] + kv[1]["rouge_l"])[0]
+    nr, lp = best_dec.split("/")
+    settings = dict(json.loads((best_dir / "nlptool_qa_gen.json").read_text()), no_repeat_ngram=int(nr), length_penalty=float(lp))
+    rows, out, _, info = round_trip_table(lm, rd, dev, settings)
+    results["round_trip"] = out
+    pick = max(THRESHOLDS[1:], key=lambda t: out[t]["f1"])
+    print(f"\nRound trip on dev passages ({info}); decoding {best_dec}; chosen default --min-consistency {pick}\n")
+    print(table(rows, RT_HEAD))
+    results.update(best_variant=best_name, best_decoding=best_dec, min_consistency=pick)
+    Path(args.json).write_text(json.dumps(results, indent=1, ensure_ascii=False, default=str))
+
+
+def report(args) -> None:
+    from nlptool.models import load_model
+    from nlptool.qagen import check_generator, evaluate_qa_gen, read_qa_data
+    from nlptool.reader import evaluate_reader, load_reader
+
+    data = splits(Path(args.build))
+    test, _ = read_qa_data([data / "test.jsonl"])
+    test = test[: args.limit] if args.limit else test
+    lm = load_model(args.model, device=args.device)
+    settings = check_generator(lm)
+    t0 = time.time()
+    ev = evaluate_qa_gen(lm, test)
+    qs = len(test) / (time.time() - t0)
+    sent = dict(ev["template"])
+    print(f"\nTest split: {len(test)} questions on {ev['passages']} passages of 94 held-out articles, given the gold "
+          f"answers ({args.model}, settings {ev['settings']}, {qs:.1f} questions/s)\n")
+    print(table([given_answer_rows(args.model, ev), given_answer_rows("template (answer -> 什么)", {"model": sent})],
+                QG_HEAD) + f"\n\ngold questions: {ev['gold']['mean_chars']} chars on average")
+    rd = load_reader(args.reader, device=args.device)
+    print(f"\nReader {args.reader} on the test questions: {evaluate_reader(rd, test)}")
+    rows, out, pairs, info = round_trip_table(lm, rd, test, settings, num_pairs=args.num_pairs, seed=args.seed)
+    print(f"\nFull generation on the test passages ({info}, {args.num_pairs} samples per passage, seed {args.seed}); "
+          f"default --min-consistency {settings['min_consistency']}\n")
+    print(table(rows, RT_HEAD))
+    print("\nFirst five kept pairs (default threshold):\n")
+    for x in [x for x in pairs if x["consistency"] >= settings["min_consistency"]][:5]:
+        print(f"- Q: {x['question']}  A: {x['answer']}  (score {x['score']:.2f}, consistency {x['consistency']:.2f})")
+    if args.json:
+        Path(args.json).write_text(json.dumps({"given_answers": ev, "round_trip": out, "generation": info}, indent=1,
+                                              ensure_ascii=False, default=str))
+    print(f"\n{time.strftime('%Y-%m-%d %H:%M')}; `python benchmarks/bench_qa_gen.py report --model {args.model} --reader {args.reader}`")
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--model", default=str(ROOT / "build" / "qa-gen"), help="trained model directory (trained if absent)")
-    ap.add_argument("--train-minutes", type=float, default=40.0)
-    ap.add_argument("--epochs", type=float, default=20.0)
-    ap.add_argument("--num-pairs", type=int, default=5)
-    ap.add_argument("--beam-size", type=int, default=4)
-    ap.add_argument("--limit-passages", type=int, default=None, help="full generation on the first N held-out passages")
-    ap.add_argument("--seed", type=int, default=0)
+    sub = ap.add_subparsers(dest="mode", required=True)
+    t = sub.add_parser("tune")
+    t.add_argument("--base", default=str(ROOT / "nlptool" / "data" / "models" / "zh-bert-mini"))
+    t.add_argument("--epochs", default="30")
+    t.add_argument("--reader-epochs", default="15")
+    t.add_argument("--json", default=str(ROOT / "build" / "qa-tune.json"))
+    r = sub.add_parser("report")
+    r.add_argument("--model", default="zh-qa-gen-mini")
+    r.add_argument("--reader", default="zh-reader-mini")
+    r.add_argument("--num-pairs", type=int, default=5)
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--json", default=None)
+    for p in (t, r):
+        p.add_argument("--build", default=str(ROOT / "build"))
+        p.add_argument("--device", default="auto")
+        p.add_argument("--limit", type=int, default=None, help="first N questions only (smoke test)")
     args = ap.parse_args()
-    for d in DATA:
-        need(d)
-    model_dir = Path(args.model)
-    if not (model_dir / "nlptool_qa_gen.json").exists():
-        cmd = train_command(model_dir, args.train_minutes, args.epochs)
-        print("training:", " ".join(cmd), file=sys.stderr)
-        subprocess.run(cmd, check=True)
-
-    import torch
-
-    from nlptool.models import load_model
-    from nlptool.qagen import chunk_with_answer, generate_qa_pairs, generate_questions, load_settings, read_qa_data
-
-    metrics = json.loads((model_dir / "metrics.json").read_text(encoding="utf-8"))
-    settings = load_settings(model_dir)
-    held_articles = set(metrics["heldout_articles"])
-    items, _ = read_qa_data(DATA)
-    held = [it for it in items if it.article in held_articles]
-    lm = load_model(str(model_dir))
-    print(f"model {model_dir}: {metrics['steps']} steps, {metrics['seconds'] / 60:.0f} min, validation loss "
-          f"{metrics['validation_loss']:.3f} nats/token; held-out {len(held_articles)} articles, {len(held)} questions; "
-          f"torch threads {torch.get_num_threads()}")
-
-    # 1. question generation given the gold answer
-    mp = settings["max_passage_chars"]
-    pairs = []
-    for it in held:
-        ch = chunk_with_answer(it.passage, it.answer_start, it.answer, mp)
-        if ch is None:  # answer longer than a chunk: centre a window on its start
-            s = max(0, it.answer_start - mp // 4)
-            ch = (s, it.passage[s: s + mp])
-        pairs.append(ch[1])
-    with Timer() as t_qg:
-        hyps = generate_questions(lm, [(c, it.answer) for c, it in zip(pairs, held)], beam_size=args.beam_size,
-                                  max_question_len=settings["max_question_len"], max_answer_len=settings["max_answer_len"])
-    refs = [it.question for it in held]
-    tmpl = [template_question(it.passage, it.answer_start, it.answer) for it in held]
-    rows = [
-        ["nlptool qa (beam %d)" % args.beam_size, f"{bleu4(hyps, refs):.2f}", f"{100 * rouge_l(hyps, refs):.2f}",
-         f"{len(held) / t_qg.seconds:.1f}"],
-        ["template (sentence, answer -> 什么)", f"{bleu4(tmpl, refs):.2f}", f"{100 * rouge_l(tmpl, refs):.2f}", "-"],
-    ]
-    print(f"\nQuestion generation given the gold answer ({len(held)} held-out questions)\n")
-    print(table(rows, ["method", "BLEU-4", "ROUGE-L (chars)", "questions/s"]))
-
-    # 2. full generation on the held-out passages, copy-constrained (default) and free answers
-    passages = list(dict.fromkeys(it.passage for it in held))
-    if args.limit_passages:
-        passages = passages[: args.limit_passages]
-    chars = sum(len(p) for p in passages)
-    cols, runs = [], {}
-    for copy in (True, False):
-        with Timer() as t_gen:
-            res = generate_qa_pairs(lm, passages, num_pairs=args.num_pairs, seed=args.seed, beam_size=args.beam_size,
-                                    top_p=settings["top_p"], max_answer_len=settings["max_answer_len"],
-                                    max_question_len=settings["max_question_len"], max_passage_chars=mp,
-                                    copy_answers=copy)
-        runs[copy] = res
-        cand = sum(r.candidates for r in res)
-        filt = {k: sum(r.filtered[k] for r in res) for k in res[0].filtered}
-        n_pairs = sum(len(r.pairs) for r in res)
-        finished = cand - filt["answer_unfinished"]
-        found = finished - filt["answer_not_in_passage"]
-        cols.append([
-            f"{cand}",
-            f"{finished / cand:.3f}",
-            f"{found / cand:.3f}",
-            *[str(v) for v in filt.values()],
-            f"{n_pairs} ({n_pairs / cand:.3f})",
-            f"{n_pairs / len(passages):.2f}",
-            f"{sum(p['score'] for r in res for p in r.pairs) / max(n_pairs, 1):.3f}",
-            f"{n_pairs / t_gen.seconds:.2f} pairs/s, {cand / t_gen.seconds:.1f} samples/s ({t_gen.seconds:.0f} s)",
-        ])
-    names = ["answer samples", "answers ended within the limit", "answers found in the passage (of samples)",
-             *[f"removed: {k.replace('_', ' ')}" for k in res[0].filtered], "pairs kept (of samples)",
-             f"distinct questions per passage (of {args.num_pairs})", "mean score (nats/token)", "speed"]
-    print(f"\nFull generation on {len(passages)} held-out passages ({chars:,} chars): {args.num_pairs} answer samples "
-          f"per passage (top-p {settings['top_p']}, beam {args.beam_size}, seed {args.seed}); peak RSS so far "
-          f"{peak_rss_mb():.0f} MiB\n")
-    print(table([[n, a, b] for n, a, b in zip(names, cols[0], cols[1])],
-                ["measure", "copy-constrained answers (default)", "free answers (--free-answers)"]))
-    res = runs[True]
-    print("\nFive generated pairs (best-scored pair of the first five passages with one):\n")
-    shown = 0
-    for p, r in zip(passages, res):
-        if r.pairs and shown < 5:
-            q = r.pairs[0]
-            ctx = p[max(0, q["answer_start"] - 20): q["answer_start"] + len(q["answer"]) + 20].replace("\n", " ")
-            print(f"- Q: {q['question']}  A: {q['answer']}  (score {q['score']:.2f}; context: …{ctx}…)")
-            shown += 1
-    print(f"\n{time.strftime('%Y-%m-%d %H:%M')}; `python benchmarks/bench_qa_gen.py --model {model_dir}`")
+    tune(args) if args.mode == "tune" else report(args)
 
 
 if __name__ == "__main__":

@@ -164,7 +164,8 @@ def load_model(
     Args:
         model: built-in name, local directory or hub id.
         kind: ``"masked-lm"`` (``AutoModelForMaskedLM``, falls back to the encoder when the
-            checkpoint has no MLM head), ``"encoder"`` (``AutoModel``) or ``"sequence-classification"``.
+            checkpoint has no MLM head), ``"encoder"`` (``AutoModel``), ``"sequence-classification"`` or ``"question-answering"``
+            (span extraction, :mod:`nlptool.reader`).
         device: ``auto|cpu|cuda|cuda:N`` (see :func:`resolve_device`).
         fp16: half precision; default: on for CUDA, off for CPU.
         allow_new_head: for ``sequence-classification``, accept a checkpoint whose head weights are
@@ -186,6 +187,7 @@ def load_model(
     from transformers import (
         AutoModel,
         AutoModelForMaskedLM,
+        AutoModelForQuestionAnswering,
         AutoModelForSequenceClassification,
         AutoTokenizer,
     )
@@ -206,6 +208,7 @@ def load_model(
         "masked-lm": AutoModelForMaskedLM,
         "encoder": AutoModel,
         "sequence-classification": AutoModelForSequenceClassification,
+        "question-answering": AutoModelForQuestionAnswering,
     }
     if kind not in classes:
         raise ValueError(f"kind must be one of {list(classes)}")

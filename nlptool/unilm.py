@@ -25,13 +25,16 @@ from dataclasses import dataclass
 from typing import Any
 
 
-def unilm_allowed(token_type_ids, attention_mask=None):
+def unilm_allowed(token_type_ids, attention_mask=None, source_mask=None):
     """Boolean UniLM seq2seq mask: ``allowed[b, i, j]`` is True when query i may attend to key j.
 
     Args:
         token_type_ids: ``(batch, length)`` int tensor, 0 on the source, 1 on the target (the
             source must come first in each row).
         attention_mask: ``(batch, length)`` 1 for real tokens, 0 for padding (default: all real).
+        source_mask: ``(batch, length)`` bool, True on the source (a prefix of each row). Default
+            ``token_type_ids == 0``; given separately when segment ids carry another feature
+            (e.g. the answer span marked with segment 1 inside the passage).
 
     Returns:
         ``(batch, length, length)`` bool tensor: key j is real and (j is a source token or
@@ -40,11 +43,11 @@ def unilm_allowed(token_type_ids, attention_mask=None):
     """
     import torch
 
-    seg = token_type_ids.long()
-    n = seg.shape[-1]
-    idx = torch.arange(n, device=seg.device)
+    src = (token_type_ids.long() == 0) if source_mask is None else source_mask.bool()
+    n = src.shape[-1]
+    idx = torch.arange(n, device=src.device)
     causal = idx[None, :] <= idx[:, None]  # (n, n): j <= i
-    allowed = (seg[:, None, :] == 0) | causal[None]
+    allowed = src[:, None, :] | causal[None]
     if attention_mask is not None:
         allowed = allowed & attention_mask.bool()[:, None, :]
     return allowed
@@ -67,12 +70,14 @@ def _split_model(model):
     return (base, head) if base is not None and head is not None else (None, None)
 
 
-def hidden_states(model, input_ids, token_type_ids, attention_mask, position_ids=None, past_key_values=None, key_valid=None):
+def hidden_states(model, input_ids, token_type_ids, attention_mask, position_ids=None, past_key_values=None, key_valid=None,
+                  source_mask=None):
     """Last hidden layer ``(batch, length, hidden)`` under the UniLM mask.
 
     Without ``key_valid`` the whole sequence is encoded (and, when ``past_key_values`` is an empty
     cache, its keys/values are stored). With ``key_valid`` (``(batch, cached + length)`` bool) the
-    new tokens attend to the valid cached keys and causally to each other."""
+    new tokens attend to the valid cached keys and causally to each other. ``source_mask``: see
+    :func:`unilm_allowed`."""
     import torch
 
     base, _ = _split_model(model)
@@ -80,7 +85,7 @@ def hidden_states(model, input_ids, token_type_ids, attention_mask, position_ids
         raise TypeError(f"{type(model).__name__}: cannot find the encoder and MLM head (model.bert/model.cls)")
     dtype = next(model.parameters()).dtype
     if key_valid is None:  # a whole sequence (training, or filling an empty cache)
-        mask = additive_mask(unilm_allowed(token_type_ids, attention_mask), dtype)
+        mask = additive_mask(unilm_allowed(token_type_ids, attention_mask, source_mask), dtype)
     else:
         # new queries: attend to every valid cached key and causally to the new tokens
         n_new = input_ids.shape[1]
@@ -95,22 +100,26 @@ def hidden_states(model, input_ids, token_type_ids, attention_mask, position_ids
     return out.last_hidden_state
 
 
-def seq2seq_loss(model, input_ids, token_type_ids, attention_mask):
+def seq2seq_loss(model, input_ids, token_type_ids, attention_mask, source_mask=None, label_smoothing: float = 0.0):
     """Mean cross-entropy (nats per target token) of predicting each target token from the
     position before it, under the UniLM mask.
 
-    Position t predicts token t+1, counted when token t+1 is a real target token (segment 1),
-    so the source's closing ``[SEP]`` predicts the first target token and the target's ``[SEP]``
-    is predicted too (it ends generation). The MLM head runs on the counted positions only.
+    Position t predicts token t+1, counted when token t+1 is a real target token (segment 1, or
+    outside ``source_mask`` when given), so the source's closing ``[SEP]`` predicts the first
+    target token and the target's ``[SEP]`` is predicted too (it ends generation). The MLM head
+    runs on the counted positions only. ``label_smoothing`` in [0, 1) mixes the one-hot target
+    with the uniform distribution (Szegedy et al. 2016, "Rethinking the Inception Architecture",
+    section 7); 0 gives the plain negative log-likelihood.
     Shapes: all inputs ``(batch, length)``; returns a scalar tensor.
     """
     import torch.nn.functional as F
 
     _, head = _split_model(model)
-    h = hidden_states(model, input_ids, token_type_ids, attention_mask)
-    sel = (token_type_ids[:, 1:] == 1) & attention_mask[:, 1:].bool()
+    h = hidden_states(model, input_ids, token_type_ids, attention_mask, source_mask=source_mask)
+    target = (token_type_ids[:, 1:] == 1) if source_mask is None else ~source_mask[:, 1:].bool()
+    sel = target & attention_mask[:, 1:].bool()
     logits = head(h[:, :-1][sel])
-    return F.cross_entropy(logits.float(), input_ids[:, 1:][sel])
+    return F.cross_entropy(logits.float(), input_ids[:, 1:][sel], label_smoothing=label_smoothing)
 
 
 @dataclass
@@ -144,7 +153,9 @@ def prefill(model, sequences: Sequence[tuple[Sequence[int], Sequence[int]]], dev
 
     Args:
         sequences: per row ``(token_ids, token_type_ids)``, e.g. ``[CLS] passage [SEP]`` with types
-            all 0, or ``[CLS] passage [SEP] answer [SEP]`` with the answer part typed 1.
+            all 0, or ``[CLS] passage [SEP] answer [SEP]`` with the answer part typed 1; or
+            ``(token_ids, token_type_ids, n_source)`` where the first ``n_source`` tokens are the
+            (bidirectional) source whatever their segment ids.
         device: torch device.
 
     Returns:
@@ -156,18 +167,26 @@ def prefill(model, sequences: Sequence[tuple[Sequence[int], Sequence[int]]], dev
     from transformers import DynamicCache
 
     _, head = _split_model(model)
-    n = max(len(ids) for ids, _ in sequences)
+    n = max(len(seq[0]) for seq in sequences)
     ids = torch.zeros(len(sequences), n, dtype=torch.long)
     types = torch.ones(len(sequences), n, dtype=torch.long)
     att = torch.zeros(len(sequences), n, dtype=torch.long)
-    for r, (t, s) in enumerate(sequences):
+    src = torch.zeros(len(sequences), n, dtype=torch.bool)
+    explicit = False
+    for r, seq in enumerate(sequences):
+        t, s = seq[0], seq[1]
         ids[r, : len(t)] = torch.as_tensor(list(t))
         types[r, : len(s)] = torch.as_tensor(list(s))
         att[r, : len(t)] = 1
-    ids, types, att = ids.to(device), types.to(device), att.to(device)
+        if len(seq) > 2:
+            explicit = True
+            src[r, : seq[2]] = True
+        else:
+            src[r, : len(s)] = torch.as_tensor(list(s)) == 0
+    ids, types, att, src = ids.to(device), types.to(device), att.to(device), src.to(device)
     pos = torch.arange(n, device=device)[None].expand(len(sequences), n)
     cache = DynamicCache()
-    h = hidden_states(model, ids, types, att, position_ids=pos, past_key_values=cache)
+    h = hidden_states(model, ids, types, att, position_ids=pos, past_key_values=cache, source_mask=src if explicit else None)
     lengths = att.sum(1)
     last = h[torch.arange(len(sequences), device=device), lengths - 1]
     return head(last).float(), DecodeState(cache, att.bool(), lengths.clone())
@@ -233,7 +252,7 @@ def nucleus_sample(logits, top_p: float, uniforms):
 
 
 def beam_search(model, state: DecodeState, logits, *, beam_size: int, max_len: int, end_id: int,
-                banned: Sequence[int] = (), min_len: int = 1):
+                banned: Sequence[int] = (), min_len: int = 1, no_repeat_ngram: int = 0, length_penalty: float = 1.0):
     """Beam search from each row of ``state`` until ``end_id`` (e.g. ``[SEP]``), batched over rows
     and beams, reusing the rows' cache.
 
@@ -244,10 +263,17 @@ def beam_search(model, state: DecodeState, logits, *, beam_size: int, max_len: i
         max_len: most tokens generated per row, ``end_id`` included.
         banned: token ids never generated (e.g. ``[CLS]``, ``[PAD]``, ``[MASK]``).
         min_len: ``end_id`` is banned before this many tokens.
+        no_repeat_ngram: when n >= 1, a token that would complete an n-gram already in the
+            hypothesis is never chosen (n-gram blocking, Paulus et al. 2018, "A Deep Reinforced
+            Model for Abstractive Summarization", section 2.5); 0 turns it off.
+        length_penalty: finished hypotheses are ranked by ``sum_logprob / length ** alpha``
+            (``end_id`` counted in the length; Wu et al. 2016, GNMT, section 7, in the simple form
+            of fairseq/transformers): 1 is the mean log-probability per token, 0 the plain sum
+            (favours short questions), above 1 favours longer ones.
 
     Returns:
-        per row ``(tokens, sum_logprob)`` of the best finished hypothesis by mean log-probability
-        per token (``end_id`` excluded from ``tokens`` but counted in the sum and the mean), or
+        per row ``(tokens, sum_logprob)`` of the best finished hypothesis by the length-penalised
+        score (``end_id`` excluded from ``tokens`` but counted in the sum and the length), or
         ``None`` when no hypothesis ended within ``max_len``. A row is finished once it holds
         ``beam_size`` ended hypotheses (the usual "early stopping" of beam search).
     """
@@ -272,6 +298,8 @@ def beam_search(model, state: DecodeState, logits, *, beam_size: int, max_len: i
             logp[:, banned_t] = float("-inf")
         if t < min_len:
             logp[:, end_id] = float("-inf")
+        if no_repeat_ngram > 0 and t + 1 >= no_repeat_ngram:
+            _block_repeated_ngrams(logp, seqs.reshape(len(active) * k, t).tolist(), no_repeat_ngram)
         vocab = logp.shape[1]
         n = len(active)
         cand = (scores.reshape(n * k, 1) + logp).reshape(n, k * vocab)
@@ -290,7 +318,7 @@ def beam_search(model, state: DecodeState, logits, *, beam_size: int, max_len: i
                     break
                 if tok == end_id:
                     if rank < k:
-                        finished[r].append((s / (t + 1), seqs[a, o].tolist(), s))
+                        finished[r].append((s / (t + 1) ** length_penalty, seqs[a, o].tolist(), s))
                     continue
                 next_scores[a, filled] = s
                 next_origin[a, filled] = o
@@ -317,3 +345,19 @@ def beam_search(model, state: DecodeState, logits, *, beam_size: int, max_len: i
         best = max(finished[r], key=lambda x: x[0])
         results.append((best[1], best[2]))
     return results
+
+
+def _block_repeated_ngrams(logp, seqs: list[list[int]], n: int) -> None:
+    """Set ``logp[row, tok] = -inf`` where ``seqs[row] + [tok]`` would end with an n-gram that
+    already occurs in ``seqs[row]`` (in place; ``logp`` is ``(rows, vocab)``)."""
+    rows, cols = [], []
+    for r, seq in enumerate(seqs):
+        if len(seq) < n - 1:
+            continue
+        prefix = tuple(seq[len(seq) - n + 1:]) if n > 1 else ()
+        for i in range(len(seq) - n + 1):
+            if tuple(seq[i: i + n - 1]) == prefix:
+                rows.append(r)
+                cols.append(seq[i + n - 1])
+    if rows:
+        logp[rows, cols] = float("-inf")

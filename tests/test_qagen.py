@@ -259,7 +259,7 @@ def trained_qa(tmp_path_factory, tiny_bert_dir):
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in _synthetic(400)) + "\n", encoding="utf-8")
     out = d / "model"
     r = CliRunner().invoke(app, [
-        "train", "qa-gen", "--data", str(data), "--out", str(out), "--model", tiny_bert_dir, "--epochs", "20",
+        "train", "qa-gen", str(data), "--out", str(out), "--model", tiny_bert_dir, "--epochs", "20", "--no-mark-answer",
         "--batch-size", "32", "--learning-rate", "5e-3", "--max-passage-chars", "24", "--max-answer-len", "6",
         "--max-question-len", "12", "--holdout", "0.1", "--quiet",
     ])
@@ -338,3 +338,203 @@ def test_cli_qa_gen_file_stdin_jsonl_and_bad_lines(trained_qa, tmp_path):
     assert "line 4" in out3[3]["error"]
     r4 = runner.invoke(app, [*common, "--strict", str(jl)])
     assert r4.exit_code == 3
+
+
+# ---------------------------------------------------------------------------------------------
+# issue 14: source mask, answer marks, beam search controls, given answers, round trip, eval
+
+
+def test_source_mask_overrides_segments_in_mask_and_loss():
+    import torch.nn.functional as F
+
+    types = torch.tensor([[0, 0, 1, 0, 1, 1, 1]])  # an answer mark (1) inside the source
+    src = torch.tensor([[1, 1, 1, 1, 1, 0, 0]], dtype=torch.bool)
+    allowed = unilm.unilm_allowed(types, None, src)
+    for i in range(7):
+        for j in range(7):
+            assert bool(allowed[0, i, j]) == bool(src[0, j] or j <= i), (i, j)
+    m = _tiny()
+    ids = torch.tensor([[2, 10, 11, 3, 20, 21, 3]])
+    att = torch.ones_like(ids)
+    with torch.no_grad():
+        loss = unilm.seq2seq_loss(m, ids, types, att, source_mask=src)
+        logits = m.cls(unilm.hidden_states(m, ids, types, att, source_mask=src))[0]
+        want = torch.stack([-F.log_softmax(logits[t], -1)[ids[0, t + 1]] for t in (4, 5)]).mean()
+        smooth = unilm.seq2seq_loss(m, ids, types, att, source_mask=src, label_smoothing=0.2)
+        sm = torch.stack([0.8 * -F.log_softmax(logits[t], -1)[ids[0, t + 1]] + 0.2 * -F.log_softmax(logits[t], -1).mean()
+                          for t in (4, 5)]).mean()
+    assert loss.item() == pytest.approx(want.item(), abs=1e-5)
+    assert smooth.item() == pytest.approx(sm.item(), abs=1e-5)
+
+
+def test_marked_examples_mark_exactly_the_answer(tiny_bert_dir):
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(tiny_bert_dir)
+    passage, answer, question = "张先生住在北京。王先生住在上海。", "上海", "上海住着谁？"
+    start = passage.index(answer)
+    a_ex, q_ex = qagen.encode_marked_examples(tok, passage, start, answer, question)
+    n = len(passage)
+    assert a_ex["input_ids"] == [tok.cls_token_id, *tok(passage, add_special_tokens=False)["input_ids"], tok.sep_token_id,
+                                 *tok(answer, add_special_tokens=False)["input_ids"], tok.sep_token_id]
+    assert a_ex["source_len"] == n + 2
+    marks = q_ex["token_type_ids"][1: n + 1]
+    assert [i for i, t in enumerate(marks) if t] == [start, start + 1]  # one token per character here
+    assert q_ex["source_len"] == n + 2 + len(answer) + 1
+    assert len(q_ex["input_ids"]) - q_ex["source_len"] == len(question) + 1  # loss on the question and [SEP]
+
+
+def test_block_repeated_ngrams_matches_brute_force():
+    import random
+
+    rng = random.Random(0)
+    for _ in range(200):
+        n = rng.randint(1, 4)
+        seq = [rng.randint(0, 4) for _ in range(rng.randint(0, 9))]
+        logp = torch.zeros(1, 5)
+        unilm._block_repeated_ngrams(logp, [seq], n)
+        for tok in range(5):
+            ext = seq + [tok]
+            grams = [tuple(ext[i: i + n]) for i in range(len(ext) - n + 1)]
+            repeated = len(ext) >= n and grams[-1] in grams[:-1]
+            assert (logp[0, tok] == float("-inf")) == repeated, (seq, n, tok)
+
+
+def test_beam_search_blocking_and_length_penalty():
+    m = _tiny(seed=1)
+    srcs = [[2, 10, 11, 12, 3], [2, 13, 14, 3]]
+    banned = [0, 1, 2, 4]
+    with torch.no_grad():
+        logits, st = unilm.prefill(m, [(s, [0] * len(s)) for s in srcs], "cpu")
+        found = unilm.beam_search(m, st, logits, beam_size=4, max_len=12, end_id=3, banned=banned, no_repeat_ngram=2)
+        for hyp in found:
+            if hyp:
+                grams = [tuple(hyp[0][i: i + 2]) for i in range(len(hyp[0]) - 1)]
+                assert len(grams) == len(set(grams))
+        # length penalty 0 ranks by the plain sum: the chosen one has the best sum among all finished
+        # hypotheses that length penalty 1 would also have seen; at least never a lower sum than alpha 1's
+        res = {}
+        for alpha in (0.0, 1.0, 3.0):
+            logits, st = unilm.prefill(m, [(s, [0] * len(s)) for s in srcs], "cpu")
+            res[alpha] = unilm.beam_search(m, st, logits, beam_size=4, max_len=12, end_id=3, banned=banned,
+                                           length_penalty=alpha)
+        for r in range(2):
+            if res[0.0][r] and res[1.0][r]:
+                assert res[0.0][r][1] >= res[1.0][r][1] - 1e-6
+                assert len(res[3.0][r][0]) >= len(res[1.0][r][0])
+
+
+def test_settings_file_and_heads_are_checked(tiny_bert_dir, tmp_path, trained_qa):
+    import shutil
+
+    from nlptool.errors import ModelError
+    from nlptool.models import load_model
+
+    with pytest.raises(ModelError, match="not a question-answer generator"):
+        qagen.check_generator(load_model(tiny_bert_dir))
+    bad = tmp_path / "bad"
+    shutil.copytree(trained_qa, bad)
+    (bad / qagen.SETTINGS_FILE).write_text("{not json", encoding="utf-8")
+    with pytest.raises(ModelError, match="invalid JSON"):
+        qagen.load_settings(bad)
+    r = CliRunner().invoke(app, ["qa-gen", "--model", str(bad), "--no-round-trip", "--quiet"], input="张先生住在北京。\n")
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1, r.output
+    # an encoder without an MLM head is refused in one line, exit 1
+    from transformers import BertConfig, BertModel
+
+    enc = tmp_path / "enc"
+    BertModel(BertConfig(vocab_size=50, hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64)).save_pretrained(enc)
+    shutil.copy(bad / "tokenizer.json", enc / "tokenizer.json")
+    shutil.copy(bad / "tokenizer_config.json", enc / "tokenizer_config.json")
+    (enc / qagen.SETTINGS_FILE).write_text("{}", encoding="utf-8")
+    r = CliRunner().invoke(app, ["qa-gen", "--model", str(enc), "--no-round-trip", "--quiet"], input="张先生住在北京。\n")
+    assert r.exit_code == 1 and len(r.output.strip().splitlines()) == 1 and "head" in r.output, r.output
+
+
+def test_given_answers_one_question_each_in_order(trained_qa, tmp_path):
+    rows = _synthetic(4, seed=21)
+    recs = []
+    for r in rows:
+        a, b = r["passage"][r["passage"].index("在") + 1: r["passage"].index("。")], r["answer"]
+        recs.append({"text": r["passage"], "answers": [b, "火星", a]})
+    inp = tmp_path / "a.jsonl"
+    inp.write_text("\n".join(json.dumps(x, ensure_ascii=False) for x in recs) + '\n{"text": "北京。", "answers": "北京"}\n',
+                   encoding="utf-8")
+    r = CliRunner().invoke(app, ["qa-gen", "--model", str(trained_qa), "--no-round-trip", "--quiet", str(inp)])
+    assert r.exit_code == 0, r.output
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert len(out) == 5 and "error" in out[4]
+    for rec, o in zip(recs, out):
+        pairs = o["qa_pairs"]
+        assert [p["answer"] for p in pairs] == rec["answers"]
+        assert "error" in pairs[1] and "question" not in pairs[1]
+        for p in (pairs[0], pairs[2]):
+            assert rec["text"][p["answer_start"]:].startswith(p["answer"]) and p["question"] and p["score"] <= 0
+        assert pairs[0]["question"].startswith(pairs[0]["answer"])  # the task: questions start with their answer
+    # the library call the CLI makes gives the same questions
+    from nlptool.models import load_model
+
+    lm = load_model(str(trained_qa))
+    st = qagen.check_generator(lm)
+    lib = qagen.questions_for_answers(lm, [(recs[0]["text"], recs[0]["answers"])], max_passage_chars=st["max_passage_chars"],
+                                      max_answer_len=st["max_answer_len"], max_question_len=st["max_question_len"])
+    assert [p.get("question") for p in lib[0]] == [p.get("question") for p in out[0]["qa_pairs"]]
+
+
+def test_round_trip_drops_inconsistent_pairs(trained_qa, monkeypatch):
+    from nlptool import reader
+    from nlptool.models import load_model
+
+    lm = load_model(str(trained_qa))
+    passages = [r["passage"] for r in _synthetic(6, seed=5)]
+    kw = dict(num_pairs=3, max_answer_len=6, max_question_len=12, max_passage_chars=24, beam_size=3, seed=3)
+    plain = qagen.generate_qa_pairs(lm, passages, **kw)
+    # a reader that answers every question with the chunk's first two characters
+    monkeypatch.setattr(reader, "answer_questions", lambda rd, pairs, **k: [(c[:2], 0, 0.0) for c, _ in pairs])
+    rt = qagen.generate_qa_pairs(lm, passages, reader=object(), min_consistency=0.5, **kw)
+    total_dropped = 0
+    for p, a, b in zip(passages, plain, rt):
+        assert b.candidates == len(b.pairs) + sum(b.filtered.values())
+        want = [x for x in a.pairs if reader.char_f1(p[:2], x["answer"]) >= 0.5]
+        assert [x["question"] for x in b.pairs] == [x["question"] for x in want]
+        assert b.filtered["round_trip_inconsistent"] == len(a.pairs) - len(want)
+        total_dropped += b.filtered["round_trip_inconsistent"]
+        assert all("_chunk" not in x and x["consistency"] >= 0.5 for x in b.pairs)
+    assert total_dropped > 0
+
+
+def test_rouge_and_template_against_references():
+    import random
+
+    assert qagen.template_question("长江很长。长江是中国第一长河。", 5, "长江") == "什么是中国第一长河。"
+    assert qagen.rouge_l_chars("abcd", "acbd") == pytest.approx(0.75)
+    rs = pytest.importorskip("rouge_score.rouge_scorer")
+
+    class Chars:
+        def tokenize(self, text):
+            return [c for c in text if not c.isspace()]
+
+    sc = rs.RougeScorer(["rougeL"], tokenizer=Chars())
+    rng = random.Random(0)
+    for _ in range(100):
+        a = "".join(rng.choice("长江黄河是的什么") for _ in range(rng.randint(0, 12)))
+        b = "".join(rng.choice("长江黄河是的什么") for _ in range(rng.randint(0, 12)))
+        assert qagen.rouge_l_chars(a, b) == pytest.approx(sc.score(b, a)["rougeL"].fmeasure, abs=1e-9)
+
+
+def test_cli_eval_qa_gen(trained_qa, tmp_path):
+    pytest.importorskip("sacrebleu")
+    import sacrebleu
+
+    rows = _synthetic(10, seed=33)
+    data = tmp_path / "gold.jsonl"
+    data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
+    r = CliRunner().invoke(app, ["eval", "qa-gen", "--model", str(trained_qa), "--data", str(data), "--quiet"])
+    assert r.exit_code == 0, r.output
+    rep = json.loads(r.stdout)
+    assert rep["questions"] == 10
+    tmpl = [qagen.template_question(x["passage"], x["passage"].find(x["answer"]), x["answer"]) for x in rows]
+    want = sacrebleu.corpus_bleu(tmpl, [[x["question"] for x in rows]], tokenize="zh").score
+    assert rep["template"]["bleu4"] == pytest.approx(round(want, 2))
+    assert rep["model"]["rouge_l"] > rep["template"]["rouge_l"]  # the tiny model learned this task's question form

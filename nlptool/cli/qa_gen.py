@@ -24,21 +24,25 @@ from ._common import (
 
 @train_app.command("qa-gen")
 def train_qa_gen(
-    data: list[Path] = typer.Option(..., "--data", help="SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer}; repeat for several files."),
+    data: list[Path] = typer.Argument(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer[, answer_start, article]}.", show_default=False),
     out: Path = typer.Option(..., "--out", help="Output model directory (a normal Hugging Face directory + generation settings)."),
     model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Masked LM to start from: built-in name, local directory or hub id (its MLM head becomes the generator)."),
-    holdout: float = typer.Option(0.1, "--holdout", help="Fraction of the articles held out for the validation loss."),
-    eval_file: Optional[list[Path]] = typer.Option(None, "--eval", help="Validation data instead of --holdout."),
-    max_passage_chars: int = typer.Option(128, "--max-passage-chars", help="Passage chunk in characters (cut at sentence ends)."),
-    max_answer_len: int = typer.Option(32, "--max-answer-len", help="Longest answer in tokens (longer training answers are dropped)."),
-    max_question_len: int = typer.Option(32, "--max-question-len", help="Longest question in tokens (longer ones are truncated)."),
-    epochs: float = typer.Option(10.0, "--epochs", help="Passes over the training examples."),
-    batch_size: int = typer.Option(32, "--batch-size", help="Examples per step."),
-    learning_rate: float = typer.Option(2e-4, "--learning-rate", help="Peak AdamW learning rate (linear warm-up and decay)."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", help="Stop after this many minutes and keep the best checkpoint."),
-    resume: bool = typer.Option(False, "--resume/--no-resume", help="Continue from the last checkpoint in OUT/checkpoints."),
-    copy_answers: bool = typer.Option(True, "--copy-answers/--free-answers", help="Sample answers only among tokens that continue a passage span (default), or freely as in Su's post (then answers not in the passage are filtered)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed (held-out articles, shuffling)."),
+    holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.999, help="Share of the articles held out for the validation loss (without --eval)."),
+    eval_file: Optional[list[Path]] = typer.Option(None, "--eval", help="Validation data instead of --holdout (repeatable)."),
+    max_passage_chars: int = typer.Option(128, "--max-passage-chars", min=8, help="Passage chunk in characters (cut at sentence ends)."),
+    max_answer_len: int = typer.Option(32, "--max-answer-len", min=1, help="Longest answer in tokens (longer training answers are dropped)."),
+    max_question_len: int = typer.Option(32, "--max-question-len", min=1, help="Longest question in tokens (longer ones are truncated)."),
+    epochs: float = typer.Option(10.0, "--epochs", min=1e-6, help="Passes over the training examples."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimisation steps instead of --epochs (the schedule decays to 0 there)."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Sequences per step."),
+    learning_rate: float = typer.Option(2e-4, "--learning-rate", min=1e-12, help="Peak AdamW learning rate (linear warm-up and decay)."),
+    label_smoothing: float = typer.Option(0.0, "--label-smoothing", min=0.0, max=0.999, help="Label smoothing of the training loss (0 = plain cross-entropy)."),
+    mark_answer: bool = typer.Option(True, "--mark-answer/--no-mark-answer", help="Mark the answer span inside the passage (segment id 1) when decoding the question (answer-position feature)."),
+    no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", min=0, help="Default n-gram blocking of question beam search stored with the model (0 = off)."),
+    length_penalty: float = typer.Option(1.0, "--length-penalty", min=0.0, help="Default beam length penalty alpha stored with the model (score / length^alpha)."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=1e-6, help="Stop after this many minutes and keep the best checkpoint."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (held-out articles, shuffling)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
@@ -56,8 +60,10 @@ def train_qa_gen(
         info(f"{len(items):,} question-answer pairs ({skipped} skipped: no answer in the passage); model {model}", quiet)
         metrics = train(
             items, out, model=model, holdout=holdout, eval_items=eval_items, max_passage_chars=max_passage_chars,
-            max_answer_len=max_answer_len, max_question_len=max_question_len, epochs=epochs, batch_size=batch_size,
-            learning_rate=learning_rate, max_minutes=max_minutes, resume=resume, seed=seed, device=device,
+            max_answer_len=max_answer_len, max_question_len=max_question_len, epochs=epochs, max_steps=max_steps,
+            batch_size=batch_size, learning_rate=learning_rate, max_minutes=max_minutes, resume=resume, seed=seed,
+            device=device, answer_marks=mark_answer, label_smoothing=label_smoothing,
+            decoding={"no_repeat_ngram": no_repeat_ngram, "length_penalty": length_penalty},
             log=None if quiet else (lambda s: console.print(s, highlight=False, soft_wrap=True)),
         )
         val = metrics["validation_loss"]
@@ -75,59 +81,85 @@ def qa_gen(
     output: str = OutputOpt,
     input_format: str = InputFormatOpt,
     text_key: str = TextKeyOpt,
-    model: str = typer.Option(..., "--model", "-m", help="A model trained by `nlptool train qa-gen` (local directory or hub id)."),
-    num_pairs: int = typer.Option(5, "--num-pairs", "-k", help="Answer samples per passage (at most this many pairs)."),
-    top_p: Optional[float] = typer.Option(None, "--top-p", help="Nucleus sampling mass for answers (default: the model's setting, 0.95)."),
-    beam_size: Optional[int] = typer.Option(None, "--beam-size", help="Beams per question (default: the model's setting, 4)."),
-    max_answer_len: Optional[int] = typer.Option(None, "--max-answer-len", help="Tokens per answer (default: the model's training limit)."),
-    max_question_len: Optional[int] = typer.Option(None, "--max-question-len", help="Tokens per question (default: the model's training limit)."),
-    max_passage_chars: Optional[int] = typer.Option(None, "--max-passage-chars", help="Chunk length for long passages (default: the model's training value)."),
-    copy_answers: bool = typer.Option(True, "--copy-answers/--free-answers", help="Sample answers only among tokens that continue a passage span (default), or freely as in Su's post (then answers not in the passage are filtered)."),
-    seed: int = typer.Option(0, "--seed", help="Random seed: the same seed and passage give the same pairs."),
-    batch_size: int = typer.Option(16, "--batch-size", help="Passage chunks decoded together (bounds memory)."),
+    model: str = typer.Option("zh-qa-gen-mini", "--model", "-m", help="Generator: built-in zh-qa-gen-mini, or a directory / hub id trained by `nlptool train qa-gen`."),
+    answers_key: str = typer.Option("answers", "--answers-key", help="Field of a JSON record with a list of answers: one question per given answer instead of sampled pairs."),
+    num_pairs: int = typer.Option(5, "--num-pairs", min=1, help="Answer samples per passage (at most this many pairs)."),
+    top_p: Optional[float] = typer.Option(None, "--top-p", min=1e-6, max=1.0, help="Nucleus sampling mass for answers (default: the model's setting)."),
+    beam_size: Optional[int] = typer.Option(None, "--beam-size", min=1, help="Beams per question (default: the model's setting)."),
+    no_repeat_ngram: Optional[int] = typer.Option(None, "--no-repeat-ngram", min=0, help="Block repeated n-grams in questions (0 = off; default: the model's setting)."),
+    length_penalty: Optional[float] = typer.Option(None, "--length-penalty", min=0.0, help="Beam length penalty alpha, score / length^alpha (default: the model's setting)."),
+    max_answer_len: Optional[int] = typer.Option(None, "--max-answer-len", min=1, help="Tokens per answer (default: the model's training limit)."),
+    max_question_len: Optional[int] = typer.Option(None, "--max-question-len", min=1, help="Tokens per question (default: the model's training limit)."),
+    max_passage_chars: Optional[int] = typer.Option(None, "--max-passage-chars", min=8, help="Chunk length for long passages (default: the model's training value)."),
+    round_trip: bool = typer.Option(True, "--round-trip/--no-round-trip", help="Drop pairs whose question the reader answers with a non-overlapping span (counted in qa_filtered)."),
+    reader: str = typer.Option("zh-reader-mini", "--reader", help="Extractive reader for the round trip: built-in name, directory or hub id trained by `nlptool train reader`."),
+    min_consistency: Optional[float] = typer.Option(None, "--min-consistency", min=0.0, max=1.0, help="Least character F1 between the reader's answer and the generated answer (default: the model's setting)."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed: the same seed and passage give the same pairs."),
+    batch_size: int = typer.Option(16, "--batch-size", min=1, help="Passage chunks decoded together (bounds memory)."),
+    chunk_size: int = typer.Option(64, "--chunk-size", min=1, help="Input records read and written per chunk (bounds memory)."),
     device: str = DeviceOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
 ):
-    """Generate question-answer pairs per passage: nucleus-sampled answers, beam-searched questions."""
+    """Generate question-answer pairs per passage (nucleus-sampled answers, beam-searched questions,
+    round-trip filtered), or one question per given answer for records with an `answers` list."""
     with boundary():
         from ..io import JsonlWriter, map_records, read_records
-        from ..qagen import DEFAULTS, FILTERS, load_settings
+        from ..qagen import FILTERS, check_generator, generate_qa_pairs, questions_for_answers
         from ._common import load_for_cli
 
-        records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict)
+        records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict,
+                               optional_keys=[answers_key])
         loaded = load_for_cli(model, "masked-lm", device, quiet)
-        settings = load_settings(loaded.path)
-        if settings is None:
-            info(f"warning: {model} has no qa-gen settings: it was not trained by `nlptool train qa-gen`, expect noise", quiet)
-            settings = dict(DEFAULTS)
+        settings = check_generator(loaded)
+        rt = None
+        if round_trip:
+            from ..reader import load_reader
+
+            rt = load_reader(reader, device)
+            info(f"round trip: reader {reader}", quiet)
         opts = {
-            "top_p": top_p if top_p is not None else settings["top_p"],
             "beam_size": beam_size if beam_size is not None else settings["beam_size"],
             "max_answer_len": max_answer_len if max_answer_len is not None else settings["max_answer_len"],
             "max_question_len": max_question_len if max_question_len is not None else settings["max_question_len"],
             "max_passage_chars": max_passage_chars if max_passage_chars is not None else settings["max_passage_chars"],
+            "no_repeat_ngram": no_repeat_ngram if no_repeat_ngram is not None else settings["no_repeat_ngram"],
+            "length_penalty": length_penalty if length_penalty is not None else settings["length_penalty"],
+            "answer_marks": settings["answer_marks"],
         }
-        from ..qagen import generate_qa_pairs
-
+        p_top = top_p if top_p is not None else settings["top_p"]
+        threshold = min_consistency if min_consistency is not None else settings["min_consistency"]
         totals = dict.fromkeys(FILTERS, 0)
         n_cand = n_pairs = 0
 
         def batch(recs):
             nonlocal n_cand, n_pairs
-            res = generate_qa_pairs(loaded, [r.text for r in recs], num_pairs=num_pairs, seed=seed,
-                                    batch_size=batch_size, copy_answers=copy_answers, **opts)
-            out = []
-            for x in res:
-                n_cand += x.candidates
-                n_pairs += len(x.pairs)
-                for k, v in x.filtered.items():
-                    totals[k] += v
-                out.append({"qa_pairs": x.pairs, "qa_filtered": {k: v for k, v in x.filtered.items() if v}})
+            out: list = [None] * len(recs)
+            given = [i for i, r in enumerate(recs) if answers_key in r.texts]
+            for i in given:
+                if not isinstance(recs[i].texts[answers_key], list):
+                    out[i] = ValueError(f"field {answers_key!r} must be a list of answer strings")
+            asked = [i for i in given if out[i] is None]
+            if asked:
+                res = questions_for_answers(loaded, [(recs[i].text, recs[i].texts[answers_key]) for i in asked],
+                                            batch_size=batch_size, reader=rt, **opts)
+                for i, pairs in zip(asked, res):
+                    n_pairs += sum("error" not in p for p in pairs)
+                    out[i] = {"qa_pairs": pairs}
+            free = [i for i in range(len(recs)) if answers_key not in recs[i].texts]
+            if free:
+                res = generate_qa_pairs(loaded, [recs[i].text for i in free], num_pairs=num_pairs, seed=seed,
+                                        batch_size=batch_size, top_p=p_top, reader=rt, min_consistency=threshold, **opts)
+                for i, x in zip(free, res):
+                    n_cand += x.candidates
+                    n_pairs += len(x.pairs)
+                    for k, v in x.filtered.items():
+                        totals[k] += v
+                    out[i] = {"qa_pairs": x.pairs, "qa_filtered": {k: v for k, v in x.filtered.items() if v}}
             return out
 
         with JsonlWriter(output) as w:
-            for obj in map_records(records, batch, chunk_size=64, strict=strict):
+            for obj in map_records(records, batch, chunk_size=chunk_size, strict=strict):
                 w.write(obj)
         removed = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in totals.items() if v) or "none"
         info(f"{n_pairs:,} pairs kept of {n_cand:,} answer samples; removed: {removed}", quiet)

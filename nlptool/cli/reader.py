@@ -1,0 +1,48 @@
+"""``nlptool train reader``: an extractive span reader (BERT start/end) for qa-gen's round trip."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import typer
+
+from . import train_app
+from ._common import DeviceOpt, QuietOpt, boundary, console, info
+
+
+@train_app.command("reader")
+def train_reader(
+    data: list[Path] = typer.Argument(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer}.", show_default=False),
+    out: Path = typer.Option(..., "--out", help="Output model directory."),
+    model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Encoder to start from: built-in name, local directory or hub id."),
+    holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.999, help="Share of the articles held out for exact match / char F1 (without --eval)."),
+    eval_file: Optional[list[Path]] = typer.Option(None, "--eval", help="Evaluation data instead of --holdout (repeatable)."),
+    max_passage_chars: int = typer.Option(128, "--max-passage-chars", min=8, help="Passage chunk in characters (the chunk containing the answer)."),
+    epochs: float = typer.Option(10.0, "--epochs", min=1e-6, help="Passes over the training examples."),
+    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimisation steps instead of --epochs."),
+    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Sequences per step."),
+    learning_rate: float = typer.Option(2e-4, "--learning-rate", min=1e-12, help="Peak AdamW learning rate."),
+    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=1e-6, help="Stop after this many minutes and save."),
+    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (held-out articles, shuffling)."),
+    device: str = DeviceOpt,
+    quiet: bool = QuietOpt,
+):
+    """Fine-tune a BERT as an extractive reader (BertForQuestionAnswering span start/end)."""
+    with boundary():
+        from ..qagen import read_qa_data
+        from ..reader import train_reader as train
+        from ._common import quiet_libraries
+
+        quiet_libraries()
+        items, _ = read_qa_data(data)
+        eval_items = read_qa_data(eval_file)[0] if eval_file else None
+        metrics = train(
+            items, out, model=model, holdout=holdout, eval_items=eval_items, max_passage_chars=max_passage_chars,
+            epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+            max_minutes=max_minutes, seed=seed, device=device,
+            log=None if quiet else (lambda s: console.print(s, highlight=False, soft_wrap=True)),
+        )
+        held = metrics["heldout"]
+        info(f"saved {out}: {metrics['steps']} steps, {metrics['seconds']:.0f} s"
+             + (f", held-out exact match {held['exact_match']:.3f}, char F1 {held['char_f1']:.3f}" if held else ""), quiet)

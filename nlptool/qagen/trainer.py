@@ -1,0 +1,238 @@
+"""Training the UniLM question-answer generator: the batch collator, the ``Trainer`` subclass
+whose loss is :func:`nlptool.unilm.seq2seq_loss`, and :func:`train_qa_gen`."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ModelError, UsageError
+from .data import DEFAULTS, SETTINGS_FILE, QAItem, build_examples, split_articles
+
+
+class _Examples:
+    def __init__(self, rows: list[dict]):
+        self.rows = rows
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def __getitem__(self, i: int) -> dict:
+        return self.rows[i]
+
+
+def _collate(pad_id: int):
+    import torch
+
+    def collate(batch: list[dict]) -> dict:
+        n = max(len(b["input_ids"]) for b in batch)
+        ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
+        types = torch.ones(len(batch), n, dtype=torch.long)
+        att = torch.zeros(len(batch), n, dtype=torch.long)
+        src = torch.zeros(len(batch), n, dtype=torch.bool)
+        for r, b in enumerate(batch):
+            k = len(b["input_ids"])
+            ids[r, :k] = torch.as_tensor(b["input_ids"])
+            types[r, :k] = torch.as_tensor(b["token_type_ids"])
+            att[r, :k] = 1
+            src[r, : b["source_len"]] = True
+        return {"input_ids": ids, "token_type_ids": types, "attention_mask": att, "source_mask": src}
+
+    return collate
+
+
+def _Seq2SeqTrainer(label_smoothing: float = 0.0):
+    """A ``transformers.Trainer`` whose training loss is the UniLM seq2seq cross-entropy
+    (:func:`nlptool.unilm.seq2seq_loss`, with ``label_smoothing``) and whose evaluation loss is the
+    plain one (nats per target token, comparable across settings)."""
+    import torch
+    from transformers import Trainer
+
+    from ..unilm import seq2seq_loss
+
+    def loss_of(model, inputs, smoothing):
+        return seq2seq_loss(model, inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"],
+                            source_mask=inputs["source_mask"], label_smoothing=smoothing)
+
+    class Seq2SeqTrainer(Trainer):
+        def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+            loss = loss_of(model, inputs, label_smoothing)
+            return (loss, None) if return_outputs else loss
+
+        def prediction_step(self, model, inputs, prediction_loss_only, ignore_keys=None):
+            inputs = self._prepare_inputs(inputs)
+            with torch.no_grad():
+                loss = loss_of(model, inputs, 0.0)
+            return loss.detach(), None, None
+
+    return Seq2SeqTrainer
+
+
+def train_qa_gen(
+    items: Sequence[QAItem],
+    out_dir: str | os.PathLike,
+    *,
+    model: str = "zh-bert-mini",
+    holdout: float = 0.1,
+    eval_items: Sequence[QAItem] | None = None,
+    max_passage_chars: int = 128,
+    max_answer_len: int = 32,
+    max_question_len: int = 32,
+    epochs: float = 10.0,
+    batch_size: int = 32,
+    learning_rate: float = 2e-4,
+    warmup_ratio: float = 0.05,
+    weight_decay: float = 0.01,
+    max_minutes: float | None = None,
+    max_steps: int | None = None,
+    answer_marks: bool = False,
+    label_smoothing: float = 0.0,
+    decoding: dict[str, Any] | None = None,
+    resume: bool = False,
+    seed: int = 0,
+    device: str = "auto",
+    log: Callable[[str], None] | None = None,
+) -> dict[str, Any]:
+    """Fine-tune a BERT masked LM as a UniLM question-answer generator (Su 2020-07-25).
+
+    Args:
+        items: gold pairs (:func:`read_qa_data`).
+        out_dir: output directory: a Hugging Face model directory (config, safetensors, tokenizer)
+            plus :data:`SETTINGS_FILE` (the length limits and decoding defaults) and
+            ``metrics.json``; checkpoints in ``out_dir/checkpoints`` (one per epoch, the two last kept).
+        model: starting masked LM (built-in name, directory or hub id); its MLM head becomes the
+            generator.
+        holdout: fraction of the articles held out for the validation loss (:func:`split_articles`),
+            unless ``eval_items`` is given.
+        max_passage_chars, max_answer_len, max_question_len: passage chunk in characters; answer and
+            question in tokens (longer answers are dropped, longer questions truncated).
+        epochs, batch_size, learning_rate, warmup_ratio, weight_decay: AdamW with linear decay.
+        max_minutes: stop after this wall time; the best checkpoint by validation loss is kept.
+        max_steps: optimisation steps instead of ``epochs`` (the schedule decays to 0 there).
+        answer_marks: mark the answer span inside the passage with segment id 1 for the question
+            (:func:`nlptool.qagen.data.encode_marked_examples`; two examples per pair).
+        label_smoothing: in [0, 1), on the training loss only (validation loss stays plain NLL).
+        decoding: decoding defaults stored with the model (``no_repeat_ngram``, ``length_penalty``,
+            ``beam_size``, ``top_p``, ``min_consistency``), over :data:`DEFAULTS`.
+        resume: continue from the last checkpoint in ``out_dir/checkpoints``.
+        device: ``auto|cpu|cuda|cuda:N``; fp16 mixed precision on CUDA.
+
+    Returns:
+        metrics dict: example counts, steps, seconds, validation loss (nats per target token)
+        per epoch and of the saved model.
+
+    Raises:
+        UsageError: nothing left to train on.
+        ModelError: the starting model cannot be loaded.
+    """
+    import torch
+    from transformers import TrainerCallback
+
+    from ..models import load_model
+    from ..training import quiet_trainer, time_budget, training_arguments
+
+    log = log or (lambda s: None)
+    out = Path(out_dir)
+    loaded = load_model(model, kind="masked-lm", device=device, fp16=False)
+    tok, net, dev = loaded.tokenizer, loaded.model, loaded.device
+    if not hasattr(net, "cls") and not hasattr(net, "lm_head"):
+        raise ModelError(f"{model}: no masked-LM head (the generator); start from a BERT-family masked LM such as zh-bert-mini")
+    if not 0.0 <= label_smoothing < 1.0:
+        raise UsageError(f"label smoothing {label_smoothing}: expected a value in [0, 1)")
+    if eval_items is None:
+        train_items, held_items = split_articles(items, holdout, seed)
+    else:
+        train_items, held_items = list(items), list(eval_items)
+    limits = {"max_passage_chars": max_passage_chars, "max_answer_len": max_answer_len, "max_question_len": max_question_len}
+    train_ex, train_counts = build_examples(tok, train_items, answer_marks=answer_marks, **limits)
+    held_ex, held_counts = build_examples(tok, held_items, answer_marks=answer_marks, **limits)
+    if not train_ex:
+        raise UsageError("no training examples left (answers longer than --max-answer-len?)")
+    log(
+        f"{len(train_ex):,} training examples from {len({i.article for i in train_items}):,} articles, "
+        f"{len(held_ex):,} held-out from {len({i.article for i in held_items}):,} "
+        f"({train_counts['dropped_answer_too_long'] + held_counts['dropped_answer_too_long']} dropped: answer too long)"
+    )
+    net.train()
+    args = training_arguments(
+        out / "checkpoints",
+        dev,
+        per_device_train_batch_size=batch_size,
+        per_device_eval_batch_size=batch_size * 2,
+        num_train_epochs=epochs,
+        max_steps=max_steps or -1,
+        learning_rate=learning_rate,
+        warmup_steps=int(warmup_ratio * (max_steps or epochs * ((len(train_ex) + batch_size - 1) // batch_size))),
+        weight_decay=weight_decay,
+        logging_steps=20,
+        eval_strategy="epoch" if held_ex else "no",
+        save_strategy="epoch",
+        save_total_limit=2,
+        load_best_model_at_end=bool(held_ex),
+        metric_for_best_model="eval_loss" if held_ex else None,
+        greater_is_better=False,
+        seed=seed,
+        remove_unused_columns=False,
+    )
+    history: list[dict] = []
+    training = [True]
+
+    class Log(TrainerCallback):
+        def on_log(self, args, state, control, logs=None, **kwargs):
+            if not logs or not training[0]:
+                return
+            if "eval_loss" in logs:
+                history.append({"epoch": round(state.epoch or 0, 2), "step": state.global_step, "eval_loss": logs["eval_loss"]})
+                log(f"epoch {state.epoch:.2f} step {state.global_step}: validation loss {logs['eval_loss']:.3f}")
+            elif "loss" in logs:
+                log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.3f}")
+
+    callbacks = [Log()]
+    if max_minutes:
+        callbacks.append(time_budget(max_minutes))
+    trainer = _Seq2SeqTrainer(label_smoothing)(
+        model=net, args=args, train_dataset=_Examples(train_ex), eval_dataset=_Examples(held_ex) if held_ex else None,
+        data_collator=_collate(tok.pad_token_id), callbacks=callbacks,
+    )
+    quiet_trainer(trainer)
+    ckpt = None
+    if resume and any((out / "checkpoints").glob("checkpoint-*")):
+        ckpt = True
+    t0 = time.time()
+    trainer.train(resume_from_checkpoint=ckpt)
+    seconds = time.time() - t0
+    training[0] = False
+    final_eval = trainer.evaluate()["eval_loss"] if held_ex else None
+    net.eval()
+    net.save_pretrained(out, safe_serialization=True)
+    tok.save_pretrained(out)
+    settings = dict(DEFAULTS, **limits)
+    settings.update(decoding or {})
+    settings.update(answer_marks=answer_marks, base_model=str(model),
+                    format="[CLS] passage [SEP] answer [SEP] question [SEP]")
+    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    metrics = {
+        "base_model": str(model),
+        "train_examples": len(train_ex),
+        "heldout_examples": len(held_ex),
+        "train_articles": len({i.article for i in train_items}),
+        "heldout_articles": sorted({i.article for i in held_items}),
+        "dropped": train_counts["dropped_answer_too_long"] + held_counts["dropped_answer_too_long"],
+        "steps": trainer.state.global_step,
+        "epochs": trainer.state.epoch,
+        "seconds": round(seconds, 1),
+        "device": str(dev),
+        "validation_loss": final_eval,
+        "label_smoothing": label_smoothing,
+        "batch_size": batch_size,
+        "learning_rate": learning_rate,
+        "history": history,
+        "settings": settings,
+        "torch_threads": torch.get_num_threads(),
+    }
+    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    return metrics

@@ -482,8 +482,12 @@ def convert_chars(text: str, config: str = "t2s") -> str:
 
 def looks_traditional(text: str) -> bool:
     """Auto-detection: True when more characters change under t2s than under s2t (simplified text
-    is nearly a fixed point of t2s, traditional text of s2t)."""
+    is nearly a fixed point of t2s, traditional text of s2t). False when OpenCC is not installed."""
     if not any(ord(c) >= 0x2E80 for c in text):
+        return False
+    try:
+        import opencc  # noqa: F401
+    except ImportError:  # without OpenCC, auto means no conversion (t2s says how to get it)
         return False
     t2s = convert_chars(text, "t2s")
     s2t = convert_chars(text, "s2t")

@@ -62,6 +62,8 @@ class Record:
         error: why the record cannot be processed, or ``None``.
         raw: the input line's exact bytes, line terminator included (``None`` unless
             ``read_records(..., keep_raw=True)``); for commands that copy lines through unchanged.
+        index: 0-based position of the line among all lines of all inputs, in reading order
+            (the same with or without ``shard``; seeds per-record sampling, see docs/scale-out.md).
     """
 
     source: str
@@ -70,6 +72,7 @@ class Record:
     texts: dict[str, str] = field(default_factory=dict)
     error: str | None = None
     raw: bytes | None = field(default=None, repr=False)
+    index: int = -1
 
     @property
     def text(self) -> str:
@@ -239,8 +242,11 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str = "
     path = str(path)
     if path == "-":
         fh = sys.stdout.buffer if binary else sys.stdout
-        yield fh
-        fh.flush()
+        try:
+            yield fh
+            fh.flush()
+        except OSError as exc:
+            raise _named(exc, "<stdout>") from None
         return
     check_output_path(path, inputs=inputs)
     target = os.path.realpath(path)
@@ -392,6 +398,7 @@ def read_records(
     keep_raw: bool = False,
     alternatives: Sequence[str] = (),
     list_keys: Sequence[str] = (),
+    shard: tuple[int, int] | None = None,
 ) -> Iterator[Record]:
     """Yield one :class:`Record` per line of every input, in order.
 
@@ -409,6 +416,11 @@ def read_records(
         keep_raw: also keep each line's exact bytes (terminator included) in ``Record.raw``.
         list_keys: those of ``keys`` whose JSON value may also be a list of strings (kept as a
             list in ``texts``; ``similarity`` takes several references this way).
+        shard: ``(i, n)``: yield only the records whose :attr:`Record.index` is ``i`` modulo
+            ``n`` (``0 <= i < n``; see :func:`parse_shard`); the other lines are not parsed, and a
+            bad line outside the shard does not stop a ``strict`` run. Interleaving the outputs
+            of shards ``0..n-1`` (record ``j`` of shard ``i`` at position ``j * n + i``) restores
+            the unsharded output.
 
     Raises:
         UsageError: unknown format, missing/unreadable file or a directory, terminal stdin; raised
@@ -422,20 +434,45 @@ def read_records(
     keys = list(keys)
     if tsv is None:
         tsv = len(keys) > 1
-    return _iter_records(paths, fmt, keys, strict, tsv, optional_keys, keep_raw, alternatives, list_keys)
+    if shard is not None:
+        shard = parse_shard(shard)
+    return _iter_records(paths, fmt, keys, strict, tsv, optional_keys, keep_raw, alternatives, list_keys, shard)
+
+
+def parse_shard(spec: str | tuple[int, int]) -> tuple[int, int]:
+    """``"i/n"`` (or ``(i, n)``) as ``(i, n)`` with ``n >= 1`` and ``0 <= i < n``.
+
+    Raises:
+        UsageError: malformed (not two integers ``i/n``) or out of range.
+    """
+    if isinstance(spec, tuple) and len(spec) == 2 and all(isinstance(x, int) for x in spec):
+        i, n = spec
+    else:
+        m = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", str(spec))
+        if not m:
+            raise UsageError(f"shard {spec!r}: expected i/n with integers 0 <= i < n (e.g. 0/4)")
+        i, n = int(m.group(1)), int(m.group(2))
+    if n < 1 or not 0 <= i < n:
+        raise UsageError(f"shard {spec!r}: expected i/n with integers 0 <= i < n (e.g. 0/4)")
+    return i, n
 
 
 def _iter_records(paths, input_format, keys, strict, tsv, optional_keys, keep_raw, alternatives,
-                  list_keys=()) -> Iterator[Record]:
+                  list_keys=(), shard=None) -> Iterator[Record]:
+    index = -1
     for path in paths:
         source = STDIN_NAME if path == "-" else path
         for lineno, raw in enumerate(_binary_lines(path, None if keep_raw else MAX_LINE_BYTES), start=1):
+            index += 1
+            if shard is not None and index % shard[1] != shard[0]:
+                continue
             if isinstance(raw, _TooLong):
                 rec = Record(source=source, line=lineno, error=(
                     f"line of {raw.size:,} bytes is longer than the limit of {MAX_LINE_BYTES:,} bytes "
                     "(split it into several records)"))
             else:
                 rec = _parse_line(raw, source, lineno, input_format, keys, tsv, optional_keys, alternatives, list_keys)
+            rec.index = index
             if keep_raw:
                 rec.raw = raw
             if rec.error and strict:
@@ -630,21 +667,29 @@ class JsonlWriter:
         self._fh = self._cm.__enter__()
         return self
 
+    def _put(self, text: str) -> None:
+        try:
+            self._fh.write(text)
+        except UnicodeEncodeError:
+            self._fh.write(text.encode("utf-8", "backslashreplace").decode("utf-8"))
+        except OSError as exc:
+            raise _named(exc, "<stdout>" if self.path == "-" else self.path) from None
+
     def write(self, obj: dict[str, Any]) -> None:
-        self._fh.write(safe_json_line(obj) + "\n")
+        self._put(safe_json_line(obj) + "\n")
 
     def write_line(self, line: str) -> None:
-        try:
-            self._fh.write(line + "\n")
-        except UnicodeEncodeError:
-            self._fh.write(line.encode("utf-8", "backslashreplace").decode("utf-8") + "\n")
+        self._put(line + "\n")
 
     def write_text(self, text: str) -> None:
         """One record's text output as exactly one line (line breaks inside escaped)."""
         self.write_line(escape_line(text))
 
     def flush(self) -> None:
-        self._fh.flush()
+        try:
+            self._fh.flush()
+        except OSError as exc:
+            raise _named(exc, "<stdout>" if self.path == "-" else self.path) from None
 
     def __exit__(self, *exc):
         cm, self._cm = self._cm, None

@@ -536,3 +536,33 @@ def test_quiet_silences_library_warnings(tmp_path, monkeypatch):
         res = runner.invoke(app, ["tokenize-sample", "--dict", str(d), "-q"], input="好人\n")
     assert res.exit_code == 0 and res.stderr == "" and len(res.stdout.splitlines()) == 1
     assert not quiet, [str(w.message) for w in quiet]
+
+
+def test_ctrl_c_exits_130_with_the_message(tmp_path):
+    import signal
+
+    d = tmp_path / "dict.txt"
+    d.write_text(TINY_DICT, encoding="utf-8")
+    p = subprocess.Popen([sys.executable, "-m", "nlptool", "tokenize-sample", "--dict", str(d)],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                         env=dict(os.environ, PYTHONPATH=REPO))
+    first = p.stderr.readline()  # the model line: the command is running and waiting on stdin
+    assert first.startswith(b"unigram LM"), first
+    p.send_signal(signal.SIGINT)
+    out, err = p.communicate(timeout=60)
+    assert p.returncode == 130 and err.strip().splitlines()[-1] == b"interrupted" and out == b""
+    assert b"Traceback" not in err
+
+
+def test_full_stdout_is_one_line_exit_1(tmp_path):
+    if os.geteuid() != 0:
+        pytest.skip("mknod of a character device needs root")
+    full = tmp_path / "full"
+    os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
+    d = tmp_path / "dict.txt"
+    d.write_text(TINY_DICT, encoding="utf-8")
+    with open(full, "wb") as out:
+        p = subprocess.run([sys.executable, "-m", "nlptool", "tokenize-sample", "--dict", str(d), "-q"], input=b"x\n",
+                           stdout=out, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
+    assert p.returncode == 1 and p.stderr.decode().strip().count("\n") == 0
+    assert p.stderr.startswith(b"error: <stdout>: No space left on device")

@@ -487,11 +487,18 @@ def train_segmenter(
     out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     torch.manual_seed(seed)
-    gold = people_daily_dev(dev_lines, path=dev_file) if dev_lines else []
+    # the whole 1,000-line dev pick leaves the corpus, however many of its lines are scored
+    try:
+        held = people_daily_dev(max(dev_lines, 1000), path=dev_file)
+    except NlptoolError:
+        if dev_lines:
+            raise
+        held = []
+    gold = held[:dev_lines]
     dev_texts = ["".join(w) for w in gold]
-    lines = read_corpus_lines(corpus, exclude=set(dev_texts), max_chars=teacher_chars, seed=seed)
+    lines = read_corpus_lines(corpus, exclude={"".join(w) for w in held}, max_chars=teacher_chars, seed=seed)
     n_chars = sum(map(len, lines))
-    say(f"corpus: {len(lines):,} lines, {n_chars:,} characters (dev lines removed: {len(dev_texts)})")
+    say(f"corpus: {len(lines):,} lines, {n_chars:,} characters (dev pick of {len(held)} lines removed; {len(gold)} scored)")
     loaded = load_model(teacher, kind="encoder", device=device)
     fallback = auto_fallback(loaded, layer=layer, batch_size=teacher_batch_size)
 

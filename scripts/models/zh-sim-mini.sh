@@ -7,7 +7,7 @@
 #
 # Env: NLPTOOL (default nlptool), PY (python), BASE (base MLM dir), BUILD (work dir), SHARED (data),
 #      DEST (where the model goes), DEVICE (auto), QUICK (1 = a few steps, to test on the CPU),
-#      EPOCHS (CoSENT epochs, default 8; the CPU-trained interim model used fewer).
+#      EPOCHS (CoSENT epochs, default 8), IDF (the base model's IDF table, copied to DEST/NAME/idf.tsv).
 # On an H100/H200 the two training stages take about 50 s.
 set -eu
 NLPTOOL=${NLPTOOL:-nlptool}
@@ -59,6 +59,9 @@ end=$(date +%s)
 echo "$NAME: training took $((end - start)) s" >&2
 
 mkdir -p "$DEST/$NAME"
+# the base model's IDF table (same tokenizer) travels with the model as idf.tsv
+IDF=${IDF:-nlptool/data/similarity/zh-bert-mini.idf.tsv}
+cp "$IDF" "$DEST/$NAME/idf.tsv"
 $PY -c "
 import sys
 from nlptool.sentence_training import export_similarity_model

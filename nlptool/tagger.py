@@ -169,6 +169,9 @@ def load_tagger(path: str | os.PathLike, *, name: str | None = None, device=None
     from safetensors.torch import load_file
 
     path = Path(path)
+    if not path.is_dir():
+        raise ModelError(f"{path}: a segmenter is a local directory written by `nlptool train segmenter` or the "
+                         "built-in zh-seg-mini (hub ids are not supported for the tagger)")
     if not is_tagger_dir(path):
         raise ModelError(f"{path}: not a segmenter model (config.json model_type is not {MODEL_TYPE!r})")
     try:

@@ -109,10 +109,14 @@ def test_usage_errors(model_args):
 
 def test_offline_hub_id_is_one_line_error(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    r = _run(["segment", "--model", "someone/not-cached-model-xyz", "--quiet"], input="x\n")
+    r = _run(["segment", "--method", "masking", "--model", "someone/not-cached-model-xyz", "--quiet"], input="x\n")
     assert r.exit_code == 1
     lines = [x for x in r.stderr.splitlines() if x.strip()]
     assert len(lines) == 1 and "offline" in lines[0] and "Fix" in lines[0]
+    # the tagger has its own format: a hub id is refused in one line
+    r = _run(["segment", "--method", "tagger", "--model", "someone/not-cached-model-xyz", "--quiet"], input="x\n")
+    lines = [x for x in r.stderr.splitlines() if x.strip()]
+    assert r.exit_code == 1 and len(lines) == 1 and "train segmenter" in lines[0]
 
 
 def _cli(*args, **kw):

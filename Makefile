@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: models install demo test fuzz cli-reference bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
+.PHONY: models install demo test gpu-check fuzz cli-reference bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# CUDA-vs-CPU parity of every command (docs/gpu.md); without CUDA it runs the CPU half and exits 0
+gpu-check: $(STAMP)
+	$(BIN)/python scripts/gpu_check.py
 
 # the property-based suite with many more examples (make test runs it with HYPOTHESIS_PROFILE=ci)
 fuzz: $(STAMP)

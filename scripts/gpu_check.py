@@ -31,7 +31,7 @@ it runs the CPU half, prints the table and ``no CUDA``, and exits 0 unless a CPU
 from __future__ import annotations
 
 import argparse
-import importlib.util
+import importlib
 import json
 import math
 import os
@@ -119,8 +119,10 @@ def text_table(rows: list[Row]) -> str:
 def need(*modules: str) -> None:
     """Skip the row when an optional package is missing (the GPU machine may lack POT, captum, jieba)."""
     for m in modules:
-        if importlib.util.find_spec(m) is None:
-            raise Skip(f"skipped: {m} missing")
+        try:
+            importlib.import_module(m)
+        except ImportError:
+            raise Skip(f"skipped: {m} missing") from None
 
 
 def builtin(name: str) -> str | None:

@@ -10,6 +10,7 @@ quietly. ``NLPTOOL_DEBUG=1`` or ``nlptool --debug CMD`` also prints the tracebac
 from __future__ import annotations
 
 import contextlib
+import enum
 import errno
 import math
 import os
@@ -170,6 +171,36 @@ ChunkSizeOpt = typer.Option(1000, "--chunk-size", min=1, help="Input records rea
 SeedOpt = typer.Option(0, "--seed", min=0, help="Random seed (reproducible sampling, splits, training).")
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or device messages on stderr.")
 StrictOpt = typer.Option(False, "--strict", help="Stop at the first bad input record (exit code 3) instead of writing an error record.")
+
+
+# ------------------------------------------------------------------------------ scale-out options (docs/scale-out.md)
+
+
+def _check_shard(value: Optional[str]):
+    """``--shard i/n`` callback: parsed to ``(i, n)``; malformed or out of range is exit 2."""
+    if value in (None, ""):
+        return None
+    from ..errors import UsageError
+    from ..io import parse_shard
+
+    try:
+        return parse_shard(value)
+    except UsageError:
+        raise typer.BadParameter(f"{value!r} is not i/n with integers 0 <= i < n (e.g. 0/4).") from None
+
+
+class Engine(str, enum.Enum):
+    local = "local"
+    ray = "ray"
+
+
+ShardOpt = typer.Option(None, "--shard", callback=_check_shard, show_default=False,
+                        help="i/n: process and write only the records whose 0-based index is i modulo n (interleave the n outputs to restore the whole).")
+EngineOpt = typer.Option(Engine.local, "--engine", help="local (this process) or ray (an actor pool on the Ray cluster named by RAY_ADDRESS, or a local one; pip install 'nlptool[ray]').")
+WorkersOpt = typer.Option(2, "--workers", min=1, help="--engine ray: actors in the pool (one model load each).")
+GpusPerWorkerOpt = typer.Option(0.0, "--gpus-per-worker", parser=finite_float(0.0, 64.0), help="--engine ray: GPUs requested per actor (fractions share a GPU; 0 = CPU).")
+OutputDirOpt = typer.Option(None, "--output-dir", callback=lambda v: _check_out_dir(v), show_default=False,
+                            help="--engine ray: write JSONL shards (Ray's write order) into this directory instead of -o.")
 
 
 def info(msg: str, quiet: bool = False) -> None:

@@ -20,6 +20,7 @@ from ._common import (
     info,
     optional_str,
 )
+from ._common import ShardOpt
 
 
 class Method(str, enum.Enum):
@@ -75,6 +76,7 @@ def attribute(
     device: str = DeviceOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
+    shard: Optional[str] = ShardOpt,
 ):
     """Integrated gradients (captum) per token or word: signed scores, character offsets, completeness delta; HTML/PNG/terminal heatmaps."""
     with boundary():
@@ -82,7 +84,7 @@ def attribute(
         from ..io import JsonlWriter, atomic_output, map_records, read_records
         from ._common import load_for_cli
 
-        records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict)
+        records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, shard=shard)
         loaded = load_for_cli(model, "sequence-classification", device, quiet)
         if granularity is Granularity.word:
             import logging

@@ -20,6 +20,7 @@ from ._common import (
     console,
     info,
 )
+from ._common import ShardOpt
 
 
 @train_app.command("qa-gen")
@@ -100,6 +101,7 @@ def qa_gen(
     device: str = DeviceOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
+    shard: Optional[str] = ShardOpt,
 ):
     """Generate question-answer pairs per passage (nucleus-sampled answers, beam-searched questions,
     round-trip filtered), or one question per given answer for records with an `answers` list."""
@@ -109,7 +111,7 @@ def qa_gen(
         from ._common import load_for_cli
 
         records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict,
-                               optional_keys=[answers_key])
+                               optional_keys=[answers_key], shard=shard)
         loaded = load_for_cli(model, "masked-lm", device, quiet)
         settings = check_generator(loaded)
         rt = None

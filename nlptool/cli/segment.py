@@ -27,6 +27,7 @@ from ._common import (
     load_for_cli,
     make_progress,
 )
+from ._common import Engine, EngineOpt, GpusPerWorkerOpt, OutputDirOpt, ShardOpt, WorkersOpt
 
 
 class Method(str, Enum):
@@ -77,6 +78,11 @@ def segment(
     chunk_size: int = ChunkSizeOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
+    shard: Optional[str] = ShardOpt,
+    engine: Engine = EngineOpt,
+    workers: int = WorkersOpt,
+    gpus_per_worker: float = GpusPerWorkerOpt,
+    output_dir: Optional[str] = OutputDirOpt,
 ):
     """Segment Chinese text into words (and parse it), without any gold segmentation.
 
@@ -104,7 +110,18 @@ def segment(
 
         udict = read_user_dict(user_dict) if user_dict else None
         records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, optional_keys=[words_key],
-                               alternatives=[words_key] if parse != ParseMode.none else ())
+                               alternatives=[words_key] if parse != ParseMode.none else (), shard=shard)
+        if engine is Engine.ray or output_dir:  # scale-out (docs/scale-out.md): the same worker on a Ray actor pool
+            from ..ray_engine import run_cli
+            from ..workers import Segmenter
+
+            return run_cli(Segmenter(model=model, method=method.value, user_dict=user_dict, convert=convert.value,
+                                     threshold=thr, layer=layer, parse=parse.value, device=device,
+                                     batch_size=batch_size, text_key=text_key, words_key=words_key),
+                           records, inputs, output, output_dir, fmt=fmt.value, workers=workers,
+                           gpus_per_worker=gpus_per_worker, chunk_size=chunk_size, strict=strict,
+                           input_format=input_format, keys=[text_key], shard=shard, optional_keys=[words_key],
+                           alternatives=[words_key] if parse != ParseMode.none else ())
         name = model or DEFAULT_MODELS[method]
         kind = "char-tagger" if method == Method.tagger else "encoder"
         segmenter = load_for_cli(name, kind, device, quiet)

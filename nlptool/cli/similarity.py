@@ -21,6 +21,7 @@ from ._common import (
     boundary,
     info,
 )
+from ._common import Engine, EngineOpt, GpusPerWorkerOpt, OutputDirOpt, ShardOpt, WorkersOpt
 
 #: The default model: zh-bert-mini fine-tuned with CoSENT (docs/similarity.md).
 DEFAULT_MODEL = "zh-sim-mini"
@@ -74,6 +75,11 @@ def similarity(
     batch_size: int = BatchSizeOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
+    shard: Optional[str] = ShardOpt,
+    engine: Engine = EngineOpt,
+    workers: int = WorkersOpt,
+    gpus_per_worker: float = GpusPerWorkerOpt,
+    output_dir: Optional[str] = OutputDirOpt,
 ):
     """Word Mover's / Word Rotator's Distance (or mean cosine) of text pairs, exact k-NN search (--query/--corpus), or all pairs (--matrix)."""
     with boundary():
@@ -101,6 +107,21 @@ def similarity(
                 check_stdin([path])
         check_stdin(inputs)
         layer_list = parse_layers(layers) if layers else (layer,)
+        if engine is Engine.ray or output_dir:  # scale-out (docs/scale-out.md): pair mode on a Ray actor pool
+            if search_mode or matrix:
+                raise UsageError("--engine ray runs pair mode; search and --matrix run locally")
+            from ..ray_engine import run_cli
+            from ..workers import Similarity
+
+            return run_cli(Similarity(model=model, metric=metric.value, pool=pool.value, layers=layer_list,
+                                      vectors=vectors, vectors_limit=vectors_limit, idf=idf, uniform=uniform,
+                                      whiten=whiten, drop_punct=drop_punct, solver=solver.value, reg=reg, device=device,
+                                      batch_size=batch_size, a_key=a_key, b_key=b_key),
+                           read_records(inputs, input_format=input_format, keys=[a_key, b_key], list_keys=[b_key],
+                                        strict=strict, shard=shard),
+                           inputs, output, output_dir, workers=workers, gpus_per_worker=gpus_per_worker,
+                           chunk_size=chunk_size, strict=strict, input_format=input_format, keys=[a_key, b_key],
+                           shard=shard, list_keys=[b_key])
 
         loaded = None
         if not vectors:
@@ -115,14 +136,14 @@ def similarity(
         if matrix:
             from ..similarity import matrix as run_matrix
 
-            rows = read_records([query] if search_mode else inputs, input_format=fmt, keys=[text_key])
+            rows = read_records([query] if search_mode else inputs, input_format=fmt, keys=[text_key], shard=shard)
             cols = read_records([corpus], input_format=fmt, keys=[text_key]) if search_mode else None
             results = run_matrix(rows, embedder, matrix, col_records=cols, metric=metric.value, pool=pool.value,
                                  top_k=top_k, block_rows=chunk_size, strict=strict, log=log)
         elif search_mode:
             from ..similarity import search
 
-            results = search(read_records([query], input_format=fmt, keys=[text_key], strict=strict),
+            results = search(read_records([query], input_format=fmt, keys=[text_key], strict=strict, shard=shard),
                              read_records([corpus], input_format=fmt, keys=[text_key]), embedder,
                              metric="wmd" if metric is Metric.wmd else "wrd", top_k=top_k, strict=strict,
                              chunk_size=chunk_size, log=log)
@@ -130,7 +151,8 @@ def similarity(
             from ..models import resolve_device
             from ..similarity import pairs
 
-            records = read_records(inputs, input_format=fmt, keys=[a_key, b_key], list_keys=[b_key], strict=strict)
+            records = read_records(inputs, input_format=fmt, keys=[a_key, b_key], list_keys=[b_key], strict=strict,
+                                   shard=shard)
             results = pairs(records, embedder, a_key=a_key, b_key=b_key, metric=metric.value, pool=pool.value,
                             solver=solver.value, reg=reg, device=resolve_device(device) if solver is Solver.sinkhorn else "cpu",
                             chunk_size=chunk_size, strict=strict)

@@ -11,6 +11,7 @@ import typer
 from . import app
 from ._common import (ChunkSizeOpt, InputFileOpt, InputFormatOpt, InputsArg, OutputOpt, QuietOpt, StrictOpt, TextKeyOpt,
                       boundary, info)
+from ._common import Engine, EngineOpt, GpusPerWorkerOpt, OutputDirOpt, ShardOpt, WorkersOpt
 
 
 class Method(str, enum.Enum):
@@ -45,6 +46,11 @@ def tokenize_sample(
     chunk_size: int = ChunkSizeOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
+    shard: Optional[str] = ShardOpt,
+    engine: Engine = EngineOpt,
+    workers: int = WorkersOpt,
+    gpus_per_worker: float = GpusPerWorkerOpt,
+    output_dir: Optional[str] = OutputDirOpt,
 ):
     """Sample segmentations from a unigram LM lattice exactly (P(seg)^alpha / Z), or decode with --alpha inf."""
     with boundary():
@@ -61,16 +67,27 @@ def tokenize_sample(
             raise UsageError("--nbest does not sample: drop -k/--num-samples, --without-replacement and --method")
         if without_replacement and method != Method.ffbs:
             raise UsageError("--without-replacement is exact sampling: drop --method su2023")
-        records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict)
+        records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, shard=shard)
+        if engine is Engine.ray or output_dir:  # scale-out (docs/scale-out.md): the same worker on a Ray actor pool
+            from ..ray_engine import run_cli
+            from ..workers import Sampler
+
+            return run_cli(Sampler(alpha=a, num_samples=num_samples, without_replacement=without_replacement, nbest=nbest,
+                                   entropy=entropy, marginals=marginals, ids=ids, seed=seed, method=method.value,
+                                   dict_path=dict_path, sp_model=sp_model, bytepiece_model=bytepiece_model),
+                           records, inputs, output, output_dir, fmt=fmt.value, workers=workers,
+                           gpus_per_worker=gpus_per_worker, chunk_size=chunk_size, strict=strict,
+                           input_format=input_format, keys=[text_key], shard=shard)
         model = load_model(dict_path, sp_model, bytepiece_model)
         info(f"unigram LM: {model.kind} {model.name} ({len(model)} pieces); alpha={a:g}, method={method.value}", quiet)
         if method == Method.su2023:
             info("warning: --method su2023 is biased (it does not sample P(seg)^alpha / Z); use ffbs for exact sampling",
                  quiet)
         rng = random.Random(seed)
+        from ..workers import record_rng  # per-record draws: the same with --shard and --engine ray
 
         def batch(recs):
-            return [tokenize(model, r.text, a, num_samples=num_samples, rng=rng, method=method.value, nbest=nbest,
+            return [tokenize(model, r.text, a, num_samples=num_samples, rng=record_rng(seed, r.index, rng), method=method.value, nbest=nbest,
                              without_replacement=without_replacement, entropy=entropy, marginals=marginals, ids=ids)
                     for r in recs]
 

@@ -1,0 +1,283 @@
+"""``--engine ray``: a record command's worker (:mod:`nlptool.workers`) on a Ray actor pool.
+
+Two ways out (docs/scale-out.md):
+
+* :func:`map_records` streams results back through the driver **in input order**: the driver
+  reads the input with :func:`nlptool.io.read_records` (so stdin, ``--shard``, ``--strict`` and
+  every bad-line rule are those of the local engine), sends chunks of good records to ``workers``
+  actors (one model load each; at most two chunks in flight per actor, so memory stays bounded),
+  and builds each output object with :func:`nlptool.io.output_record`, exactly as
+  :func:`nlptool.io.map_records` does. The output is byte for byte the local engine's.
+* :func:`write_dir` runs entirely on the cluster with Ray Data: ``read_binary_files`` (the lines
+  are then split and parsed by the I/O layer's own rules, so line numbers and bad-line errors are
+  the local engine's; ``read_text`` would split on U+2028 and fail a whole file on one invalid
+  UTF-8 byte), ``map_batches`` with the worker on an actor pool (``concurrency``, ``num_gpus``),
+  and one JSONL file per block into the output directory (Ray's write order; each line is the
+  local engine's line for that record).
+
+Ray connects to the cluster named by ``RAY_ADDRESS`` (Ray's own convention), or starts a local one.
+Ray is imported here only; without it :func:`require_ray` raises a :class:`UsageError` naming
+``pip install 'nlptool[ray]'``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any
+
+from .errors import InputDataError, UsageError
+from .io import Record, output_record, safe_json_line
+
+INSTALL_HINT = "the ray engine needs Ray: pip install 'nlptool[ray]'"
+
+
+def require_ray():
+    """Import Ray.
+
+    Raises:
+        UsageError: Ray is not installed (the message says how to install it).
+    """
+    try:
+        import ray
+    except ImportError:
+        raise UsageError(INSTALL_HINT) from None
+    return ray
+
+
+def init(num_cpus: int | None = None):
+    """Connect to ``RAY_ADDRESS`` or start a local Ray (``num_cpus``: the logical CPUs it
+    schedules; default all cores), unless this process is already connected. Returns ``ray``."""
+    ray = require_ray()
+    if not ray.is_initialized():
+        address = os.environ.get("RAY_ADDRESS") or None
+        kw: dict[str, Any] = {"log_to_driver": False, "include_dashboard": False, "configure_logging": False}
+        if address is None and num_cpus is not None:
+            kw["num_cpus"] = num_cpus
+        ray.init(address=address, **kw)
+    return ray
+
+
+class _Actor:
+    """The actor body: holds one worker (its model loads once, in the actor's process)."""
+
+    def __init__(self, worker):
+        self.worker = worker
+
+    def results(self, records: list[Record]) -> list:
+        return self.worker.safe_results(records)
+
+    def pid(self) -> int:
+        return os.getpid()
+
+
+def _slim(r: Record) -> Record:
+    # what a worker reads: texts and index (the passed-through fields stay with the driver)
+    return Record(r.source, r.line, texts=r.texts, index=r.index)
+
+
+def map_records(records: Iterable[Record], worker, *, workers: int = 2, gpus_per_worker: float = 0.0,
+                chunk_size: int = 1000, strict: bool = False, on_chunk=None) -> Iterator[dict[str, Any]]:
+    """Like :func:`nlptool.io.map_records` with ``worker.results`` as the batch function, but the
+    chunks run on ``workers`` Ray actors in parallel; output objects come back in input order.
+
+    Args:
+        records: from :func:`nlptool.io.read_records`.
+        worker: a :mod:`nlptool.workers` instance (pickled to each actor without its model).
+        workers: actors in the pool (each loads the model once).
+        gpus_per_worker: ``num_gpus`` of each actor (0 = CPU; a fraction shares a GPU).
+        chunk_size: records per remote call.
+        strict: raise :class:`InputDataError` at the first record that fails.
+
+    Raises:
+        UsageError: Ray is not installed, or ``workers < 1`` / ``gpus_per_worker < 0``.
+        InputDataError: with ``strict``.
+    """
+    if workers < 1 or gpus_per_worker < 0:
+        raise UsageError("the ray engine needs at least one worker and a GPU share >= 0")
+    ray = init(max(os.cpu_count() or 1, workers + 1))
+    actor_cls = ray.remote(_Actor).options(num_cpus=1, num_gpus=gpus_per_worker)
+    actors = [actor_cls.remote(worker) for _ in range(workers)]
+    try:
+        yield from _ordered(ray, actors, records, chunk_size, strict, on_chunk)
+    finally:
+        for a in actors:
+            ray.kill(a)
+
+
+def _ordered(ray, actors, records, chunk_size, strict, on_chunk):
+    it = iter(records)
+    size = max(1, int(chunk_size))
+    window: deque = deque()
+    k = 0
+    done = False
+    while True:
+        while not done and len(window) < 2 * len(actors):
+            chunk: list[Record] = []
+            stop = None
+            try:
+                for r in it:
+                    chunk.append(r)
+                    if len(chunk) >= size:
+                        break
+            except InputDataError as exc:  # a strict reader stopped: the records before it come out first
+                stop = exc
+            if not chunk and stop is None:
+                done = True
+                break
+            good = [r for r in chunk if not r.error]
+            fut = actors[k % len(actors)].results.remote([_slim(r) for r in good]) if good else None
+            k += 1
+            window.append((chunk, good, fut, stop))
+            if stop is not None:
+                done = True
+        if not window:
+            return
+        chunk, good, fut, stop = window.popleft()
+        results = ray.get(fut) if fut is not None else []
+        by_id = {id(r): res for r, res in zip(good, results)}
+        for r in chunk:
+            if r.error:
+                yield output_record(r)
+                continue
+            res = by_id[id(r)]
+            if isinstance(res, Exception):
+                if strict:
+                    raise InputDataError(str(res), r.source, r.line)
+                yield output_record(r, error=str(res))
+            else:
+                yield output_record(r, res)
+        if on_chunk:
+            on_chunk(len(chunk))
+        if stop is not None:
+            raise stop
+
+
+# ------------------------------------------------------------------------------ --output-dir: all on the cluster
+
+
+class _LineMapper:
+    """Ray Data actor: rows ``{path, line, raw}`` -> rows ``{json}`` (the output line)."""
+
+    def __init__(self, worker, input_format: str, keys: Sequence[str], tsv: bool, optional_keys: Sequence[str],
+                 alternatives: Sequence[str], list_keys: Sequence[str]):
+        self.worker = worker
+        self.read = (input_format, list(keys), tsv, list(optional_keys), list(alternatives), list(list_keys))
+
+    def __call__(self, batch: dict) -> dict:
+        import numpy as np
+
+        from .io import _parse_line
+
+        fmt, keys, tsv, optional, alternatives, list_keys = self.read
+        recs = []
+        for path, line, raw in zip(batch["path"], batch["line"], batch["raw"]):
+            rec = _parse_line(bytes(raw), str(path), int(line), fmt, keys, tsv, optional, alternatives, list_keys)
+            rec.index = int(line) - 1  # position in its file: the local engine's index for a single input file
+            if rec.error:
+                rec.error = f"line {int(line)} of {path}: {rec.error}"
+            recs.append(rec)
+        good = [r for r in recs if not r.error]
+        by_id = {id(r): res for r, res in zip(good, self.worker.safe_results(good))}
+        out = np.empty(len(recs), dtype=object)
+        for j, r in enumerate(recs):
+            res = by_id.get(id(r))
+            if r.error:
+                obj = output_record(r)
+            elif isinstance(res, Exception):
+                obj = output_record(r, error=str(res))
+            else:
+                obj = output_record(r, res)
+            out[j] = safe_json_line(obj)
+        return {"json": out}
+
+
+def _split_lines(row: dict) -> list[dict]:
+    """One file's bytes -> one row per line (``\\n`` only, as :func:`nlptool.io.read_records`)."""
+    data: bytes = row["bytes"]
+    lines = data.split(b"\n")
+    if lines and lines[-1] == b"":
+        lines.pop()
+    return [{"path": row["path"], "line": i, "raw": raw} for i, raw in enumerate(lines, start=1)]
+
+
+def write_dir(inputs: Sequence[str], out_dir: str, worker, *, input_format: str = "auto",
+              keys: Sequence[str] = ("text",), tsv: bool | None = None, optional_keys: Sequence[str] = (),
+              alternatives: Sequence[str] = (), list_keys: Sequence[str] = (), workers: int = 2,
+              gpus_per_worker: float = 0.0, chunk_size: int = 1000) -> None:
+    """Process ``inputs`` (paths or globs Ray can read: local, ``s3://``, ...) on the Ray cluster
+    and write JSONL files into ``out_dir``.
+
+    Each output line is the local engine's line for its record (bad lines become error records
+    with file and line); records keep their order within a file, files are named by Ray (sort
+    them by name for a stable order).
+
+    Raises:
+        UsageError: stdin given as an input, Ray not installed, bad worker counts.
+    """
+    if any(str(p) == "-" for p in inputs) or not inputs:
+        raise UsageError("writing a directory of shards reads files, not stdin: give input paths")
+    if workers < 1 or gpus_per_worker < 0:
+        raise UsageError("the ray engine needs at least one worker and a GPU share >= 0")
+    # a local Ray gets a logical CPU beyond the actors' for the read tasks (else the pool starves them)
+    ray = init(max(os.cpu_count() or 1, workers + 1))
+    import ray.data
+    from ray.data.datasource import BlockBasedFileDatasink
+
+    keys = list(keys)
+    ctx = ray.data.DataContext.get_current()
+    ctx.execution_options.preserve_order = True
+    ds = ray.data.read_binary_files(list(map(str, inputs)), include_paths=True)
+    ds = ds.flat_map(_split_lines)
+    ds = ds.map_batches(
+        _LineMapper, batch_format="numpy", batch_size=chunk_size, concurrency=workers, num_gpus=gpus_per_worker,
+        fn_constructor_kwargs={"worker": worker, "input_format": getattr(input_format, "value", input_format),
+                               "keys": keys, "tsv": len(keys) > 1 if tsv is None else tsv,
+                               "optional_keys": optional_keys, "alternatives": alternatives,
+                               "list_keys": list_keys},
+    )
+
+    class JsonlSink(BlockBasedFileDatasink):
+        def __init__(self, path):
+            super().__init__(path, file_format="jsonl")
+
+        def write_block_to_file(self, block, file):
+            for line in block.to_pandas()["json"]:
+                file.write((line + "\n").encode("utf-8"))
+
+    os.makedirs(out_dir, exist_ok=True)
+    ds.write_datasink(JsonlSink(os.path.abspath(out_dir)))
+
+
+def run_cli(worker, records: Iterable[Record], inputs: Sequence[str] | None, output: str | None,
+            output_dir: str | None, *, fmt: str = "jsonl", workers: int = 2, gpus_per_worker: float = 0.0,
+            chunk_size: int = 1000, strict: bool = False, input_format: str = "auto", keys: Sequence[str] = ("text",),
+            shard=None, optional_keys: Sequence[str] = (), alternatives: Sequence[str] = (),
+            list_keys: Sequence[str] = ()) -> None:
+    """What a record command does with the ray engine: :func:`write_dir` when ``output_dir`` is
+    given, else :func:`map_records` written to ``output`` (``-`` = stdout) through
+    :class:`nlptool.io.JsonlWriter`, whole or not at all.
+
+    Raises:
+        UsageError: a text output format (the engine writes JSON lines), both an output file and
+            a directory, a shard with a directory, Ray not installed.
+    """
+    from .io import JsonlWriter
+
+    if fmt != "jsonl":
+        raise UsageError("the ray engine writes JSON lines: choose the jsonl output format")
+    if output_dir:
+        if output not in (None, "", "-"):
+            raise UsageError("give either an output file or an output directory, not both")
+        if shard is not None:
+            raise UsageError("a shard reads part of a file on one machine; the ray engine splits the input itself")
+        write_dir(list(inputs or []), output_dir, worker, input_format=input_format, keys=keys,
+                  optional_keys=optional_keys, alternatives=alternatives, list_keys=list_keys, workers=workers,
+                  gpus_per_worker=gpus_per_worker, chunk_size=chunk_size)
+        return
+    require_ray()  # before the output file is opened
+    with JsonlWriter(output or "-") as w:
+        for obj in map_records(records, worker, workers=workers, gpus_per_worker=gpus_per_worker,
+                               chunk_size=chunk_size, strict=strict):
+            w.write(obj)

@@ -336,8 +336,7 @@ def _sim_pairs(ctx: Ctx) -> tuple[list[str], list[str]]:
 
 def similarity_run(solver: str):
     def run(ctx: Ctx, device: str, fp16: bool | None):
-        if solver == "sinkhorn":
-            need("ot")
+        need("ot")  # POT: ot.emd2 (exact) and ot.batch (Sinkhorn on the torch backend)
         from nlptool.models import resolve_device
         from nlptool.similarity import load_embedder, model_kind, score_pairs
 
@@ -600,8 +599,14 @@ def train_args(ctx: Ctx, data: dict[str, Path], command: str, out: Path, device:
     raise ValueError(command)
 
 
+#: the train commands built on transformers' ``Trainer`` (the others are plain torch loops)
+TRAINER_COMMANDS = ("mlm", "classifier", "qa-gen", "reader")
+
+
 def train_run(command: str, data_ref: dict):
     def run(ctx: Ctx, device: str, fp16: bool | None):
+        if command in TRAINER_COMMANDS:
+            need("accelerate")  # transformers' Trainer refuses to start without it
         from typer.testing import CliRunner
 
         from nlptool.cli import app

@@ -128,6 +128,9 @@ class LoadedModel:
     tokenizer: Any
     model: Any
     device: Any
+    #: parameters not in the checkpoint (initialised at random by transformers), e.g. a masked-LM
+    #: head on an encoder-only checkpoint; commands that generate refuse such heads
+    missing_keys: tuple = ()
 
     @property
     def max_length(self) -> int:
@@ -223,11 +226,14 @@ def load_model(
                     path, use_safetensors=None, output_loading_info=True, **common, **kwargs
                 )
             else:
-                net = classes[kind].from_pretrained(path, use_safetensors=None, **common, **kwargs)
+                net, loading_info = classes[kind].from_pretrained(
+                    path, use_safetensors=None, output_loading_info=True, **common, **kwargs
+                )
         except ValueError:
             if kind != "masked-lm":
                 raise
             net = AutoModel.from_pretrained(path, **common, **kwargs)
+            loading_info = {}
     except OSError as exc:
         if is_local:
             raise ModelError(f"{model}: cannot load its weights: {exc}") from None
@@ -238,7 +244,8 @@ def load_model(
         check_trained_head(str(model), loading_info.get("missing_keys") or [])
     net = net.to(dev)
     net.eval()
-    return LoadedModel(name=str(model), path=path, tokenizer=tokenizer, model=net, device=dev)
+    return LoadedModel(name=str(model), path=path, tokenizer=tokenizer, model=net, device=dev,
+                       missing_keys=tuple(str(k) for k in (loading_info.get("missing_keys") or ())))
 
 
 def check_trained_head(model: str, missing_keys) -> None:

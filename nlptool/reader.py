@@ -141,7 +141,7 @@ def load_reader(model: str = DEFAULT_READER, device: str = "auto"):
     from .models import load_model
 
     loaded = load_model(model, kind="question-answering", device=device)
-    if not (Path(loaded.path) / READER_FILE).is_file():
+    if any(k.startswith("qa_outputs.") for k in loaded.missing_keys) or not (Path(loaded.path) / READER_FILE).is_file():
         raise ModelError(f"{model}: not an extractive reader (no {READER_FILE}; its span head was never trained); "
                          "use zh-reader-mini or train one with `nlptool train reader`")
     return loaded

@@ -323,7 +323,7 @@ def test_cli_qa_gen_file_stdin_jsonl_and_bad_lines(trained_qa, tmp_path):
     jl = tmp_path / "p.jsonl"
     jl.write_text("\n".join(json.dumps({"id": i, "text": r["passage"]}, ensure_ascii=False) for i, r in enumerate(rows))
                   + "\n{bad json\n", encoding="utf-8")
-    common = ["qa-gen", "--model", str(trained_qa), "--num-pairs", "3", "--seed", "1", "--quiet"]
+    common = ["qa-gen", "--model", str(trained_qa), "--num-pairs", "3", "--seed", "1", "--quiet", "--no-round-trip"]
     runner = CliRunner()
     r1 = runner.invoke(app, [*common, str(txt)])
     assert r1.exit_code == 0, r1.output
@@ -538,3 +538,19 @@ def test_cli_eval_qa_gen(trained_qa, tmp_path):
     want = sacrebleu.corpus_bleu(tmpl, [[x["question"] for x in rows]], tokenize="zh").score
     assert rep["template"]["bleu4"] == pytest.approx(round(want, 2))
     assert rep["model"]["rouge_l"] > rep["template"]["rouge_l"]  # the tiny model learned this task's question form
+
+
+@pytest.mark.slow
+def test_builtin_default_path_works_offline():
+    """`echo 长江是中国第一长河。 | nlptool qa-gen`: the built-in generator and reader, no option."""
+    r = CliRunner().invoke(app, ["qa-gen", "--quiet"], input="长江是中国第一长河。\n")
+    assert r.exit_code == 0, r.output
+    (out,) = [json.loads(x) for x in r.stdout.splitlines()]
+    text = "长江是中国第一长河。"
+    cand = sum(out["qa_filtered"].values()) + len(out["qa_pairs"])
+    assert cand == 5  # every answer sample is kept or counted by a filter
+    for p in out["qa_pairs"]:
+        assert text[p["answer_start"]:].startswith(p["answer"]) and 0.5 <= p["consistency"] <= 1
+    r = CliRunner().invoke(app, ["qa-gen", "--quiet"], input='{"text": "长江是中国第一长河。", "answers": ["长江"]}\n')
+    (out,) = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [p["answer"] for p in out["qa_pairs"]] == ["长江"] and out["qa_pairs"][0]["question"]

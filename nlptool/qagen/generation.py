@@ -45,13 +45,15 @@ def check_generator(loaded) -> dict[str, Any]:
     """The generation settings of a loaded qa-gen model, after checking that it is one.
 
     Raises:
-        ModelError: no masked-LM head (e.g. en-minilm, a plain encoder), or not trained by
+        ModelError: no masked-LM head, or one newly initialised because the checkpoint has none
+            (e.g. en-minilm, a plain encoder), or not trained by
             :func:`train_qa_gen` (no :data:`SETTINGS_FILE`: its MLM head was never trained to
             generate, so its output would be noise), or an invalid settings file.
     """
     from ..unilm import _split_model
 
-    if _split_model(loaded.model)[1] is None:
+    new_head = [k for k in getattr(loaded, "missing_keys", ()) if k.startswith(("cls.", "lm_head."))]
+    if _split_model(loaded.model)[1] is None or new_head:
         raise ModelError(f"{loaded.name}: has no masked-LM head, so it cannot generate; use zh-qa-gen-mini "
                          "or a model trained by `nlptool train qa-gen`")
     settings = load_settings(loaded.path)

@@ -2,7 +2,7 @@
 # Stage script of the built-in zh-sentiment-mini (negative/positive review classifier).
 # Run from the repository root. Reads: NLPTOOL PY BASE BUILD SHARED DEST DEVICE QUICK
 # (see scripts/build_models.sh), plus optional overrides EPOCHS BATCH LR CAP MAX_MINUTES for
-# CPU builds. Writes data and the trained model under $BUILD, the exported model to $DEST.
+# CPU builds (MAXLEN tokens per review, MAX_STEPS to fit the schedule to a CPU budget). Writes data and the trained model under $BUILD, the exported model to $DEST.
 #
 # GPU (H100/H200): ~400 steps/epoch at batch 128, 3 epochs, bf16: about 60-90 s of training.
 # CPU smoke test:  QUICK=1 DEST=build/test-dest NLPTOOL=".venv/bin/python -m nlptool" PY=.venv/bin/python sh scripts/models/zh-sentiment-mini.sh
@@ -21,12 +21,13 @@ BATCH=${BATCH:-128}
 LR=${LR:-2e-4}
 CAP=${CAP:-4000}
 MAX_MINUTES=${MAX_MINUTES:-4}
+MAXLEN=${MAXLEN:-128}
 
 DATA="$BUILD/$NAME-data"
 OUT="$BUILD/$NAME"
 CMDS="$BUILD/$NAME.commands.txt"
 LIMIT=""
-STEPS=""
+STEPS=${MAX_STEPS:+--max-steps $MAX_STEPS}
 if [ "$QUICK" = "1" ]; then
   LIMIT="--limit 6"
   STEPS="--max-steps 3"
@@ -36,7 +37,7 @@ mkdir -p "$BUILD"
 rm -rf "$OUT"
 
 PREP="$PY scripts/prepare_sentiment_data.py --shared $SHARED --out $DATA --test 0.10 --dev 0.05 --cap $CAP --seed 13 $LIMIT"
-TRAIN="$NLPTOOL train classifier $DATA/train.csv --eval $DATA/dev.csv --out $OUT --model $BASE --epochs $EPOCHS $STEPS --batch-size $BATCH --learning-rate $LR --max-length 128 --max-minutes $MAX_MINUTES --seed 0 --device $DEVICE --report $BUILD/$NAME.train.json"
+TRAIN="$NLPTOOL train classifier $DATA/train.csv --eval $DATA/dev.csv --out $OUT --model $BASE --epochs $EPOCHS $STEPS --batch-size $BATCH --learning-rate $LR --max-length $MAXLEN --max-minutes $MAX_MINUTES --seed 0 --device $DEVICE --report $BUILD/$NAME.train.json"
 FINISH="$PY -c \"from nlptool.classifier import finish_builtin; finish_builtin('$NAME', trained='$OUT', data_dir='$DATA', dest='$DEST', base='$BASE', train_report='$BUILD/$NAME.train.json', commands='$CMDS', device='$DEVICE', quick=$( [ "$QUICK" = 1 ] && echo True || echo False ))\""
 printf '%s\n' "$PREP" "$TRAIN" "$FINISH" > "$CMDS"
 

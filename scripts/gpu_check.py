@@ -577,7 +577,8 @@ def train_args(ctx: Ctx, data: dict[str, Path], command: str, out: Path, device:
     base = ctx.base
     common = ["--out", str(out), "--device", device, "--quiet"]
     if command == "mlm":
-        shape = ["--layers", "2", "--hidden", "64", "--heads", "2"] if ctx.quick else []
+        # a small shape: the row checks the mixed-precision path, not the base model (built by its stage script)
+        shape = ["--layers", "2", "--hidden", "64", "--heads", "2"] if ctx.quick else ["--layers", "2", "--hidden", "128", "--heads", "4"]
         return ["train", "mlm", str(data["corpus"]), *common, "--max-steps", steps, "--batch-size", "16",
                 "--max-chars", "62", "--min-count", "1", "--learning-rate", "2e-3", *shape]
     if command == "classifier":
@@ -588,7 +589,7 @@ def train_args(ctx: Ctx, data: dict[str, Path], command: str, out: Path, device:
                 "--batch-size", "16", "--max-length", "32"]
     if command == "segmenter":  # the teacher stays zh-bert-mini: the tagger's embeddings are 256 wide
         return ["train", "segmenter", str(data["corpus"]), *common, "-m", "zh-bert-mini", "--rounds", "1",
-                "--teacher-chars", "600" if ctx.quick else "3000", "--dev-lines", "0", "--epochs", "2",
+                "--teacher-chars", "600" if ctx.quick else "1500", "--dev-lines", "0", "--epochs", "2",
                 "--batch-size", "16"]
     if command == "qa-gen":
         return ["train", "qa-gen", str(data["qa"]), *common, "-m", base, "--max-steps", steps, "--batch-size", "8",

@@ -31,7 +31,7 @@ def main(n: int = 200) -> None:
             ("ray, 2 workers", ["--engine", "ray", "--workers", "2", "--chunk-size", "50"])]
     ref = None
     print(f"{n} PKU test sentences, {chars:,} characters, {os.cpu_count()} CPU cores")
-    print(f"| engine | wall s (incl. start-up) | chars/s | same bytes as local |\n|---|---|---|---|")
+    print("| engine | wall s (incl. start-up) | chars/s | same bytes as local |\n|---|---|---|---|")
     for name, extra in runs:
         out = os.path.join(tmp, name.replace(" ", "_").replace(",", "") + ".jsonl")
         t = time.perf_counter()

@@ -51,9 +51,9 @@ VERDICTS = (
 
 
 def _jieba_words(text: str) -> list[str]:
-    import jieba
+    from .text import jieba_words
 
-    return [w for w in jieba.lcut(text.lower()) if w.strip()]
+    return jieba_words(text.lower())
 
 
 def tfidf_features(texts: Sequence[str], *, char_ngrams: tuple[int, int] = (1, 2), min_df: int | None = None,

@@ -216,7 +216,6 @@ class _Batcher:
         self.max_length = max_length
 
     def __call__(self, texts: Sequence[str], device):
-        import torch
 
         enc = self.tok(list(texts), add_special_tokens=True, truncation=True, max_length=self.max_length,
                        padding=True, return_tensors="pt", return_special_tokens_mask=True)

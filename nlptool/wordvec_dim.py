@@ -18,7 +18,7 @@ import sys
 from collections import Counter
 from typing import Iterable, Sequence
 
-from .errors import InputDataError, ModelError, UsageError
+from .errors import InputDataError, UsageError
 
 #: Su's rounded constant (the post's formula ``n > 8.33 ln N``).
 SU_CONSTANT = 8.33
@@ -99,11 +99,9 @@ def tokenize(line: str, tokenizer: str) -> list:
     if tokenizer == "char":
         return [c for c in line if not c.isspace()]
     if tokenizer == "jieba":
-        try:
-            import jieba
-        except ImportError:
-            raise ModelError("the jieba tokenizer needs the jieba package (pip install jieba)") from None
-        return [w for w in jieba.lcut(line) if w.strip()]
+        from .text import jieba_words
+
+        return jieba_words(line)
     raise UsageError(f"tokenizer {tokenizer!r}: expected whitespace, jieba or char")
 
 

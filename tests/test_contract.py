@@ -149,27 +149,6 @@ INVALID_CASES = _invalid_cases()
 #: Rows that still fail in commands owned by other engineers (reported to the lead; issue 12).
 #: Key: (command, flag, value) or (command, flag, "*") for every value of that flag.
 PENDING: dict[tuple[str, str, str], str] = {
-    ('eval qa-gen', '--length-penalty', 'inf'): "accepts an infinity (float option without finite_float/max); owner of eval",
-    ('qa-gen', '--length-penalty', 'inf'): "accepts an infinity (float option without finite_float/max); owner of qa-gen",
-    ('similarity', '--reg', 'inf'): "accepts an infinity (float option without finite_float/max); owner of similarity",
-    ('train classifier', '--epochs', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train classifier",
-    ('train classifier', '--learning-rate', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train classifier",
-    ('train classifier', '--max-minutes', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train classifier",
-    ('train qa-gen', '--epochs', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train qa-gen",
-    ('train qa-gen', '--learning-rate', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train qa-gen",
-    ('train qa-gen', '--length-penalty', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train qa-gen",
-    ('train qa-gen', '--max-minutes', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train qa-gen",
-    ('train reader', '--epochs', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train reader",
-    ('train reader', '--learning-rate', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train reader",
-    ('train reader', '--max-minutes', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train reader",
-    ('train segmenter', '--margin', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train segmenter",
-    ('train segmenter', '--epochs', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train segmenter",
-    ('train segmenter', '--learning-rate', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train segmenter",
-    ('train similarity', '--epochs', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train similarity",
-    ('train similarity', '--max-minutes', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train similarity",
-    ('train similarity', '--learning-rate', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train similarity",
-    ('train similarity', '--scale', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train similarity",
-    ('train similarity', '--temperature', 'inf'): "accepts an infinity (float option without finite_float/max); owner of train similarity",
 }
 
 
@@ -467,16 +446,6 @@ def test_text_format_one_line_per_record(tmp_path, command):
 OUTPUT_FLAGS = ("--output", "--html", "--png", "--report", "--weights", "--out-train", "--out-valid", "--out")
 _OWN = "checked only in the command body or not at all; use OutputFileOpt/OutDirOpt (cli/_common.py); owner of "
 PENDING_OUTPUT_FLAGS = {
-    ("attribute", "--html"): _OWN + "attribute",
-    ("attribute", "--png"): _OWN + "attribute",
-    ("eval qa-gen", "--output"): _OWN + "eval qa-gen",
-    ("train classifier", "--out"): _OWN + "train classifier",
-    ("train classifier", "--report"): _OWN + "train classifier",
-    ("train qa-gen", "--out"): _OWN + "train qa-gen",
-    ("train reader", "--out"): _OWN + "train reader",
-    ("train segmenter", "--out"): _OWN + "train segmenter",
-    ("train similarity", "--out"): _OWN + "train similarity",
-    ("train similarity", "--report"): _OWN + "train similarity",
 }
 
 

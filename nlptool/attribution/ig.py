@@ -194,10 +194,10 @@ def word_groups(text: str, tokens: Sequence[dict], word_ids: Sequence[int | None
     if not tokens:
         return []
     if _has_cjk(text) or word_ids is None:
-        import jieba
+        from ..text import jieba_spans
 
         word_of = [0] * len(text)
-        for n, (_, a, b) in enumerate(jieba.tokenize(text)):
+        for n, (_, a, b) in enumerate(jieba_spans(text)):
             for i in range(a, b):
                 word_of[i] = n
         keys = [word_of[t["start"]] if t["start"] < len(text) else -1 for t in tokens]

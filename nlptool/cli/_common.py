@@ -324,10 +324,58 @@ def _configure_for_args(args: list[str]) -> None:
         os.environ.setdefault("TRANSFORMERS_NO_ADVISORY_WARNINGS", "1")
 
 
+def _finite_floats(cmd) -> None:
+    """Every float option of every command rejects NaN and infinities at parse time (a usage error,
+    exit 2), whatever range it declares: one rule here instead of one per option. An option that
+    means to accept ``inf`` takes a string and parses it itself (e.g. ``tokenize-sample --alpha``)."""
+    import math
+    import typing
+
+    from typer import _click
+
+    for sub in (getattr(cmd, "commands", None) or {}).values():
+        _finite_floats(sub)
+    for param in getattr(cmd, "params", ()):
+        desc = getattr(param, "type_descriptor", None)
+        if desc is None or getattr(param, "_nlptool_finite", False):
+            continue
+        ann = desc.annotation
+        args = [a for a in typing.get_args(ann) if a is not type(None)]
+        if args and len(args) == 1:
+            ann = args[0]
+        if ann is not float:
+            continue
+
+        def process_value(ctx, value, _orig=param.process_value, _param=param):
+            out = _orig(ctx, value)
+            if isinstance(out, float) and not math.isfinite(out):
+                raise _click.exceptions.BadParameter(f"{out!r} is not a finite number.", ctx=ctx, param=_param)
+            return out
+
+        param.process_value = process_value
+        param._nlptool_finite = True
+
+
+def quiet_jieba() -> None:
+    """jieba logs its dictionary build on stderr at first use (and its import resets the level):
+    commands that will split words with jieba call this first. No-op without jieba."""
+    import logging
+
+    try:
+        import jieba
+    except ImportError:
+        return
+    jieba.setLogLevel(logging.WARNING)
+
+
 class NlptoolGroup(TyperGroup):
     """The root command group: the one place where parse errors, exceptions, Ctrl-C and a
     closed stdout become one stderr line and the documented exit code (also under
     ``typer.testing.CliRunner``, which calls :meth:`main`)."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        _finite_floats(self)
 
     def invoke(self, ctx):
         try:
@@ -345,6 +393,7 @@ class NlptoolGroup(TyperGroup):
         from ..io import guard_inputs
 
         argv = list(sys.argv[1:] if args is None else args)
+        _finite_floats(self)
         _configure_for_args(argv)
         guard_inputs(True)
         code = 0

@@ -20,7 +20,7 @@ from ._common import (
     info,
     optional_str,
 )
-from ._common import ShardOpt
+from ._common import OutputFileOpt, ShardOpt
 
 
 class Method(str, enum.Enum):
@@ -70,8 +70,8 @@ def attribute(
     batch_size: int = typer.Option(8, "--batch-size", min=1, help="Texts integrated together."),
     max_length: Optional[int] = typer.Option(None, "--max-length", min=8, help="Window in tokens (default: the model's); longer texts are truncated with a warning."),
     out_format: Format = typer.Option(Format.jsonl, "--format", help="jsonl (data on stdout) or terminal (coloured rendering with rich)."),
-    html: Optional[str] = typer.Option(None, "--html", help="Also write one self-contained HTML heatmap page to this file."),
-    png: Optional[str] = typer.Option(None, "--png", help="Also render the heatmap as a PNG image (matplotlib; needs a CJK font for Chinese)."),
+    html: Optional[str] = OutputFileOpt(None, "--html", help="Also write one self-contained HTML heatmap page to this file."),
+    png: Optional[str] = OutputFileOpt(None, "--png", help="Also render the heatmap as a PNG image (matplotlib; needs a CJK font for Chinese)."),
     font: Optional[str] = typer.Option(None, "--font", help="Font file for --png (default: an installed CJK font, e.g. from fonts-noto-cjk)."),
     device: str = DeviceOpt,
     strict: bool = StrictOpt,
@@ -87,11 +87,9 @@ def attribute(
         records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, shard=shard)
         loaded = load_for_cli(model, "sequence-classification", device, quiet)
         if granularity is Granularity.word:
-            import logging
+            from ._common import quiet_jieba
 
-            import jieba
-
-            jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary build at first use (its import resets the level)
+            quiet_jieba()
         target = optional_str(target)
         keep = html is not None or png is not None
         shown: list[tuple[str, dict]] = []

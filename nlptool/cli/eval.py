@@ -9,14 +9,14 @@ from typing import Optional
 import typer
 
 from . import eval_app
-from ._common import DeviceOpt, QuietOpt, boundary, info
+from ._common import DeviceOpt, OutputFileOpt, QuietOpt, boundary, info
 
 
 @eval_app.command("qa-gen")
 def eval_qa_gen(
     data: list[Path] = typer.Option(..., "--data", help="Gold data: SQuAD v1.1 JSON or JSONL {passage, question, answer} (repeatable)."),
     model: str = typer.Option("zh-qa-gen-mini", "--model", "-m", help="Generator: built-in name, directory or hub id trained by `nlptool train qa-gen`."),
-    output: str = typer.Option("-", "--output", "-o", help="Output file for the JSON report ('-' = stdout)."),
+    output: str = OutputFileOpt("-", "--output", "-o", help="Output file for the JSON report ('-' = stdout)."),
     beam_size: Optional[int] = typer.Option(None, "--beam-size", min=1, help="Beams per question (default: the model's setting)."),
     no_repeat_ngram: Optional[int] = typer.Option(None, "--no-repeat-ngram", min=0, help="Block repeated n-grams (default: the model's setting)."),
     length_penalty: Optional[float] = typer.Option(None, "--length-penalty", min=0.0, help="Beam length penalty alpha (default: the model's setting)."),

@@ -20,13 +20,13 @@ from ._common import (
     console,
     info,
 )
-from ._common import ShardOpt
+from ._common import OutDirOpt, ShardOpt
 
 
 @train_app.command("qa-gen")
 def train_qa_gen(
     data: list[Path] = typer.Argument(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer[, answer_start, article]}.", show_default=False),
-    out: Path = typer.Option(..., "--out", help="Output model directory (a normal Hugging Face directory + generation settings)."),
+    out: Path = OutDirOpt(..., "--out", help="Output model directory (a normal Hugging Face directory + generation settings)."),
     model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Masked LM to start from: built-in name, local directory or hub id (its MLM head becomes the generator)."),
     holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.999, help="Share of the articles held out for the validation loss (without --eval)."),
     eval_file: Optional[list[Path]] = typer.Option(None, "--eval", help="Validation data instead of --holdout (repeatable)."),

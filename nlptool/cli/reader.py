@@ -8,13 +8,13 @@ from typing import Optional
 import typer
 
 from . import train_app
-from ._common import DeviceOpt, QuietOpt, boundary, console, info
+from ._common import DeviceOpt, OutDirOpt, QuietOpt, boundary, console, info
 
 
 @train_app.command("reader")
 def train_reader(
     data: list[Path] = typer.Argument(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer}.", show_default=False),
-    out: Path = typer.Option(..., "--out", help="Output model directory."),
+    out: Path = OutDirOpt(..., "--out", help="Output model directory."),
     model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Encoder to start from: built-in name, local directory or hub id."),
     holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.999, help="Share of the articles held out for exact match / char F1 (without --eval)."),
     eval_file: Optional[list[Path]] = typer.Option(None, "--eval", help="Evaluation data instead of --holdout (repeatable)."),

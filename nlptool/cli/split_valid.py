@@ -73,7 +73,7 @@ def split_valid(
             write_split,
         )
         from ..errors import UsageError
-        from ..io import JsonlWriter, atomic_output, output_record, read_records, safe_json_line, validate_paths
+        from ..io import JsonlWriter, atomic_output, output_record, read_records, validate_paths
 
         features = Features(features).value
         split = bool(out_train or out_valid)
@@ -115,11 +115,9 @@ def split_valid(
             info(f"encoding {len(train_texts) + len(test_texts):,} texts", quiet)
             vectors = model_features(train_texts + test_texts, loaded, batch_size=batch_size)
         else:
-            import logging
+            from ._common import quiet_jieba
 
-            import jieba
-
-            jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary loading at INFO on stderr
+            quiet_jieba()
 
         res = adversarial_validation(
             train_texts, test_texts, features=features, vectors=vectors, folds=folds, C=C, seed=seed,

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from . import train_app
-from ._common import DeviceOpt, QuietOpt, boundary, console, info
+from ._common import DeviceOpt, OutDirOpt, OutputFileOpt, QuietOpt, boundary, console, info
 
 
 class DataFormat(str, enum.Enum):
@@ -22,7 +22,7 @@ class DataFormat(str, enum.Enum):
 @train_app.command("classifier")
 def classifier(
     data: list[Path] = typer.Argument(..., help="Training data: CSV/TSV with a header row, or JSONL.", show_default=False),
-    out: Path = typer.Option(..., "--out", help="Output model directory (a normal Hugging Face directory)."),
+    out: Path = OutDirOpt(..., "--out", help="Output model directory (a normal Hugging Face directory)."),
     model: str = typer.Option(
         "zh-bert-mini", "--model", "-m",
         help="Encoder to start from: built-in name (zh-bert-mini, en-minilm), local directory or hub id.",
@@ -38,7 +38,7 @@ def classifier(
     learning_rate: float = typer.Option(5e-5, "--learning-rate", min=1e-12, help="Peak AdamW learning rate (linear decay)."),
     max_length: int = typer.Option(128, "--max-length", min=8, help="Tokens per text (special tokens included; longer texts are truncated)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=1e-6, help="Stop after this many minutes, evaluate and save."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Metrics JSON report (default OUT/metrics.json)."),
+    report: Optional[Path] = OutputFileOpt(None, "--report", help="Metrics JSON report (default OUT/metrics.json)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (split, head initialisation, shuffling)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,

@@ -7,13 +7,13 @@ import typer
 from . import train_app
 from typing import Optional
 
-from ._common import DeviceOpt, InputFileOpt, QuietOpt, boundary, info
+from ._common import DeviceOpt, InputFileOpt, OutDirOpt, QuietOpt, boundary, info
 
 
 @train_app.command("segmenter")
 def segmenter(
     data: list[str] = typer.Argument(..., help="Raw-text corpus file(s), one paragraph per line.", show_default=False),
-    out: str = typer.Option(..., "--out", help="The model directory written."),
+    out: str = OutDirOpt(..., "--out", help="The model directory written."),
     model: str = typer.Option("zh-bert-mini", "--model", "-m", help="The teacher BERT (built-in name, local directory or hub id)."),
     rounds: int = typer.Option(2, "--rounds", min=1, max=20, help="Self-training rounds (the student relabels the corpus between rounds)."),
     teacher_chars: int = typer.Option(300_000, "--teacher-chars", min=1, help="Characters of the shuffled corpus the teacher labels."),

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from . import train_app
-from ._common import DeviceOpt, QuietOpt, boundary, console, info
+from ._common import DeviceOpt, OutDirOpt, OutputFileOpt, QuietOpt, boundary, console, info
 
 
 class Method(str, enum.Enum):
@@ -26,7 +26,7 @@ class Pooling(str, enum.Enum):
 def similarity(
     data: list[Path] = typer.Argument(..., help="Training data: labelled pairs (TSV s1<TAB>s2<TAB>score or JSONL {sentence1, sentence2, label}) for cosent; raw sentences (one per line, or JSONL --text-key; pair files give both sentences) for simcse.", show_default=False),
     method: Method = typer.Option(Method.cosent, "--method", help="cosent: Su's CoSENT ranking loss on labelled pairs; simcse: unsupervised SimCSE (dropout views, in-batch negatives) on raw sentences."),
-    out: Path = typer.Option(..., "--out", help="Output model directory (a normal Hugging Face encoder directory)."),
+    out: Path = OutDirOpt(..., "--out", help="Output model directory (a normal Hugging Face encoder directory)."),
     model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Encoder to start from: built-in name, local directory or hub id."),
     eval_files: Optional[list[Path]] = typer.Option(None, "--eval", help="Labelled pairs to evaluate on (Spearman of the cosine); without it --holdout splits DATA (cosent)."),
     holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.99, help="Share of labelled DATA held out for evaluation when no --eval is given."),
@@ -40,7 +40,7 @@ def similarity(
     scale: float = typer.Option(20.0, "--scale", min=1e-9, help="CoSENT lambda (20 in Su's post)."),
     temperature: float = typer.Option(0.05, "--temperature", min=1e-9, help="SimCSE temperature (0.05 in the paper)."),
     text_key: str = typer.Option("text", "--text-key", help="JSON field of a raw sentence (simcse)."),
-    report: Optional[Path] = typer.Option(None, "--report", help="Also write the metrics JSON here (always in OUT/metrics.json)."),
+    report: Optional[Path] = OutputFileOpt(None, "--report", help="Also write the metrics JSON here (always in OUT/metrics.json)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (split, shuffling, dropout)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,

@@ -52,14 +52,9 @@ def wordvec_dim(
             for path in corpus:
                 check_text_path(path)
             if tokenizer == Tokenizer.jieba:
-                import logging
+                from ._common import quiet_jieba
 
-                try:
-                    import jieba
-                except ImportError:
-                    pass  # count_vocabulary says how to install it
-                else:
-                    jieba.setLogLevel(logging.WARNING)  # jieba logs its dictionary loading on stderr
+                quiet_jieba()
             counted = count_vocabulary(corpus, tokenizer=tokenizer.value, min_count=min_count)
             n = counted["vocab_size"]
             extra = {"corpus": list(corpus), "tokenizer": tokenizer.value, "min_count": min_count,

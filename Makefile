@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: models install demo test gpu-check fuzz cli-reference bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
+.PHONY: bench-startup models install demo test gpu-check fuzz cli-reference bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -34,6 +34,9 @@ fuzz: $(STAMP)
 # regenerate docs/cli.md from the Typer app (a test fails when it is stale)
 cli-reference: $(STAMP)
 	$(BIN)/python scripts/gen_cli_reference.py
+
+bench-startup: $(STAMP)
+	$(BIN)/python benchmarks/bench_startup.py
 
 bench-segment: $(STAMP)
 	$(BIN)/python benchmarks/bench_segment.py

@@ -1,0 +1,76 @@
+"""Start-up cost of every command: one short line through a fresh process, as a cron job or a
+pipe pays it on every call, beside the floors it cannot go below (starting Python, importing torch,
+importing transformers).
+
+    python benchmarks/bench_startup.py [--repeat 3]
+
+Prints a table of median wall seconds (and CPU seconds of the child) per command. Wall times move
+with the machine's load; CPU seconds move less.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+PY = sys.executable
+LINE = "长江是中国第一长河。"
+
+
+def _run(cmd: list[str], stdin: str) -> tuple[float, float, int]:
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    proc = subprocess.run(cmd, input=stdin.encode(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    wall = time.perf_counter() - t0
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    cpu = (after.ru_utime - before.ru_utime) + (after.ru_stime - before.ru_stime)
+    if proc.returncode != 0:
+        sys.stderr.write(f"{' '.join(cmd)}: exit {proc.returncode}: {proc.stderr.decode()[-300:]}\n")
+    return wall, cpu, proc.returncode
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    tmp = tempfile.mkdtemp()
+    pairs = os.path.join(tmp, "pairs.jsonl")
+    with open(pairs, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps({"a": "今天天气很好", "b": "今天天气不错"}, ensure_ascii=False) + "\n")
+    nl = [PY, "-m", "nlptool"]
+    rows = [
+        ("python (no imports)", [PY, "-c", "pass"], ""),
+        ("import torch", [PY, "-c", "import torch"], ""),
+        ("import transformers.BertModel", [PY, "-c", "from transformers import BertModel"], ""),
+        ("nlptool --help", nl + ["--help"], ""),
+        ("tokenize-sample", nl + ["tokenize-sample", "-q"], LINE + "\n"),
+        ("wordvec-dim", nl + ["wordvec-dim", "-N", "100000", "-q"], ""),
+        ("segment (default method)", nl + ["segment", "-q"], LINE + "\n"),
+        ("segment --method tagger", nl + ["segment", "--method", "tagger", "-q"], LINE + "\n"),
+        ("segment --method masking", nl + ["segment", "--method", "masking", "-q"], LINE + "\n"),
+        ("similarity", nl + ["similarity", pairs, "-q"], ""),
+        ("attribute", nl + ["attribute", "-q"], "这家酒店服务太差了\n"),
+        ("qa-gen", nl + ["qa-gen", "-q", "--seed", "0"], LINE + "\n"),
+    ]
+    print(f"| command (one line, fresh process) | wall s (median of {args.repeat}) | CPU s | exit |")
+    print("|---|---|---|---|")
+    for name, cmd, stdin in rows:
+        walls, cpus, codes = [], [], set()
+        for _ in range(args.repeat):
+            w, c, rc = _run(cmd, stdin)
+            walls.append(w)
+            cpus.append(c)
+            codes.add(rc)
+        print(f"| {name} | {statistics.median(walls):.2f} | {statistics.median(cpus):.2f} | {','.join(map(str, sorted(codes)))} |",
+              flush=True)
+
+
+if __name__ == "__main__":
+    main()

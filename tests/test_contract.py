@@ -422,10 +422,7 @@ def test_cli_reference_is_up_to_date():
 
 
 # row 13: a text format writes one line per record, whatever the text holds
-PENDING_ROW13 = {
-    "tokenize-sample": "issue 12 row 13: --format text writes the tokens of 'a\\nb' over two lines "
-                       "(use JsonlWriter.write_text / io.escape_line); owner of tokenize-sample",
-}
+PENDING_ROW13: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("command", [
@@ -535,3 +532,16 @@ def test_full_stdout_is_one_line_exit_1(tmp_path):
                            stdout=out, stderr=subprocess.PIPE, env=dict(os.environ, PYTHONPATH=REPO), timeout=120)
     assert p.returncode == 1 and p.stderr.decode().strip().count("\n") == 0
     assert p.stderr.startswith(b"error: <stdout>: No space left on device")
+
+
+# ------------------------------------------------------------------ issue 12 row 13, command level
+
+
+def test_conllu_text_comment_stays_one_line():
+    res = runner.invoke(app, ["segment", "--method", "masking", "--parse", "dependency", "--format", "conllu", "-q"],
+                        input='{"text":"长江\\n是河"}\n')
+    assert res.exit_code == 0, res.stderr
+    comments = [ln for ln in res.stdout.splitlines() if ln.startswith("#")]
+    assert comments == ["# text = 长江\\n是河"]
+    rows = [ln for ln in res.stdout.splitlines() if ln and not ln.startswith("#")]
+    assert all(len(r.split("\t")) == 10 for r in rows)

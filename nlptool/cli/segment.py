@@ -159,7 +159,7 @@ def segment(
                 if fmt == OutFormat.jsonl:
                     out.write(obj)
                 elif fmt == OutFormat.text:
-                    out.write_line(" ".join(w for w in obj.get("words", []) if w.strip()))
+                    out.write_text(" ".join(w for w in obj.get("words", []) if w.strip()))
                 else:
                     out.write_line(_conllu(obj))
         if n_errors:
@@ -167,20 +167,23 @@ def segment(
 
 
 def _conllu(obj: dict) -> str:
-    """One CoNLL-U block (10 tab-separated columns; whitespace words are left out)."""
+    """One CoNLL-U block (10 tab-separated columns; whitespace words are left out); the text,
+    words and errors are kept on one line each (line breaks inside escaped)."""
+    from ..io import escape_line
+
     lines = []
     if "error" in obj:
-        return f"# error = {obj['error']}\n"
+        return f"# error = {escape_line(str(obj['error']))}\n"
     words = obj.get("words", [])
     heads = obj.get("heads") or []
     keep = [i for i, w in enumerate(words) if w.strip()]
     new_id = {old: new + 1 for new, old in enumerate(keep)}
     text = obj.get("text")
     if isinstance(text, str):
-        lines.append(f"# text = {text}")
+        lines.append(f"# text = {escape_line(text)}")  # one comment line whatever the text holds
     for i in keep:
         h = heads[i] if i < len(heads) else None
         head = 0 if not h else new_id.get(h - 1, 0)
         rel = "root" if head == 0 else "dep"
-        lines.append(f"{new_id[i]}\t{words[i]}\t_\t_\t_\t_\t{head}\t{rel}\t_\t_")
+        lines.append(f"{new_id[i]}\t{escape_line(words[i])}\t_\t_\t_\t_\t{head}\t{rel}\t_\t_")
     return "\n".join(lines) + "\n"

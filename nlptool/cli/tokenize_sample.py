@@ -99,8 +99,8 @@ def tokenize_sample(
                     info(f"[yellow]skipped:[/] {obj['error']}", quiet)
                     w.write_line("")
                 elif "tokens" in obj:
-                    w.write_line(" ".join(obj["tokens"]))
+                    w.write_text(" ".join(obj["tokens"]))
                 elif "nbest" in obj:
-                    w.write_line("\t".join(" ".join(e["tokens"]) for e in obj["nbest"]))
+                    w.write_text("\t".join(" ".join(e["tokens"]) for e in obj["nbest"]))
                 else:
-                    w.write_line("\t".join(" ".join(s) for s in obj["samples"]))
+                    w.write_text("\t".join(" ".join(s) for s in obj["samples"]))

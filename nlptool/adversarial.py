@@ -577,7 +577,7 @@ def verify_split(raw_lines: Sequence[bytes], valid_mask: np.ndarray, out_train: 
 
 def report_dict(res: AdversarialResult, *, sizes: dict[str, Any], valid_mask: np.ndarray | None,
                 weights: np.ndarray | None, settings: dict[str, Any], max_weight: float | None = None) -> dict:
-    """The JSON report (see the README, section split-valid)."""
+    """The JSON report (see docs/split-valid.md)."""
     def r4(x):
         return None if x is None or (isinstance(x, float) and math.isnan(x)) else round(float(x), 4)
 

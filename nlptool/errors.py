@@ -1,6 +1,6 @@
 """Typed errors raised by the library; the CLI boundary maps each to one stderr line and an exit code.
 
-Exit codes (documented in the README):
+Exit codes (documented in the README and docs/io.md):
 
 * 0  success
 * 1  runtime error (:class:`NlptoolError`, :class:`ModelError`, :class:`DeviceError`)

@@ -509,9 +509,12 @@ def test_ctrl_c_exits_130_with_the_message(tmp_path):
 
     d = tmp_path / "dict.txt"
     d.write_text(TINY_DICT, encoding="utf-8")
+    # a shell starts background jobs with SIGINT ignored, and Python keeps it ignored: give the
+    # child the default disposition so the test does not depend on how the suite was started
     p = subprocess.Popen([sys.executable, "-m", "nlptool", "tokenize-sample", "--dict", str(d)],
                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                         env=dict(os.environ, PYTHONPATH=REPO))
+                         env=dict(os.environ, PYTHONPATH=REPO),
+                         preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     first = p.stderr.readline()  # the model line: the command is running and waiting on stdin
     assert first.startswith(b"unigram LM"), first
     p.send_signal(signal.SIGINT)

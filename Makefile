@@ -19,6 +19,10 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/nlptool segment data/sample_zh.txt --format text
 	$(BIN)/nlptool segment data/sample_zh.txt --parse dependency --format conllu | head -20
+	printf '今天天气很好\t今天天气不错\n今天天气很好\t股市大跌\n' | $(BIN)/nlptool similarity
+	echo "这家酒店服务太差了" | $(BIN)/nlptool attribute --granularity word
+	$(BIN)/nlptool qa-gen data/sample_passages.jsonl --seed 0
+	echo "结婚的和尚未结婚的" | $(BIN)/nlptool tokenize-sample --nbest 2 --alpha inf
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q

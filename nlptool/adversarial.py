@@ -116,7 +116,9 @@ def model_features(texts: Sequence[str], loaded, *, batch_size: int = 64, on_bat
     import torch
 
     n = len(texts)
-    order = sorted(range(n), key=lambda i: len(texts[i]))
+    from .batching import length_order
+
+    order = length_order([len(t) for t in texts])
     out: np.ndarray | None = None
     tok, net, dev = loaded.tokenizer, loaded.model, loaded.device
     with torch.inference_mode():

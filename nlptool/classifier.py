@@ -382,7 +382,9 @@ def predict(loaded, texts: Sequence[str], *, batch_size: int = 128, max_length: 
 
     tok, net, dev = loaded.tokenizer, loaded.model, loaded.device
     max_len = min(int(max_length), loaded.max_length)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    from .batching import length_order
+
+    order = length_order([len(t) for t in texts])
     out = [0] * len(texts)
     with torch.inference_mode():
         for b in range(0, len(order), max(1, batch_size)):

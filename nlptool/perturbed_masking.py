@@ -185,7 +185,9 @@ def masked_unit_vectors(
         flat_ids.append(ids)
         offsets.append(offs)
 
-    order = sorted(range(len(inputs)), key=lambda k: len(flat_ids[inputs[k].seq]))
+    from .batching import length_order
+
+    order = length_order([len(flat_ids[x.seq]) for x in inputs])
     encoder = encoder_of(model)
     n_layers = model.config.num_hidden_layers
     want = layer if layer >= 0 else n_layers + 1 + layer

@@ -106,7 +106,9 @@ def answer_questions(loaded, pairs: Sequence[tuple[str, str]], *, max_answer_len
     rows = [encode_reader_example(tok, c, q, max_question_len=max_question_len, max_length=loaded.max_length)
             for c, q in pairs]
     out: list[tuple[str, int, float]] = [("", -1, float("-inf"))] * len(rows)
-    order = sorted(range(len(rows)), key=lambda i: len(rows[i]["input_ids"]))
+    from .batching import length_order
+
+    order = length_order([len(r["input_ids"]) for r in rows])
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
             idx = order[b: b + batch_size]

@@ -235,7 +235,9 @@ def encode(model, tokenizer, texts: Sequence[str], *, pooling: str = "mean", max
 
     device = device or next(model.parameters()).device
     batcher = _Batcher(tokenizer, max_length)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    from .batching import length_order
+
+    order = length_order([len(t) for t in texts])
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
     was_training = model.training
     model.eval()

@@ -203,7 +203,9 @@ def join_probabilities(tagger: LoadedTagger, clauses: Sequence[Sequence[int]], *
 
     net = tagger.model
     out: list[np.ndarray | None] = [None] * len(clauses)
-    order = sorted(range(len(clauses)), key=lambda k: len(clauses[k]))
+    from .batching import length_order
+
+    order = length_order([len(c) for c in clauses])
     with torch.inference_mode():
         for s in range(0, len(order), batch_size):
             idx = [k for k in order[s : s + batch_size]]

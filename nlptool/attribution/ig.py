@@ -265,7 +265,9 @@ def attribute_texts(
     explain_all = str(target) == "all" and "all" not in names
     tgt_fixed = None if explain_all else resolve_target(target, model.config)
     results: list[dict[str, Any] | None] = [None] * len(texts)
-    order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
+    from ..batching import length_order
+
+    order = length_order([len(t) for t in texts])
     for b0 in range(0, len(order), max(1, batch_size)):
         idx = order[b0 : b0 + batch_size]
         batch_texts = [texts[i] for i in idx]

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..batching import length_order
 from ..errors import ModelError, UsageError
 from ..text import is_punct_or_space
 from .data import DEFAULTS, FILTERS, SETTINGS_FILE, chunk_passage, chunk_with_answer
@@ -213,7 +214,7 @@ def generate_qa_pairs(
         for (s, c), e, k in zip(cs, encs, alloc):
             if k and e["input_ids"]:
                 chunks.append(_Chunk(pi, s, c, e["input_ids"][:window], e["offset_mapping"][:window], k))
-    order = sorted(range(len(chunks)), key=lambda i: len(chunks[i].ids))
+    order = length_order([len(c.ids) for c in chunks])
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
             batch = [chunks[i] for i in order[b: b + batch_size]]
@@ -470,7 +471,7 @@ def questions_for_answers(
             row.append({"question": "", "answer": answer, "answer_start": start, "score": 0.0})
             jobs.append((ii, len(row) - 1, prefix, ch[1]))
         out.append(row)
-    order = sorted(range(len(jobs)), key=lambda j: len(jobs[j][2][0]))
+    order = length_order([len(j[2][0]) for j in jobs])
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
             idx = order[b: b + batch_size]

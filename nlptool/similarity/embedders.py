@@ -90,7 +90,9 @@ class ContextualEmbedder:
         for t, ids in enumerate(ids_list):
             for s in range(0, len(ids), self.window):
                 pieces.append((t, list(ids[s:s + self.window])))
-        order = sorted(range(len(pieces)), key=lambda p: -len(pieces[p][1]))
+        from ..batching import length_order
+
+        order = length_order([len(p[1]) for p in pieces], descending=True)
         piece_vecs: list[np.ndarray | None] = [None] * len(pieces)
         dev = self.loaded.device
         n_pre = len(self.prefix)

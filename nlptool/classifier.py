@@ -63,8 +63,8 @@ def read_labeled(
 
     Raises:
         UsageError: a file is missing, or the header lacks ``text_key``/``label_key``.
-        InputDataError: a JSONL line is not an object, lacks a key, or a label is empty
-            (message names the file and line).
+        InputDataError: a JSONL line is not an object, lacks a key, its text is not a string, its
+            label is not a string or an integer, or a label is empty (message names the file and line).
     """
     texts: list[str] = []
     labels: list[str] = []
@@ -82,24 +82,40 @@ def read_labeled(
                             raise InputDataError(f"missing key {k!r} (set --text-key/--label-key)", path, lineno)
                     _add(texts, labels, where, obj[text_key], obj[label_key], path, lineno)
             else:
-                reader = csv.DictReader(fh, delimiter="\t" if fmt == "tsv" else ",")
-                header = reader.fieldnames or []
+                # strict: an unclosed quote is an error (not the rest of the file swallowed into one
+                # field), reported at the line where the broken row starts
+                reader = csv.DictReader(fh, delimiter="\t" if fmt == "tsv" else ",", strict=True)
+                try:
+                    header = reader.fieldnames or []
+                except csv.Error as exc:
+                    raise InputDataError(f"CSV header: {exc}", path, 1) from None
                 for k in (text_key, label_key):
                     if k not in header:
                         raise UsageError(
                             f"{path}: no column {k!r} in the header {header}; set --text-key/--label-key"
                         )
-                for row in reader:
-                    _add(texts, labels, where, row[text_key], row[label_key], path, reader.line_num)
+                while True:
+                    start = reader.line_num + 1
+                    try:
+                        row = next(reader)
+                    except StopIteration:
+                        break
+                    except csv.Error as exc:
+                        raise InputDataError(f"CSV row starting here: {exc} (an unclosed quote?)", path, start) from None
+                    _add(texts, labels, where, row[text_key], row[label_key], path, start)
     if not texts:
         raise UsageError("no training rows in " + ", ".join(str(p) for p in paths))
     return LabeledData(texts, labels, where)
 
 
 def _add(texts, labels, where, text, label, path, lineno) -> None:
+    if text is not None and not isinstance(text, str):
+        raise InputDataError(f"the text is a JSON {type(text).__name__}, expected a string", path, lineno)
+    if isinstance(label, bool) or not isinstance(label, (str, int, type(None))):
+        raise InputDataError(f"the label is a JSON {type(label).__name__}, expected a string or an integer", path, lineno)
     if label is None or str(label).strip() == "":
         raise InputDataError("empty label", path, lineno)
-    texts.append("" if text is None else str(text))
+    texts.append("" if text is None else text)
     labels.append(str(label).strip())
     where.append(f"{path}:{lineno}")
 

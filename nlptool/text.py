@@ -69,3 +69,33 @@ def jieba_spans(text: str) -> list[tuple[str, int, int]]:
 
         raise ModelError("jieba word splitting needs the jieba package (pip install jieba)") from None
     return list(jieba.tokenize(text))
+
+
+# ---------------------------------------------------------------------------------- sentences
+#: The boundary after sentence-final punctuation (。！？；!?;), as a zero-width split point: how raw
+#: corpora are cut into training chunks (``train mlm``) and evaluation texts into sentences (the
+#: corpus overlap check). Kept as it is so that corpus builds stay byte-identical.
+SENTENCE_END = re.compile(r"(?<=[。！？；!?;])")
+
+#: A sentence end inside a passage: the final punctuation (also … and a newline) plus the closing
+#: quotes or brackets that follow it, kept with the sentence (qa-gen chunks passages at these).
+SENTENCE_END_SPAN = re.compile(r"[。！？!?；;…\n]+[”’」』）)\"']*")
+
+
+def split_sentences(text: str) -> list[str]:
+    """Split after sentence-final punctuation (:data:`SENTENCE_END`); pieces are stripped and empty
+    pieces dropped."""
+    return [s.strip() for s in SENTENCE_END.split(text) if s.strip()]
+
+
+def sentence_spans(text: str) -> list[tuple[int, str]]:
+    """Sentences of ``text`` as ``(start, sentence)``, each with its end punctuation and closing
+    quotes (:data:`SENTENCE_END_SPAN`); they concatenate back to ``text`` exactly."""
+    out = []
+    pos = 0
+    for m in SENTENCE_END_SPAN.finditer(text):
+        out.append((pos, text[pos: m.end()]))
+        pos = m.end()
+    if pos < len(text):
+        out.append((pos, text[pos:]))
+    return out

@@ -11,7 +11,6 @@ from typing import Optional
 import typer
 
 from . import app
-from ..errors import UsageError
 from ._common import (
     BatchSizeOpt,
     ChunkSizeOpt,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -37,8 +36,6 @@ DEFAULTS = {
     "min_consistency": 0.5,
 }
 
-# sentence ends (kept with the sentence), with closing quotes/brackets that follow them
-_SENTENCE_END = re.compile(r"[。！？!?；;…\n]+[”’」』）)\"']*")
 
 FILTERS = (
     "answer_unfinished",  # no [SEP] within max_answer_len
@@ -58,16 +55,11 @@ FILTERS = (
 
 
 def split_sentences(text: str) -> list[tuple[int, str]]:
-    """Sentences of ``text`` as ``(start, sentence)``; each keeps its end punctuation (。！？!?；;…
-    and newlines, plus closing quotes), and the sentences concatenate back to ``text``."""
-    out = []
-    pos = 0
-    for m in _SENTENCE_END.finditer(text):
-        out.append((pos, text[pos: m.end()]))
-        pos = m.end()
-    if pos < len(text):
-        out.append((pos, text[pos:]))
-    return out
+    """Sentences of ``text`` as ``(start, sentence)`` (:func:`nlptool.text.sentence_spans`): each
+    keeps its end punctuation and closing quotes; they concatenate back to ``text``."""
+    from ..text import sentence_spans
+
+    return sentence_spans(text)
 
 
 def chunk_passage(text: str, max_chars: int = 128) -> list[tuple[int, str]]:

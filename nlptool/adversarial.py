@@ -615,3 +615,99 @@ def report_dict(res: AdversarialResult, *, sizes: dict[str, Any], valid_mask: np
             "effective_sample_size": round(effective_sample_size(weights), 1),
         }
     return out
+
+
+@dataclass
+class SplitValidResult:
+    """What :func:`split_valid` decides for one training file.
+
+    Attributes:
+        report: the JSON report (:func:`report_dict`: AUC with its interval, verdict, sizes, settings,
+            top features, weight statistics).
+        valid: ``(n_train_records,)`` bool, True for the records chosen for validation (None without
+            a split); unreadable records are never chosen.
+        weights: importance weight per readable training record index (None unless asked for).
+        p_test: ``p(test | x)`` per training record, None for unreadable ones.
+        train_unreadable, test_unreadable: the first error of each side's unreadable records and
+            their count, ``(count, first error or None)``.
+    """
+
+    report: dict[str, Any]
+    valid: np.ndarray | None
+    weights: dict[int, float] | None
+    p_test: list[float | None]
+    train_unreadable: tuple[int, str | None]
+    test_unreadable: tuple[int, str | None]
+
+
+def split_valid(train_records: Sequence, test_records: Sequence, *, valid_size: str | float | int | None = 0.1,
+                weights: bool = False, max_weight: float = 10.0, features: str = "tfidf", loaded=None,
+                batch_size: int = 64, folds: int = 5, C: float = 4.0, bootstrap: int = 1000, seed: int = 0,
+                settings: dict[str, Any] | None = None, on_stage=None) -> SplitValidResult:
+    """Adversarial validation of a training set against a test set, then the validation split
+    and/or importance weights (Su, kexue.fm 2020-10-16): the entry point ``nlptool split-valid`` calls.
+
+    Args:
+        train_records, test_records: :class:`nlptool.io.Record` lists (records with ``error`` are
+            kept in place for the split output but not scored).
+        valid_size: validation rows, a fraction or a count (:func:`parse_valid_size`); None = no split.
+        weights: also compute importance weights ``w = D / (1 - D)`` normalised to mean 1, capped at
+            ``max_weight``.
+        features: ``"tfidf"`` (jieba words + character n-grams) or ``"model"`` (mean-pooled vectors of
+            ``loaded``, a :class:`nlptool.models.LoadedModel`, or a callable returning one: it is
+            called only after the cheap checks, so a bad size fails before a model loads).
+        folds, C, bootstrap, seed: the discriminator and the AUC interval (:func:`adversarial_validation`).
+        settings: recorded in the report as given.
+        on_stage: called with one-line progress strings.
+
+    Raises:
+        UsageError: too few rows for the folds, bad settings, ``features="model"`` without a model.
+    """
+    check_settings(C=C, seed=seed, n_boot=bootstrap)
+    good = [i for i, r in enumerate(train_records) if not r.error]
+    test_texts = [r.text for r in test_records if not r.error]
+    train_texts = [train_records[i].text for i in good]
+    n_train_err = len(train_records) - len(good)
+    n_test_err = len(test_records) - len(test_texts)
+    check_sizes(len(train_texts), len(test_texts), folds)
+    split = valid_size is not None
+    k = parse_valid_size(valid_size, len(train_texts)) if split else None
+    test_set = set(test_texts)
+    n_dup = sum(t in test_set for t in train_texts)
+    vectors = None
+    if features == "model":
+        if loaded is None:
+            raise UsageError("model features need a loaded encoder")
+        if callable(loaded):
+            loaded = loaded()
+        if on_stage:
+            on_stage(f"encoding {len(train_texts) + len(test_texts):,} texts")
+        vectors = model_features(train_texts + test_texts, loaded, batch_size=batch_size)
+    res = adversarial_validation(train_texts, test_texts, features=features, vectors=vectors, folds=folds, C=C,
+                                 seed=seed, n_boot=bootstrap, on_stage=on_stage)
+    p_rec: list[float | None] = [None] * len(train_records)
+    for i, p in zip(good, res.p_train):
+        p_rec[i] = float(p)
+    valid_rec = np.zeros(len(train_records), dtype=bool) if split else None
+    valid_good = None
+    w = None
+    if weights:
+        w = importance_weights(res.p_train, max_weight=max_weight)
+    if split:
+        valid_good = select_valid(res.p_train, k)
+        valid_rec[np.asarray(good, dtype=int)[valid_good]] = True
+    sizes = {
+        "train_lines": len(train_records), "train_scored": len(train_texts), "train_unreadable": n_train_err,
+        "test_lines": len(test_records), "test_scored": len(test_texts), "test_unreadable": n_test_err,
+        "train_rows_also_in_test": n_dup,
+    }
+    if split:
+        sizes.update({"valid": int(valid_rec.sum()), "out_train": int((~valid_rec).sum())})
+    rep = report_dict(res, sizes=sizes, valid_mask=valid_good, weights=w, settings=dict(settings or {}),
+                      max_weight=max_weight if weights else None)
+    first = lambda recs: next((r.error for r in recs if r.error), None)  # noqa: E731
+    return SplitValidResult(
+        report=rep, valid=valid_rec, weights=dict(zip(good, map(float, w))) if w is not None else None,
+        p_test=p_rec, train_unreadable=(n_train_err, first(train_records)),
+        test_unreadable=(n_test_err, first(test_records)),
+    )

@@ -60,18 +60,8 @@ def split_valid(
     with boundary():
         import contextlib
 
-        import numpy as np
-
-        from ..adversarial import (
-            adversarial_validation,
-            check_settings,
-            check_sizes,
-            importance_weights,
-            parse_valid_size,
-            report_dict,
-            select_valid,
-            write_split,
-        )
+        from ..adversarial import split_valid as run_split_valid
+        from ..adversarial import write_split
         from ..errors import UsageError
         from ..io import JsonlWriter, atomic_output, output_record, read_records, validate_paths
 
@@ -85,76 +75,42 @@ def split_valid(
             raise UsageError("--train and --test cannot both be stdin")
         outputs = [o for o in (out_train, out_valid, weights, report) if o]
         validate_paths([train, test], outputs)
-        check_settings(C=C, seed=seed, n_boot=bootstrap)
 
         keys = [text_key]
         train_recs = list(read_records([train], input_format=input_format, keys=keys, strict=strict, keep_raw=True))
         test_recs = list(read_records([test], input_format=input_format, keys=keys, strict=strict))
-        good = [i for i, r in enumerate(train_recs) if not r.error]
-        test_texts = [r.text for r in test_recs if not r.error]
-        n_train_err = len(train_recs) - len(good)
-        n_test_err = len(test_recs) - len(test_texts)
-        train_texts = [train_recs[i].text for i in good]
-        check_sizes(len(train_texts), len(test_texts), folds)
-        k = parse_valid_size(valid_size, len(train_texts)) if split else None
-        if n_train_err:
-            info(f"[yellow]warning:[/] {n_train_err} training line(s) could not be read (first: "
-                 f"{next(r.error for r in train_recs if r.error)}); they stay in the training output, unscored", quiet)
-        if n_test_err:
-            info(f"[yellow]warning:[/] {n_test_err} test line(s) could not be read and are ignored (first: "
-                 f"{next(r.error for r in test_recs if r.error)})", quiet)
-        test_set = set(test_texts)
-        n_dup = sum(t in test_set for t in train_texts)
-
-        vectors = None
+        loaded = None
         if features == "model":
-            from ..adversarial import model_features
             from ._common import load_for_cli
 
-            loaded = load_for_cli(model, "encoder", device, quiet)
-            info(f"encoding {len(train_texts) + len(test_texts):,} texts", quiet)
-            vectors = model_features(train_texts + test_texts, loaded, batch_size=batch_size)
+            def loaded():  # loaded by the library after its cheap checks (sizes, --valid-size)
+                return load_for_cli(model, "encoder", device, quiet)
         else:
             from ._common import quiet_jieba
 
             quiet_jieba()
-
-        res = adversarial_validation(
-            train_texts, test_texts, features=features, vectors=vectors, folds=folds, C=C, seed=seed,
-            n_boot=bootstrap, on_stage=lambda s: info(s, quiet),
-        )
-
-        # p(test|x) per training record (None for unreadable lines); the selection over good rows
-        p_rec: list[float | None] = [None] * len(train_recs)
-        for i, p in zip(good, res.p_train):
-            p_rec[i] = float(p)
-        valid_rec = np.zeros(len(train_recs), dtype=bool)
-        valid_good = None
-        w = None
-        if weights:
-            w = importance_weights(res.p_train, max_weight=max_weight)
-        if split:
-            valid_good = select_valid(res.p_train, k)
-            valid_rec[np.asarray(good, dtype=int)[valid_good]] = True
-
-        sizes = {
-            "train_lines": len(train_recs), "train_scored": len(train_texts), "train_unreadable": n_train_err,
-            "test_lines": len(test_recs), "test_scored": len(test_texts), "test_unreadable": n_test_err,
-            "train_rows_also_in_test": n_dup,
-        }
-        if split:
-            sizes.update({"valid": int(valid_rec.sum()), "out_train": int((~valid_rec).sum())})
         settings = {"features": features, "model": model if features == "model" else None, "folds": folds,
                     "C": C, "seed": seed, "bootstrap": bootstrap, "valid_size": valid_size if split else None,
                     "train": train, "test": test}
-        rep = report_dict(res, sizes=sizes, valid_mask=valid_good, weights=w, settings=settings,
-                          max_weight=max_weight if weights else None)
+        result = run_split_valid(
+            train_recs, test_recs, valid_size=valid_size if split else None, weights=bool(weights),
+            max_weight=max_weight, features=features, loaded=loaded, batch_size=batch_size, folds=folds, C=C,
+            bootstrap=bootstrap, seed=seed, settings=settings, on_stage=lambda s: info(s, quiet),
+        )
+        n_err, first = result.train_unreadable
+        if n_err:
+            info(f"[yellow]warning:[/] {n_err} training line(s) could not be read (first: {first}); "
+                 "they stay in the training output, unscored", quiet)
+        n_err, first = result.test_unreadable
+        if n_err:
+            info(f"[yellow]warning:[/] {n_err} test line(s) could not be read and are ignored (first: {first})", quiet)
+        rep, valid_rec, p_rec = result.report, result.valid, result.p_test
         # every output opened first, all renamed into place together at the end (or none)
         with contextlib.ExitStack() as stack:
             if split:
                 write_split([r.raw for r in train_recs], valid_rec, out_train, out_valid, stack, inputs=[train, test])
             if weights:
-                w_rec = dict(zip(good, w))
+                w_rec = result.weights
                 fh = stack.enter_context(JsonlWriter(weights))
                 for i, r in enumerate(train_recs):
                     if r.error:

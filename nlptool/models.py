@@ -268,3 +268,10 @@ def check_trained_head(model: str, missing_keys) -> None:
         "checkpoint and would be random. Fix: train one with `nlptool train classifier DATA --out DIR` "
         "and use DIR, or use the built-in classifier zh-sentiment-mini"
     )
+
+
+def encoder_of(model):
+    """The bare encoder (``BertModel``-like) of a Hugging Face model with or without a task head
+    (its ``base_model``), or the model itself when it is already bare."""
+    base = getattr(model, "base_model", None)
+    return base if base is not None else model

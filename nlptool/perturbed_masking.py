@@ -51,10 +51,7 @@ class EngineStats:
     forward_seconds: float = 0.0  # wall time inside the encoder calls only
 
 
-def encoder_of(model):
-    """The bare encoder (``BertModel``-like) of a model with or without a task head."""
-    base = getattr(model, "base_model", None)
-    return base if base is not None else model
+from .models import encoder_of  # noqa: E402,F401  (re-exported: the one "encoder of this model")
 
 
 def _flops_per_batch(config, batch: int, length: int, layers: int | None = None) -> float:

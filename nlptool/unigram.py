@@ -24,7 +24,7 @@ every piece equal to ``text[i:j]``).
   not follow ``P**alpha / Z`` (see the tests and the README, section tokenize-sample). Kept only so users can
   reproduce the post.
 
-Models (:func:`load_model`): jieba's ``dict.txt`` (default) or any file in its format, a
+Models (:func:`load_unigram_model`): jieba's ``dict.txt`` (default) or any file in its format, a
 SentencePiece UNIGRAM ``.model``, a BytePiece JSON model (byte-level; tokens are ``bytes``).
 """
 
@@ -1289,7 +1289,7 @@ def load_bytepiece(path: str, **kw) -> UnigramModel:
                         unk_rule="if_no_single", name=path, **kw)
 
 
-def load_model(dict_path: str | None = None, sp_model: str | None = None, bytepiece_model: str | None = None,
+def load_unigram_model(dict_path: str | None = None, sp_model: str | None = None, bytepiece_model: str | None = None,
                **kw) -> UnigramModel:
     """One of: ``--dict`` (jieba format; default jieba's own ``dict.txt``), ``--sp-model``, ``--bytepiece-model``.
 

@@ -65,9 +65,11 @@ def additive_mask(allowed, dtype):
 
 def _split_model(model):
     """(encoder, head) of a masked-LM model, or (None, None) when the head cannot be separated."""
-    base = getattr(model, getattr(model, "base_model_prefix", ""), None)
+    from .models import encoder_of
+
+    base = encoder_of(model)
     head = getattr(model, "cls", None) or getattr(model, "lm_head", None)
-    return (base, head) if base is not None and head is not None else (None, None)
+    return (base, head) if base is not model and head is not None else (None, None)
 
 
 def hidden_states(model, input_ids, token_type_ids, attention_mask, position_ids=None, past_key_values=None, key_valid=None,

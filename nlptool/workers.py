@@ -406,10 +406,10 @@ class Sampler(_Worker):
                          text_key=text_key, index_key=index_key)
 
     def _load(self):
-        from .unigram import load_model
+        from .unigram import load_unigram_model
 
         c = self.config
-        return {"model": load_model(c["dict_path"], c["sp_model"], c["bytepiece_model"]), "rng": random.Random()}
+        return {"model": load_unigram_model(c["dict_path"], c["sp_model"], c["bytepiece_model"]), "rng": random.Random()}
 
     def results(self, records):
         from .unigram import tokenize

@@ -369,7 +369,7 @@ def similarity_compare(cpu, gpu, tol: float) -> Verdict:
 def tokenize_sample_run(ctx: Ctx, device: str, fp16: bool | None):
     """CPU-only by design (a pure-Python lattice); a generated dictionary so jieba is not needed.
     The check: the same seed gives the same samples twice, and every sample tiles the text."""
-    from nlptool.unigram import load_model, tokenize
+    from nlptool.unigram import load_unigram_model, tokenize
 
     words = {}
     for t in ctx.texts:
@@ -380,7 +380,7 @@ def tokenize_sample_run(ctx: Ctx, device: str, fp16: bool | None):
                     words[w] = words.get(w, 0) + (50 if n == 1 else 3)
     path = ctx.tmp / "dict.txt"
     path.write_text("".join(f"{w} {c}\n" for w, c in words.items()), encoding="utf-8")
-    model = load_model(str(path), None, None)
+    model = load_unigram_model(str(path), None, None)
     texts = [t for t in ctx.texts if t][:10]
     out = []
     for _ in range(2):

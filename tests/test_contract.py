@@ -379,7 +379,7 @@ def test_library_exception_is_one_line_and_debug_shows_traceback(tmp_path, monke
     def boom(*a, **k):
         raise RuntimeError("something\nbroke [red]here[/]")
 
-    monkeypatch.setattr(unigram, "load_model", boom)
+    monkeypatch.setattr(unigram, "load_unigram_model", boom)
     res = runner.invoke(app, ["tokenize-sample", "-q"], input="x\n")
     assert res.exit_code == 1 and res.stderr.strip() == "error: RuntimeError: something broke [red]here[/]"
     res = runner.invoke(app, ["--debug", "tokenize-sample", "-q"], input="x\n")
@@ -483,13 +483,13 @@ def test_quiet_silences_library_warnings(tmp_path, monkeypatch):
 
     import nlptool.unigram as unigram
 
-    real = unigram.load_model
+    real = unigram.load_unigram_model
 
     def noisy(*a, **k):
         warnings.warn("a library FutureWarning", FutureWarning)
         return real(*a, **k)
 
-    monkeypatch.setattr(unigram, "load_model", noisy)
+    monkeypatch.setattr(unigram, "load_unigram_model", noisy)
     d = tmp_path / "dict.txt"
     d.write_text(TINY_DICT, encoding="utf-8")
     # (pytest captures warnings itself, so they are recorded here rather than read from stderr)

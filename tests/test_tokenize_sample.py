@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nlptool.cli import app
-from nlptool.unigram import Lattice, UnigramModel, load_model, piece_to_str
+from nlptool.unigram import Lattice, UnigramModel, load_unigram_model as load_model, piece_to_str
 
 DATA = Path(os.environ.get("NLPTOOL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 PKU = DATA / "sighan2005" / "pku_test.utf8"

@@ -58,7 +58,7 @@ def tokenize_sample(
 
         from ..errors import UsageError
         from ..io import JsonlWriter, map_records, read_records
-        from ..unigram import check_alpha, load_model, tokenize
+        from ..unigram import check_alpha, load_unigram_model, tokenize
 
         a = check_alpha(alpha)
         if ids and not sp_model:
@@ -78,7 +78,7 @@ def tokenize_sample(
                            records, inputs, output, output_dir, fmt=fmt.value, workers=workers,
                            gpus_per_worker=gpus_per_worker, chunk_size=chunk_size, strict=strict,
                            input_format=input_format, keys=[text_key], shard=shard)
-        model = load_model(dict_path, sp_model, bytepiece_model)
+        model = load_unigram_model(dict_path, sp_model, bytepiece_model)
         info(f"unigram LM: {model.kind} {model.name} ({len(model)} pieces); alpha={a:g}, method={method.value}", quiet)
         if method == Method.su2023:
             info("warning: --method su2023 is biased (it does not sample P(seg)^alpha / Z); use ffbs for exact sampling",

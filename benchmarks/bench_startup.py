@@ -44,6 +44,11 @@ def main() -> None:
     pairs = os.path.join(tmp, "pairs.jsonl")
     with open(pairs, "w", encoding="utf-8") as fh:
         fh.write(json.dumps({"a": "今天天气很好", "b": "今天天气不错"}, ensure_ascii=False) + "\n")
+    train_txt, test_txt = os.path.join(tmp, "train.txt"), os.path.join(tmp, "test.txt")
+    with open(train_txt, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(["今天天气很好", "我喜欢这本书", "这部电影很精彩", "股票市场大涨", "酒店服务很差"] * 4) + "\n")
+    with open(test_txt, "w", encoding="utf-8") as fh:
+        fh.write("\n".join(["天气不错", "书很好看", "电影一般", "市场下跌", "服务不好", "天气晴朗"]) + "\n")
     nl = [PY, "-m", "nlptool"]
     rows = [
         ("python (no imports)", [PY, "-c", "pass"], ""),
@@ -58,6 +63,8 @@ def main() -> None:
         ("similarity", nl + ["similarity", pairs, "-q"], ""),
         ("attribute", nl + ["attribute", "-q"], "这家酒店服务太差了\n"),
         ("qa-gen", nl + ["qa-gen", "-q", "--seed", "0"], LINE + "\n"),
+        ("split-valid (tfidf, 20 + 6 lines)", nl + ["split-valid", "--train", train_txt, "--test", test_txt, "--weights",
+                                                   os.path.join(tmp, "w.jsonl"), "--folds", "2", "--bootstrap", "0", "-q"], ""),
     ]
     print(f"| command (one line, fresh process) | wall s (median of {args.repeat}) | CPU s | exit |")
     print("|---|---|---|---|")

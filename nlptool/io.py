@@ -773,41 +773,55 @@ def map_records(
         on_chunk: called with the number of records after each chunk (progress).
     """
     it = iter(records)
-    size = max(1, int(chunk_size))
     while True:
-        chunk: list[Record] = []
-        stop: InputDataError | None = None
-        try:
-            for r in it:
-                chunk.append(r)
-                if len(chunk) >= size:
-                    break
-        except InputDataError as exc:
-            # a strict reader stopped at a bad line: the records before it still come out first
-            stop = exc
+        chunk, stop = read_chunk(it, chunk_size)
         if not chunk and stop is None:
             return
         good = [r for r in chunk if not r.error]
         results = _apply_batch(batch_fn, good) if good else []
-        if len(results) != len(good):  # pragma: no cover - programming error
-            raise RuntimeError("batch_fn returned a wrong number of results")
-        by_id = {id(r): res for r, res in zip(good, results)}
-        for r in chunk:
-            if r.error:
-                yield output_record(r)
-                continue
-            res = by_id[id(r)]
-            if isinstance(res, Exception):
-                msg = _exception_message(res)
-                if strict:
-                    raise InputDataError(msg, r.source, r.line)
-                yield output_record(r, error=msg)
-            else:
-                yield output_record(r, res)
+        yield from chunk_outputs(chunk, good, results, strict=strict)
         if on_chunk:
             on_chunk(len(chunk))
         if stop is not None:
             raise stop
+
+
+def read_chunk(it: Iterator[Record], chunk_size: int) -> tuple[list[Record], InputDataError | None]:
+    """The next ``chunk_size`` records of ``it`` (fewer at the end), and the :class:`InputDataError`
+    a strict reader raised while reading them (the records before it are returned first), or None."""
+    chunk: list[Record] = []
+    size = max(1, int(chunk_size))
+    try:
+        for r in it:
+            chunk.append(r)
+            if len(chunk) >= size:
+                break
+    except InputDataError as exc:
+        return chunk, exc
+    return chunk, None
+
+
+def chunk_outputs(chunk: Sequence[Record], good: Sequence[Record], results: Sequence, *,
+                  strict: bool = False) -> Iterator[dict[str, Any]]:
+    """One output object per record of ``chunk``, in order: the record's own error, or its result
+    from ``results`` (aligned with ``good``, the error-free records), where an exception result
+    becomes the record's ``error`` (or, with ``strict``, an :class:`InputDataError`). The one
+    place where results are joined back to records, for the local engine and the Ray engine alike."""
+    if len(results) != len(good):  # pragma: no cover - programming error
+        raise RuntimeError("batch_fn returned a wrong number of results")
+    by_id = {id(r): res for r, res in zip(good, results)}
+    for r in chunk:
+        if r.error:
+            yield output_record(r)
+            continue
+        res = by_id[id(r)]
+        if isinstance(res, Exception):
+            msg = _exception_message(res)
+            if strict:
+                raise InputDataError(msg, r.source, r.line)
+            yield output_record(r, error=msg)
+        else:
+            yield output_record(r, res)
 
 
 def _exception_message(exc: BaseException) -> str:

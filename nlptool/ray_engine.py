@@ -27,8 +27,8 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
-from .errors import InputDataError, UsageError
-from .io import Record, output_record, safe_json_line
+from .errors import UsageError
+from .io import Record, chunk_outputs, read_chunk, safe_json_line
 
 INSTALL_HINT = "the ray engine needs Ray: pip install 'nlptool[ray]'"
 
@@ -108,21 +108,12 @@ def map_records(records: Iterable[Record], worker, *, workers: int = 2, gpus_per
 
 def _ordered(ray, actors, records, chunk_size, strict, on_chunk):
     it = iter(records)
-    size = max(1, int(chunk_size))
     window: deque = deque()
     k = 0
     done = False
     while True:
         while not done and len(window) < 2 * len(actors):
-            chunk: list[Record] = []
-            stop = None
-            try:
-                for r in it:
-                    chunk.append(r)
-                    if len(chunk) >= size:
-                        break
-            except InputDataError as exc:  # a strict reader stopped: the records before it come out first
-                stop = exc
+            chunk, stop = read_chunk(it, chunk_size)  # a strict stop: the records before it come out first
             if not chunk and stop is None:
                 done = True
                 break
@@ -136,18 +127,7 @@ def _ordered(ray, actors, records, chunk_size, strict, on_chunk):
             return
         chunk, good, fut, stop = window.popleft()
         results = ray.get(fut) if fut is not None else []
-        by_id = {id(r): res for r, res in zip(good, results)}
-        for r in chunk:
-            if r.error:
-                yield output_record(r)
-                continue
-            res = by_id[id(r)]
-            if isinstance(res, Exception):
-                if strict:
-                    raise InputDataError(str(res), r.source, r.line)
-                yield output_record(r, error=str(res))
-            else:
-                yield output_record(r, res)
+        yield from chunk_outputs(chunk, good, results, strict=strict)
         if on_chunk:
             on_chunk(len(chunk))
         if stop is not None:
@@ -179,16 +159,8 @@ class _LineMapper:
                 rec.error = f"line {int(line)} of {path}: {rec.error}"
             recs.append(rec)
         good = [r for r in recs if not r.error]
-        by_id = {id(r): res for r, res in zip(good, self.worker.safe_results(good))}
         out = np.empty(len(recs), dtype=object)
-        for j, r in enumerate(recs):
-            res = by_id.get(id(r))
-            if r.error:
-                obj = output_record(r)
-            elif isinstance(res, Exception):
-                obj = output_record(r, error=str(res))
-            else:
-                obj = output_record(r, res)
+        for j, obj in enumerate(chunk_outputs(recs, good, self.worker.safe_results(good) if good else [])):
             out[j] = safe_json_line(obj)
         return {"json": out}
 

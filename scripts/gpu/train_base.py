@@ -60,39 +60,26 @@ def main() -> None:
     model_dir = out / "zh-bert-mini"
     metrics = train_mlm([args.corpus], model_dir, max_steps=steps, max_minutes=args.minutes * 1.25, **common)
     # held-out MLM loss, fixed masks
-    eval_loss = heldout_loss(model_dir, args.heldout, args.max_chars)
-    metrics.update({"eval_loss": eval_loss, "trained_on": dev, "probe_steps_per_s": round(rate, 2),
+    metrics.update(heldout_loss(model_dir, args.heldout, args.max_chars))
+    metrics.update({"eval_seed": 0, "trained_on": dev, "probe_steps_per_s": round(rate, 2),
                     "wall_seconds_total": round(time.time() - t0, 1), "learning_rate": args.learning_rate})
     (model_dir / "training_metrics.json").write_text(json.dumps(metrics, indent=1), encoding="utf-8")
     export_model(model_dir, out / "export")
     log(json.dumps({k: v for k, v in metrics.items() if k != "history"}))
 
 
-def heldout_loss(model_dir, heldout, max_chars: int, seed: int = 1234, limit: int = 4000) -> float:
-    """Mean MLM cross-entropy (nats per selected token) on the first ``limit`` held-out chunks,
-    with the 80/10/10 masks drawn from a fixed seed, so two models compare on the same masks."""
+def heldout_loss(model_dir, heldout, max_chars: int) -> dict:
+    """Held-out MLM loss of a trained model on the same fixed masks as every other model
+    (:func:`nlptool.mlm.heldout_mlm_loss`)."""
     import torch
-    from transformers import AutoTokenizer, BertForMaskedLM, DataCollatorForLanguageModeling
+    from transformers import AutoTokenizer, BertForMaskedLM
 
-    from nlptool.mlm import chunk_text, read_corpus
+    from nlptool.mlm import heldout_mlm_loss, read_corpus
 
     dev = "cuda" if torch.cuda.is_available() else "cpu"
-    tok = AutoTokenizer.from_pretrained(model_dir)
-    model = BertForMaskedLM.from_pretrained(model_dir, dtype=torch.float32).to(dev).eval()
-    chunks = list(chunk_text(read_corpus([heldout]), max_chars=max_chars))[:limit]
-    torch.manual_seed(seed)
-    coll = DataCollatorForLanguageModeling(tok, mlm=True, mlm_probability=0.15)
-    total, n = 0.0, 0
-    for i in range(0, len(chunks), 128):
-        enc = tok(chunks[i:i + 128], truncation=True, max_length=max_chars + 2)["input_ids"]
-        batch = coll([{"input_ids": e} for e in enc])
-        with torch.inference_mode():
-            logits = model(input_ids=batch["input_ids"].to(dev), attention_mask=(batch["input_ids"] != tok.pad_token_id).to(dev)).logits
-        labels = batch["labels"].to(dev)
-        sel = labels != -100
-        total += torch.nn.functional.cross_entropy(logits[sel].float(), labels[sel], reduction="sum").item()
-        n += int(sel.sum())
-    return total / max(n, 1)
+    model = BertForMaskedLM.from_pretrained(model_dir, dtype=torch.float32).to(dev)
+    return heldout_mlm_loss(model, AutoTokenizer.from_pretrained(model_dir), list(read_corpus([heldout])),
+                            max_chars=max_chars, seed=0, device=dev)
 
 
 if __name__ == "__main__":

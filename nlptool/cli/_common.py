@@ -393,7 +393,6 @@ class NlptoolGroup(TyperGroup):
         from ..io import guard_inputs
 
         argv = list(sys.argv[1:] if args is None else args)
-        _finite_floats(self)
         _configure_for_args(argv)
         guard_inputs(True)
         code = 0

@@ -15,13 +15,7 @@
 # (1,500 x 256 x 128 = 49 M token positions, about 12 passes over the 4.1 M-character corpus);
 # MINUTES stops it (and saves) if the card is slower.
 set -eu
-NLPTOOL=${NLPTOOL:-nlptool}
-PY=${PY:-python}
-BUILD=${BUILD:-build/models}
-SHARED=${SHARED:-${NLPTOOL_SHARED_DATA:-../shared/data}}
-DEST=${DEST:-nlptool/data/models}
-DEVICE=${DEVICE:-auto}
-QUICK=${QUICK:-0}
+. scripts/models/_env.sh  # NLPTOOL PY BASE BUILD SHARED DEST DEVICE QUICK
 CORPUS=${CORPUS:-build/corpus}
 STEPS=${STEPS:-1500}
 BATCH=${BATCH:-256}

@@ -10,14 +10,7 @@
 # were chosen there), train_dev = all but test (what this script trains on).
 # GPU (H100/H200): 40 epochs of ~5,700 examples at batch 128 = ~1,800 steps, about 60-90 s.
 set -eu
-NLPTOOL=${NLPTOOL:-nlptool}
-PY=${PY:-python}
-BASE=${BASE:-nlptool/data/models/zh-bert-mini}
-BUILD=${BUILD:-build/models}
-SHARED=${SHARED:-${NLPTOOL_SHARED_DATA:-../shared/data}}
-DEST=${DEST:-nlptool/data/models}
-DEVICE=${DEVICE:-auto}
-QUICK=${QUICK:-0}
+. scripts/models/_env.sh  # NLPTOOL PY BASE BUILD SHARED DEST DEVICE QUICK
 # TRAIN_OPTS overrides the length/batch flags (the interim CPU build used a shorter run, see the card)
 NAME=zh-qa-gen-mini
 DATA=$BUILD/qa-data

@@ -8,14 +8,7 @@
 # train_dev, measured on test (94 held-out articles, 366 questions; reported only, never used
 # for choosing). GPU (H100/H200): 15 epochs of ~3,200 examples at batch 64 = ~750 steps, about 30 s.
 set -eu
-NLPTOOL=${NLPTOOL:-nlptool}
-PY=${PY:-python}
-BASE=${BASE:-nlptool/data/models/zh-bert-mini}
-BUILD=${BUILD:-build/models}
-SHARED=${SHARED:-${NLPTOOL_SHARED_DATA:-../shared/data}}
-DEST=${DEST:-nlptool/data/models}
-DEVICE=${DEVICE:-auto}
-QUICK=${QUICK:-0}
+. scripts/models/_env.sh  # NLPTOOL PY BASE BUILD SHARED DEST DEVICE QUICK
 # TRAIN_OPTS overrides the length/batch flags (the interim CPU build used a shorter run, see the card)
 NAME=zh-reader-mini
 DATA=$BUILD/qa-data

@@ -12,14 +12,7 @@
 # GPU sizing (H100/H200): about 800k teacher characters (Perturbed Masking on the GPU is roughly
 # 30-100k chars/s) and 3 rounds x 3 epochs of the small tagger: about 60-90 s of training.
 set -eu
-NLPTOOL=${NLPTOOL:-nlptool}
-PY=${PY:-python}
-BASE=${BASE:-nlptool/data/models/zh-bert-mini}
-BUILD=${BUILD:-build/models}
-SHARED=${SHARED:-${NLPTOOL_SHARED_DATA:-../shared/data}}
-DEST=${DEST:-nlptool/data/models}
-DEVICE=${DEVICE:-auto}
-QUICK=${QUICK:-0}
+. scripts/models/_env.sh  # NLPTOOL PY BASE BUILD SHARED DEST DEVICE QUICK
 
 NAME=zh-seg-mini
 WORK="$BUILD/$NAME-data"

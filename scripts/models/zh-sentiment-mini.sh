@@ -8,14 +8,7 @@
 # CPU smoke test:  QUICK=1 DEST=build/test-dest NLPTOOL=".venv/bin/python -m nlptool" PY=.venv/bin/python sh scripts/models/zh-sentiment-mini.sh
 set -eu
 NAME=zh-sentiment-mini
-NLPTOOL=${NLPTOOL:-nlptool}
-PY=${PY:-python}
-BASE=${BASE:-nlptool/data/models/zh-bert-mini}
-BUILD=${BUILD:-build/models}
-SHARED=${SHARED:-${NLPTOOL_SHARED_DATA:-../shared/data}}
-DEST=${DEST:-nlptool/data/models}
-DEVICE=${DEVICE:-auto}
-QUICK=${QUICK:-0}
+. scripts/models/_env.sh  # NLPTOOL PY BASE BUILD SHARED DEST DEVICE QUICK
 EPOCHS=${EPOCHS:-3}
 BATCH=${BATCH:-128}
 LR=${LR:-2e-4}

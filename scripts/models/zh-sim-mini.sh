@@ -10,14 +10,7 @@
 #      EPOCHS (CoSENT epochs, default 8), IDF (the base model's IDF table, copied to DEST/NAME/idf.tsv).
 # On an H100/H200 the two training stages take about 50 s.
 set -eu
-NLPTOOL=${NLPTOOL:-nlptool}
-PY=${PY:-python}
-BASE=${BASE:-nlptool/data/models/zh-bert-mini}
-BUILD=${BUILD:-build/models}
-SHARED=${SHARED:-${NLPTOOL_SHARED_DATA:-../shared/data}}
-DEST=${DEST:-nlptool/data/models}
-DEVICE=${DEVICE:-auto}
-QUICK=${QUICK:-0}
+. scripts/models/_env.sh  # NLPTOOL PY BASE BUILD SHARED DEST DEVICE QUICK
 NAME=zh-sim-mini
 
 TRAIN_SRC=$SHARED/sts/STS-B.train.data

@@ -20,27 +20,12 @@ def need(path: Path) -> Path:
     return path
 
 
-def spans(words):
-    """Character spans [start, end) of a word sequence."""
-    out, i = set(), 0
-    for w in words:
-        out.add((i, i + len(w)))
-        i += len(w)
-    return out
-
-
 def prf(gold_lists, pred_lists):
-    """Word-level precision, recall, F1 (SIGHAN scoring: a word is right when its span is)."""
-    tp = ng = npred = 0
-    for g, p in zip(gold_lists, pred_lists):
-        gs, ps = spans(g), spans(p)
-        tp += len(gs & ps)
-        ng += len(gs)
-        npred += len(ps)
-    prec = tp / npred if npred else 0.0
-    rec = tp / ng if ng else 0.0
-    f1 = 2 * prec * rec / (prec + rec) if prec + rec else 0.0
-    return prec, rec, f1
+    """Word-level precision, recall, F1 (SIGHAN scoring: a word is right when its span is): the
+    library's :func:`nlptool.tagger.word_prf`, which ``train segmenter`` reports with too."""
+    from nlptool.tagger import word_prf
+
+    return word_prf(gold_lists, pred_lists)
 
 
 def read_pku_gold(path: Path, limit: int | None = None):

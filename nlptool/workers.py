@@ -506,38 +506,20 @@ class QAGenerator(_Worker):
             from .reader import load_reader
 
             rt = load_reader(c["reader"], c["device"])
-        pick = lambda k: c[k] if c[k] is not None else settings[k]  # noqa: E731
-        opts = {k: pick(k) for k in ("beam_size", "max_answer_len", "max_question_len", "max_passage_chars",
-                                     "no_repeat_ngram", "length_penalty")}
-        opts["answer_marks"] = settings["answer_marks"]
-        return {"model": loaded, "reader": rt, "opts": opts, "top_p": pick("top_p"),
-                "min_consistency": pick("min_consistency")}
+        from .qagen import DECODING_KEYS, decoding_settings
+
+        decoding = decoding_settings(settings, **{k: c[k] for k in DECODING_KEYS})
+        return {"model": loaded, "reader": rt, "decoding": decoding}
 
     def results(self, records):
-        from .qagen import generate_qa_pairs, questions_for_answers
+        from .qagen import qa_pairs_for_records
 
         c = self.config
         st = self.state()
         ak = c["answers_key"]
-        out: list = [None] * len(records)
-        given = [i for i, r in enumerate(records) if ak in r.texts]
-        for i in given:
-            if not isinstance(records[i].texts[ak], list):
-                out[i] = ValueError(f"field {ak!r} must be a list of answer strings")
-        asked = [i for i in given if out[i] is None]
-        if asked:
-            res = questions_for_answers(st["model"], [(records[i].text, records[i].texts[ak]) for i in asked],
-                                        batch_size=c["batch_size"], reader=st["reader"], **st["opts"])
-            for i, pairs in zip(asked, res):
-                out[i] = {"qa_pairs": pairs}
-        free = [i for i in range(len(records)) if ak not in records[i].texts]
-        if free:
-            res = generate_qa_pairs(st["model"], [records[i].text for i in free], num_pairs=c["num_pairs"],
-                                    seed=c["seed"], batch_size=c["batch_size"], top_p=st["top_p"], reader=st["reader"],
-                                    min_consistency=st["min_consistency"], **st["opts"])
-            for i, x in zip(free, res):
-                out[i] = {"qa_pairs": x.pairs, "qa_filtered": {k: v for k, v in x.filtered.items() if v}}
-        return out
+        return qa_pairs_for_records(st["model"], [r.text for r in records], [r.texts for r in records],
+                                    decoding=st["decoding"], num_pairs=c["num_pairs"], seed=c["seed"],
+                                    batch_size=c["batch_size"], reader=st["reader"], answers_key=ak)
 
 
 # ------------------------------------------------------------------------------ Spark and Dask adapters

@@ -107,7 +107,7 @@ def qa_gen(
     round-trip filtered), or one question per given answer for records with an `answers` list."""
     with boundary():
         from ..io import JsonlWriter, map_records, read_records
-        from ..qagen import FILTERS, check_generator, generate_qa_pairs, questions_for_answers
+        from ..qagen import check_generator, decoding_settings, qa_pairs_for_records
         from ._common import load_for_cli
 
         records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict,
@@ -120,48 +120,19 @@ def qa_gen(
 
             rt = load_reader(reader, device)
             info(f"round trip: reader {reader}", quiet)
-        opts = {
-            "beam_size": beam_size if beam_size is not None else settings["beam_size"],
-            "max_answer_len": max_answer_len if max_answer_len is not None else settings["max_answer_len"],
-            "max_question_len": max_question_len if max_question_len is not None else settings["max_question_len"],
-            "max_passage_chars": max_passage_chars if max_passage_chars is not None else settings["max_passage_chars"],
-            "no_repeat_ngram": no_repeat_ngram if no_repeat_ngram is not None else settings["no_repeat_ngram"],
-            "length_penalty": length_penalty if length_penalty is not None else settings["length_penalty"],
-            "answer_marks": settings["answer_marks"],
-        }
-        p_top = top_p if top_p is not None else settings["top_p"]
-        threshold = min_consistency if min_consistency is not None else settings["min_consistency"]
-        totals = dict.fromkeys(FILTERS, 0)
-        n_cand = n_pairs = 0
+        decoding = decoding_settings(
+            settings, beam_size=beam_size, max_answer_len=max_answer_len, max_question_len=max_question_len,
+            max_passage_chars=max_passage_chars, no_repeat_ngram=no_repeat_ngram, length_penalty=length_penalty,
+            top_p=top_p, min_consistency=min_consistency)
+        stats: dict = {}
 
         def batch(recs):
-            nonlocal n_cand, n_pairs
-            out: list = [None] * len(recs)
-            given = [i for i, r in enumerate(recs) if answers_key in r.texts]
-            for i in given:
-                if not isinstance(recs[i].texts[answers_key], list):
-                    out[i] = ValueError(f"field {answers_key!r} must be a list of answer strings")
-            asked = [i for i in given if out[i] is None]
-            if asked:
-                res = questions_for_answers(loaded, [(recs[i].text, recs[i].texts[answers_key]) for i in asked],
-                                            batch_size=batch_size, reader=rt, **opts)
-                for i, pairs in zip(asked, res):
-                    n_pairs += sum("error" not in p for p in pairs)
-                    out[i] = {"qa_pairs": pairs}
-            free = [i for i in range(len(recs)) if answers_key not in recs[i].texts]
-            if free:
-                res = generate_qa_pairs(loaded, [recs[i].text for i in free], num_pairs=num_pairs, seed=seed,
-                                        batch_size=batch_size, top_p=p_top, reader=rt, min_consistency=threshold, **opts)
-                for i, x in zip(free, res):
-                    n_cand += x.candidates
-                    n_pairs += len(x.pairs)
-                    for k, v in x.filtered.items():
-                        totals[k] += v
-                    out[i] = {"qa_pairs": x.pairs, "qa_filtered": {k: v for k, v in x.filtered.items() if v}}
-            return out
+            return qa_pairs_for_records(loaded, [r.text for r in recs], [r.texts for r in recs],
+                                        decoding=decoding, num_pairs=num_pairs, seed=seed, batch_size=batch_size,
+                                        reader=rt, answers_key=answers_key, stats=stats)
 
         with JsonlWriter(output) as w:
             for obj in map_records(records, batch, chunk_size=chunk_size, strict=strict):
                 w.write(obj)
-        removed = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in totals.items() if v) or "none"
-        info(f"{n_pairs:,} pairs kept of {n_cand:,} answer samples; removed: {removed}", quiet)
+        removed = ", ".join(f"{k.replace('_', ' ')} {v}" for k, v in stats.get("filtered", {}).items() if v) or "none"
+        info(f"{stats.get('pairs', 0):,} pairs kept of {stats.get('candidates', 0):,} answer samples; removed: {removed}", quiet)

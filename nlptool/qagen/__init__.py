@@ -45,14 +45,17 @@ from .data import (  # noqa: F401
 )
 from .evaluation import evaluate_qa_gen, export_model, model_card, rouge_l_chars, template_question  # noqa: F401
 from .generation import (  # noqa: F401
+    DECODING_KEYS,
     QAGenResult,
     add_pair,
     allocate,
     check_generator,
+    decoding_settings,
     find_subsequence,
     generate_qa_pairs,
     generate_questions,
     load_settings,
+    qa_pairs_for_records,
     questions_for_answers,
     tokens_to_text,
 )

@@ -507,3 +507,73 @@ def generate_questions(loaded, items: Sequence[tuple[str, str]], *, beam_size: i
                                 max_question_len=max_question_len, max_answer_len=max_answer_len,
                                 batch_size=batch_size, **decode)
     return [r[0].get("question", "") for r in res]
+
+
+#: Decoding settings a caller may override; ``None`` means the generator's own setting
+#: (``nlptool_qa_gen.json``, :func:`check_generator`).
+DECODING_KEYS = ("beam_size", "max_answer_len", "max_question_len", "max_passage_chars", "no_repeat_ngram",
+                 "length_penalty", "top_p", "min_consistency")
+
+
+def decoding_settings(settings: dict, **overrides) -> dict:
+    """The generator's stored ``settings`` with the non-None ``overrides`` (keys of
+    :data:`DECODING_KEYS`) applied; ``answer_marks`` always comes from the model (it is how it was
+    trained)."""
+    unknown = set(overrides) - set(DECODING_KEYS)
+    if unknown:
+        raise UsageError(f"unknown decoding setting(s): {', '.join(sorted(unknown))}")
+    out = {k: settings[k] for k in DECODING_KEYS}
+    out.update({k: v for k, v in overrides.items() if v is not None})
+    out["answer_marks"] = settings["answer_marks"]
+    return out
+
+
+def qa_pairs_for_records(model, texts: Sequence[str], fields: Sequence[dict], *, decoding: dict, num_pairs: int = 5,
+                         seed: int = 0, batch_size: int = 16, reader=None, answers_key: str = "answers",
+                         stats: dict | None = None) -> list[dict | Exception]:
+    """What ``nlptool qa-gen`` writes per record: for a record whose ``fields`` hold ``answers_key``,
+    one question per given answer (:func:`questions_for_answers`); for one without, sampled pairs
+    (:func:`generate_qa_pairs`) with the filter counts.
+
+    Args:
+        texts: the passages, one per record.
+        fields: per record, its other JSON fields (``Record.texts``); an ``answers_key`` value that
+            is not a list becomes that record's error.
+        decoding: from :func:`decoding_settings`.
+        stats: if given, accumulates ``candidates`` (answer samples), ``pairs`` (kept) and
+            ``filtered`` (``{filter: count}``) over the calls.
+    Returns:
+        One ``{"qa_pairs": ...}`` (plus ``"qa_filtered"`` for sampled pairs) or an exception per record.
+    """
+    opts = {k: decoding[k] for k in ("beam_size", "max_answer_len", "max_question_len", "max_passage_chars",
+                                     "no_repeat_ngram", "length_penalty", "answer_marks")}
+    if stats is not None:
+        stats.setdefault("candidates", 0)
+        stats.setdefault("pairs", 0)
+        stats.setdefault("filtered", dict.fromkeys(FILTERS, 0))
+    out: list = [None] * len(texts)
+    given = [i for i, f in enumerate(fields) if answers_key in f]
+    for i in given:
+        if not isinstance(fields[i][answers_key], list):
+            out[i] = ValueError(f"field {answers_key!r} must be a list of answer strings")
+    asked = [i for i in given if out[i] is None]
+    if asked:
+        res = questions_for_answers(model, [(texts[i], fields[i][answers_key]) for i in asked], batch_size=batch_size,
+                                    reader=reader, **opts)
+        for i, pairs in zip(asked, res):
+            if stats is not None:
+                stats["pairs"] += sum("error" not in p for p in pairs)
+            out[i] = {"qa_pairs": pairs}
+    free = [i for i, f in enumerate(fields) if answers_key not in f]
+    if free:
+        res = generate_qa_pairs(model, [texts[i] for i in free], num_pairs=num_pairs, seed=seed,
+                                batch_size=batch_size, top_p=decoding["top_p"], reader=reader,
+                                min_consistency=decoding["min_consistency"], **opts)
+        for i, x in zip(free, res):
+            if stats is not None:
+                stats["candidates"] += x.candidates
+                stats["pairs"] += len(x.pairs)
+                for k, v in x.filtered.items():
+                    stats["filtered"][k] += v
+            out[i] = {"qa_pairs": x.pairs, "qa_filtered": {k: v for k, v in x.filtered.items() if v}}
+    return out

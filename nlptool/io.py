@@ -733,12 +733,22 @@ def jsonl_objects(fh: Iterable[str], path: str) -> Iterator[tuple[int, dict[str,
             line = line[1:]
         if not line.strip():
             continue
-        obj, err = _load_json_line(line)
-        if err:
-            raise InputDataError(err, path, lineno)
-        if not isinstance(obj, dict):
-            raise InputDataError("expected a JSON object", path, lineno)
-        yield lineno, obj
+        yield lineno, parse_json_object(line, path, lineno)
+
+
+def parse_json_object(line: str, path: str, lineno: int) -> dict[str, Any]:
+    """One JSON object line of a training/data file, under the same rules as every reader (invalid
+    JSON, nesting deeper than :data:`MAX_JSON_DEPTH`, lone surrogates, not an object are bad lines).
+
+    Raises:
+        InputDataError: a bad line (names file and line).
+    """
+    obj, err = _load_json_line(line)
+    if err:
+        raise InputDataError(err, path, lineno)
+    if not isinstance(obj, dict):
+        raise InputDataError("expected a JSON object", path, lineno)
+    return obj
 
 
 def chunked(items: Iterable, size: int) -> Iterator[list]:

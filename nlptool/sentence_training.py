@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputDataError, UsageError
+from .io import parse_json_object
 
 METHODS = ("cosent", "simcse")
 POOLINGS = ("mean", "cls")
@@ -77,10 +78,7 @@ def read_pairs(paths: Sequence[str | os.PathLike], *, a_key: str = "sentence1", 
                 if not line.strip():
                     continue
                 if line.lstrip().startswith("{"):
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InputDataError(f"invalid JSON: {exc.msg}", path, lineno) from None
+                    obj = parse_json_object(line, path, lineno)
                     missing = [k for k in (a_key, b_key, label_key) if k not in obj]
                     if missing:
                         raise InputDataError(f"missing field(s) {', '.join(missing)}", path, lineno)
@@ -123,10 +121,7 @@ def read_sentences(paths: Sequence[str | os.PathLike], *, text_key: str = "text"
                 if not line:
                     continue
                 if line.startswith("{"):
-                    try:
-                        obj = json.loads(line)
-                    except json.JSONDecodeError as exc:
-                        raise InputDataError(f"invalid JSON: {exc.msg}", path, lineno) from None
+                    obj = parse_json_object(line, path, lineno)
                     if text_key not in obj:
                         raise InputDataError(f"missing field {text_key!r}", path, lineno)
                     texts = [str(obj[text_key])]

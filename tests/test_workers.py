@@ -31,6 +31,28 @@ def test_every_argument_has_a_default():
         assert pickle.loads(pickle.dumps(w)).config == w.config
 
 
+def test_worker_defaults_are_the_cli_defaults():
+    """Every constructor argument named like an option of its command has that option's default
+    (``Segmenter()`` is ``nlptool segment``: masking, not the tagger)."""
+    import enum
+    import inspect
+
+    import typer
+
+    commands = typer.main.get_command(app).commands
+    pairs = {"segment": workers.Segmenter, "similarity": workers.Similarity, "tokenize-sample": workers.Sampler,
+             "attribute": workers.Attributor, "qa-gen": workers.QAGenerator}
+    checked = 0
+    for name, cls in pairs.items():
+        options = {p.name: p.default for p in commands[name].params}
+        for arg, p in inspect.signature(cls.__init__).parameters.items():
+            if arg in options:
+                d = options[arg].value if isinstance(options[arg], enum.Enum) else options[arg]
+                assert d == p.default, (name, arg, d, p.default)
+                checked += 1
+    assert checked > 40 and workers.Segmenter().config["method"] == "masking"
+
+
 def test_sampler_pickles_loads_once_and_matches_the_cli(dict_path, tmp_path):
     w = workers.Sampler(dict_path=dict_path, seed=3, num_samples=2)
     before = workers.LOAD_COUNTS["Sampler"]

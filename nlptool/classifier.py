@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputDataError, UsageError
-from .io import jsonl_objects
+from .io import check_json_field, jsonl_objects
 
 
 @dataclass
@@ -109,10 +109,8 @@ def read_labeled(
 
 
 def _add(texts, labels, where, text, label, path, lineno) -> None:
-    if text is not None and not isinstance(text, str):
-        raise InputDataError(f"the text is a JSON {type(text).__name__}, expected a string", path, lineno)
-    if isinstance(label, bool) or not isinstance(label, (str, int, type(None))):
-        raise InputDataError(f"the label is a JSON {type(label).__name__}, expected a string or an integer", path, lineno)
+    check_json_field(text, "text", ("string", "null"), path, lineno)
+    check_json_field(label, "label", ("string", "integer", "null"), path, lineno)
     if label is None or str(label).strip() == "":
         raise InputDataError("empty label", path, lineno)
     texts.append("" if text is None else text)

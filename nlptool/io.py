@@ -751,6 +751,56 @@ def parse_json_object(line: str, path: str, lineno: int) -> dict[str, Any]:
     return obj
 
 
+def data_lines(path: str | os.PathLike) -> Iterator[tuple[int, str]]:
+    """``(line number, line)`` for every line of a training/data file, decoded as UTF-8 with the line
+    terminator (``\\n``, ``\\r\\n``) and a leading byte-order mark removed; blank lines included
+    (the caller skips them). Never replaces a byte it cannot decode.
+
+    Raises:
+        InputDataError: invalid UTF-8 (names file, line and byte).
+    """
+    path = str(path)
+    with open(path, "rb") as fh:
+        for lineno, raw in enumerate(fh, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as exc:
+                raise InputDataError(f"invalid UTF-8 at byte {exc.start} (re-encode the file as UTF-8, e.g. with "
+                                     "iconv)", path, lineno) from None
+            if lineno == 1 and line.startswith("\ufeff"):
+                line = line[1:]
+            yield lineno, line.rstrip("\r\n")
+
+
+_JSON_KINDS = {"string": (str,), "integer": (int,), "number": (int, float), "null": (type(None),)}
+_JSON_NAMES = {str: "string", bool: "boolean", int: "number", float: "number", type(None): "null"}
+
+
+def check_json_field(value: Any, what: str, kinds: Sequence[str], path: str, lineno: int) -> None:
+    """Check the JSON type of one field of a training/data line, so that a value of the wrong type is
+    bad input data instead of being turned into text with ``str()`` or into a number with ``float()``.
+
+    Args:
+        value: the field's value as ``json.loads`` gave it.
+        what: the field's role in the message (``"text"``, ``"label"``, ``"score"``).
+        kinds: accepted JSON kinds: ``"string"``, ``"integer"``, ``"number"`` (integer or
+            fraction), ``"null"`` (accepted silently: the caller decides what null means).
+            ``true``/``false`` are never numbers.
+        path, lineno: where the line is (for the message).
+
+    Raises:
+        InputDataError: ``file:line: the text is a JSON list, expected a string`` (exit code 3 at
+            the CLI).
+    """
+    ok = tuple(t for k in kinds for t in _JSON_KINDS[k])
+    if isinstance(value, ok) and not isinstance(value, bool):
+        return
+    named = [k for k in kinds if k != "null"]
+    expected = " or ".join(("an " if k[0] in "aeiou" else "a ") + k for k in named)
+    found = _JSON_NAMES.get(type(value), type(value).__name__)
+    raise InputDataError(f"the {what} is a JSON {found}, expected {expected}", path, lineno)
+
+
 def chunked(items: Iterable, size: int) -> Iterator[list]:
     """Yield lists of at most ``size`` consecutive items (bounded memory over a long input)."""
     buf: list = []

@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputDataError, UsageError
-from .io import parse_json_object
+from .io import check_json_field, data_lines, parse_json_object
 
 METHODS = ("cosent", "simcse")
 POOLINGS = ("mean", "cls")
@@ -62,76 +62,83 @@ def read_pairs(paths: Sequence[str | os.PathLike], *, a_key: str = "sentence1", 
     """Read labelled pairs: TSV lines ``s1 <TAB> s2 <TAB> score`` (Chinese STS-B, LCQMC, ...) or
     JSONL ``{"sentence1", "sentence2", "label"}`` (a line starting with ``{`` is JSON).
 
+    A JSON line follows the training-data rules of ``train classifier``
+    (:func:`nlptool.io.check_json_field`): the sentences must be JSON strings (null is an empty
+    sentence) and the score a JSON number; nothing is converted with ``str()`` or ``float()``.
+
     Raises:
         UsageError: a file does not exist.
-        InputDataError: a line with too few columns, a missing field or a non-numeric score
-            (names the file and the line).
+        InputDataError: invalid UTF-8, a line with too few columns, a missing field, a sentence
+            that is not a string, a score that is not a (finite) number (names the file and the line).
     """
     out = Pairs()
     for path in paths:
         path = str(path)
         if not os.path.isfile(path):
             raise UsageError(f"{path}: no such file")
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                line = line.rstrip("\r\n")
-                if not line.strip():
-                    continue
-                if line.lstrip().startswith("{"):
-                    obj = parse_json_object(line, path, lineno)
-                    missing = [k for k in (a_key, b_key, label_key) if k not in obj]
-                    if missing:
-                        raise InputDataError(f"missing field(s) {', '.join(missing)}", path, lineno)
-                    a, b, s = obj[a_key], obj[b_key], obj[label_key]
-                else:
-                    cols = line.split("\t")
-                    if len(cols) < 3:
-                        raise InputDataError(f"expected 3 tab-separated columns (s1, s2, score), found {len(cols)}",
-                                             path, lineno)
-                    a, b, s = cols[0], cols[1], cols[2]
+        for lineno, line in data_lines(path):
+            if not line.strip():
+                continue
+            if line.lstrip().startswith("{"):
+                obj = parse_json_object(line, path, lineno)
+                missing = [k for k in (a_key, b_key, label_key) if k not in obj]
+                if missing:
+                    raise InputDataError(f"missing field(s) {', '.join(missing)}", path, lineno)
+                a, b, s = obj[a_key], obj[b_key], obj[label_key]
+                check_json_field(a, "first sentence", ("string", "null"), path, lineno)
+                check_json_field(b, "second sentence", ("string", "null"), path, lineno)
+                check_json_field(s, "score", ("number",), path, lineno)
+                a, b, s = a or "", b or "", float(s)
+            else:
+                cols = line.split("\t")
+                if len(cols) < 3:
+                    raise InputDataError(f"expected 3 tab-separated columns (s1, s2, score), found {len(cols)}",
+                                         path, lineno)
+                a, b, s = cols[0], cols[1], cols[2]
                 try:
                     s = float(s)
-                except (TypeError, ValueError):
+                except ValueError:
                     raise InputDataError(f"score {s!r} is not a number", path, lineno) from None
-                if not math.isfinite(s):
-                    raise InputDataError(f"score {s!r} is not finite", path, lineno)
-                out.s1.append(str(a))
-                out.s2.append(str(b))
-                out.score.append(s)
+            if not math.isfinite(s):
+                raise InputDataError(f"score {s!r} is not finite", path, lineno)
+            out.s1.append(a)
+            out.s2.append(b)
+            out.score.append(s)
     return out
 
 
 def read_sentences(paths: Sequence[str | os.PathLike], *, text_key: str = "text", max_chars: int = 0) -> list[str]:
-    """Raw sentences for SimCSE: one per non-empty line, or the ``text_key`` field of a JSONL line;
-    a TSV pair file (``s1 <TAB> s2 <TAB> score``) gives both sentences (its scores are ignored).
+    """Raw sentences for SimCSE: one per non-empty line, or the ``text_key`` field of a JSONL line
+    (a JSON string; null counts as empty; see :func:`nlptool.io.check_json_field`); a TSV pair
+    file (``s1 <TAB> s2 <TAB> score``) gives both sentences (its scores are ignored).
     ``max_chars > 0`` cuts each line to that many characters. Duplicates are kept once.
 
     Raises:
         UsageError: a file does not exist.
-        InputDataError: a JSON line without ``text_key``.
+        InputDataError: invalid UTF-8, a JSON line without ``text_key`` or whose text is not a string.
     """
     seen: dict[str, None] = {}
     for path in paths:
         path = str(path)
         if not os.path.isfile(path):
             raise UsageError(f"{path}: no such file")
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for lineno, line in enumerate(fh, start=1):
-                line = line.strip()
-                if not line:
-                    continue
-                if line.startswith("{"):
-                    obj = parse_json_object(line, path, lineno)
-                    if text_key not in obj:
-                        raise InputDataError(f"missing field {text_key!r}", path, lineno)
-                    texts = [str(obj[text_key])]
-                else:
-                    cols = line.split("\t")
-                    texts = cols[:2] if len(cols) >= 3 else [line]
-                for t in texts:
-                    t = t.strip()[:max_chars] if max_chars > 0 else t.strip()
-                    if t:
-                        seen.setdefault(t, None)
+        for lineno, line in data_lines(path):
+            line = line.strip()
+            if not line:
+                continue
+            if line.startswith("{"):
+                obj = parse_json_object(line, path, lineno)
+                if text_key not in obj:
+                    raise InputDataError(f"missing field {text_key!r}", path, lineno)
+                check_json_field(obj[text_key], "text", ("string", "null"), path, lineno)
+                texts = [obj[text_key] or ""]
+            else:
+                cols = line.split("\t")
+                texts = cols[:2] if len(cols) >= 3 else [line]
+            for t in texts:
+                t = t.strip()[:max_chars] if max_chars > 0 else t.strip()
+                if t:
+                    seen.setdefault(t, None)
     return list(seen)
 
 

@@ -178,3 +178,45 @@ def test_builtin_beats_char_jaccard_on_sts_valid():
     s = sts_scores("zh-sim-mini", pairs, transport=False)
     assert s["cos(mean)"] > s["char Jaccard"] + 0.03
     assert s["cos(mean)"] > 0.65
+
+
+def test_training_data_contract_types_follow_train_classifier(tmp_path):
+    """Issue 12: a non-string sentence or a non-number score in a JSON line is bad input data (exit 3,
+    file and line), by the same rule as `train classifier` (io.check_json_field), never str()/float();
+    invalid UTF-8 is an error too, never replaced."""
+    from typer.testing import CliRunner
+
+    from nlptool.cli import app
+    from nlptool.errors import InputDataError
+
+    def lines(*objs):
+        f = tmp_path / "p.jsonl"
+        f.write_text("".join(json.dumps(o, ensure_ascii=False) + "\n" for o in objs), encoding="utf-8")
+        return f
+
+    good = {"sentence1": "天气", "sentence2": "气候", "label": 1}
+    for bad, msg in [({**good, "label": "4"}, "the score is a JSON string, expected a number"),
+                     ({**good, "label": True}, "the score is a JSON boolean, expected a number"),
+                     ({**good, "label": [1]}, "the score is a JSON list, expected a number"),
+                     ({**good, "sentence1": 5}, "the first sentence is a JSON number, expected a string"),
+                     ({**good, "sentence2": {"t": "x"}}, "the second sentence is a JSON dict, expected a string")]:
+        f = lines(good, bad)
+        with pytest.raises(InputDataError, match=rf"p\.jsonl:2: {msg}"):
+            read_pairs([f])
+    p = read_pairs([lines(good, {**good, "sentence2": None, "label": 2.5})])
+    assert p.s2 == ["气候", ""] and p.score == [1.0, 2.5]
+    with pytest.raises(InputDataError, match=r"p\.jsonl:1: the text is a JSON list, expected a string"):
+        read_sentences([lines({"text": ["a"]})])
+    assert read_sentences([lines({"text": "好"}, {"text": None})]) == ["好"]
+    raw = tmp_path / "latin1.tsv"
+    raw.write_bytes("a\tb\t1\n".encode() + "caf\xe9\tx\t2\n".encode("latin-1"))
+    with pytest.raises(InputDataError, match=r"latin1\.tsv:2: invalid UTF-8 at byte 3"):
+        read_pairs([raw])
+    with pytest.raises(InputDataError, match=r"latin1\.tsv:2: invalid UTF-8"):
+        read_sentences([raw])
+    # the CLI: exit 3, one line naming file and line, no --out directory
+    f = lines(good, good, {**good, "label": "4"})
+    out = tmp_path / "m"
+    res = CliRunner().invoke(app, ["train", "similarity", str(f), "--out", str(out), "--model", "none-needed"])
+    assert res.exit_code == 3, res.output
+    assert "p.jsonl:3: the score is a JSON string, expected a number" in res.output and not out.exists()

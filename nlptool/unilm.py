@@ -97,9 +97,26 @@ def hidden_states(model, input_ids, token_type_ids, attention_mask, position_ids
         mask = additive_mask(causal[None] & key_valid.bool()[:, None, :], dtype)
     out = base(
         input_ids=input_ids, token_type_ids=token_type_ids, attention_mask=mask, position_ids=position_ids,
-        past_key_values=past_key_values, use_cache=False, return_dict=True,
+        **{_cache_argument(base): past_key_values}, use_cache=False, return_dict=True,
     )
     return out.last_hidden_state
+
+
+def _cache_argument(encoder) -> str:
+    """The keyword an encoder's ``forward`` takes its key/value cache by: ``cache`` in newer
+    transformers 5 releases (``past_key_values`` is deprecated there and warns), else
+    ``past_key_values``."""
+    import inspect
+
+    cls = type(encoder)
+    name = _CACHE_ARG.get(cls)
+    if name is None:
+        params = inspect.signature(cls.forward).parameters
+        name = _CACHE_ARG[cls] = "cache" if "cache" in params else "past_key_values"
+    return name
+
+
+_CACHE_ARG: dict[type, str] = {}
 
 
 def seq2seq_loss(model, input_ids, token_type_ids, attention_mask, source_mask=None, label_smoothing: float = 0.0):

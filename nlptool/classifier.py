@@ -218,7 +218,10 @@ def train_classifier(
     Args:
         data: training rows (see :func:`read_labeled`).
         out_dir: output directory: ``config.json`` (with ``id2label``/``label2id``), weights
-            (safetensors), tokenizer files, ``metrics.json``.
+            (safetensors), tokenizer files, ``metrics.json``; saved with
+            :func:`nlptool.io.atomic_dir` when training succeeded (a failed or interrupted run
+            leaves no ``out_dir``, or a pre-existing one as it was; into a pre-existing one the
+            model files are moved, its other files are never deleted).
         model: built-in name, local directory or hub id of any encoder; a checkpoint without a
             classification head gets a freshly initialised one.
         holdout: fraction of ``data`` held out (stratified, :func:`holdout_split` with ``seed``);
@@ -231,7 +234,8 @@ def train_classifier(
         max_minutes: stop training after this many minutes of wall time, then evaluate and save
             (the metrics say ``"stopped_early": true``).
         device: ``auto|cpu|cuda|cuda:N``; fp16 mixed precision on CUDA.
-        metrics_path: where to write the metrics JSON (default ``out_dir/metrics.json``).
+        metrics_path: where to write the metrics JSON (default ``out_dir/metrics.json``; written
+            whole with :func:`nlptool.io.atomic_output`, just before the model directory).
         log: called with one line per epoch (held-out accuracy/F1) and at the end.
 
     Returns:
@@ -239,15 +243,20 @@ def train_classifier(
         "eval_loss", "train_loss"}``), ``final``, label names, row counts, wall seconds.
 
     Raises:
-        UsageError: fewer than two labels, bad ``holdout``.
+        UsageError: fewer than two labels, bad ``holdout``, ``out_dir`` an existing file or in a
+            missing directory (checked before the model loads).
         ModelError / DeviceError: from :func:`nlptool.models.load_model`.
     """
+    import tempfile
+
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 
+    from .io import atomic_dir, atomic_output, check_out_dir
     from .models import load_model
     from .training import quiet_trainer, time_budget, training_arguments
 
+    check_out_dir(out_dir)
     names = label_names(data.labels + (eval_data.labels if eval_data else []))
     if len(names) < 2:
         raise UsageError(f"need at least two distinct labels to train a classifier, found {names}")
@@ -277,7 +286,7 @@ def train_classifier(
     train_ds = _Encoded(encode(train_texts), train_labels)
     eval_ds = _Encoded(encode(eval_texts), eval_labels) if eval_texts else None
     out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
+    scratch = tempfile.TemporaryDirectory(prefix="nlptool-trainer-")  # the Trainer's output_dir: nothing is saved there
     history: list[dict[str, Any]] = []
     t0 = time.time()
     say = log or (lambda s: None)
@@ -312,7 +321,7 @@ def train_classifier(
 
     steps_per_epoch = max(1, -(-len(train_ds) // batch_size))
     args = training_arguments(
-        out / "_trainer",
+        scratch.name,
         loaded.device,
         num_train_epochs=float(epochs),
         max_steps=int(max_steps) if max_steps else -1,
@@ -341,15 +350,13 @@ def train_classifier(
         ]),
     )
     quiet_trainer(trainer)
-    result = trainer.train()
-    if eval_ds is not None and (not history or history[-1]["step"] != trainer.state.global_step):
-        trainer.evaluate()
+    with scratch:
+        result = trainer.train()
+        if eval_ds is not None and (not history or history[-1]["step"] != trainer.state.global_step):
+            trainer.evaluate()
     net.eval()
     net.config.id2label = id2label
     net.config.label2id = label2id
-    trainer.save_model(str(out))
-    tok.save_pretrained(str(out))
-    _rm_tree(out / "_trainer")
     metrics = {
         "model": loaded.name,
         "labels": names,
@@ -369,16 +376,16 @@ def train_classifier(
         "stopped_early": bool(stopped_early),
         "seconds": round(time.time() - t0, 1),
     }
-    mpath = Path(metrics_path) if metrics_path else out / "metrics.json"
-    mpath.parent.mkdir(parents=True, exist_ok=True)
-    mpath.write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    text = json.dumps(metrics, ensure_ascii=False, indent=2) + "\n"
+    with atomic_dir(out) as stage:
+        trainer.save_model(stage)
+        tok.save_pretrained(stage)
+        if metrics_path:
+            with atomic_output(metrics_path) as fh:
+                fh.write(text)
+        else:
+            Path(stage, "metrics.json").write_text(text, encoding="utf-8")
     return metrics
-
-
-def _rm_tree(path: Path) -> None:
-    import shutil
-
-    shutil.rmtree(path, ignore_errors=True)
 
 
 # --------------------------------------------------------------------------- evaluation and export

@@ -293,42 +293,97 @@ def _named(exc: OSError, path: str) -> OSError:
     return type(exc)(exc.errno, exc.strerror or os.strerror(exc.errno), path)
 
 
-@contextlib.contextmanager
-def atomic_dir(out: str | os.PathLike):
-    """Build an output directory (a model) whole or not at all: yields a temp directory beside
-    ``out``; on success it is renamed to ``out`` (an existing ``out`` directory is replaced only
-    then), on any exception it is removed and ``out`` is untouched.
+def check_out_dir(out: str | os.PathLike) -> str:
+    """Check a model directory path (``train * --out``) before any work: its parent directory
+    exists and it is not an existing file. Returns the resolved path (symlinks followed).
 
     Raises:
-        UsageError: ``out`` exists and is not a directory, or its parent directory does not exist.
+        UsageError: naming the path and the fix.
     """
     out = str(out)
     target = os.path.realpath(out)
     if os.path.exists(target) and not os.path.isdir(target):
-        raise UsageError(f"{out}: exists and is not a directory (give a new or directory path)")
+        raise UsageError(f"{out}: exists and is not a directory (give a new or directory path for the model)")
     parent = os.path.dirname(target)
     if not os.path.isdir(parent):
         raise UsageError(f"{out}: directory {os.path.dirname(out) or parent} does not exist (create it first)")
-    base = os.path.basename(target)
+    return target
+
+
+@contextlib.contextmanager
+def atomic_dir(out: str | os.PathLike):
+    """Build an output directory (a model) whole or not at all: yields a temp directory beside
+    ``out`` (same filesystem) to save into.
+
+    * on success, a new ``out`` is the temp directory renamed (one ``rename``: it appears complete);
+      into an existing ``out`` directory each entry is moved with ``os.replace`` (a same-named entry
+      is replaced, ``config.json`` last), and the directory's other entries are left as they are:
+      a directory the user named is never deleted or emptied;
+    * on any exception (Ctrl-C included) the temp directory is removed and ``out`` is untouched
+      (not created).
+
+    Build the model first and enter this block only to save it, so that the temp directory
+    exists for seconds, not for the whole run.
+
+    Raises:
+        UsageError: ``out`` exists and is not a directory, or its parent directory does not exist.
+    """
+    target = check_out_dir(out)
+    parent, base = os.path.split(target)
     tmp = tempfile.mkdtemp(prefix=f".{base}.", suffix=".tmp", dir=parent)
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
-        if os.path.isdir(target):
-            old = tempfile.mkdtemp(prefix=f".{base}.", suffix=".old", dir=parent)
-            os.rmdir(old)
-            os.rename(target, old)
-            try:
-                os.rename(tmp, target)
-            except BaseException:
-                os.rename(old, target)
-                raise
-            shutil.rmtree(old, ignore_errors=True)
-        else:
+        if not os.path.isdir(target):
             os.rename(tmp, target)
+            return
+        names = sorted(os.listdir(tmp), key=lambda n: (n == "config.json", n))
+        for name in names:
+            src, dst = os.path.join(tmp, name), os.path.join(target, name)
+            if os.path.isdir(dst) and not os.path.islink(dst):  # a same-named directory: swap it out
+                old = tempfile.mkdtemp(prefix=f".{name}.", suffix=".old", dir=target)
+                os.rename(dst, os.path.join(old, name))
+                os.rename(src, dst)
+                shutil.rmtree(old, ignore_errors=True)
+                continue
+            if os.path.isdir(src) and os.path.lexists(dst):
+                os.unlink(dst)
+            os.replace(src, dst)
+        os.rmdir(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def work_dir(out: str | os.PathLike) -> str:
+    """``OUT.work``: the directory beside a model directory ``OUT`` that holds a training run's
+    resumable state (``train mlm`` / ``train qa-gen`` checkpoints, ``train segmenter``'s teacher
+    cache), kept apart so that ``OUT`` only ever holds a complete model. Only the path: the
+    commands that keep state create it (see :func:`work_dir_scope`)."""
+    return check_out_dir(out) + ".work"
+
+
+@contextlib.contextmanager
+def work_dir_scope(out: str | os.PathLike):
+    """Yield :func:`work_dir` of ``out`` as a ``Path``, created when missing. On exit (success or
+    failure) it is removed again if this call created it and it holds no non-empty file, so a run
+    that saved no state leaves nothing; state that was saved stays for the next run.
+
+    Raises:
+        UsageError: ``OUT.work`` exists and is not a directory, or ``out`` is not a valid model path.
+    """
+    from pathlib import Path
+
+    path = Path(work_dir(out))
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"{path}: exists and is not a directory (the work directory of {out}; move it away)")
+    created = not path.exists()
+    path.mkdir(exist_ok=True)
+    try:
+        yield path
+    finally:
+        if created and not any(f.is_file() and f.stat().st_size for f in path.rglob("*")):
+            shutil.rmtree(path, ignore_errors=True)
 
 
 #: Characters that end a line for ``str.splitlines`` (and so for most line-oriented tools).

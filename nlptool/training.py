@@ -1,12 +1,17 @@
 """What every ``nlptool train ...`` command shares around the transformers ``Trainer``: the device
 rule for training arguments (bf16/fp16 mixed precision on CUDA), a wall-clock budget, and a Trainer that keeps stdout clean.
 
-Used by :mod:`nlptool.mlm`, :mod:`nlptool.classifier` and :mod:`nlptool.qagen`.
+Used by :mod:`nlptool.mlm`, :mod:`nlptool.classifier`, :mod:`nlptool.reader` and :mod:`nlptool.qagen`.
 """
 
 from __future__ import annotations
 
+import contextlib
+import os
+import shutil
 import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 
@@ -70,3 +75,51 @@ def quiet_trainer(trainer):
     trainer.remove_callback(PrinterCallback)
     trainer.remove_callback(ProgressCallback)
     return trainer
+
+
+@contextlib.contextmanager
+def checkpoint_dir(out: str | os.PathLike, *, resume: bool = False,
+                   log: Callable[[str], None] | None = None) -> Iterator[tuple[Path, Path | None]]:
+    """Where a ``train`` command's Trainer checkpoints go: ``OUT.work/checkpoints``
+    (:func:`nlptool.io.work_dir`), never inside the model directory ``OUT``.
+
+    Yields ``(checkpoints, resume_from)``: the directory to give the Trainer as ``output_dir``, and
+    the checkpoint to continue from (the last ``checkpoint-N``) when ``resume`` and there is one,
+    else ``None``. A checkpoint an earlier version left in ``OUT/checkpoints`` is resumed from in
+    place (read only; new checkpoints go to ``OUT.work``).
+
+    * Without ``resume``, checkpoints of an earlier run are removed first (logged): a fresh run
+      starts over, and the Trainer's rotation never mixes two runs' checkpoints.
+    * On exit, success or failure (Ctrl-C included), the checkpoints stay, so ``--resume`` continues
+      (or extends) the run; when there is none (the run stopped before its first save) what this
+      call created is removed, so a failed run leaves nothing.
+
+    Raises:
+        UsageError: ``OUT.work`` exists and is not a directory; ``OUT`` is not a valid model path.
+    """
+    from .io import work_dir_scope
+
+    say = log or (lambda s: None)
+
+    def last(d: Path) -> Path | None:
+        cks = [p for p in d.glob("checkpoint-*") if p.is_dir() and p.name.rsplit("-", 1)[-1].isdigit()]
+        return max(cks, key=lambda p: int(p.name.rsplit("-", 1)[-1])) if cks else None
+
+    with work_dir_scope(out) as work:
+        ckpt = work / "checkpoints"
+        found = last(ckpt) if ckpt.is_dir() else None
+        if found is not None and not resume:
+            say(f"starting over: removing the checkpoints of an earlier run in {ckpt} (--resume continues them)")
+            shutil.rmtree(ckpt)
+            found = None
+        if found is None and resume:
+            legacy = Path(out) / "checkpoints"
+            found = last(legacy) if legacy.is_dir() else None
+        if resume:
+            say(f"resuming from {found}" if found is not None else "--resume: no checkpoint found; starting from scratch")
+        ckpt.mkdir(exist_ok=True)
+        try:
+            yield ckpt, found
+        finally:
+            if last(ckpt) is None:
+                shutil.rmtree(ckpt, ignore_errors=True)

@@ -154,9 +154,9 @@ def test_atomic_dir_whole_or_nothing(tmp_path):
     with nio.atomic_dir(out) as d:
         open(os.path.join(d, "config.json"), "w").write("{}")
     assert sorted(os.listdir(out)) == ["config.json"]
-    with nio.atomic_dir(out) as d:  # replaces an existing directory only on success
+    with nio.atomic_dir(out) as d:  # into an existing directory: moved in on success, nothing else deleted
         open(os.path.join(d, "v2.json"), "w").write("{}")
-    assert sorted(os.listdir(out)) == ["v2.json"] and [p.name for p in tmp_path.iterdir()] == ["model"]
+    assert sorted(os.listdir(out)) == ["config.json", "v2.json"] and [p.name for p in tmp_path.iterdir()] == ["model"]
     afile = tmp_path / "afile"
     afile.write_text("x")
     with pytest.raises(UsageError, match="not a directory"):

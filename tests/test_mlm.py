@@ -194,7 +194,8 @@ def test_eval_loss_reported_and_resume_continues(tmp_path):
     kw = dict(layers=1, hidden=32, heads=2, batch_size=8, learning_rate=3e-3, device="cpu", eval_files=[held])
     m1 = train_mlm([corpus], tmp_path / "m", max_steps=4, **kw)
     assert m1["steps"] == 4 and m1["eval_loss"] > 0 and m1["vocab_size"] == len(SPECIAL_TOKENS) + 13  # 我们的国家很美丽。今天气好
-    assert (tmp_path / "m" / "checkpoints" / "checkpoint-4").is_dir()
+    assert (tmp_path / "m.work" / "checkpoints" / "checkpoint-4").is_dir()  # beside the model, not in it
+    assert not (tmp_path / "m" / "checkpoints").exists()
     m2 = train_mlm([corpus], tmp_path / "m", max_steps=8, resume=True, **kw)
     assert m2["resumed"] and m2["steps"] == 8
     assert [h["step"] for h in m2["history"]][0] > 4  # continued, did not restart at step 1

@@ -113,23 +113,20 @@ def OutputFileOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A00
 
 
 def _check_out_dir(value: Optional[str]):
-    """``--out DIR`` callback: the parent directory exists and ``DIR`` is not an existing file."""
+    """``--out DIR`` callback: the parent directory exists and ``DIR`` is not an existing file
+    (:func:`nlptool.io.check_out_dir`)."""
     if value in (None, ""):
         return value
-    from ..errors import UsageError
+    from ..io import check_out_dir
 
-    target = os.path.realpath(str(value))
-    if os.path.exists(target) and not os.path.isdir(target):
-        raise UsageError(f"{value}: exists and is not a directory (give a new or directory path for the model)")
-    parent = os.path.dirname(target)
-    if not os.path.isdir(parent):
-        raise UsageError(f"{value}: directory {os.path.dirname(str(value)) or parent} does not exist (create it first)")
+    check_out_dir(value)
     return value
 
 
 def OutDirOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A002
     """``--out DIR`` for a model directory: checked at parse time (parent exists, not a file);
-    build it with :func:`nlptool.io.atomic_dir` so a failed run leaves nothing behind."""
+    the library saves the model with :func:`nlptool.io.atomic_dir` (whole or not at all) and keeps
+    resumable state in ``DIR.work`` (:func:`nlptool.io.work_dir`), never in ``DIR``."""
     return typer.Option(default, *(decls or ("--out",)), help=help, callback=_check_out_dir, **kw)
 
 

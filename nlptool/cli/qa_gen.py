@@ -42,7 +42,7 @@ def train_qa_gen(
     no_repeat_ngram: int = typer.Option(0, "--no-repeat-ngram", min=0, help="Default n-gram blocking of question beam search stored with the model (0 = off)."),
     length_penalty: float = typer.Option(1.0, "--length-penalty", min=0.0, help="Default beam length penalty alpha stored with the model (score / length^alpha)."),
     max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=1e-6, help="Stop after this many minutes and keep the best checkpoint."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT.work/checkpoints (kept after every run; without --resume a run starts over)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (held-out articles, shuffling)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,

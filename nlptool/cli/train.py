@@ -38,7 +38,7 @@ def mlm(
     learning_rate: float = typer.Option(5e-4, "--learning-rate", parser=finite_float(0.0, lo_open=True), help="Peak AdamW learning rate."),
     min_count: int = typer.Option(2, "--min-count", min=1, help="Characters seen fewer times become [UNK]."),
     seed: int = typer.Option(0, "--seed", min=0, help="Random seed (initialisation, masking, shuffling)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT/checkpoints."),
+    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT.work/checkpoints (kept after every run; without --resume a run starts over)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):

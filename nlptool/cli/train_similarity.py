@@ -49,6 +49,7 @@ def similarity(
     with boundary():
         import json
 
+        from ..io import atomic_output
         from ..sentence_training import read_pairs, read_sentences, split_holdout, train_sentence_encoder
         from ._common import quiet_libraries
 
@@ -71,7 +72,8 @@ def similarity(
             device=device, log=None if quiet else (lambda s: console.print(s, highlight=False, soft_wrap=True)),
         )
         if report is not None:
-            report.write_text(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+            with atomic_output(report) as fh:
+                fh.write(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
         ev = metrics["eval_spearman"]
         info(f"saved {out}: {metrics['steps']} steps, loss {metrics['loss_first']:.3f} -> {metrics['loss_last']:.3f}"
              + (f", held-out Spearman {metrics['eval_spearman_before']:.4f} -> {ev:.4f}" if ev is not None else ""), quiet)

@@ -103,7 +103,10 @@ def train_qa_gen(
         items: gold pairs (:func:`read_qa_data`).
         out_dir: output directory: a Hugging Face model directory (config, safetensors, tokenizer)
             plus :data:`SETTINGS_FILE` (the length limits and decoding defaults) and
-            ``metrics.json``; checkpoints in ``out_dir/checkpoints`` (one per epoch, the two last kept).
+            ``metrics.json``, saved with :func:`nlptool.io.atomic_dir` when training succeeded (a
+            failed or interrupted run leaves no ``out_dir``, or a pre-existing one as it was).
+            Checkpoints go to ``OUT.work/checkpoints`` (one per epoch, the two last kept; see
+            :func:`nlptool.training.checkpoint_dir`), kept after the run for ``resume``.
         model: starting masked LM (built-in name, directory or hub id); its MLM head becomes the
             generator.
         holdout: fraction of the articles held out for the validation loss (:func:`split_articles`),
@@ -118,7 +121,8 @@ def train_qa_gen(
         label_smoothing: in [0, 1), on the training loss only (validation loss stays plain NLL).
         decoding: decoding defaults stored with the model (``no_repeat_ngram``, ``length_penalty``,
             ``beam_size``, ``top_p``, ``min_consistency``), over :data:`DEFAULTS`.
-        resume: continue from the last checkpoint in ``out_dir/checkpoints``.
+        resume: continue from the last checkpoint in ``OUT.work/checkpoints`` (without it, an
+            earlier run's checkpoints there are removed first).
         device: ``auto|cpu|cuda|cuda:N``; fp16 mixed precision on CUDA.
 
     Returns:
@@ -126,15 +130,18 @@ def train_qa_gen(
         per epoch and of the saved model.
 
     Raises:
-        UsageError: nothing left to train on.
+        UsageError: nothing left to train on; ``out_dir`` an existing file or in a missing
+            directory (checked before the model loads).
         ModelError: the starting model cannot be loaded.
     """
     import torch
     from transformers import TrainerCallback
 
+    from ..io import atomic_dir, check_out_dir
     from ..models import load_model
-    from ..training import quiet_trainer, time_budget, training_arguments
+    from ..training import checkpoint_dir, quiet_trainer, time_budget, training_arguments
 
+    check_out_dir(out_dir)
     log = log or (lambda s: None)
     out = Path(out_dir)
     loaded = load_model(model, kind="masked-lm", device=device, fp16=False)
@@ -157,64 +164,59 @@ def train_qa_gen(
         f"{len(held_ex):,} held-out from {len({i.article for i in held_items}):,} "
         f"({train_counts['dropped_answer_too_long'] + held_counts['dropped_answer_too_long']} dropped: answer too long)"
     )
-    net.train()
-    args = training_arguments(
-        out / "checkpoints",
-        dev,
-        per_device_train_batch_size=batch_size,
-        per_device_eval_batch_size=batch_size * 2,
-        num_train_epochs=epochs,
-        max_steps=max_steps or -1,
-        learning_rate=learning_rate,
-        warmup_steps=int(warmup_ratio * (max_steps or epochs * ((len(train_ex) + batch_size - 1) // batch_size))),
-        weight_decay=weight_decay,
-        logging_steps=20,
-        eval_strategy="epoch" if held_ex else "no",
-        save_strategy="epoch",
-        save_total_limit=2,
-        load_best_model_at_end=bool(held_ex),
-        metric_for_best_model="eval_loss" if held_ex else None,
-        greater_is_better=False,
-        seed=seed,
-        remove_unused_columns=False,
-    )
-    history: list[dict] = []
-    training = [True]
+    with checkpoint_dir(out, resume=resume, log=log) as (ckpt_dir, resume_from):
+        net.train()
+        args = training_arguments(
+            ckpt_dir,
+            dev,
+            per_device_train_batch_size=batch_size,
+            per_device_eval_batch_size=batch_size * 2,
+            num_train_epochs=epochs,
+            max_steps=max_steps or -1,
+            learning_rate=learning_rate,
+            warmup_steps=int(warmup_ratio * (max_steps or epochs * ((len(train_ex) + batch_size - 1) // batch_size))),
+            weight_decay=weight_decay,
+            logging_steps=20,
+            eval_strategy="epoch" if held_ex else "no",
+            save_strategy="epoch",
+            save_total_limit=2,
+            load_best_model_at_end=bool(held_ex),
+            metric_for_best_model="eval_loss" if held_ex else None,
+            greater_is_better=False,
+            seed=seed,
+            remove_unused_columns=False,
+        )
+        history: list[dict] = []
+        training = [True]
 
-    class Log(TrainerCallback):
-        def on_log(self, args, state, control, logs=None, **kwargs):
-            if not logs or not training[0]:
-                return
-            if "eval_loss" in logs:
-                history.append({"epoch": round(state.epoch or 0, 2), "step": state.global_step, "eval_loss": logs["eval_loss"]})
-                log(f"epoch {state.epoch:.2f} step {state.global_step}: validation loss {logs['eval_loss']:.3f}")
-            elif "loss" in logs:
-                log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.3f}")
+        class Log(TrainerCallback):
+            def on_log(self, args, state, control, logs=None, **kwargs):
+                if not logs or not training[0]:
+                    return
+                if "eval_loss" in logs:
+                    history.append({"epoch": round(state.epoch or 0, 2), "step": state.global_step, "eval_loss": logs["eval_loss"]})
+                    log(f"epoch {state.epoch:.2f} step {state.global_step}: validation loss {logs['eval_loss']:.3f}")
+                elif "loss" in logs:
+                    log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.3f}")
 
-    callbacks = [Log()]
-    if max_minutes:
-        callbacks.append(time_budget(max_minutes))
-    trainer = _Seq2SeqTrainer(label_smoothing)(
-        model=net, args=args, train_dataset=_Examples(train_ex), eval_dataset=_Examples(held_ex) if held_ex else None,
-        data_collator=_collate(tok.pad_token_id), callbacks=callbacks,
-    )
-    quiet_trainer(trainer)
-    ckpt = None
-    if resume and any((out / "checkpoints").glob("checkpoint-*")):
-        ckpt = True
-    t0 = time.time()
-    trainer.train(resume_from_checkpoint=ckpt)
-    seconds = time.time() - t0
-    training[0] = False
-    final_eval = trainer.evaluate()["eval_loss"] if held_ex else None
+        callbacks = [Log()]
+        if max_minutes:
+            callbacks.append(time_budget(max_minutes))
+        trainer = _Seq2SeqTrainer(label_smoothing)(
+            model=net, args=args, train_dataset=_Examples(train_ex), eval_dataset=_Examples(held_ex) if held_ex else None,
+            data_collator=_collate(tok.pad_token_id), callbacks=callbacks,
+        )
+        quiet_trainer(trainer)
+        t0 = time.time()
+        trainer.train(resume_from_checkpoint=str(resume_from) if resume_from is not None else None)
+        seconds = time.time() - t0
+        training[0] = False
+        final_eval = trainer.evaluate()["eval_loss"] if held_ex else None
     net.eval()
-    net.save_pretrained(out, safe_serialization=True)
-    tok.save_pretrained(out)
     settings = dict(DEFAULTS, **limits)
     settings.update(decoding or {})
     settings.update(answer_marks=answer_marks, base_model=str(model),
                     format="[CLS] passage [SEP] answer [SEP] question [SEP]")
-    (out / SETTINGS_FILE).write_text(json.dumps(settings, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     metrics = {
         "base_model": str(model),
         "train_examples": len(train_ex),
@@ -234,5 +236,10 @@ def train_qa_gen(
         "settings": settings,
         "torch_threads": torch.get_num_threads(),
     }
-    (out / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    with atomic_dir(out) as stage:
+        stage = Path(stage)
+        net.save_pretrained(stage, safe_serialization=True)
+        tok.save_pretrained(stage)
+        (stage / SETTINGS_FILE).write_text(json.dumps(settings, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+        (stage / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return metrics

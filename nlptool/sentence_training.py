@@ -517,13 +517,15 @@ def char_jaccard(a: str, b: str) -> float:
 
 
 def sts_scores(model, pairs: Pairs, *, device: str = "cpu", transport: bool = True, batch_size: int = 128,
-               log: Callable[[str], None] | None = None) -> dict:
+               log: Callable[[str], None] | None = None, keep_scores: bool = False) -> dict:
     """Spearman correlations with the gold scores of ``pairs`` for the five scorers of the
     similarity benchmark: ``char Jaccard``, ``cos(mean)`` (uniform mean of the last layer's token
     vectors), ``cos(IDF mean)`` (IDF-weighted, the model's shipped table or zh-bert-mini's),
     ``-WMD`` and ``-WRD`` (exact transport with IDF weights, the ``similarity`` default; skipped
     when ``transport`` is false or POT is not installed). Pairs where a scorer is undefined
-    (a text without tokens) are left out of that scorer only. Returns ``{scorer: rho, "n": pairs}``.
+    (a text without tokens) are left out of that scorer only. Returns ``{scorer: rho, "n": pairs}``;
+    with ``keep_scores`` also ``"scores": {scorer: (pairs,) float array}`` (NaN where undefined;
+    higher = more similar), for paired comparisons of two models on the same pairs.
     """
     import numpy as np
     from scipy.stats import spearmanr
@@ -535,19 +537,22 @@ def sts_scores(model, pairs: Pairs, *, device: str = "cpu", transport: bool = Tr
     log = log or (lambda s: None)
     gold = np.asarray(pairs.score, dtype=float)
     out: dict = {"n": len(pairs)}
+    kept: dict = {}
 
-    def rho(vals):
+    def rho(vals, name=None):
         v = np.array([np.nan if isinstance(x, Exception) or x is None else x for x in vals], dtype=float)
         ok = np.isfinite(v)
+        if keep_scores and name:
+            kept[name] = v
         return float(spearmanr(v[ok], gold[ok]).statistic)
 
-    out["char Jaccard"] = rho([char_jaccard(a, b) for a, b in zip(pairs.s1, pairs.s2)])
+    out["char Jaccard"] = rho([char_jaccard(a, b) for a, b in zip(pairs.s1, pairs.s2)], "char Jaccard")
     loaded = load_model(model, kind=model_kind(model), device=device)
     idf_path = builtin_idf_path(str(model)) or builtin_idf_path(next(iter(BUILTIN_IDF)))
     for name, kwargs in (("cos(mean)", {"uniform": True}), ("cos(IDF mean)", {"idf": idf_path})):
         emb = load_embedder(loaded, batch_size=batch_size, **kwargs)
         res = score_pairs(emb, pairs.s1, pairs.s2, pool="mean")
-        out[name] = rho([r if isinstance(r, Exception) else r["cos"] for r in res])
+        out[name] = rho([r if isinstance(r, Exception) else r["cos"] for r in res], name)
         log(f"{model}: {name} {out[name]:.4f}")
     if transport:
         try:
@@ -558,8 +563,10 @@ def sts_scores(model, pairs: Pairs, *, device: str = "cpu", transport: bool = Tr
         emb = load_embedder(loaded, batch_size=batch_size, idf=idf_path)
         res = score_pairs(emb, pairs.s1, pairs.s2, metric="both")
         for key in ("wmd", "wrd"):
-            out[f"-{key.upper()}"] = rho([r if isinstance(r, Exception) else -r[key] for r in res])
+            out[f"-{key.upper()}"] = rho([r if isinstance(r, Exception) else -r[key] for r in res], f"-{key.upper()}")
             log(f"{model}: -{key.upper()} {out['-' + key.upper()]:.4f}")
+    if keep_scores:
+        out["scores"] = kept
     return out
 
 

@@ -19,12 +19,12 @@ One class per record command: :class:`Segmenter` (``segment``), :class:`Similari
 * calls the same library function as the CLI, through :meth:`results` (the per-record function
   ``list[Record] -> list[dict | Exception]`` that the command hands to :func:`nlptool.io.map_records`).
 
-Usage with the engines (runnable versions in docs/scale-out.md)::
+Usage with the engines (runnable versions in examples/, shown in docs/scale-out.md)::
 
     ds.map_batches(Segmenter, fn_constructor_kwargs={"method": "tagger"}, batch_size=256,
                    concurrency=4, num_gpus=0, batch_format="pandas")          # Ray Data actor pool
     df.mapInPandas(spark_udf(Segmenter()), schema)                         # Spark
-    bag.map_partitions(Segmenter())                                            # Dask
+    bag.map_partitions(process, Segmenter())    # Dask: process(lines, worker) calls worker(DataFrame)
 
 Scaling a pipeline out this way follows Ray Data's batch-inference recipe (a callable class in an
 actor pool, https://docs.ray.io/en/latest/data/batch_inference.html) and Spark's

@@ -95,3 +95,35 @@ def test_ray_data_map_batches_actor_pool(tmp_path):
     local = workers.Sampler(dict_path=str(p), seed=1)
     ref = local({"text": [r["text"] for r in out], "_index": [r["_index"] for r in out]})
     assert [list(r["tokens"]) for r in out] == [list(t) for t in ref["tokens"]]
+
+
+def test_ray_data_example_equals_the_cli(tmp_path):
+    import importlib.util
+
+    from nlptool import workers
+
+    spec = importlib.util.spec_from_file_location(
+        "ray_data_map_batches", os.path.join(os.path.dirname(__file__), "..", "examples", "ray_data_map_batches.py"))
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    p = tmp_path / "dict.txt"
+    p.write_text(DICT, encoding="utf-8")
+    # ids are strings (Arrow's JSON reader fails the whole read on a column of mixed types); "7" -> "seven"
+    texts = ["我爱北京天安门", "北京我爱", "天安门", ""] * 5
+    ids = [str(i) if i != 7 else "seven" for i in range(len(texts))]
+    inp = tmp_path / "in.jsonl"
+    inp.write_text("".join(json.dumps({"id": i, "text": t}, ensure_ascii=False) + "\n" for i, t in zip(ids, texts)),
+                   encoding="utf-8")
+    example.run(str(inp), str(tmp_path / "out"), workers.Sampler, {"dict_path": str(p), "seed": 4, "index_key": "id"},
+                workers=2)
+    got = {}
+    for name in os.listdir(tmp_path / "out"):
+        for line in (tmp_path / "out" / name).read_text(encoding="utf-8").splitlines():
+            row = {k: v for k, v in json.loads(line).items() if v is not None}  # pandas writes "error": null
+            got[row["id"]] = row
+    assert sorted(got) == sorted(ids)
+    assert got["seven"]["error"] == "column 'id' is not an integer" and "tokens" not in got["seven"]
+    r = runner.invoke(app, ["tokenize-sample", str(inp), "--dict", str(p), "--seed", "4", "-q"])
+    for k, c in enumerate(json.loads(x) for x in r.stdout.splitlines()):
+        if k != 7:
+            assert got[ids[k]] == c  # the CLI seeds record k with (4, k); the worker with (4, int(id))

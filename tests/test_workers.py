@@ -126,16 +126,6 @@ def test_library_exception_for_one_row_is_that_rows_error(dict_path, monkeypatch
     assert out["tokens"][0] and out["tokens"][2] and out["tokens"][1] is None
 
 
-def test_spark_style_iterator_of_frames(dict_path):
-    pd = pytest.importorskip("pandas", reason="pandas not installed (pip install 'nlptool[ray]')")
-    fn = workers.spark_udf(workers.Sampler(dict_path=dict_path, seed=1))
-    frames = [pd.DataFrame({"text": ["我爱北京天安门", "北京"]}), pd.DataFrame({"text": ["天安门"]})]
-    outs = list(fn(iter(frames)))
-    assert [len(o) for o in outs] == [2, 1]
-    flat = workers.json_columns(outs[0], ["tokens"])
-    assert json.loads(flat["tokens"].iloc[0]) == outs[0]["tokens"].iloc[0]
-
-
 def test_bad_configuration_is_refused():
     from nlptool.errors import UsageError
 
@@ -145,3 +135,16 @@ def test_bad_configuration_is_refused():
         workers.Sampler(ids=True)
     with pytest.raises(UsageError):
         workers.Similarity(solver="sinkhorn")
+
+
+def test_docs_show_the_examples_verbatim():
+    """docs/scale-out.md shows every file of examples/ whole (the runnable and tested versions)."""
+    import glob
+    import os
+
+    root = os.path.join(os.path.dirname(__file__), "..")
+    doc = open(os.path.join(root, "docs", "scale-out.md"), encoding="utf-8").read()
+    files = sorted(glob.glob(os.path.join(root, "examples", "*.py")))
+    assert len(files) == 3
+    for f in files:
+        assert "```python\n" + open(f, encoding="utf-8").read() + "```" in doc, f

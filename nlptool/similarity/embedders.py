@@ -9,7 +9,32 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..errors import UsageError
-from .transport import Doc
+from .transport import MAX_SUPPORT, Doc, StreamQuantizer
+
+#: A text longer than this many characters is tokenised piece by piece (pieces cut after
+#: whitespace or punctuation), so no single text is ever held as one token list.
+STREAM_CHARS = 20_000
+
+#: A long text's windows are encoded at most this many tokens at a time (32 windows of 512),
+#: whatever ``batch_size`` says: full windows are what a batch of a long text is made of.
+STREAM_BATCH_TOKENS = 16_384
+
+
+def text_pieces(text: str, size: int = STREAM_CHARS):
+    """Consecutive pieces of ``text`` of at most ``size`` characters that join back to ``text``,
+    each cut after the last whitespace or punctuation character of its second half (a hard cut
+    only where there is none), so a tokenizer that splits at whitespace and punctuation (BERT's,
+    jieba's) gives the same tokens piece by piece as for the whole text."""
+    from ..text import is_punct_or_space
+
+    start = 0
+    while len(text) - start > size:
+        end = start + size
+        cut = next((i + 1 for i in range(end - 1, start + size // 2 - 1, -1) if is_punct_or_space(text[i])), end)
+        yield text[start:cut]
+        start = cut
+    if start < len(text) or not text:
+        yield text[start:]
 
 # --------------------------------------------------------------------------------------------
 # token vectors
@@ -43,6 +68,15 @@ class ContextualEmbedder:
     on its own, so every token gets a vector and nothing crashes (tokens near a window edge see
     less context). Sequences are sorted by length and run in batches under
     :func:`torch.inference_mode`; the special tokens' vectors are excluded.
+
+    Long texts in bounded memory: a text of more than :data:`MAX_SUPPORT` tokens (or of more than
+    :data:`STREAM_CHARS` characters) is streamed: tokenised in :func:`text_pieces`, its windows
+    encoded ``batch_size`` (at most :data:`STREAM_BATCH_TOKENS` tokens) at a time, and each
+    window's token vectors added to one :class:`StreamQuantizer` per metric, which keeps at most
+    ``2 * MAX_SUPPORT`` weighted points. Its :class:`Doc` carries the two reduced measures
+    (``Doc.measures``) and, as its one row, the exact weighted mean vector, so memory does not
+    grow with the text and no transport problem exceeds ``MAX_SUPPORT`` points a side. Shorter
+    texts keep one row per token, exactly as before.
 
     Args:
         loaded: a :class:`nlptool.models.LoadedModel` (``kind="encoder"``, or a masked-LM whose
@@ -122,11 +156,21 @@ class ContextualEmbedder:
         return [np.concatenate(v) if v else np.zeros((0, hidden)) for v in out_vecs]
 
     def embed(self, texts: Sequence[str]) -> list[Doc]:
-        """One :class:`Doc` per text (identical texts are encoded once)."""
+        """One :class:`Doc` per text (identical texts are encoded once); a text of more than
+        :data:`MAX_SUPPORT` tokens gives a reduced :class:`Doc` (see the class)."""
         uniq = list(dict.fromkeys(texts))
-        ids = self.tokenize(uniq)
-        vecs = self.encode_ids(ids)
         docs = {}
+        short = [t for t in uniq if len(t) <= STREAM_CHARS]
+        for text in uniq:
+            if len(text) > STREAM_CHARS:
+                docs[text] = self._streamed_doc(self.tokenize([p])[0] for p in text_pieces(text))
+        ids = self.tokenize(short)
+        for text, i in zip(short, ids):
+            if len(i) > MAX_SUPPORT:
+                docs[text] = self._streamed_doc(iter([i]))
+        plain = [(t, i) for t, i in zip(short, ids) if t not in docs]
+        uniq, ids = [t for t, _ in plain], [i for _, i in plain]
+        vecs = self.encode_ids(ids)
         for text, i, v in zip(uniq, ids, vecs):
             toks = self.tokenizer.convert_ids_to_tokens(i) if i else []
             key = tuple(i)  # the whole sequence: texts differing only in punctuation are not identical
@@ -140,6 +184,72 @@ class ContextualEmbedder:
                 idf = np.array([self.idf.get(t, self.idf_default) for t in toks])
             docs[text] = Doc(tokens=list(toks), vectors=v, idf=idf, key=key)
         return [docs[t] for t in texts]
+
+    def _streamed_doc(self, id_pieces) -> Doc:
+        """The reduced :class:`Doc` of one long text given as consecutive lists of token ids:
+        windows of the id stream (the same windows :meth:`encode_ids` cuts) are encoded
+        ``batch_size`` at a time (at most :data:`STREAM_BATCH_TOKENS` tokens); each token vector,
+        after ``drop_punct`` and whitening, goes to the WMD stream (point ``x``, mass ``idf``) and
+        the WRD stream (point ``x / ||x||``, mass ``idf * ||x||``; zero vectors left out), each a
+        :class:`StreamQuantizer` of :data:`MAX_SUPPORT` points. Memory: one batch of windows plus ``4 * MAX_SUPPORT`` points.
+        The key is a SHA-256 of the whole id sequence (equal for identical texts). The Doc's one
+        row is the exact IDF-weighted mean vector (for ``--pool mean``)."""
+        import hashlib
+
+        hidden = int(getattr(self.model.config, "hidden_size", 0) or 0)
+        streams = {"wmd": StreamQuantizer(MAX_SUPPORT, "wmd"), "wrd": StreamQuantizer(MAX_SUPPORT, "wrd")}
+        digest = hashlib.sha256()
+        n_ids = 0
+        n_kept = 0
+        total = np.zeros(hidden)
+        weight = 0.0
+
+        def add(windows: list[list[int]]) -> None:
+            nonlocal n_kept, total, weight
+            for w, v in zip(windows, self.encode_ids(windows)):
+                toks = self.tokenizer.convert_ids_to_tokens(w)
+                if self.drop_punct:
+                    keep = [k for k, t in enumerate(toks) if not _is_punct_token(t)]
+                    toks, v = [toks[k] for k in keep], v[keep]
+                if not toks:
+                    continue
+                if self.whitening is not None:
+                    v = self.whitening.apply(v)
+                idf = (np.array([self.idf.get(t, self.idf_default) for t in toks]) if self.idf is not None
+                       else np.ones(len(toks)))
+                n_kept += len(toks)
+                total = total + idf @ v
+                weight += float(idf.sum())
+                streams["wmd"].add(idf, v)
+                norms = np.linalg.norm(v, axis=1)
+                nz = norms > 0
+                streams["wrd"].add((idf * norms)[nz], v[nz] / norms[nz, None])
+
+        per_batch = max(1, min(self.batch_size, STREAM_BATCH_TOKENS // self.window))
+        pending: list[int] = []
+        batch: list[list[int]] = []
+        for piece in id_pieces:
+            digest.update(np.asarray(piece, dtype=np.int64).tobytes())
+            n_ids += len(piece)
+            pending.extend(piece)
+            while len(pending) >= self.window:
+                batch.append(pending[: self.window])
+                pending = pending[self.window:]
+                if len(batch) == per_batch:
+                    add(batch)
+                    batch = []
+        if pending:
+            batch.append(pending)
+        if batch:
+            add(batch)
+        key = ("sha256", digest.hexdigest(), n_ids)
+        wmd = streams["wmd"].result()
+        if not n_kept:
+            return Doc(tokens=[], vectors=np.zeros((0, hidden)), key=key)
+        measures = {"wmd": wmd, "wrd": streams["wrd"].result() if wmd is not None else None}
+        mean = total / weight if weight > 0 else np.zeros(hidden)
+        return Doc(tokens=[""], vectors=mean[None, :], counts=np.ones(1) if weight > 0 else np.zeros(1), key=key,
+                   measures=measures)
 
     def split(self, text: str) -> list[str]:
         """The tokens IDF is counted over (the tokenizer's, without special tokens)."""
@@ -155,7 +265,9 @@ def _is_punct_token(token: str) -> bool:
 
 class StaticEmbedder:
     """Word vectors from a word2vec file: words by :func:`nlptool.vectors.split_words`, repeated
-    words merged into one row with its count (nBOW), OOV words recorded in :attr:`Doc.oov`."""
+    words merged into one row with its count (nBOW), OOV words recorded in :attr:`Doc.oov`.
+    A text longer than :data:`STREAM_CHARS` characters is split into words piece by piece
+    (:func:`text_pieces`) and identified by a SHA-256 of its words, so no whole word list is held."""
 
     def __init__(self, wv, idf: dict[str, float] | None = None, idf_default: float = 1.0):
         self.wv = wv
@@ -168,24 +280,35 @@ class StaticEmbedder:
         return split_words(text)
 
     def embed(self, texts: Sequence[str]) -> list[Doc]:
+        import hashlib
+
         docs = []
         for text in texts:
-            words = self.split(text)
+            long = len(text) > STREAM_CHARS
             counts: Counter = Counter()
             rows: dict[str, int] = {}
-            oov = []
-            for w in words:
-                r = self.wv.lookup(w)
-                if r is None:
-                    oov.append(w)
-                    continue
-                counts[w] += 1
-                rows[w] = r
+            oov: list[str] = []
+            seen_oov: dict[str, str] = {}
+            known: list[str] = []
+            digest = hashlib.sha256()
+            for piece in (text_pieces(text) if long else [text]):
+                for w in self.split(piece):
+                    r = self.wv.lookup(w)
+                    if r is None:
+                        oov.append(seen_oov.setdefault(w, w))  # one string object per distinct word
+                        continue
+                    counts[w] += 1
+                    rows[w] = r
+                    if long:
+                        digest.update(w.encode("utf-8", "surrogatepass") + b"\0")
+                    else:
+                        known.append(w)
             toks = list(counts)
             vecs = self.wv.vectors[[rows[w] for w in toks]] if toks else np.zeros((0, self.wv.dim))
             idf = None
             if self.idf is not None:
                 idf = np.array([self.idf.get(w, self.idf_default) for w in toks])
+            key = ("sha256", digest.hexdigest()) if long else tuple(known)
             docs.append(Doc(tokens=toks, vectors=vecs, counts=np.array([counts[w] for w in toks], dtype=float),
-                            idf=idf, key=tuple(w for w in words if w in rows), oov=oov))
+                            idf=idf, key=key, oov=oov))
         return docs

@@ -172,18 +172,24 @@ class ContextualEmbedder:
         uniq, ids = [t for t, _ in plain], [i for _, i in plain]
         vecs = self.encode_ids(ids)
         for text, i, v in zip(uniq, ids, vecs):
-            toks = self.tokenizer.convert_ids_to_tokens(i) if i else []
-            key = tuple(i)  # the whole sequence: texts differing only in punctuation are not identical
-            if self.drop_punct and toks:
-                keep = [k for k, t in enumerate(toks) if not _is_punct_token(t)]
-                toks, v, i = [toks[k] for k in keep], v[keep], [i[k] for k in keep]
-            if self.whitening is not None and len(toks):
-                v = self.whitening.apply(v)
-            idf = None
-            if self.idf is not None:
-                idf = np.array([self.idf.get(t, self.idf_default) for t in toks])
-            docs[text] = Doc(tokens=list(toks), vectors=v, idf=idf, key=key)
+            toks, v, idf = self._token_rows(i, v)
+            # key: the whole sequence, so texts differing only in punctuation are not identical
+            docs[text] = Doc(tokens=toks, vectors=v, idf=idf, key=tuple(i))
         return [docs[t] for t in texts]
+
+    def _token_rows(self, ids: Sequence[int], v: np.ndarray) -> tuple[list[str], np.ndarray, np.ndarray | None]:
+        """``(tokens, vectors, idf)`` of one encoded id sequence (``v``: ``(len(ids), hidden)``) as
+        the transport sees them: punctuation dropped with ``drop_punct``, then whitened, and each
+        token's IDF weight (``None`` without an IDF table). The one place both the whole-text and
+        the streamed path turn token vectors into rows."""
+        toks = self.tokenizer.convert_ids_to_tokens(list(ids)) if len(ids) else []
+        if self.drop_punct and toks:
+            keep = [k for k, t in enumerate(toks) if not _is_punct_token(t)]
+            toks, v = [toks[k] for k in keep], v[keep]
+        if self.whitening is not None and len(toks):
+            v = self.whitening.apply(v)
+        idf = np.array([self.idf.get(t, self.idf_default) for t in toks]) if self.idf is not None else None
+        return list(toks), v, idf
 
     def _streamed_doc(self, id_pieces) -> Doc:
         """The reduced :class:`Doc` of one long text given as consecutive lists of token ids:
@@ -207,16 +213,11 @@ class ContextualEmbedder:
         def add(windows: list[list[int]]) -> None:
             nonlocal n_kept, total, weight
             for w, v in zip(windows, self.encode_ids(windows)):
-                toks = self.tokenizer.convert_ids_to_tokens(w)
-                if self.drop_punct:
-                    keep = [k for k, t in enumerate(toks) if not _is_punct_token(t)]
-                    toks, v = [toks[k] for k in keep], v[keep]
+                toks, v, idf = self._token_rows(w, v)
                 if not toks:
                     continue
-                if self.whitening is not None:
-                    v = self.whitening.apply(v)
-                idf = (np.array([self.idf.get(t, self.idf_default) for t in toks]) if self.idf is not None
-                       else np.ones(len(toks)))
+                if idf is None:
+                    idf = np.ones(len(toks))
                 n_kept += len(toks)
                 total = total + idf @ v
                 weight += float(idf.sum())

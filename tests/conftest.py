@@ -73,3 +73,15 @@ def hypothesis_profiles() -> None:
 
 
 hypothesis_profiles()
+
+
+#: A toy unigram dictionary (jieba format: word count) for tokenize-sample and the worker/engine tests.
+DICT = "我 10\n爱 10\n北京 20\n北 5\n京 5\n天安门 10\n天安 3\n门 4\n我爱 2\n"
+
+
+@pytest.fixture()
+def dict_path(tmp_path):
+    """:data:`DICT` written to ``tmp_path/dict.txt``; its path as a string."""
+    p = tmp_path / "dict.txt"
+    p.write_text(DICT, encoding="utf-8")
+    return str(p)

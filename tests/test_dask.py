@@ -20,7 +20,6 @@ pytest.importorskip("pandas", reason="pandas not installed (pip install 'nlptool
 pytestmark = pytest.mark.slow
 runner = CliRunner()
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "dask_map_partitions.py")
-DICT = "我 10\n爱 10\n北京 20\n北 5\n京 5\n天安门 10\n天安 3\n门 4\n我爱 2\n"
 
 
 def _example():
@@ -40,9 +39,8 @@ def _lines(out_dir):
             for x in open(f, encoding="utf-8").read().splitlines()]
 
 
-def test_dask_sampler_equals_the_cli_with_errors_in_a_column(tmp_path):
-    d = tmp_path / "dict.txt"
-    d.write_text(DICT, encoding="utf-8")
+def test_dask_sampler_equals_the_cli_with_errors_in_a_column(tmp_path, dict_path):
+    d = dict_path
     texts = ["我爱北京天安门", "北京我爱", 5, "天安门", "", "我爱北京"] * 10
     inp = _write(tmp_path / "in.jsonl", [{"id": i, "text": t, "tag": f"r{i}"} for i, t in enumerate(texts)])
     out = tmp_path / "out"

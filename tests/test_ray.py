@@ -13,7 +13,6 @@ from nlptool.cli import app
 ray = pytest.importorskip("ray", reason="ray not installed (pip install 'nlptool[ray]'); --engine ray untested")
 pytestmark = pytest.mark.slow
 runner = CliRunner()
-DICT = "我 10\n爱 10\n北京 20\n北 5\n京 5\n天安门 10\n天安 3\n门 4\n我爱 2\n"
 LINES = ["我爱北京天安门", '{"text": "北京我爱"}', '{"text": 5}', "{bad", "", "天安门"] * 20
 
 
@@ -26,9 +25,8 @@ def local_ray():
 
 
 @pytest.fixture()
-def inputs(tmp_path):
-    d = tmp_path / "dict.txt"
-    d.write_text(DICT, encoding="utf-8")
+def inputs(tmp_path, dict_path):
+    d = dict_path
     f = tmp_path / "in.txt"
     f.write_text("\n".join(LINES) + "\n", encoding="utf-8")
     return str(d), str(f)
@@ -81,13 +79,12 @@ def test_strict_stops_with_exit_3_and_text_format_refused(inputs, tmp_path):
     assert r.exit_code == 2 and "jsonl" in r.stderr
 
 
-def test_ray_data_map_batches_actor_pool(tmp_path):
+def test_ray_data_map_batches_actor_pool(tmp_path, dict_path):
     import ray.data
 
     from nlptool import workers
 
-    p = tmp_path / "dict.txt"
-    p.write_text(DICT, encoding="utf-8")
+    p = dict_path
     ds = ray.data.from_items([{"text": t, "_index": i} for i, t in enumerate(["我爱北京天安门", "北京", "天安门"] * 10)])
     out = ds.map_batches(workers.Sampler, fn_constructor_kwargs={"dict_path": str(p), "seed": 1}, batch_size=8,
                          concurrency=2, batch_format="pandas").take_all()
@@ -97,7 +94,7 @@ def test_ray_data_map_batches_actor_pool(tmp_path):
     assert [list(r["tokens"]) for r in out] == [list(t) for t in ref["tokens"]]
 
 
-def test_ray_data_example_equals_the_cli(tmp_path):
+def test_ray_data_example_equals_the_cli(tmp_path, dict_path):
     import importlib.util
 
     from nlptool import workers
@@ -106,8 +103,7 @@ def test_ray_data_example_equals_the_cli(tmp_path):
         "ray_data_map_batches", os.path.join(os.path.dirname(__file__), "..", "examples", "ray_data_map_batches.py"))
     example = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(example)
-    p = tmp_path / "dict.txt"
-    p.write_text(DICT, encoding="utf-8")
+    p = dict_path
     # ids are strings (Arrow's JSON reader fails the whole read on a column of mixed types); "7" -> "seven"
     texts = ["我爱北京天安门", "北京我爱", "天安门", ""] * 5
     ids = [str(i) if i != 7 else "seven" for i in range(len(texts))]

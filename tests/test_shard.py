@@ -13,14 +13,12 @@ from nlptool.io import parse_shard, read_records
 
 runner = CliRunner()
 
-DICT = "我 10\n爱 10\n北京 20\n北 5\n京 5\n天安门 10\n天安 3\n门 4\n我爱 2\n"
 LINES = ["我爱北京天安门", '{"text": "北京我爱"}', '{"text": 5}', "{bad", "", "天安门", "北京"] * 3
 
 
 @pytest.fixture()
-def files(tmp_path):
-    d = tmp_path / "dict.txt"
-    d.write_text(DICT, encoding="utf-8")
+def files(tmp_path, dict_path):
+    d = dict_path
     a = tmp_path / "a.txt"
     a.write_text("\n".join(LINES[:10]) + "\n", encoding="utf-8")
     b = tmp_path / "b.txt"

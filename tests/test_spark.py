@@ -22,17 +22,9 @@ from nlptool.cli import app
 pd = pytest.importorskip("pandas", reason="pandas not installed (pip install 'nlptool[spark]')")
 runner = CliRunner()
 EXAMPLE = os.path.join(os.path.dirname(__file__), "..", "examples", "spark_map_in_pandas.py")
-DICT = "我 10\n爱 10\n北京 20\n北 5\n京 5\n天安门 10\n天安 3\n门 4\n我爱 2\n"
 TEXTS = ["我爱北京天安门", "北京我爱", "天安门", "", "我爱北京"] * 4
 SCHEMA_IN = "id string, text string"
 SCHEMA_OUT = "id string, text string, tokens array<string>, logp double, error string"
-
-
-@pytest.fixture()
-def dict_path(tmp_path):
-    p = tmp_path / "dict.txt"
-    p.write_text(DICT, encoding="utf-8")
-    return str(p)
 
 
 def _example():

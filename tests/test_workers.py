@@ -14,15 +14,7 @@ from nlptool import workers
 from nlptool.cli import app
 
 runner = CliRunner()
-DICT = "我 10\n爱 10\n北京 20\n北 5\n京 5\n天安门 10\n天安 3\n门 4\n我爱 2\n"
 TEXTS = ["我爱北京天安门", "北京我爱", 5, None, "天安门"]
-
-
-@pytest.fixture()
-def dict_path(tmp_path):
-    p = tmp_path / "dict.txt"
-    p.write_text(DICT, encoding="utf-8")
-    return str(p)
 
 
 def test_every_argument_has_a_default():

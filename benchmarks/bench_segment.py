@@ -2,7 +2,8 @@
 
     python benchmarks/bench_segment.py [--lines N] [--masking-lines 200] [--speed-lines 200]
 
-Rows, on the same PKU lines: `--method tagger` (built-in zh-seg-mini) on all lines; `--method masking`
+Rows, on the same PKU lines: `--method tagger` (built-in zh-seg-mini: the tagger decoded with its
+unigram word lexicon) on all lines, and the tagger alone (p(join) >= 0.5, no lexicon); `--method masking`
 (zh-bert-mini, auto rule) on the first --masking-lines lines (it runs at a few hundred chars/s on a
 CPU, so the whole set takes most of an hour: the subset is said in the table); every character a
 word; jieba.cut(HMM=False) (a supervised dictionary, for reference). Then: tagger chars/s and the
@@ -60,6 +61,10 @@ def main():
     with Timer() as tt:
         pt = run("tagger", texts)
     assert all("".join(w) == t for w, t in zip(pt, texts))
+    from nlptool.segment import segment_with_tagger
+
+    with Timer() as tt_plain:
+        pt_plain = [r.words for r in segment_with_tagger(tagger, texts, batch_size=args.batch_size, lexicon=False)]
     sub_n = min(args.masking_lines, len(texts))
     sub, sub_gold = texts[:sub_n], gold[:sub_n]
     with Timer() as tm:
@@ -78,6 +83,7 @@ def main():
         pj, tj = None, None
     for name, g, p, secs, nc in [
         (f"tagger (zh-seg-mini), all {len(texts)} lines", gold, pt, tt.seconds, n_chars),
+        (f"tagger alone, no lexicon (p(join) >= 0.5), all {len(texts)} lines", gold, pt_plain, tt_plain.seconds, n_chars),
         (f"tagger (zh-seg-mini), first {sub_n} lines", sub_gold, pt_sub, tt_sub.seconds, sub_chars),
         (f"masking (zh-bert-mini, auto), first {sub_n} lines", sub_gold, pm, tm.seconds, sub_chars),
         (f"every character a word, all {len(texts)} lines", gold, [list(t) for t in texts], None, n_chars),
@@ -105,8 +111,10 @@ def main():
 
     m = json.loads((Path(resolve_model_path("zh-seg-mini")) / "training_metrics.json").read_text(encoding="utf-8"))
     print(f"\nzh-seg-mini self-training, dev = {m['dev_set']}:")
-    print(table([[r["round"], r["what"], r.get("agreement_with_teacher", "-"), r.get("dev_F1", "-")] for r in m["rounds"]],
-                ["round", "model", "agreement with teacher", "dev F1"]))
+    print(table([[r["round"], r["what"], r.get("agreement_with_teacher", "-"), r.get("dev_F1_tagger_alone", r.get("dev_F1", "-")),
+                  r.get("dev_F1", "-") if "lexicon_weight" in r else "-"] for r in m["rounds"]],
+                ["round", "model", "agreement with teacher", "dev F1 (tagger alone)", "dev F1 (with lexicon)"]))
+    print(f"selected round: {m['selected_round']}")
 
     print("\nstart-up, one line through a fresh `nlptool segment` process (import + load + segment):")
     print(table([[meth, f"{startup_seconds(meth):.1f} s"] for meth in ("tagger", "masking")], ["method", "seconds"]))

@@ -401,14 +401,22 @@ def tagger_clauses(text: str, text_index: int, vocab, max_units: int | None = No
     return clauses_of(text, text_index, encode, 10**9, max_units or TAGGER_MAX_UNITS)
 
 
-def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, progress=None) -> list[SegmentResult]:
+def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, progress=None,
+                        lexicon: bool = True) -> list[SegmentResult]:
     """Segment texts with a self-trained character tagger (:mod:`nlptool.tagger`, e.g. the built-in
     ``zh-seg-mini``): one forward pass per clause, clauses of all texts batched and length-sorted.
-    Neighbours are joined when ``p(join) >= 0.5``. ``impacts`` holds those probabilities.
+    When the tagger carries a unigram word lexicon (and ``lexicon`` is True) each clause is decoded
+    by :func:`nlptool.tagger.lexicon_decode` with the weights in the tagger's config; otherwise
+    neighbours are joined when ``p(join) >= 0.5``. ``impacts`` holds the probabilities ``p(join)``.
 
     Returns one :class:`SegmentResult` per text; ``"".join(r.words) == text`` always holds.
     """
-    from .tagger import join_probabilities
+    from .tagger import join_probabilities, lexicon_decode, lexicon_key
+
+    lex = getattr(tagger, "lexicon", None) if lexicon else None
+    if lex is not None:
+        weight = float(tagger.config.get("lexicon_weight", 0.0))
+        bonus = float(tagger.config.get("lexicon_bonus", 0.0))
 
     all_pieces, all_clauses = [], []
     for t, text in enumerate(texts):
@@ -419,8 +427,14 @@ def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, 
     joins: list[dict[int, bool]] = [{} for _ in texts]
     impacts: list[list[list[float]]] = [[] for _ in texts]
     for clause, p in zip(all_clauses, probs):
-        for (start, _end), q in zip(clause.spans[1:], p):
-            joins[clause.text_index][start] = bool(q >= 0.5)
+        if lex is not None:
+            text = texts[clause.text_index]
+            decided = lexicon_decode([lexicon_key(model_form(text[a:b])) for a, b in clause.spans], p, lex,
+                                     weight=weight, bonus=bonus)
+        else:
+            decided = p >= 0.5
+        for (start, _end), q in zip(clause.spans[1:], decided):
+            joins[clause.text_index][start] = bool(q)
         impacts[clause.text_index].append([round(float(x), 4) for x in p])
     if progress is not None:
         progress(len(texts))

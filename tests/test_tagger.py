@@ -120,3 +120,109 @@ def test_load_rejects_a_bert_dir(tiny_bert_dir):
 
     with pytest.raises(ModelError):
         load_tagger(tiny_bert_dir)
+
+
+# ------------------------------------------------------------------ unigram lexicon + semi-Markov decode
+
+
+def _brute_force_joins(keys, p, lex, weight, bonus):
+    """Enumerate all 2^(n-1) segmentations and score them by the formula of lexicon_decode."""
+    import itertools
+
+    from nlptool.tagger import Lexicon  # noqa: F401
+
+    n = len(keys)
+    best, arg = -math.inf, None
+    q = np.clip(p, 1e-6, 1 - 1e-6)
+    for bits in itertools.product([0, 1], repeat=n - 1):
+        s, start, ok = 0.0, 0, True
+        for k in range(n):
+            if k == n - 1 or not bits[k]:
+                w = "".join(keys[start : k + 1])
+                if len(w) > lex.max_len or (len(w) > 1 and w not in lex.logp):
+                    ok = False
+                    break
+                s += weight * lex.logp.get(w, lex.unk_logp) + bonus
+                start = k + 1
+        if not ok:
+            continue
+        s += sum(math.log(q[k]) if bits[k] else math.log(1 - q[k]) for k in range(n - 1))
+        if s > best + 1e-9:
+            best, arg = s, np.array(bits, dtype=bool)
+    return arg
+
+
+def test_lexicon_decode_equals_enumeration():
+    from nlptool.tagger import Lexicon, lexicon_decode
+
+    rng = np.random.default_rng(0)
+    alphabet = "abcd"
+    for trial in range(200):
+        n = int(rng.integers(2, 9))
+        keys = "".join(rng.choice(list(alphabet), n))
+        words = {c: float(rng.uniform(-6, -1)) for c in alphabet}
+        for _ in range(12):  # some multi-unit words, some of them in this clause
+            a = int(rng.integers(0, n - 1))
+            b = int(rng.integers(a + 2, min(n, a + 4) + 1))
+            words[keys[a:b]] = float(rng.uniform(-8, -2))
+        lex = Lexicon.from_pieces(words)
+        p = rng.uniform(0.01, 0.99, n - 1)
+        weight, bonus = float(rng.choice([0.0, 0.3, 1.0])), float(rng.choice([0.0, 1.0, -1.0]))
+        got = lexicon_decode(keys, p, lex, weight=weight, bonus=bonus)
+        want = _brute_force_joins(keys, p, lex, weight, bonus)
+        assert got.shape == (n - 1,) and (got == want).all(), (trial, keys, p, got, want)
+
+
+def test_lexicon_decode_without_lexicon_weight_is_the_threshold_rule():
+    import itertools
+
+    from nlptool.tagger import Lexicon, lexicon_decode
+
+    rng = np.random.default_rng(1)
+    keys = "abcab"
+    # every substring of length <= 5 is a word: the decode reduces to p >= 0.5 per pair
+    words = {keys[a:b]: -3.0 for a, b in itertools.combinations(range(len(keys) + 1), 2)}
+    lex = Lexicon.from_pieces(words)
+    for _ in range(50):
+        p = rng.uniform(0.01, 0.99, len(keys) - 1)
+        assert (lexicon_decode(keys, p, lex, weight=0.0, bonus=0.0) == (p >= 0.5)).all()
+    # a multi-unit string outside the lexicon is never a word, however sure the tagger is
+    lex = Lexicon.from_pieces({c: -2.0 for c in "abc"})
+    assert not lexicon_decode(keys, np.full(4, 0.99), lex, weight=0.0, bonus=0.0).any()
+    assert lexicon_decode("a", np.zeros(0), lex, weight=1.0, bonus=0.0).shape == (0,)
+
+
+def test_lexicon_key_and_file_round_trip(tmp_path):
+    from nlptool.errors import ModelError
+    from nlptool.tagger import LEX_ENG, LEX_NUM, Lexicon, lexicon_key
+
+    assert lexicon_key("中") == "中" and lexicon_key("1998") == LEX_NUM and lexicon_key("abc") == LEX_ENG
+    assert lexicon_key("a") == LEX_ENG and lexicon_key("x2") == LEX_NUM and lexicon_key("，") == "，"
+    lex = Lexicon.from_pieces({"北京": -5.5, "的": -3.0, LEX_NUM + "年": -7.25})
+    lex.save(tmp_path / "lexicon.tsv")
+    back = Lexicon.load(tmp_path / "lexicon.tsv")
+    assert back.logp == lex.logp and back.max_len == 2 and back.unk_logp == -9.25
+    (tmp_path / "bad.tsv").write_text("北京\tnot-a-number\n", encoding="utf-8")
+    with pytest.raises(ModelError, match="line 1"):
+        Lexicon.load(tmp_path / "bad.tsv")
+    (tmp_path / "empty.tsv").write_text("", encoding="utf-8")
+    with pytest.raises(ModelError, match="empty"):
+        Lexicon.load(tmp_path / "empty.tsv")
+
+
+def test_train_lexicon_finds_the_recurring_words(tmp_path):
+    from nlptool.tagger import LEX_NUM, train_lexicon
+
+    rng = random.Random(0)
+    words = ["北京", "天安门", "广场", "我", "的", "在", "人民", LEX_NUM + "年"]
+    clauses = ["".join(rng.choice(words) for _ in range(rng.randint(3, 10))) for _ in range(3000)]
+    lex = train_lexicon(clauses, tmp_path, size=200, max_len=4)
+    for w in ("北京", "天安门", "广场", "人民"):
+        assert w in lex.logp, (w, sorted(lex.logp, key=lex.logp.get)[-30:])
+    assert lex.max_len <= 4 and all(v < 0 for v in lex.logp.values())
+    # a saved tagger carries its lexicon; load_tagger reads it back
+    v = _vocab()
+    save_tagger(new_tagger(v, emb_dim=8, hidden=4), v, tmp_path / "tg",
+                {"emb_dim": 8, "hidden": 4, "lexicon_weight": 0.3, "lexicon_bonus": 1.0}, lex)
+    tg = load_tagger(tmp_path / "tg")
+    assert tg.lexicon is not None and tg.lexicon.logp == pytest.approx(lex.logp, abs=1e-4)

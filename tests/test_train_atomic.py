@@ -235,7 +235,9 @@ def test_segmenter_teacher_cache_survives_a_failed_run_and_is_reused(tiny_bert_d
         fh.write('{"text": "cut sho')
     m = train_segmenter(corpus, out, **kw)
     assert m["teacher_chars_per_s"] is None  # nothing relabelled: every line came from the cache
-    assert m["selected_round"] in (1, 2) and {"config.json", "model.safetensors", "vocab.txt"} <= set(os.listdir(out))
+    # two teacher rounds, then two lexicon rounds (default); without a dev set the last round is saved
+    assert m["selected_round"] == 4 and {"config.json", "model.safetensors", "vocab.txt", "lexicon.tsv"} <= set(os.listdir(out))
+    assert m["rounds"][-1]["what"] == "student + lexicon" and m["lexicon_words"] > 0
     assert "teacher_impacts.jsonl" not in os.listdir(out)
     assert len(cache.read_text(encoding="utf-8").splitlines()) == n_cached + 1
 

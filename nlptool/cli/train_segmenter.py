@@ -23,11 +23,18 @@ def segmenter(
     epochs: float = typer.Option(4.0, "--epochs", min=0.01, help="Passes over the labelled clauses per round."),
     batch_size: int = typer.Option(128, "--batch-size", min=1, help="Clauses per optimisation step."),
     learning_rate: float = typer.Option(3e-3, "--learning-rate", min=1e-7, help="Peak AdamW learning rate."),
+    lexicon_rounds: int = typer.Option(2, "--lexicon-rounds", min=0, max=20, help="Rounds that relabel the corpus with the student and a unigram word lexicon learnt from it (0 = none)."),
+    lexicon_size: int = typer.Option(60_000, "--lexicon-size", min=100, max=1_000_000, help="Words in the unigram lexicon (a soft limit; SentencePiece unigram EM)."),
+    lexicon_epochs: float = typer.Option(2.0, "--lexicon-epochs", min=0.01, help="Passes over the relabelled corpus per lexicon round."),
+    lexicon_chars: Optional[int] = typer.Option(None, "--lexicon-chars", min=1, help="Characters of the shuffled corpus for the lexicon rounds (default: all)."),
     seed: int = typer.Option(0, "--seed", min=0, help="Corpus shuffle, initialisation and batch order."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
     """Train a word segmenter (character tagger) on Perturbed Masking's confident decisions.
+
+    Then, for --lexicon-rounds, relabel the whole corpus by decoding the tagger together with a
+    unigram word lexicon learnt from the same raw text, and fine-tune on it (no gold labels).
 
     Li, Song, Su and Shao, Findings of ACL 2022 (self-training on a BERT probe); the teacher is
     Perturbed Masking (Wu et al., ACL 2020) with segment's label-free `auto` rule.
@@ -41,7 +48,8 @@ def segmenter(
         metrics = train_segmenter(
             data, out, teacher=model, rounds=rounds, teacher_chars=teacher_chars, dev_lines=dev_lines, dev_file=dev_file,
             margin=margin, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            seed=seed, device=device, log=None if quiet else (lambda s: info(s)),
+            lexicon_rounds=lexicon_rounds, lexicon_size=lexicon_size, lexicon_epochs=lexicon_epochs,
+            lexicon_chars=lexicon_chars, seed=seed, device=device, log=None if quiet else (lambda s: info(s)),
         )
         best = [r for r in metrics["rounds"] if r["round"] == metrics["selected_round"]]
         info(f"saved {out}: round {metrics['selected_round']}" + (f", dev F1 {best[0].get('dev_F1')}" if best else ""), quiet)

@@ -38,4 +38,4 @@ def run(inp, out, worker, workers=2, blocksize="4MiB"):
 
 
 if __name__ == "__main__":  # required: Dask's worker processes import this file
-    run(sys.argv[1], sys.argv[2], Segmenter(method="masking"))  # = nlptool segment
+    run(sys.argv[1], sys.argv[2], Segmenter())  # = nlptool segment

@@ -32,4 +32,4 @@ def run(inp, out, worker_class, options, workers=2, gpus=0):
 
 
 if __name__ == "__main__":
-    run(sys.argv[1], sys.argv[2], Segmenter, {"method": "masking"})  # = nlptool segment
+    run(sys.argv[1], sys.argv[2], Segmenter, {})  # = nlptool segment

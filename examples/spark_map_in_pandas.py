@@ -29,7 +29,7 @@ if __name__ == "__main__":
 
     os.environ.setdefault("PYSPARK_PYTHON", sys.executable)  # local mode: the executors run this Python
     spark = SparkSession.builder.master("local[2]").appName("nlptool-segment").getOrCreate()
-    run(spark, sys.argv[1], sys.argv[2], Segmenter(method="masking"),  # = nlptool segment
+    run(spark, sys.argv[1], sys.argv[2], Segmenter(),  # = nlptool segment
         in_schema="id long, text string",
         out_schema="id long, text string, words array<string>, error string")
     spark.stop()

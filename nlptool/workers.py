@@ -242,7 +242,7 @@ class Segmenter(_Worker):
     :func:`nlptool.segment.segment_or_parse`.
 
     Args (the CLI's options and defaults): ``model`` (default by ``method``: zh-seg-mini for
-    ``tagger``, zh-bert-mini for ``masking``), ``method`` (``masking|tagger``, default masking), ``user_dict``
+    ``tagger``, zh-bert-mini for ``masking``), ``method`` (``tagger|masking``, default tagger), ``user_dict``
     (path, jieba format), ``convert`` (``auto|t2s|none``), ``threshold`` (``"auto"`` or a float),
     ``layer``, ``parse`` (``none|constituency|dependency``), ``device``, ``batch_size``,
     ``text_key``, ``words_key`` (with ``parse``: a column of given word lists).
@@ -251,7 +251,7 @@ class Segmenter(_Worker):
     with ``parse``. Raises :class:`nlptool.errors.UsageError` for a bad option value.
     """
 
-    def __init__(self, model: str | None = None, method: str = "masking", user_dict: str | None = None,
+    def __init__(self, model: str | None = None, method: str = "tagger", user_dict: str | None = None,
                  convert: str = "auto", threshold: float | str = "auto", layer: int = -1, parse: str = "none",
                  device: str = "auto", batch_size: int = 256, text_key: str = "text", words_key: str = "words"):
         if method not in SEGMENT_MODELS:

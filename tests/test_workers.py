@@ -25,7 +25,7 @@ def test_every_argument_has_a_default():
 
 def test_worker_defaults_are_the_cli_defaults():
     """Every constructor argument named like an option of its command has that option's default
-    (``Segmenter()`` is ``nlptool segment``: masking, not the tagger)."""
+    (``Segmenter()`` is ``nlptool segment``: the tagger, its default method)."""
     import enum
     import inspect
 
@@ -42,7 +42,7 @@ def test_worker_defaults_are_the_cli_defaults():
                 d = options[arg].value if isinstance(options[arg], enum.Enum) else options[arg]
                 assert d == p.default, (name, arg, d, p.default)
                 checked += 1
-    assert checked > 40 and workers.Segmenter().config["method"] == "masking"
+    assert checked > 40 and workers.Segmenter().config["method"] == "tagger"
 
 
 def test_sampler_pickles_loads_once_and_matches_the_cli(dict_path, tmp_path):

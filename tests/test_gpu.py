@@ -84,6 +84,16 @@ def test_tagger_flip_needs_a_probability_near_one_half():
     assert not gc.seg_tagger_compare(cpu_far, {"words": [["他说"]], "impacts": [[[0.1]]]}, 2e-3).ok
 
 
+def test_tagger_lexicon_decode_may_move_at_most_one_percent_of_boundaries():
+    words = [["他", "说", "的"] * 100]  # 299 boundaries
+    cpu = {"words": words, "impacts": [[[0.1] * 299]], "lexicon_words": words}
+    moved = [["他说", "的"] + ["他", "说", "的"] * 99]  # one boundary moved
+    assert gc.seg_tagger_compare(cpu, {**cpu, "lexicon_words": moved}, 2e-3).ok
+    many = [["他说的"] * 10 + ["他", "说", "的"] * 90]  # 20 moved
+    v = gc.seg_tagger_compare(cpu, {**cpu, "lexicon_words": many}, 2e-3)
+    assert not v.ok and "20 of 299" in v.text
+
+
 def test_cut_offsets_by_hand():
     assert gc.cut_offsets(["大肠", "杆菌", "是"]) == {2, 4}
     assert gc.cut_offsets([]) == set() and gc.cut_offsets(["一"]) == set()

@@ -417,6 +417,8 @@ def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, 
     if lex is not None:
         weight = float(tagger.config.get("lexicon_weight", 0.0))
         bonus = float(tagger.config.get("lexicon_bonus", 0.0))
+        oov_scale = tagger.config.get("lexicon_oov_scale")
+        oov_scale = None if oov_scale is None else float(oov_scale)
 
     all_pieces, all_clauses = [], []
     for t, text in enumerate(texts):
@@ -430,7 +432,7 @@ def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, 
         if lex is not None:
             text = texts[clause.text_index]
             decided = lexicon_decode([lexicon_key(model_form(text[a:b])) for a, b in clause.spans], p, lex,
-                                     weight=weight, bonus=bonus)
+                                     weight=weight, bonus=bonus, oov_scale=oov_scale)
         else:
             decided = p >= 0.5
         for (start, _end), q in zip(clause.spans[1:], decided):

@@ -244,9 +244,10 @@ def join_probabilities(tagger: LoadedTagger, clauses: Sequence[Sequence[int]], *
 LEX_NUM, LEX_ENG = "\ue000", "\ue001"
 #: The lexicon file inside a segmenter directory: ``key \t log-probability`` per line.
 LEXICON_FILE = "lexicon.tsv"
-#: The (weight, bonus) grid searched on the dev set for :func:`lexicon_decode`.
-LEXICON_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.5, 0.7, 1.0)
-LEXICON_BONUSES = (0.0, 0.5, 1.0, 2.0)
+#: The (weight, bonus, oov_scale) grid searched on the dev set for :func:`lexicon_decode`.
+LEXICON_WEIGHTS = (0.3, 0.5, 0.7, 1.0)
+LEXICON_BONUSES = (0.0, 1.0, 2.0)
+LEXICON_OOV_SCALES = (None, 0.4, 0.5, 0.6)
 
 
 def lexicon_key(unit: str) -> str:
@@ -376,16 +377,19 @@ def reestimate_lexicon(keys: Sequence[str], joins: Sequence[np.ndarray], *, min_
     return Lexicon.from_pieces({w: math.log(c / total) for w, c in counts.items() if c >= min_count or len(w) == 1})
 
 
-def lexicon_decode(keys: Sequence[str], p: np.ndarray, lexicon: Lexicon, *, weight: float, bonus: float) -> np.ndarray:
+def lexicon_decode(keys: Sequence[str], p: np.ndarray, lexicon: Lexicon, *, weight: float, bonus: float,
+                   oov_scale: float | None = None) -> np.ndarray:
     """Best segmentation of one clause under the tagger's boundary probabilities and a unigram
     word LM: a semi-Markov Viterbi over words of at most ``lexicon.max_len`` units maximising
 
         sum over pairs of log p(decision)  +  weight * sum over words of log P_lex(word)  +  bonus * #words
 
-    (a product of experts; ``weight = 0`` keeps the tagger's decisions except that a multi-unit word
-    must be in the lexicon). ``keys``: the clause's units as :func:`lexicon_key` strings, length n;
-    ``p``: ``p(join)`` per neighbour pair, shape ``(n - 1,)``. Returns a boolean join decision per
-    pair, shape ``(n - 1,)``. Cost O(n * max_len).
+    (a product of experts). A single unit outside the lexicon scores ``lexicon.unk_logp``; a
+    multi-unit string outside it scores ``oov_scale * unk_logp`` per unit, or is never a word when
+    ``oov_scale`` is None (then ``weight = 0`` keeps the tagger's decisions except that a multi-unit
+    word must be in the lexicon). ``keys``: the clause's units as :func:`lexicon_key` strings,
+    length n; ``p``: ``p(join)`` per neighbour pair, shape ``(n - 1,)``. Returns a boolean join
+    decision per pair, shape ``(n - 1,)``. Cost O(n * max_len).
     """
     n = len(keys)
     if n < 2:
@@ -394,6 +398,7 @@ def lexicon_decode(keys: Sequence[str], p: np.ndarray, lexicon: Lexicon, *, weig
     cum = np.concatenate([[0.0], np.cumsum(np.log(q))]).tolist()  # cum[i] = sum log p_join[0:i]
     cut = np.log1p(-q).tolist()
     logp, unk, L = lexicon.logp, lexicon.unk_logp, lexicon.max_len
+    oov = None if oov_scale is None else oov_scale * unk
     best = [0.0] + [-math.inf] * n
     back = [0] * (n + 1)
     for b in range(1, n + 1):
@@ -405,7 +410,9 @@ def lexicon_decode(keys: Sequence[str], p: np.ndarray, lexicon: Lexicon, *, weig
             else:
                 lw = logp.get("".join(keys[a:b]))
                 if lw is None:
-                    continue
+                    if oov is None:
+                        continue
+                    lw = oov * (b - a)
             s = best[a] + weight * lw + bonus + (cb - cum[a]) + (cut[a - 1] if a else 0.0)
             if s > bb:
                 bb, ba = s, a
@@ -671,9 +678,9 @@ def train_segmenter(
        relabels every clause of that corpus with :func:`lexicon_decode` (the student's ``p(join)``
        and the lexicon together), re-estimates the lexicon from that relabelled corpus (one hard EM
        step, :func:`reestimate_lexicon`) and fine-tunes the student on those labels for
-       ``lexicon_epochs`` at ``lexicon_learning_rate``. The decoding weights (relabelling and shipped) are chosen on the
-       dev set from :data:`LEXICON_WEIGHTS` x :data:`LEXICON_BONUSES` (without a dev set: 0.3 and
-       1.0). When such a round is exported, ``lexicon.tsv`` and the weights ship with the tagger.
+       ``lexicon_epochs`` at ``lexicon_learning_rate``. The decoding settings (relabelling and shipped) are chosen on the
+       dev set from :data:`LEXICON_WEIGHTS` x :data:`LEXICON_BONUSES` x :data:`LEXICON_OOV_SCALES`
+       (without a dev set: weight 0.7, bonus 1.0, OOV scale 0.5). When such a round is exported, ``lexicon.tsv`` and the weights ship with the tagger.
 
     Args:
         corpus: UTF-8 text files, one paragraph per line.
@@ -926,30 +933,32 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
         say(f"lexicon: {len(lexicon):,} words (at most {lexicon.max_len} units) from {lexicon_info['lexicon_corpus_chars']:,} "
             f"characters in {lexicon_info['lexicon_seconds']:.0f} s")
 
-        def dev_choice(student) -> tuple[float, float, dict]:
-            """(weight, bonus, scores): the decoding weights with the best dev F1, and the scores."""
+        def dev_choice(student) -> tuple[dict, dict]:
+            """(decoding settings, scores): the weight, bonus and OOV scale with the best dev F1."""
             if not gold:
-                return 0.3, 1.0, {}
+                return {"lexicon_weight": 0.7, "lexicon_bonus": 1.0, "lexicon_oov_scale": 0.5}, {}
             alone = word_prf(gold, [r.words for r in segment_with_tagger(student, dev_texts, lexicon=False)])
             student.lexicon = lexicon
             top = None
             for w in LEXICON_WEIGHTS:
                 for b in LEXICON_BONUSES:
-                    student.config = {**cfg_base, "lexicon_weight": w, "lexicon_bonus": b}
-                    P, R, F = word_prf(gold, [r.words for r in segment_with_tagger(student, dev_texts)])
-                    if top is None or F > top[4] + 1e-12:
-                        top = (w, b, P, R, F)
-            w, b, P, R, F = top
-            return w, b, {"dev_P": round(P, 4), "dev_R": round(R, 4), "dev_F1": round(F, 4),
-                          "dev_F1_tagger_alone": round(alone[2], 4)}
+                    for o in LEXICON_OOV_SCALES:
+                        student.config = {**cfg_base, "lexicon_weight": w, "lexicon_bonus": b, "lexicon_oov_scale": o}
+                        P, R, F = word_prf(gold, [r.words for r in segment_with_tagger(student, dev_texts)])
+                        if top is None or F > top[3] + 1e-12:
+                            top = ({"lexicon_weight": w, "lexicon_bonus": b, "lexicon_oov_scale": o}, P, R, F)
+            settings, P, R, F = top
+            return settings, {"dev_P": round(P, 4), "dev_R": round(R, 4), "dev_F1": round(F, 4),
+                              "dev_F1_tagger_alone": round(alone[2], 4)}
 
-        relabel_w, relabel_b, _ = dev_choice(loaded_student)
+        relabel, _ = dev_choice(loaded_student)
         for k in range(1, lexicon_rounds + 1):
             rnd = rounds + k
             probs = join_probabilities(loaded_student, lex_ids, batch_size=512)
             lex_data, lex_joins = [], []
             for ids, keys, p in zip(lex_ids, lex_keys, probs):
-                joins = lexicon_decode(keys, p, lexicon, weight=relabel_w, bonus=relabel_b)
+                joins = lexicon_decode(keys, p, lexicon, weight=relabel["lexicon_weight"],
+                                       bonus=relabel["lexicon_bonus"], oov_scale=relabel["lexicon_oov_scale"])
                 lex_joins.append(joins)
                 if len(ids) < 2:
                     continue
@@ -963,18 +972,17 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
             fit = fit_tagger(net, lex_data, epochs=lexicon_epochs, batch_size=batch_size,
                              learning_rate=lexicon_learning_rate, device=dev, seed=seed + rnd, log=say)
             loaded_student = LoadedTagger("student", str(work), vocab, net, dev, cfg_base)
-            w, b, scores = dev_choice(loaded_student)
+            settings, scores = dev_choice(loaded_student)
             rec = {"round": rnd, "what": "student + lexicon", "labelled_share": 1.0, **agreement(loaded_student),
-                   "relabel_weight": relabel_w, "relabel_bonus": relabel_b, "lexicon_words": len(lexicon),
-                   "lexicon_weight": w, "lexicon_bonus": b,
+                   **{"relabel_" + k.split("_", 1)[1]: v for k, v in relabel.items()}, "lexicon_words": len(lexicon),
+                   **settings,
                    **fit, **scores}
             rounds_out.append(rec)
             say(f"round {rnd}: " + ", ".join(f"{k} {v}" for k, v in rec.items() if k not in ("round", "what")))
             score = rec.get("dev_F1", rnd)
             if best is None or score > best[0]:
-                best = (score, rnd, {k: v.detach().clone() for k, v in net.state_dict().items()}, lexicon,
-                        {"lexicon_weight": w, "lexicon_bonus": b})
-            relabel_w, relabel_b = w, b
+                best = (score, rnd, {k: v.detach().clone() for k, v in net.state_dict().items()}, lexicon, settings)
+            relabel = settings
 
     final = new_tagger(vocab, emb_dim=int(emb.shape[1]), hidden=hidden)
     final.load_state_dict(best[2])
@@ -994,10 +1002,10 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
 
 def model_card(metrics: dict, *, name: str = "zh-seg-mini", commands: Sequence[str] = ()) -> str:
     """The README.md model card of a trained segmenter, generated from its ``training_metrics.json``."""
-    rows = ["| round | model | labelled share | agreement with teacher | decoding weight / bonus | dev F1 tagger alone | dev P | dev R | dev F1 | steps |",
+    rows = ["| round | model | labelled share | agreement with teacher | decoding weight / bonus / OOV scale | dev F1 tagger alone | dev P | dev R | dev F1 | steps |",
             "|---|---|---|---|---|---|---|---|---|---|"]
     for r in metrics.get("rounds", []):
-        wb = f"{r['lexicon_weight']} / {r['lexicon_bonus']}" if "lexicon_weight" in r else "-"
+        wb = f"{r['lexicon_weight']} / {r['lexicon_bonus']} / {r.get('lexicon_oov_scale')}" if "lexicon_weight" in r else "-"
         rows.append("| {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |".format(
             r["round"], r["what"], r.get("labelled_share", "-"), r.get("agreement_with_teacher", "-"), wb,
             r.get("dev_F1_tagger_alone", r.get("dev_F1", "-") if r["round"] > 0 else "-"),
@@ -1009,10 +1017,11 @@ def model_card(metrics: dict, *, name: str = "zh-seg-mini", commands: Sequence[s
         lex = (f"- Lexicon rounds: a unigram word LM learnt from the raw corpus ({metrics['lexicon_corpus_chars']:,} characters, "
                f"{metrics['lexicon_clauses']:,} clauses) by SentencePiece unigram EM (Kudo 2018): {metrics['lexicon_words']:,} words of at "
                f"most {metrics['lexicon_max_len']} units. Each round relabels every clause by a semi-Markov Viterbi "
-               f"over the student's log p(decision) + weight x log P(word) + bonus per word, re-estimates the lexicon as the "
+               f"over the student's log p(decision) + weight x log P(word) + bonus per word (a string outside the lexicon: OOV scale x the "
+               f"unknown-unit log-probability per unit, or never a word when the scale is None), re-estimates the lexicon as the "
                f"word frequencies of that relabelled corpus (one hard EM step; words seen once dropped) and fine-tunes the "
                f"student on it ({metrics['lexicon_epochs']} epochs, lr {metrics['lexicon_learning_rate']}). The shipped "
-               f"`lexicon.tsv` is the selected round's ({sel_words} words). The weight and bonus (relabelling and "
+               f"`lexicon.tsv` is the selected round's ({sel_words} words). The weight, bonus and OOV scale (relabelling and "
                f"shipped) are chosen on the dev set; gold words never enter a loss.\n")
     extra = metrics.get("evaluation", {})
     ev = ""

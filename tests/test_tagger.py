@@ -125,7 +125,7 @@ def test_load_rejects_a_bert_dir(tiny_bert_dir):
 # ------------------------------------------------------------------ unigram lexicon + semi-Markov decode
 
 
-def _brute_force_joins(keys, p, lex, weight, bonus):
+def _brute_force_joins(keys, p, lex, weight, bonus, oov_scale=None):
     """Enumerate all 2^(n-1) segmentations and score them by the formula of lexicon_decode."""
     import itertools
 
@@ -139,10 +139,13 @@ def _brute_force_joins(keys, p, lex, weight, bonus):
         for k in range(n):
             if k == n - 1 or not bits[k]:
                 w = "".join(keys[start : k + 1])
-                if len(w) > lex.max_len or (len(w) > 1 and w not in lex.logp):
+                if len(w) > lex.max_len or (len(w) > 1 and w not in lex.logp and oov_scale is None):
                     ok = False
                     break
-                s += weight * lex.logp.get(w, lex.unk_logp) + bonus
+                if len(w) > 1 and w not in lex.logp:
+                    s += weight * oov_scale * lex.unk_logp * len(w) + bonus
+                else:
+                    s += weight * lex.logp.get(w, lex.unk_logp) + bonus
                 start = k + 1
         if not ok:
             continue
@@ -168,8 +171,9 @@ def test_lexicon_decode_equals_enumeration():
         lex = Lexicon.from_pieces(words)
         p = rng.uniform(0.01, 0.99, n - 1)
         weight, bonus = float(rng.choice([0.0, 0.3, 1.0])), float(rng.choice([0.0, 1.0, -1.0]))
-        got = lexicon_decode(keys, p, lex, weight=weight, bonus=bonus)
-        want = _brute_force_joins(keys, p, lex, weight, bonus)
+        oov = [None, 0.5, 0.2][trial % 3]
+        got = lexicon_decode(keys, p, lex, weight=weight, bonus=bonus, oov_scale=oov)
+        want = _brute_force_joins(keys, p, lex, weight, bonus, oov)
         assert got.shape == (n - 1,) and (got == want).all(), (trial, keys, p, got, want)
 
 
@@ -186,9 +190,15 @@ def test_lexicon_decode_without_lexicon_weight_is_the_threshold_rule():
     for _ in range(50):
         p = rng.uniform(0.01, 0.99, len(keys) - 1)
         assert (lexicon_decode(keys, p, lex, weight=0.0, bonus=0.0) == (p >= 0.5)).all()
-    # a multi-unit string outside the lexicon is never a word, however sure the tagger is
+    # a multi-unit string outside the lexicon is never a word, however sure the tagger is ...
     lex = Lexicon.from_pieces({c: -2.0 for c in "abc"})
     assert not lexicon_decode(keys, np.full(4, 0.99), lex, weight=0.0, bonus=0.0).any()
+    # ... unless out-of-lexicon words are allowed at a cost per unit (oov_scale)
+    # (up to the lexicon's longest word: here "cc", 2 units; unk_logp = -3 - 2)
+    lex = Lexicon.from_pieces({"a": -2.0, "b": -2.0, "cc": -3.0})
+    assert not lexicon_decode("ab", np.array([0.99]), lex, weight=1.0, bonus=0.0).any()
+    assert lexicon_decode("ab", np.array([0.99]), lex, weight=1.0, bonus=0.0, oov_scale=0.5).all()  # -5.01 > -8.61
+    assert not lexicon_decode("ab", np.array([0.6]), lex, weight=1.0, bonus=0.0, oov_scale=0.5).any()  # -5.51 < -4.92
     assert lexicon_decode("a", np.zeros(0), lex, weight=1.0, bonus=0.0).shape == (0,)
 
 

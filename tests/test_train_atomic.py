@@ -324,6 +324,6 @@ def test_segmenter_lexicon_rounds_option(tiny_bert_dir, tmp_path):
     tg = load_tagger(tmp_path / "lex")
     m = json.loads((tmp_path / "lex" / "training_metrics.json").read_text(encoding="utf-8"))
     assert tg.lexicon is not None and len(tg.lexicon) <= 400 and m["selected_round"] == 3
-    assert (tg.config["lexicon_weight"], tg.config["lexicon_bonus"]) == (0.3, 1.0)
+    assert (tg.config["lexicon_weight"], tg.config["lexicon_bonus"], tg.config["lexicon_oov_scale"]) == (0.7, 1.0, 0.5)
     r = runner.invoke(app, [*base, "--out", str(tmp_path / "bad"), "--lexicon-rounds", "-1"])
     assert r.exit_code == 2 and not (tmp_path / "bad").exists()

@@ -176,8 +176,18 @@ def test_default_cli_is_the_builtin_tagger_with_its_lexicon_and_matches_the_libr
     got = [json.loads(x)["words"] for x in r.stdout.splitlines()]
     assert got == [x["words"] for x in segment_or_parse(texts, segmenter=tg, method="tagger")]
     assert tg.lexicon is not None and len(tg.lexicon) > 10_000 and "lexicon_weight" in tg.config
-    plain = [x.words for x in segment_with_tagger(tg, texts, lexicon=False)]
-    assert plain != got[: len(plain)] and all("".join(w) == t for w, t in zip(got, texts))
+    assert all("".join(w) == t for w, t in zip(got, texts))
+    # the decode really goes through the lexicon: one of single characters only (and no out-of-lexicon
+    # words) leaves no word of two Chinese characters
+    import dataclasses
+
+    from nlptool.tagger import Lexicon
+
+    single = dataclasses.replace(tg, lexicon=Lexicon.from_pieces({c: -5.0 for t in texts for c in t}),
+                                 config={**tg.config, "lexicon_oov_scale": None})
+    chars = [r.words for r in segment_with_tagger(single, texts)]
+    assert all(len(w) == 1 or w.isascii() or not w.isalpha() for ws in chars for w in ws), chars
+    assert any(len(w) > 1 and not w.isascii() and w.isalpha() for ws in got for w in ws)
 
 
 def test_parse_with_tagger_words(tiny_bert_dir, tiny_tagger):

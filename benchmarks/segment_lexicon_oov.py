@@ -27,17 +27,17 @@ def main():
     args = ap.parse_args()
 
     from nlptool.models import load_model
-    from nlptool.segment import segment_with_tagger
-    from nlptool.tagger import Lexicon, people_daily_dev, word_prf
+    from nlptool.segment import tagger_pass
+    from nlptool.tagger import Lexicon, decode_settings, people_daily_dev, word_prf
 
     tg = load_model("zh-seg-mini", kind="char-tagger", device="cpu")
-    full, cfg = tg.lexicon, dict(tg.config)
+    full, cfg = tg.lexicon, tg.config
     gold = people_daily_dev(1000)
-    texts = ["".join(w) for w in gold]
+    tp = tagger_pass(tg, ["".join(w) for w in gold])  # one forward pass, decoded per setting
 
     def f1(lexicon, oov):
-        tg.lexicon, tg.config = lexicon, {**cfg, "lexicon_oov_scale": oov}
-        return word_prf(gold, [r.words for r in segment_with_tagger(tg, texts, lexicon=lexicon is not None)])[2]
+        kw = {**decode_settings(cfg), "oov_scale": oov} if lexicon is not None else {}
+        return word_prf(gold, [r.words for r in tp.decode(lexicon, **kw)])[2]
 
     shipped = cfg.get("lexicon_oov_scale")
     rows = []

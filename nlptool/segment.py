@@ -401,24 +401,58 @@ def tagger_clauses(text: str, text_index: int, vocab, max_units: int | None = No
     return clauses_of(text, text_index, encode, 10**9, max_units or TAGGER_MAX_UNITS)
 
 
-def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, progress=None,
-                        lexicon: bool = True) -> list[SegmentResult]:
-    """Segment texts with a self-trained character tagger (:mod:`nlptool.tagger`, e.g. the built-in
-    ``zh-seg-mini``): one forward pass per clause, clauses of all texts batched and length-sorted.
-    When the tagger carries a unigram word lexicon (and ``lexicon`` is True) each clause is decoded
-    by :func:`nlptool.tagger.lexicon_decode` with the weights in the tagger's config; otherwise
-    neighbours are joined when ``p(join) >= 0.5``. ``impacts`` holds the probabilities ``p(join)``.
+def clause_keys(text: str, clause: Clause) -> str:
+    """The lexicon keys of a clause's units (:func:`nlptool.tagger.lexicon_key` of each unit's
+    model form), one character per unit: the string :func:`nlptool.tagger.lexicon_decode` reads."""
+    from .tagger import lexicon_key
 
-    Returns one :class:`SegmentResult` per text; ``"".join(r.words) == text`` always holds.
-    """
-    from .tagger import join_probabilities, lexicon_decode, lexicon_key
+    return "".join(lexicon_key(model_form(text[a:b])) for a, b in clause.spans)
 
-    lex = getattr(tagger, "lexicon", None) if lexicon else None
-    if lex is not None:
-        weight = float(tagger.config.get("lexicon_weight", 0.0))
-        bonus = float(tagger.config.get("lexicon_bonus", 0.0))
-        oov_scale = tagger.config.get("lexicon_oov_scale")
-        oov_scale = None if oov_scale is None else float(oov_scale)
+
+@dataclass
+class TaggerPass:
+    """One forward pass of a character tagger over ``texts``: the pieces of every text, its clauses
+    and their ``p(join)`` (``probs[k]`` of shape ``(n_k - 1,)`` for clause k). :meth:`decode` turns
+    it into words under any decoding settings without running the model again."""
+
+    texts: Sequence[str]
+    pieces: list[list[Piece]]
+    clauses: list[Clause]
+    probs: list[np.ndarray]
+    _keys: list[str] | None = None
+
+    def keys(self) -> list[str]:
+        """:func:`clause_keys` of every clause (computed once)."""
+        if self._keys is None:
+            self._keys = [clause_keys(self.texts[c.text_index], c) for c in self.clauses]
+        return self._keys
+
+    def decode(self, lexicon=None, *, weight: float = 0.0, bonus: float = 0.0,
+               oov_scale: float | None = None) -> list[SegmentResult]:
+        """Words per text: with a :class:`nlptool.tagger.Lexicon`, each clause by
+        :func:`nlptool.tagger.lexicon_decode` with these settings; without, ``p(join) >= 0.5``.
+        ``impacts`` holds the probabilities ``p(join)``."""
+        from .tagger import lexicon_decode
+
+        keys = self.keys() if lexicon is not None else None
+        joins: list[dict[int, bool]] = [{} for _ in self.texts]
+        impacts: list[list[list[float]]] = [[] for _ in self.texts]
+        for k, (clause, p) in enumerate(zip(self.clauses, self.probs)):
+            if lexicon is not None:
+                decided = lexicon_decode(keys[k], p, lexicon, weight=weight, bonus=bonus, oov_scale=oov_scale)
+            else:
+                decided = p >= 0.5
+            for (start, _end), q in zip(clause.spans[1:], decided):
+                joins[clause.text_index][start] = bool(q)
+            impacts[clause.text_index].append([round(float(x), 4) for x in p])
+        return [SegmentResult(words_from_cuts(text, pieces, jn), imp)
+                for text, pieces, jn, imp in zip(self.texts, self.pieces, joins, impacts)]
+
+
+def tagger_pass(tagger, texts: Sequence[str], *, batch_size: int = 256) -> TaggerPass:
+    """Run a character tagger once over ``texts``: one forward pass per clause, clauses of all
+    texts batched and length-sorted (:func:`nlptool.tagger.join_probabilities`)."""
+    from .tagger import join_probabilities
 
     all_pieces, all_clauses = [], []
     for t, text in enumerate(texts):
@@ -426,24 +460,26 @@ def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, 
         all_pieces.append(pieces)
         all_clauses.extend(clauses)
     probs = join_probabilities(tagger, [[u[0] for u in c.ids] for c in all_clauses], batch_size=batch_size)
-    joins: list[dict[int, bool]] = [{} for _ in texts]
-    impacts: list[list[list[float]]] = [[] for _ in texts]
-    for clause, p in zip(all_clauses, probs):
-        if lex is not None:
-            text = texts[clause.text_index]
-            decided = lexicon_decode([lexicon_key(model_form(text[a:b])) for a, b in clause.spans], p, lex,
-                                     weight=weight, bonus=bonus, oov_scale=oov_scale)
-        else:
-            decided = p >= 0.5
-        for (start, _end), q in zip(clause.spans[1:], decided):
-            joins[clause.text_index][start] = bool(q)
-        impacts[clause.text_index].append([round(float(x), 4) for x in p])
+    return TaggerPass(texts, all_pieces, all_clauses, probs)
+
+
+def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, progress=None,
+                        lexicon: bool = True) -> list[SegmentResult]:
+    """Segment texts with a self-trained character tagger (:mod:`nlptool.tagger`, e.g. the built-in
+    ``zh-seg-mini``): :func:`tagger_pass`, then :meth:`TaggerPass.decode`. When the tagger carries a
+    unigram word lexicon (and ``lexicon`` is True) each clause is decoded with it and the settings in
+    the tagger's config (:func:`nlptool.tagger.decode_settings`); otherwise neighbours are joined
+    when ``p(join) >= 0.5``. ``impacts`` holds the probabilities ``p(join)``.
+
+    Returns one :class:`SegmentResult` per text; ``"".join(r.words) == text`` always holds.
+    """
+    from .tagger import decode_settings
+
+    tp = tagger_pass(tagger, texts, batch_size=batch_size)
     if progress is not None:
         progress(len(texts))
-    return [
-        SegmentResult(words_from_cuts(text, pieces, jn), imp)
-        for text, pieces, jn, imp in zip(texts, all_pieces, joins, impacts)
-    ]
+    lex = getattr(tagger, "lexicon", None) if lexicon else None
+    return tp.decode(lex, **decode_settings(tagger.config)) if lex is not None else tp.decode()
 
 
 # ------------------------------------------------------------- traditional -> simplified script

@@ -26,6 +26,7 @@ per line, line number = id) and a ``README.md`` model card.
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -110,9 +111,17 @@ class TaggerVocab:
         i = self.index.get(unit)
         if i is not None:
             return i
-        if len(unit) > 1 or unit.isalnum() and unit.isascii():
-            return self.num if any(c.isdigit() for c in unit) else self.eng
-        return self.unk
+        run = latin_digit_run(unit)
+        return self.unk if run is None else self.num if run == "num" else self.eng
+
+
+def latin_digit_run(unit: str) -> str | None:
+    """``"num"`` for a Latin/digit run with a digit, ``"eng"`` for one without, None for any other
+    unit (a single non-ASCII character). A unit longer than one character is such a run (see
+    :func:`nlptool.segment.split_pieces`)."""
+    if len(unit) > 1 or unit.isalnum() and unit.isascii():
+        return "num" if any(c.isdigit() for c in unit) else "eng"
+    return None
 
 
 @dataclass
@@ -252,10 +261,17 @@ LEXICON_OOV_SCALES = (None, 0.4, 0.5, 0.6)
 
 def lexicon_key(unit: str) -> str:
     """The lexicon key of one unit (its model form): the character itself, or :data:`LEX_NUM` /
-    :data:`LEX_ENG` for a Latin/digit run (the tagger vocabulary's ``[NUM]``/``[ENG]`` rule)."""
-    if len(unit) > 1 or unit.isalnum() and unit.isascii():
-        return LEX_NUM if any(c.isdigit() for c in unit) else LEX_ENG
-    return unit
+    :data:`LEX_ENG` for a Latin/digit run (:func:`latin_digit_run`, the vocabulary's ``[NUM]``/``[ENG]``)."""
+    run = latin_digit_run(unit)
+    return unit if run is None else LEX_NUM if run == "num" else LEX_ENG
+
+
+def decode_settings(config: dict) -> dict:
+    """The :func:`lexicon_decode` keyword arguments a tagger's ``config.json`` holds
+    (``lexicon_weight``, ``lexicon_bonus``, ``lexicon_oov_scale``; missing: 0, 0, None)."""
+    oov = config.get("lexicon_oov_scale")
+    return {"weight": float(config.get("lexicon_weight", 0.0)), "bonus": float(config.get("lexicon_bonus", 0.0)),
+            "oov_scale": None if oov is None else float(oov)}
 
 
 @dataclass
@@ -377,7 +393,7 @@ def reestimate_lexicon(keys: Sequence[str], joins: Sequence[np.ndarray], *, min_
     return Lexicon.from_pieces({w: math.log(c / total) for w, c in counts.items() if c >= min_count or len(w) == 1})
 
 
-def lexicon_decode(keys: Sequence[str], p: np.ndarray, lexicon: Lexicon, *, weight: float, bonus: float,
+def lexicon_decode(keys: str, p: np.ndarray, lexicon: Lexicon, *, weight: float, bonus: float,
                    oov_scale: float | None = None) -> np.ndarray:
     """Best segmentation of one clause under the tagger's boundary probabilities and a unigram
     word LM: a semi-Markov Viterbi over words of at most ``lexicon.max_len`` units maximising
@@ -387,8 +403,8 @@ def lexicon_decode(keys: Sequence[str], p: np.ndarray, lexicon: Lexicon, *, weig
     (a product of experts). A single unit outside the lexicon scores ``lexicon.unk_logp``; a
     multi-unit string outside it scores ``oov_scale * unk_logp`` per unit, or is never a word when
     ``oov_scale`` is None (then ``weight = 0`` keeps the tagger's decisions except that a multi-unit
-    word must be in the lexicon). ``keys``: the clause's units as :func:`lexicon_key` strings,
-    length n; ``p``: ``p(join)`` per neighbour pair, shape ``(n - 1,)``. Returns a boolean join
+    word must be in the lexicon). ``keys``: the clause's units as a string of :func:`lexicon_key`
+    keys, one character per unit (:func:`nlptool.segment.clause_keys`), length n; ``p``: ``p(join)`` per neighbour pair, shape ``(n - 1,)``. Returns a boolean join
     decision per pair, shape ``(n - 1,)``. Cost O(n * max_len).
     """
     n = len(keys)
@@ -408,7 +424,7 @@ def lexicon_decode(keys: Sequence[str], p: np.ndarray, lexicon: Lexicon, *, weig
             if b - a == 1:
                 lw = logp.get(keys[a], unk)
             else:
-                lw = logp.get("".join(keys[a:b]))
+                lw = logp.get(keys[a:b])
                 if lw is None:
                     if oov is None:
                         continue
@@ -618,15 +634,21 @@ def read_corpus_lines(paths: Iterable[str | os.PathLike], *, exclude: set[str], 
                 lines.append(t)
     rng = random.Random(seed)
     rng.shuffle(lines)
-    if max_chars:
-        out, n = [], 0
-        for t in lines:
-            if n >= max_chars:
-                break
-            out.append(t)
-            n += len(t)
-        lines = out
-    return lines
+    return first_chars(lines, max_chars)
+
+
+def first_chars(lines: list[str], max_chars: int | None) -> list[str]:
+    """The leading lines of ``lines`` up to about ``max_chars`` characters (the line that reaches it
+    is kept); all of them when ``max_chars`` is None or 0."""
+    if not max_chars:
+        return lines
+    out, n = [], 0
+    for t in lines:
+        if n >= max_chars:
+            break
+        out.append(t)
+        n += len(t)
+    return out
 
 
 def train_segmenter(
@@ -759,7 +781,10 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
         held = []
     gold = held[:dev_lines]
     dev_texts = ["".join(w) for w in gold]
-    lines = read_corpus_lines(corpus, exclude={"".join(w) for w in held}, max_chars=teacher_chars, seed=seed)
+    # one shuffled read serves the teacher (its first teacher_chars) and the lexicon rounds
+    all_lines = read_corpus_lines(corpus, exclude={"".join(w) for w in held},
+                                  max_chars=None if lexicon_rounds else teacher_chars, seed=seed)
+    lines = first_chars(all_lines, teacher_chars)
     n_chars = sum(map(len, lines))
     say(f"corpus: {len(lines):,} lines, {n_chars:,} characters (dev pick of {len(held)} lines removed; {len(gold)} scored)")
     loaded = load_model(teacher, kind="encoder", device=device)
@@ -915,17 +940,17 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
     # -- 4. lexicon rounds: a unigram word LM from the raw corpus, decoded with the student
     lexicon_info: dict = {}
     if lexicon_rounds > 0:
-        from .segment import model_form, segment_with_tagger
+        from .segment import clause_keys, tagger_pass
 
         t1 = time.perf_counter()
-        lex_lines = read_corpus_lines(corpus, exclude={"".join(w) for w in held}, max_chars=lexicon_chars, seed=seed)
+        lex_lines = first_chars(all_lines, lexicon_chars)
         lex_ids: list[list[int]] = []
         lex_keys: list[str] = []
         for text in lex_lines:
             _, clauses = tagger_clauses(text, 0, vocab)
             for c in clauses:
                 lex_ids.append([i[0] for i in c.ids])
-                lex_keys.append("".join(lexicon_key(model_form(text[a:b])) for a, b in c.spans))
+                lex_keys.append(clause_keys(text, c))
         lexicon = train_lexicon(lex_keys, work / "lexicon", size=lexicon_size, max_len=lexicon_max_len, seed=seed)
         lexicon_info = {"lexicon_corpus_lines": len(lex_lines), "lexicon_corpus_chars": sum(map(len, lex_lines)),
                         "lexicon_clauses": len(lex_ids), "lexicon_words": len(lexicon), "lexicon_max_len": lexicon.max_len,
@@ -934,19 +959,17 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
             f"characters in {lexicon_info['lexicon_seconds']:.0f} s")
 
         def dev_choice(student) -> tuple[dict, dict]:
-            """(decoding settings, scores): the weight, bonus and OOV scale with the best dev F1."""
+            """(settings, scores): the :func:`lexicon_decode` weight, bonus and OOV scale with the best
+            dev F1 for ``student`` and the current lexicon (one forward pass, decoded per setting)."""
             if not gold:
-                return {"lexicon_weight": 0.7, "lexicon_bonus": 1.0, "lexicon_oov_scale": 0.5}, {}
-            alone = word_prf(gold, [r.words for r in segment_with_tagger(student, dev_texts, lexicon=False)])
-            student.lexicon = lexicon
+                return {"weight": 0.7, "bonus": 1.0, "oov_scale": 0.5}, {}
+            tp = tagger_pass(student, dev_texts)
+            alone = word_prf(gold, [r.words for r in tp.decode()])
             top = None
-            for w in LEXICON_WEIGHTS:
-                for b in LEXICON_BONUSES:
-                    for o in LEXICON_OOV_SCALES:
-                        student.config = {**cfg_base, "lexicon_weight": w, "lexicon_bonus": b, "lexicon_oov_scale": o}
-                        P, R, F = word_prf(gold, [r.words for r in segment_with_tagger(student, dev_texts)])
-                        if top is None or F > top[3] + 1e-12:
-                            top = ({"lexicon_weight": w, "lexicon_bonus": b, "lexicon_oov_scale": o}, P, R, F)
+            for w, b, o in itertools.product(LEXICON_WEIGHTS, LEXICON_BONUSES, LEXICON_OOV_SCALES):
+                P, R, F = word_prf(gold, [r.words for r in tp.decode(lexicon, weight=w, bonus=b, oov_scale=o)])
+                if top is None or F > top[3] + 1e-12:
+                    top = ({"weight": w, "bonus": b, "oov_scale": o}, P, R, F)
             settings, P, R, F = top
             return settings, {"dev_P": round(P, 4), "dev_R": round(R, 4), "dev_F1": round(F, 4),
                               "dev_F1_tagger_alone": round(alone[2], 4)}
@@ -957,8 +980,7 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
             probs = join_probabilities(loaded_student, lex_ids, batch_size=512)
             lex_data, lex_joins = [], []
             for ids, keys, p in zip(lex_ids, lex_keys, probs):
-                joins = lexicon_decode(keys, p, lexicon, weight=relabel["lexicon_weight"],
-                                       bonus=relabel["lexicon_bonus"], oov_scale=relabel["lexicon_oov_scale"])
+                joins = lexicon_decode(keys, p, lexicon, **relabel)
                 lex_joins.append(joins)
                 if len(ids) < 2:
                     continue
@@ -974,14 +996,14 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
             loaded_student = LoadedTagger("student", str(work), vocab, net, dev, cfg_base)
             settings, scores = dev_choice(loaded_student)
             rec = {"round": rnd, "what": "student + lexicon", "labelled_share": 1.0, **agreement(loaded_student),
-                   **{"relabel_" + k.split("_", 1)[1]: v for k, v in relabel.items()}, "lexicon_words": len(lexicon),
-                   **settings,
-                   **fit, **scores}
+                   **{"relabel_" + k: v for k, v in relabel.items()}, "lexicon_words": len(lexicon),
+                   **{"lexicon_" + k: v for k, v in settings.items()}, **fit, **scores}
             rounds_out.append(rec)
             say(f"round {rnd}: " + ", ".join(f"{k} {v}" for k, v in rec.items() if k not in ("round", "what")))
             score = rec.get("dev_F1", rnd)
             if best is None or score > best[0]:
-                best = (score, rnd, {k: v.detach().clone() for k, v in net.state_dict().items()}, lexicon, settings)
+                best = (score, rnd, {k: v.detach().clone() for k, v in net.state_dict().items()}, lexicon,
+                        {"lexicon_" + k: v for k, v in settings.items()})
             relabel = settings
 
     final = new_tagger(vocab, emb_dim=int(emb.shape[1]), hidden=hidden)
@@ -1095,11 +1117,12 @@ def export_segmenter(src: str | os.PathLike, dest: str | os.PathLike, *, name: s
     if evaluation:
         metrics["evaluation"] = evaluation
     dest.mkdir(parents=True, exist_ok=True)
-    for f in ("config.json", "model.safetensors", "vocab.txt", "training_metrics.json", LEXICON_FILE):
-        if f == LEXICON_FILE and not (src / f).is_file():
-            (dest / f).unlink(missing_ok=True)
-            continue
+    for f in ("config.json", "model.safetensors", "vocab.txt", "training_metrics.json"):
         shutil.copyfile(src / f, dest / f)
+    if (src / LEXICON_FILE).is_file():
+        shutil.copyfile(src / LEXICON_FILE, dest / LEXICON_FILE)
+    else:  # a tagger without a lexicon must not pick up an older one left in dest
+        (dest / LEXICON_FILE).unlink(missing_ok=True)
     metrics["size_bytes"] = (dest / "model.safetensors").stat().st_size
     if (dest / LEXICON_FILE).is_file():
         metrics["lexicon_bytes"] = (dest / LEXICON_FILE).stat().st_size

@@ -237,17 +237,19 @@ def _load(name: str, kind: str, device: str, fp16: bool | None = None):
 
 
 def seg_tagger_run(ctx: Ctx, device: str, fp16: bool | None):
-    from nlptool.segment import segment_with_tagger
+    from nlptool.segment import tagger_pass
+    from nlptool.tagger import decode_settings
 
     name = builtin("zh-seg-mini") or ctx.trained.get("train segmenter")
     if name is None:
         raise Skip("skipped: no zh-seg-mini (built-in missing, train segmenter row failed)")
     tagger = _load(name, "char-tagger", device)
-    res = segment_with_tagger(tagger, ctx.texts, batch_size=16, lexicon=False)  # the threshold rule
+    tp = tagger_pass(tagger, ctx.texts, batch_size=16)
+    sync(device)
+    res = tp.decode()  # the threshold rule
     out = {"words": [r.words for r in res], "impacts": [r.impacts for r in res], "model": name}
     if getattr(tagger, "lexicon", None) is not None:  # what `segment` outputs: decoded with the lexicon
-        out["lexicon_words"] = [r.words for r in segment_with_tagger(tagger, ctx.texts, batch_size=16)]
-    sync(device)
+        out["lexicon_words"] = [r.words for r in tp.decode(tagger.lexicon, **decode_settings(tagger.config))]
     return out
 
 

@@ -81,6 +81,18 @@ def test_lexicon_decoding_keeps_every_character_and_uses_the_lexicon(tiny_tagger
     assert segment_with_tagger(tiny_tagger_lexicon, [text], lexicon=False)[0].words == plain
 
 
+def test_one_tagger_pass_decodes_like_segment_with_tagger(tiny_tagger_lexicon):
+    from nlptool.segment import tagger_pass
+    from nlptool.tagger import decode_settings
+
+    rng = random.Random(2)
+    texts = [_random_text(rng, rng.randint(0, 80)) for _ in range(30)] + ["我在北京天安门广场，1998年。"]
+    tp = tagger_pass(tiny_tagger_lexicon, texts)
+    with_lex = tp.decode(tiny_tagger_lexicon.lexicon, **decode_settings(tiny_tagger_lexicon.config))
+    assert [r.words for r in with_lex] == [r.words for r in segment_with_tagger(tiny_tagger_lexicon, texts)]
+    assert [r.words for r in tp.decode()] == [r.words for r in segment_with_tagger(tiny_tagger_lexicon, texts, lexicon=False)]
+
+
 def _random_text(rng: random.Random, n: int) -> str:
     alphabet = CHARS + list("，。！？、 \t") + list("abcXYZ0123４５") + [
         "\u3000", "😀", "👍🏽", "é", "e\u0301", "\u0301", "——", "……", "\n", "這", "國", "學", "龘", "\ufe0f"]

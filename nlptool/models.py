@@ -91,6 +91,34 @@ def builtin_model_path(name: str) -> Path:
     raise ModelError(f"unknown built-in model {name!r}; built-in names: {', '.join(BUILTIN_MODELS)}")
 
 
+def builtin_name_of(model: str | os.PathLike) -> str | None:
+    """The built-in name that ``model`` denotes: the name itself, or the directory of a built-in
+    model inside this installation (``.../nlptool/data/models/<name>``, also written relative to
+    a checkout as ``nlptool/data/models/<name>``, as older configs did). None for anything else.
+    Never touches the file system outside the package."""
+    text = str(model)
+    if text in BUILTIN_MODELS:
+        return text
+    parts = Path(text.replace("\\", "/")).parts
+    if len(parts) >= 4 and tuple(parts[-4:-1]) == ("nlptool", "data", "models") and parts[-1] in BUILTIN_MODELS:
+        return parts[-1]
+    return None
+
+
+def related_model(ref: str, model_dir: str | os.PathLike) -> str:
+    """Resolve a model that another model's config names (the segmenter's ``teacher``): a
+    built-in name (or a built-in's directory, :func:`builtin_name_of`) resolves inside the package;
+    a relative path resolves against ``model_dir`` (the referring model's directory), never the
+    working directory; anything else (absolute path, hub id) is returned unchanged."""
+    name = builtin_name_of(ref)
+    if name is not None:
+        return name
+    text = str(ref)
+    if not os.path.isabs(os.path.expanduser(text)) and text.startswith((".", "..")):
+        return str(Path(model_dir) / text)
+    return text
+
+
 def resolve_model_path(model: str | os.PathLike) -> str:
     """Map ``--model`` to what ``from_pretrained`` takes: a built-in name's directory, a local
     directory as is, or a hub id unchanged.

@@ -746,3 +746,14 @@ def shipped_fallback(model_dir: str | os.PathLike, layer: int = -1) -> float | N
     if weights_fingerprint(model_dir) != cfg["teacher_sha256"]:
         return None
     return float(cfg["teacher_fallback"])
+
+
+def teacher_of(tagger) -> str:
+    """The BERT a segmenter (``tagger``, a loaded :mod:`nlptool.tagger` model) was self-trained
+    from, which ``--parse`` uses for the impact matrix: the ``teacher`` of its config, resolved by
+    :func:`nlptool.models.related_model` (a built-in name stays inside the package; a relative
+    path is relative to the segmenter's directory, never the working directory). Default
+    ``zh-bert-mini``."""
+    from .models import related_model
+
+    return related_model(tagger.config.get("teacher", "zh-bert-mini"), tagger.path)

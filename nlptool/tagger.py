@@ -767,7 +767,7 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
     ``(tagger, lexicon or None, vocab, config, metrics)`` of the selected round."""
     import torch
 
-    from .models import load_model, resolve_device
+    from .models import builtin_name_of, load_model, resolve_device
     from .segment import AUTO_RATIO, auto_fallback, auto_joins, segment_texts, weights_fingerprint
 
     dev = resolve_device(device)
@@ -905,8 +905,8 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
         return {"agreement_with_teacher": round(agree / max(tot, 1), 4),
                 "agreement_with_confident_teacher": round(agree_conf / max(tot_conf, 1), 4)}
 
-    cfg_base = {"emb_dim": int(emb.shape[1]), "hidden": hidden, "teacher": str(teacher), "layer": layer,
-                "teacher_fallback": fallback, "teacher_sha256": weights_fingerprint(loaded.path), "auto_ratio": AUTO_RATIO}
+    cfg_base = {"emb_dim": int(emb.shape[1]), "hidden": hidden, "teacher": builtin_name_of(teacher) or str(teacher),
+                "layer": layer, "teacher_fallback": fallback, "teacher_sha256": weights_fingerprint(loaded.path), "auto_ratio": AUTO_RATIO}
     best = None
     loaded_student = None
     for rnd in range(1, rounds + 1):
@@ -1009,7 +1009,7 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
     final = new_tagger(vocab, emb_dim=int(emb.shape[1]), hidden=hidden)
     final.load_state_dict(best[2])
     metrics = {
-        "teacher": str(teacher), "layer": layer, "corpus_files": [str(p) for p in corpus],
+        "teacher": builtin_name_of(teacher) or str(teacher), "layer": layer, "corpus_files": [str(p) for p in corpus],
         "corpus_lines": len(lines), "corpus_chars": n_chars, "teacher_chars_per_s": round(teacher_chars_done / teacher_seconds, 1) if teacher_chars_done else None,
         "teacher_seconds": round(teacher_seconds, 1), "clauses": len(data), "neighbour_pairs": n_pairs,
         "teacher_confident_share": round(conf, 4), "margin": margin, "student_margin": student_margin,

@@ -280,15 +280,14 @@ class Segmenter(_Worker):
         return super()._row_record(i, row, columns)
 
     def _load(self):
-        from .segment import read_user_dict
+        from .segment import read_user_dict, teacher_of
 
         c = self.config
         name = c["model"] or SEGMENT_MODELS[c["method"]]
         seg = _load_model(name, "char-tagger" if c["method"] == "tagger" else "encoder", c["device"])
         parser = None
         if c["parse"] != "none":
-            parser = seg if c["method"] == "masking" else _load_model(
-                seg.config.get("teacher", "zh-bert-mini"), "encoder", c["device"])
+            parser = seg if c["method"] == "masking" else _load_model(teacher_of(seg), "encoder", c["device"])
         udict = read_user_dict(c["user_dict"]) if c["user_dict"] else None
         return {"segmenter": seg, "parser": parser, "user_dict": udict}
 

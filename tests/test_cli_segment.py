@@ -184,3 +184,35 @@ def test_layer_out_of_range_is_one_usage_error_before_any_record():
     res = CliRunner().invoke(app, ["segment", "--method", "masking", "--layer", "99", "-q"], input="你好\n")
     assert res.exit_code == 2 and res.stdout == ""
     assert len(res.stderr.strip().splitlines()) == 1 and "--layer 99" in res.stderr
+
+
+def test_parse_with_the_builtin_tagger_works_from_any_directory(tmp_path, monkeypatch):
+    """The built-in segmenter names its teacher BERT by built-in name, so `segment --parse` finds it
+    from any working directory (it used to be a path relative to the checkout)."""
+    monkeypatch.chdir(tmp_path)
+    r = _run(["segment", "--parse", "dependency", "--format", "conllu", "-q", "--device", "cpu"],
+             input="他们来到北京天安门广场。\n")
+    assert r.exit_code == 0, r.output
+    rows = [line.split("\t") for line in r.stdout.splitlines() if line and not line.startswith("#")]
+    assert "".join(row[1] for row in rows) == "他们来到北京天安门广场。"
+    assert sum(row[6] == "0" for row in rows) == 1  # one root
+
+
+def test_builtin_teacher_never_resolves_to_a_planted_directory(tmp_path, monkeypatch):
+    """A directory planted at ./nlptool/data/models/zh-bert-mini in the working directory is not
+    the built-in teacher: built-in models resolve inside the installed package only."""
+    from nlptool.models import builtin_name_of, load_model, related_model
+    from nlptool.segment import teacher_of
+
+    planted = tmp_path / "nlptool" / "data" / "models" / "zh-bert-mini"
+    planted.mkdir(parents=True)
+    (planted / "config.json").write_text("{}", encoding="utf-8")
+    monkeypatch.chdir(tmp_path)
+    tagger = load_model("zh-seg-mini", kind="char-tagger", device="cpu")
+    assert teacher_of(tagger) == "zh-bert-mini"
+    assert builtin_name_of("nlptool/data/models/zh-bert-mini") == "zh-bert-mini"
+    assert related_model("./teacher", "/models/seg") == "/models/seg/teacher"
+    assert related_model("org/bert", "/models/seg") == "org/bert"
+    r = _run(["segment", "--parse", "dependency", "-q", "--device", "cpu"], input="今天天气很好\n")
+    assert r.exit_code == 0, r.output
+    assert json.loads(r.stdout)["heads"]

@@ -62,7 +62,7 @@ def test_ordinary_pairs_unchanged_by_the_cap(run, tiny_bert_dir, tmp_path):
         assert {k: g[k] for k in p} == p
         assert set(g) - set(p) == set(want)
         for k, v in want.items():
-            assert g[k] == pytest.approx(v, rel=1e-9, abs=1e-12), (k, g[k], v)  # equal up to BLAS rounding
+            assert g[k] == pytest.approx(v, rel=1e-5, abs=1e-6), (k, g[k], v)  # float32 compute: rounding differs by CPU (SIMD width, BLAS kernel)
 
 
 def _tiny_embedder(tiny_bert_dir, **kw):

@@ -107,7 +107,7 @@ def segment(
         if fmt == OutFormat.conllu and parse != ParseMode.dependency:
             raise UsageError("--format conllu needs --parse dependency")
         from ..io import JsonlWriter, map_records, read_records
-        from ..segment import auto_fallback, read_user_dict, segment_or_parse
+        from ..segment import auto_fallback, read_user_dict, segment_or_parse, teacher_of
 
         udict = read_user_dict(user_dict) if user_dict else None
         records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, optional_keys=[words_key],
@@ -130,7 +130,7 @@ def segment(
         if parse != ParseMode.none:
             # the impact matrix needs a BERT: the masking model itself, or the tagger's teacher
             parser = segmenter if method == Method.masking else load_for_cli(
-                segmenter.config.get("teacher", "zh-bert-mini"), "encoder", device, quiet)
+                teacher_of(segmenter), "encoder", device, quiet)
         bert = segmenter if method == Method.masking else parser
         if bert is not None:  # --layer is checked once against the model, not per record
             n_layers = int(getattr(bert.model.config, "num_hidden_layers", 0) or 0)

@@ -14,7 +14,7 @@ import sys
 import dask.bag as db
 import pandas as pd
 
-from nlptool.io import safe_json_line
+from nlptool.jsonl import safe_json_line
 from nlptool.workers import Segmenter
 
 

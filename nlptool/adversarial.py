@@ -511,9 +511,9 @@ def check_outputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:
 
 def write_lines(path: str, lines, *, stdout=None) -> int:
     """Write byte lines to ``path`` (``-`` = stdout) whole or not at all (through
-    :func:`nlptool.io.atomic_output`: temp file and rename, symlinks and special files written
+    :func:`nlptool.paths.atomic_output`: temp file and rename, symlinks and special files written
     through); returns the number of bytes written."""
-    from .io import atomic_output
+    from .paths import atomic_output
 
     n = 0
     if path == "-" and stdout is not None:
@@ -533,7 +533,7 @@ def write_split(raw_lines: Sequence[bytes], valid_mask: np.ndarray, out_train: s
                 *, inputs: Sequence[str] = ()) -> None:
     """Write the lossless split: ``out_train`` gets the lines not in ``valid_mask``, ``out_valid``
     the others, byte-identical and in input order (a missing final newline is added). Both are
-    opened through :func:`nlptool.io.atomic_output` on ``stack`` (a :class:`contextlib.ExitStack`):
+    opened through :func:`nlptool.paths.atomic_output` on ``stack`` (a :class:`contextlib.ExitStack`):
     they are renamed into place together when the caller's ``with`` block ends without an
     exception, so a failure leaves both old files (both outputs or neither). Each written temp file
     is read back and compared before that (see :func:`verify_split`).
@@ -542,7 +542,7 @@ def write_split(raw_lines: Sequence[bytes], valid_mask: np.ndarray, out_train: s
         NlptoolError: the bytes read back differ (a bug or a failing disk).
         OSError: from writing (ENOSPC, EIO): nothing is renamed.
     """
-    from .io import atomic_output
+    from .paths import atomic_output
 
     fh_train = stack.enter_context(atomic_output(out_train, "wb", inputs=inputs))
     fh_valid = stack.enter_context(atomic_output(out_valid, "wb", inputs=inputs))
@@ -648,7 +648,7 @@ def split_valid(train_records: Sequence, test_records: Sequence, *, valid_size: 
     and/or importance weights (Su, kexue.fm 2020-10-16): the entry point ``nlptool split-valid`` calls.
 
     Args:
-        train_records, test_records: :class:`nlptool.io.Record` lists (records with ``error`` are
+        train_records, test_records: :class:`nlptool.records.Record` lists (records with ``error`` are
             kept in place for the split output but not scored).
         valid_size: validation rows, a fraction or a count (:func:`parse_valid_size`); None = no split.
         weights: also compute importance weights ``w = D / (1 - D)`` normalised to mean 1, capped at

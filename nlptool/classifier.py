@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import InputDataError, UsageError
-from .io import check_json_field, jsonl_objects
+from .records import check_json_field, jsonl_objects
 
 
 @dataclass
@@ -219,7 +219,7 @@ def train_classifier(
         data: training rows (see :func:`read_labeled`).
         out_dir: output directory: ``config.json`` (with ``id2label``/``label2id``), weights
             (safetensors), tokenizer files, ``metrics.json``; saved with
-            :func:`nlptool.io.atomic_dir` when training succeeded (a failed or interrupted run
+            :func:`nlptool.paths.atomic_dir` when training succeeded (a failed or interrupted run
             leaves no ``out_dir``, or a pre-existing one as it was; into a pre-existing one the
             model files are moved, its other files are never deleted).
         model: built-in name, local directory or hub id of any encoder; a checkpoint without a
@@ -235,7 +235,7 @@ def train_classifier(
             (the metrics say ``"stopped_early": true``).
         device: ``auto|cpu|cuda|cuda:N``; fp16 mixed precision on CUDA.
         metrics_path: where to write the metrics JSON (default ``out_dir/metrics.json``; written
-            whole with :func:`nlptool.io.atomic_output`, just before the model directory).
+            whole with :func:`nlptool.paths.atomic_output`, just before the model directory).
         log: called with one line per epoch (held-out accuracy/F1) and at the end.
 
     Returns:
@@ -252,7 +252,7 @@ def train_classifier(
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 
-    from .io import atomic_dir, atomic_output, check_out_dir
+    from .paths import atomic_dir, atomic_output, check_out_dir
     from .models import load_model
     from .training import quiet_trainer, time_budget, training_arguments
 

@@ -86,7 +86,7 @@ def read_corpus(paths: Iterable[str | os.PathLike]) -> Iterator[str]:
     Raises:
         InputDataError: invalid UTF-8 (names file, line and byte; never replaced with U+FFFD).
     """
-    from .io import data_lines
+    from .records import data_lines
 
     for path in paths:
         for _, line in data_lines(path):
@@ -423,7 +423,7 @@ def train_mlm(
         corpus: UTF-8 text files, one paragraph per line.
         out: output directory; receives a normal Hugging Face model directory (``config.json``,
             ``model.safetensors``, tokenizer files) plus ``training_metrics.json``, saved with
-            :func:`nlptool.io.atomic_dir` only when training and evaluation succeeded: a failed run
+            :func:`nlptool.paths.atomic_dir` only when training and evaluation succeeded: a failed run
             leaves no ``out``, or a pre-existing one as it was; into a pre-existing ``out`` the
             model files are moved, its other files are never deleted. Checkpoints go to
             ``OUT.work/checkpoints`` (:func:`nlptool.training.checkpoint_dir`; kept after success
@@ -452,7 +452,7 @@ def train_mlm(
     """
     import shutil
 
-    from .io import atomic_dir, check_out_dir
+    from .paths import atomic_dir, check_out_dir
     from .training import checkpoint_dir
 
     check_mlm_settings(layers=layers, hidden=hidden, heads=heads, max_chars=max_chars, batch_size=batch_size,

@@ -3,11 +3,11 @@
 Two ways out (docs/scale-out.md):
 
 * :func:`map_records` streams results back through the driver **in input order**: the driver
-  reads the input with :func:`nlptool.io.read_records` (so stdin, ``--shard``, ``--strict`` and
+  reads the input with :func:`nlptool.records.read_records` (so stdin, ``--shard``, ``--strict`` and
   every bad-line rule are those of the local engine), sends chunks of good records to ``workers``
   actors (one model load each; at most two chunks in flight per actor, so memory stays bounded),
-  and builds each output object with :func:`nlptool.io.output_record`, exactly as
-  :func:`nlptool.io.map_records` does. The output is byte for byte the local engine's.
+  and builds each output object with :func:`nlptool.jsonl.output_record`, exactly as
+  :func:`nlptool.engine.map_records` does. The output is byte for byte the local engine's.
 * :func:`write_dir` runs entirely on the cluster with Ray Data: ``read_binary_files`` (the lines
   are then split and parsed by the I/O layer's own rules, so line numbers and bad-line errors are
   the local engine's; ``read_text`` would split on U+2028 and fail a whole file on one invalid
@@ -28,7 +28,9 @@ from collections.abc import Iterable, Iterator, Sequence
 from typing import Any
 
 from .errors import UsageError
-from .io import Record, chunk_outputs, read_chunk, safe_json_line
+from .records import Record
+from .engine import chunk_outputs, read_chunk
+from .jsonl import safe_json_line
 
 INSTALL_HINT = "the ray engine needs Ray: pip install 'nlptool[ray]'"
 
@@ -79,11 +81,11 @@ def _slim(r: Record) -> Record:
 
 def map_records(records: Iterable[Record], worker, *, workers: int = 2, gpus_per_worker: float = 0.0,
                 chunk_size: int = 1000, strict: bool = False, on_chunk=None) -> Iterator[dict[str, Any]]:
-    """Like :func:`nlptool.io.map_records` with ``worker.results`` as the batch function, but the
+    """Like :func:`nlptool.engine.map_records` with ``worker.results`` as the batch function, but the
     chunks run on ``workers`` Ray actors in parallel; output objects come back in input order.
 
     Args:
-        records: from :func:`nlptool.io.read_records`.
+        records: from :func:`nlptool.records.read_records`.
         worker: a :mod:`nlptool.workers` instance (pickled to each actor without its model).
         workers: actors in the pool (each loads the model once).
         gpus_per_worker: ``num_gpus`` of each actor (0 = CPU; a fraction shares a GPU).
@@ -148,7 +150,7 @@ class _LineMapper:
     def __call__(self, batch: dict) -> dict:
         import numpy as np
 
-        from .io import _parse_line
+        from .records import _parse_line
 
         fmt, keys, tsv, optional, alternatives, list_keys = self.read
         recs = []
@@ -166,7 +168,7 @@ class _LineMapper:
 
 
 def _split_lines(row: dict) -> list[dict]:
-    """One file's bytes -> one row per line (``\\n`` only, as :func:`nlptool.io.read_records`)."""
+    """One file's bytes -> one row per line (``\\n`` only, as :func:`nlptool.records.read_records`)."""
     data: bytes = row["bytes"]
     lines = data.split(b"\n")
     if lines and lines[-1] == b"":
@@ -229,13 +231,13 @@ def run_cli(worker, records: Iterable[Record], inputs: Sequence[str] | None, out
             list_keys: Sequence[str] = ()) -> None:
     """What a record command does with the ray engine: :func:`write_dir` when ``output_dir`` is
     given, else :func:`map_records` written to ``output`` (``-`` = stdout) through
-    :class:`nlptool.io.JsonlWriter`, whole or not at all.
+    :class:`nlptool.jsonl.JsonlWriter`, whole or not at all.
 
     Raises:
         UsageError: a text output format (the engine writes JSON lines), both an output file and
             a directory, a shard with a directory, Ray not installed.
     """
-    from .io import JsonlWriter
+    from .jsonl import JsonlWriter
 
     if fmt != "jsonl":
         raise UsageError("the ray engine writes JSON lines: choose the jsonl output format")

@@ -194,7 +194,7 @@ def train_reader(
         items: gold pairs (:func:`nlptool.qagen.read_qa_data`); each becomes one example on the
             chunk of its passage that contains the answer.
         out_dir: a Hugging Face model directory + :data:`READER_FILE` + ``metrics.json``, saved
-            with :func:`nlptool.io.atomic_dir` when training and evaluation succeeded (a failed or
+            with :func:`nlptool.paths.atomic_dir` when training and evaluation succeeded (a failed or
             interrupted run leaves no ``out_dir``, or a pre-existing one as it was).
         holdout: share of the articles held out (unless ``eval_items``) for exact match / char F1.
         max_passage_chars, max_question_len, max_answer_len: chunk characters, question and
@@ -214,7 +214,7 @@ def train_reader(
 
     import torch
 
-    from .io import atomic_dir, check_out_dir
+    from .paths import atomic_dir, check_out_dir
     from .models import load_model
     from .qagen import chunk_with_answer, split_articles
     from .training import quiet_trainer, time_budget, training_arguments

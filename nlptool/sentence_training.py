@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import InputDataError, UsageError
-from .io import check_json_field, data_lines, parse_json_object
+from .records import check_json_field, data_lines, parse_json_object
 
 METHODS = ("cosent", "simcse")
 POOLINGS = ("mean", "cls")
@@ -63,7 +63,7 @@ def read_pairs(paths: Sequence[str | os.PathLike], *, a_key: str = "sentence1", 
     JSONL ``{"sentence1", "sentence2", "label"}`` (a line starting with ``{`` is JSON).
 
     A JSON line follows the training-data rules of ``train classifier``
-    (:func:`nlptool.io.check_json_field`): the sentences must be JSON strings (null is an empty
+    (:func:`nlptool.records.check_json_field`): the sentences must be JSON strings (null is an empty
     sentence) and the score a JSON number; nothing is converted with ``str()`` or ``float()``.
 
     Raises:
@@ -109,7 +109,7 @@ def read_pairs(paths: Sequence[str | os.PathLike], *, a_key: str = "sentence1", 
 
 def read_sentences(paths: Sequence[str | os.PathLike], *, text_key: str = "text", max_chars: int = 0) -> list[str]:
     """Raw sentences for SimCSE: one per non-empty line, or the ``text_key`` field of a JSONL line
-    (a JSON string; null counts as empty; see :func:`nlptool.io.check_json_field`); a TSV pair
+    (a JSON string; null counts as empty; see :func:`nlptool.records.check_json_field`); a TSV pair
     file (``s1 <TAB> s2 <TAB> score``) gives both sentences (its scores are ignored).
     ``max_chars > 0`` cuts each line to that many characters. Duplicates are kept once.
 
@@ -298,7 +298,7 @@ def train_sentence_encoder(
 ) -> dict:
     """Fine-tune ``model`` with CoSENT (``pairs``) or unsupervised SimCSE (``sentences``) and save it
     to ``out`` (a normal Hugging Face encoder directory with ``metrics.json``), whole or not at all
-    (:func:`nlptool.io.atomic_dir`: a failed or interrupted run leaves no ``out``, or a
+    (:func:`nlptool.paths.atomic_dir`: a failed or interrupted run leaves no ``out``, or a
     pre-existing one as it was; into a pre-existing one the model files are moved, its other files
     are never deleted).
 
@@ -318,7 +318,7 @@ def train_sentence_encoder(
     """
     import torch
 
-    from .io import atomic_dir, check_out_dir
+    from .paths import atomic_dir, check_out_dir
     from .models import load_model
 
     check_out_dir(out)

@@ -619,7 +619,7 @@ def read_corpus_lines(paths: Iterable[str | os.PathLike], *, exclude: set[str], 
         UsageError: a file does not exist.
         InputDataError: invalid UTF-8 (file, line and byte; never replaced).
     """
-    from .io import data_lines
+    from .records import data_lines
     from .mlm import strip_pos_tags
 
     lines = []
@@ -681,7 +681,7 @@ def train_segmenter(
     """Self-train a character tagger from Perturbed Masking (Li et al., Findings ACL 2022).
 
     1. The teacher (``teacher``, a BERT MLM) labels the corpus with Perturbed Masking impacts;
-       teacher labels are cached in ``OUT.work/teacher_impacts.jsonl`` (:func:`nlptool.io.work_dir`;
+       teacher labels are cached in ``OUT.work/teacher_impacts.jsonl`` (:func:`nlptool.paths.work_dir`;
        appended line by line, so a rerun, also after a failed or interrupted one, reuses them; the
        teacher's dev score is cached beside it in ``teacher_dev.json``). A cache that an earlier
        version left in ``out`` itself is read too, never changed. Delete ``OUT.work`` to relabel.
@@ -692,7 +692,7 @@ def train_segmenter(
     3. After every round: agreement with the teacher's ``auto`` decisions on the corpus and word
        P/R/F1 on the People's Daily 1998 dev set (:func:`people_daily_dev`; its lines are removed
        from the corpus). The round with the best dev F1 is saved to ``out`` with
-       :func:`nlptool.io.atomic_dir`: a failed or interrupted run leaves no ``out``, or a
+       :func:`nlptool.paths.atomic_dir`: a failed or interrupted run leaves no ``out``, or a
        pre-existing one as it was (into a pre-existing one the model files are moved, its other
        files are never deleted).
     4. Lexicon rounds (``lexicon_rounds``, 0 = none): a unigram word LM is learnt from the raw
@@ -724,7 +724,7 @@ def train_segmenter(
             missing directory (checked before any work).
         ModelError: the teacher cannot be loaded.
     """
-    from .io import atomic_dir, check_out_dir, work_dir_scope
+    from .paths import atomic_dir, check_out_dir, work_dir_scope
 
     if rounds < 1:
         raise UsageError("rounds must be at least 1")

@@ -81,7 +81,7 @@ def quiet_trainer(trainer):
 def checkpoint_dir(out: str | os.PathLike, *, resume: bool = False,
                    log: Callable[[str], None] | None = None) -> Iterator[tuple[Path, Path | None]]:
     """Where a ``train`` command's Trainer checkpoints go: ``OUT.work/checkpoints``
-    (:func:`nlptool.io.work_dir`), never inside the model directory ``OUT``.
+    (:func:`nlptool.paths.work_dir`), never inside the model directory ``OUT``.
 
     Yields ``(checkpoints, resume_from)``: the directory to give the Trainer as ``output_dir``, and
     the checkpoint to continue from (the last ``checkpoint-N``) when ``resume`` and there is one,
@@ -97,7 +97,7 @@ def checkpoint_dir(out: str | os.PathLike, *, resume: bool = False,
     Raises:
         UsageError: ``OUT.work`` exists and is not a directory; ``OUT`` is not a valid model path.
     """
-    from .io import work_dir_scope
+    from .paths import work_dir_scope
 
     say = log or (lambda s: None)
 

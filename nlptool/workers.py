@@ -17,7 +17,7 @@ One class per record command: :class:`Segmenter` (``segment``), :class:`Similari
   (``None`` for good rows, the reason for a bad one). A bad row never raises: a missing or
   non-string text, or a text the library cannot take, is that row's error;
 * calls the same library function as the CLI, through :meth:`results` (the per-record function
-  ``list[Record] -> list[dict | Exception]`` that the command hands to :func:`nlptool.io.map_records`).
+  ``list[Record] -> list[dict | Exception]`` that the command hands to :func:`nlptool.engine.map_records`).
 
 Usage with the engines (runnable versions in examples/, shown in docs/scale-out.md)::
 
@@ -40,9 +40,8 @@ from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from .errors import UsageError
-from .io import Record, _apply_batch, _exception_message
-
-#: Model loads in this process, per worker class name (tests check "once per process").
+from .records import Record  #: Model loads in this process, per worker class name (tests check "once per process").
+from .engine import apply_batch, exception_message
 LOAD_COUNTS: Counter = Counter()
 
 #: Loaded models of this process, keyed by ``(class name, configuration)``.
@@ -55,7 +54,7 @@ SEGMENT_MODELS = {"tagger": "zh-seg-mini", "masking": "zh-bert-mini"}
 def record_rng(seed: int | None, index: int, shared: random.Random | None = None) -> random.Random:
     """The random generator of one record: ``random.Random("<seed>/<index>")`` when ``seed`` is
     given, so a record's draws depend only on the seed and its 0-based position in the input
-    (:attr:`nlptool.io.Record.index`), not on which process, shard or chunk handles it; without a
+    (:attr:`nlptool.records.Record.index`), not on which process, shard or chunk handles it; without a
     seed, ``shared`` (or a fresh unseeded generator)."""
     if seed is None:
         return shared if shared is not None else random.Random()
@@ -130,8 +129,8 @@ class _Worker:
     def safe_results(self, records: list[Record]) -> list[dict | Exception]:
         """:meth:`results` with a failing chunk retried record by record (as the CLI does), and
         every exception turned into a picklable :class:`RecordFailure` with its final message."""
-        out = _apply_batch(self.results, records) if records else []
-        return [RecordFailure(_exception_message(r)) if isinstance(r, Exception) else r for r in out]
+        out = apply_batch(self.results, records) if records else []
+        return [RecordFailure(exception_message(r)) if isinstance(r, Exception) else r for r in out]
 
     def _row_record(self, i: int, row: dict[str, Any], columns: Iterable[str]) -> Record:
         index_key = self.config.get("index_key")

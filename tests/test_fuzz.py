@@ -24,7 +24,8 @@ from hypothesis import given, settings  # noqa: E402
 from hypothesis import strategies as st  # noqa: E402
 from typer.testing import CliRunner  # noqa: E402
 
-from nlptool import io as nio  # noqa: E402
+from nlptool.jsonl import output_record, safe_json_line  # noqa: E402
+from nlptool.records import jsonl_objects, read_records
 from nlptool.cli import app  # noqa: E402
 
 runner = CliRunner()
@@ -94,7 +95,7 @@ def _check(res, n_lines: int, strict: bool, inp, data):
 @given(LINES)
 def test_read_records_one_record_per_line(tmp_path_factory, lines):
     p, data = _file(tmp_path_factory, lines)
-    recs = list(nio.read_records([str(p)]))
+    recs = list(read_records([str(p)]))
     assert len(recs) == len(lines)
     assert [r.line for r in recs] == list(range(1, len(lines) + 1))
     for r in recs:
@@ -102,7 +103,7 @@ def test_read_records_one_record_per_line(tmp_path_factory, lines):
         if r.error is None:
             assert isinstance(r.text, str)
             r.text.encode("utf-8")  # valid Unicode text: no lone surrogate gets through
-            assert nio.safe_json_line(nio.output_record(r, {"n": 1}))
+            assert safe_json_line(output_record(r, {"n": 1}))
         else:
             assert isinstance(r.error, str) and "\n" not in r.error
     assert p.read_bytes() == data
@@ -113,7 +114,7 @@ def test_jsonl_objects_never_raise_anything_but_input_data_error(lines):
     from nlptool.errors import InputDataError
 
     try:
-        for n, obj in nio.jsonl_objects(lines, "t.jsonl"):
+        for n, obj in jsonl_objects(lines, "t.jsonl"):
             assert isinstance(obj, dict) and 1 <= n <= len(lines)
     except InputDataError as exc:
         assert exc.source == "t.jsonl" and "\n" not in str(exc)

@@ -10,15 +10,18 @@ import stat
 
 import pytest
 
-from nlptool import io as nio
+from nlptool.engine import map_records
+from nlptool.jsonl import JsonlWriter
+from nlptool.paths import atomic_dir, atomic_output, guard_inputs, validate_paths
+from nlptool.records import jsonl_objects, read_records
 from nlptool.errors import InputDataError, UsageError
 
 
 @pytest.fixture(autouse=True)
 def _no_guard():
-    nio.guard_inputs(False)
+    guard_inputs(False)
     yield
-    nio.guard_inputs(False)
+    guard_inputs(False)
 
 
 def _write(path, data: bytes):
@@ -33,7 +36,7 @@ def test_atomic_output_replaces_whole_file_and_honours_umask(tmp_path):
     out = tmp_path / "o.txt"
     old = os.umask(0o027)
     try:
-        with nio.atomic_output(out) as fh:
+        with atomic_output(out) as fh:
             fh.write("a\n")
             assert not out.exists()  # nothing at the target until the block succeeds
     finally:
@@ -48,12 +51,12 @@ def test_atomic_output_keeps_old_file_on_failure_and_keeps_existing_mode(tmp_pat
     out.write_text("old\n")
     os.chmod(out, 0o640)
     with pytest.raises(RuntimeError):
-        with nio.atomic_output(out) as fh:
+        with atomic_output(out) as fh:
             fh.write("half")
             raise RuntimeError("boom")
     assert out.read_text() == "old\n"
     assert [p.name for p in tmp_path.iterdir()] == ["o.txt"]
-    with nio.atomic_output(out) as fh:
+    with atomic_output(out) as fh:
         fh.write("new\n")
     assert out.read_text() == "new\n" and stat.S_IMODE(out.stat().st_mode) == 0o640
 
@@ -68,7 +71,7 @@ def test_atomic_output_disk_full_leaves_old_file_and_names_path(tmp_path, monkey
 
     monkeypatch.setattr(os, "fsync", full)
     with pytest.raises(OSError) as ei:
-        with nio.atomic_output(out) as fh:
+        with atomic_output(out) as fh:
             fh.write("new\n")
     monkeypatch.setattr(os, "fsync", real_fsync)
     assert ei.value.errno == errno.ENOSPC and ei.value.filename == str(out)
@@ -80,7 +83,7 @@ def test_atomic_output_writes_through_symlink(tmp_path):
     target.write_text("old\n")
     link = tmp_path / "l.txt"
     link.symlink_to(target.name)
-    with nio.atomic_output(link) as fh:
+    with atomic_output(link) as fh:
         fh.write("new\n")
     assert link.is_symlink() and os.readlink(link) == "t.txt"
     assert target.read_text() == "new\n"
@@ -94,7 +97,7 @@ def test_atomic_output_writes_through_fifo_and_device_node(tmp_path):
     got = []
     t = threading.Thread(target=lambda: got.append(open(fifo, "rb").read()))
     t.start()
-    with nio.atomic_output(fifo) as fh:
+    with atomic_output(fifo) as fh:
         fh.write("x\n")
     t.join(10)
     assert got == [b"x\n"] and stat.S_ISFIFO(os.lstat(fifo).st_mode)
@@ -102,23 +105,23 @@ def test_atomic_output_writes_through_fifo_and_device_node(tmp_path):
         pytest.skip("mknod of a character device needs root")
     null = tmp_path / "null"
     os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
-    with nio.atomic_output(null) as fh:
+    with atomic_output(null) as fh:
         fh.write("gone\n")
     assert stat.S_ISCHR(os.lstat(null).st_mode)  # still the device node, not a regular file
     full = tmp_path / "full"
     os.mknod(full, 0o666 | stat.S_IFCHR, os.makedev(1, 7))
     with pytest.raises(OSError) as ei:
-        with nio.atomic_output(full) as fh:
+        with atomic_output(full) as fh:
             fh.write("x\n")
     assert ei.value.errno == errno.ENOSPC and stat.S_ISCHR(os.lstat(full).st_mode)
 
 
 def test_atomic_output_refuses_directory_missing_dir_and_inputs(tmp_path):
     with pytest.raises(UsageError, match="is a directory"):
-        with nio.atomic_output(tmp_path):
+        with atomic_output(tmp_path):
             pass
     with pytest.raises(UsageError, match="does not exist"):
-        with nio.atomic_output(tmp_path / "nodir" / "x"):
+        with atomic_output(tmp_path / "nodir" / "x"):
             pass
     inp = tmp_path / "in.txt"
     inp.write_text("keep\n")
@@ -128,7 +131,7 @@ def test_atomic_output_refuses_directory_missing_dir_and_inputs(tmp_path):
     sym.symlink_to(inp)
     for alias in (inp, hard, sym):
         with pytest.raises(UsageError, match="also an input"):
-            with nio.atomic_output(alias, inputs=[str(inp)]):
+            with atomic_output(alias, inputs=[str(inp)]):
                 pass
     assert inp.read_text() == "keep\n"
 
@@ -136,10 +139,10 @@ def test_atomic_output_refuses_directory_missing_dir_and_inputs(tmp_path):
 def test_guard_remembers_inputs_checked(tmp_path):
     inp = tmp_path / "in.txt"
     inp.write_text("keep\n")
-    nio.guard_inputs(True)
-    list(nio.read_records([str(inp)]))
+    guard_inputs(True)
+    list(read_records([str(inp)]))
     with pytest.raises(UsageError, match="also an input"):
-        with nio.JsonlWriter(str(inp)) as w:
+        with JsonlWriter(str(inp)) as w:
             w.write({"a": 1})
     assert inp.read_text() == "keep\n"
 
@@ -147,20 +150,20 @@ def test_guard_remembers_inputs_checked(tmp_path):
 def test_atomic_dir_whole_or_nothing(tmp_path):
     out = tmp_path / "model"
     with pytest.raises(RuntimeError):
-        with nio.atomic_dir(out) as d:
+        with atomic_dir(out) as d:
             open(os.path.join(d, "half.bin"), "w").write("x")
             raise RuntimeError("training failed")
     assert list(tmp_path.iterdir()) == []
-    with nio.atomic_dir(out) as d:
+    with atomic_dir(out) as d:
         open(os.path.join(d, "config.json"), "w").write("{}")
     assert sorted(os.listdir(out)) == ["config.json"]
-    with nio.atomic_dir(out) as d:  # into an existing directory: moved in on success, nothing else deleted
+    with atomic_dir(out) as d:  # into an existing directory: moved in on success, nothing else deleted
         open(os.path.join(d, "v2.json"), "w").write("{}")
     assert sorted(os.listdir(out)) == ["config.json", "v2.json"] and [p.name for p in tmp_path.iterdir()] == ["model"]
     afile = tmp_path / "afile"
     afile.write_text("x")
     with pytest.raises(UsageError, match="not a directory"):
-        with nio.atomic_dir(afile):
+        with atomic_dir(afile):
             pass
 
 
@@ -168,14 +171,14 @@ def test_validate_paths(tmp_path):
     a = tmp_path / "a.txt"
     a.write_text("x\n")
     with pytest.raises(UsageError, match="no such file"):
-        nio.validate_paths([str(tmp_path / "nope")], [])
+        validate_paths([str(tmp_path / "nope")], [])
     with pytest.raises(UsageError, match="is a directory"):
-        nio.validate_paths([str(tmp_path)], [])
+        validate_paths([str(tmp_path)], [])
     with pytest.raises(UsageError, match="two outputs"):
-        nio.validate_paths([str(a)], [str(tmp_path / "o"), str(tmp_path / "." / "o")])
+        validate_paths([str(a)], [str(tmp_path / "o"), str(tmp_path / "." / "o")])
     with pytest.raises(UsageError, match="one output can be '-'"):
-        nio.validate_paths([str(a)], ["-", "-"])
-    nio.validate_paths([str(a), "-"], [str(tmp_path / "new.jsonl"), "-"])
+        validate_paths([str(a)], ["-", "-"])
+    validate_paths([str(a), "-"], [str(tmp_path / "new.jsonl"), "-"])
 
 
 # ------------------------------------------------------------------ reading
@@ -183,9 +186,9 @@ def test_validate_paths(tmp_path):
 
 def test_read_records_checks_paths_eagerly(tmp_path):
     with pytest.raises(UsageError, match="no such file"):
-        nio.read_records([str(tmp_path / "missing.txt")])  # no next(): raised by the call itself
+        read_records([str(tmp_path / "missing.txt")])  # no next(): raised by the call itself
     with pytest.raises(UsageError, match="input format"):
-        nio.read_records([str(tmp_path)], input_format="xml")
+        read_records([str(tmp_path)], input_format="xml")
 
 
 def test_deep_json_surrogates_and_bad_bytes_become_error_records(tmp_path):
@@ -202,7 +205,7 @@ def test_deep_json_surrogates_and_bad_bytes_become_error_records(tmp_path):
         b"after",
     ]
     f = _write(tmp_path / "in.jsonl", b"\n".join(lines) + b"\n")
-    recs = list(nio.read_records([f]))
+    recs = list(read_records([f]))
     assert len(recs) == len(lines)
     assert [r.line for r in recs] == list(range(1, len(lines) + 1))
     ok = [r.error is None for r in recs]
@@ -211,19 +214,19 @@ def test_deep_json_surrogates_and_bad_bytes_become_error_records(tmp_path):
     assert "nested too deeply" in recs[4].error and "UTF-8" in recs[5].error
     assert recs[3].text == "\U0001F600" and recs[6].text == "a\nb" and recs[8].text == "after"
     with pytest.raises(InputDataError) as ei:
-        list(nio.read_records([f], strict=True))
+        list(read_records([f], strict=True))
     assert ei.value.line == 2
 
 
 def test_jsonl_objects_same_contract():
     good = ['{"a": 1}\n', "\n", '{"b": 2}\n']
-    assert [n for n, _ in nio.jsonl_objects(good, "t.jsonl")] == [1, 3]
+    assert [n for n, _ in jsonl_objects(good, "t.jsonl")] == [1, 3]
     for bad, what in ((['{"a": 1}\n', '{"t":' * 3000 + "1" + "}" * 3000 + "\n"], "nested"),
                       (['{"t": "\\udc00"}\n'], "surrogate"),
                       ([b'{"t": 1}\n', b"\xff\n"], "UTF-8"),
                       (['[1]\n'], "JSON object")):
         with pytest.raises(InputDataError, match=what) as ei:
-            list(nio.jsonl_objects(bad, "t.jsonl"))
+            list(jsonl_objects(bad, "t.jsonl"))
         assert ei.value.line == len(bad) and ei.value.source == "t.jsonl"
 
 
@@ -231,7 +234,7 @@ def test_map_records_writes_records_before_a_strict_stop(tmp_path):
     f = _write(tmp_path / "in.txt", '好\n{"x": 1}\n坏\n'.encode())
     out = []
     with pytest.raises(InputDataError) as ei:
-        for obj in nio.map_records(nio.read_records([f], strict=True), lambda rs: [{"n": len(r.text)} for r in rs],
+        for obj in map_records(read_records([f], strict=True), lambda rs: [{"n": len(r.text)} for r in rs],
                                    strict=True):
             out.append(obj)
     assert out == [{"text": "好", "n": 1}] and ei.value.line == 2
@@ -245,7 +248,7 @@ def test_map_records_isolates_a_record_the_library_cannot_take(tmp_path):
             raise TypeError("tokenizer cannot take it")
         return [{"ok": r.text} for r in recs]
 
-    out = list(nio.map_records(nio.read_records([f]), batch))
+    out = list(map_records(read_records([f]), batch))
     assert [o.get("ok") for o in out] == ["a", None, "c"]
     assert "TypeError: tokenizer cannot take it" in out[1]["error"] and out[1]["line"] == 2
 
@@ -255,7 +258,7 @@ def test_map_records_isolates_a_record_the_library_cannot_take(tmp_path):
 
 def test_jsonl_writer_never_writes_nan_or_infinity_or_surrogates(tmp_path):
     out = tmp_path / "o.jsonl"
-    with nio.JsonlWriter(out) as w:
+    with JsonlWriter(out) as w:
         w.write({"id": 1, "wmd": float("nan"), "sim": 0.5})
         w.write({"id": 2, "v": [1.0, float("inf")]})
         w.write({"id": 3, "t": "\ud800"})
@@ -270,7 +273,7 @@ def test_jsonl_writer_never_writes_nan_or_infinity_or_surrogates(tmp_path):
 def test_write_text_one_line_per_record(tmp_path):
     out = tmp_path / "o.txt"
     texts = ["a\nb", "c\r\nd", "e\u2028f", "plain"]
-    with nio.JsonlWriter(out) as w:
+    with JsonlWriter(out) as w:
         for t in texts:
             w.write_text(t)
     got = out.read_text(encoding="utf-8")
@@ -281,17 +284,19 @@ def test_write_text_one_line_per_record(tmp_path):
 def test_json_output_keeps_one_record_on_one_line_for_splitlines(tmp_path):
     # found by tests/test_fuzz.py: an input line "\x85" (NEL) came out raw and split the record
     out = tmp_path / "o.jsonl"
-    with nio.JsonlWriter(out) as w:
+    with JsonlWriter(out) as w:
         w.write({"text": "a\x85b\u2028c\u2029d"})
     text = out.read_text(encoding="utf-8")
     assert len(text.splitlines()) == 1 and json.loads(text) == {"text": "a\x85b\u2028c\u2029d"}
 
 
 def test_over_long_line_is_an_error_record_read_in_bounded_pieces(tmp_path, monkeypatch):
-    monkeypatch.setattr(nio, "MAX_LINE_BYTES", 100)
+    import nlptool.records
+
+    monkeypatch.setattr(nlptool.records, "MAX_LINE_BYTES", 100)
     f = _write(tmp_path / "in.txt", b"ok\n" + b"x" * 5000 + b"\n" + b"y" * 100 + b"\n" + b"z" * 101)
-    recs = list(nio.read_records([f]))
+    recs = list(read_records([f]))
     assert [r.error is None for r in recs] == [True, False, True, False]
     assert "5,000 bytes" in recs[1].error and recs[2].text == "y" * 100 and "101 bytes" in recs[3].error
-    raw = list(nio.read_records([f], keep_raw=True))  # lossless copying keeps every byte
+    raw = list(read_records([f], keep_raw=True))  # lossless copying keeps every byte
     assert b"".join(r.raw for r in raw) == open(f, "rb").read()

@@ -9,7 +9,7 @@ from typer.testing import CliRunner
 
 from nlptool.cli import app
 from nlptool.errors import UsageError
-from nlptool.io import parse_shard, read_records
+from nlptool.records import parse_shard, read_records
 
 runner = CliRunner()
 

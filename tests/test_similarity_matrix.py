@@ -20,7 +20,7 @@ def embedder(tiny_bert_dir):
 
 
 def records(tmp_path, texts, name="t.txt"):
-    from nlptool.io import read_records
+    from nlptool.records import read_records
 
     path = tmp_path / name
     path.write_text("\n".join(texts) + "\n", encoding="utf-8")

@@ -17,7 +17,7 @@ import random
 import pytest
 from typer.testing import CliRunner
 
-from nlptool import io as nio
+from nlptool.paths import atomic_dir, work_dir, work_dir_scope
 from nlptool.cli import app
 
 PEOPLE = list("张王李刘陈黄马林")
@@ -250,11 +250,11 @@ def test_atomic_dir_merges_into_an_existing_directory(tmp_path):
     (out / "sub").mkdir()
     (out / "sub" / "old.bin").write_text("old")
     with pytest.raises(KeyboardInterrupt):
-        with nio.atomic_dir(out) as d:
+        with atomic_dir(out) as d:
             open(os.path.join(d, "config.json"), "w").write("new")
             raise KeyboardInterrupt
     assert (out / "config.json").read_text() == "old" and sorted(os.listdir(tmp_path)) == ["model"]
-    with nio.atomic_dir(out) as d:
+    with atomic_dir(out) as d:
         open(os.path.join(d, "config.json"), "w").write("new")
         os.mkdir(os.path.join(d, "sub"))
         open(os.path.join(d, "sub", "new.bin"), "w").write("new")
@@ -268,12 +268,12 @@ def test_work_dir_and_checkpoint_dir_rules(tmp_path):
     from nlptool.training import checkpoint_dir
 
     out = tmp_path / "m"
-    assert nio.work_dir(out) == str(tmp_path / "m.work")
-    with nio.work_dir_scope(out) as w:  # nothing saved: removed again
+    assert work_dir(out) == str(tmp_path / "m.work")
+    with work_dir_scope(out) as w:  # nothing saved: removed again
         (w / "empty.jsonl").touch()
     assert not (tmp_path / "m.work").exists()
     with pytest.raises(ValueError):
-        with nio.work_dir_scope(out) as w:
+        with work_dir_scope(out) as w:
             (w / "cache.jsonl").write_text("x\n")
             raise ValueError
     assert (tmp_path / "m.work" / "cache.jsonl").read_text() == "x\n"  # state survives the failure
@@ -296,7 +296,7 @@ def test_work_dir_and_checkpoint_dir_rules(tmp_path):
     assert legacy.is_dir()
     (tmp_path / "f.work").write_text("x")
     with pytest.raises(UsageError, match="not a directory"):
-        with nio.work_dir_scope(tmp_path / "f"):
+        with work_dir_scope(tmp_path / "f"):
             pass
 
 

@@ -65,7 +65,7 @@ console = _StderrConsole(stderr=True, highlight=False)
 def _check_inputs(ctx: typer.Context, value: Optional[list[str]]):
     """InputsArg callback: inputs exist, are readable, not directories, before the command runs
     (so before any model loads); remembered so that no output can be the same file."""
-    from ..io import check_input_path, check_output_path
+    from ..paths import check_input_path, check_output_path
 
     for p in value or []:
         check_input_path(str(p))
@@ -78,7 +78,7 @@ def _check_inputs(ctx: typer.Context, value: Optional[list[str]]):
 
 def _check_output(ctx: typer.Context, value: Optional[str]):
     """Output option callback: the directory exists, the path is not a directory and not an input."""
-    from ..io import check_output_path
+    from ..paths import check_output_path
 
     if value not in (None, "", "-"):
         check_output_path(str(value), inputs=ctx.meta.get("nlptool.inputs", []))
@@ -108,16 +108,16 @@ def InputFileOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A002
 def OutputFileOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A002
     """An option naming an output file (``--report``, ``--html``, ``--weights``): its directory
     must exist, it must not be a directory or an input; checked at parse time, before any work.
-    Write it with :func:`nlptool.io.atomic_output`."""
+    Write it with :func:`nlptool.paths.atomic_output`."""
     return typer.Option(default, *decls, help=help, callback=_check_output, **kw)
 
 
 def _check_out_dir(value: Optional[str]):
     """``--out DIR`` callback: the parent directory exists and ``DIR`` is not an existing file
-    (:func:`nlptool.io.check_out_dir`)."""
+    (:func:`nlptool.paths.check_out_dir`)."""
     if value in (None, ""):
         return value
-    from ..io import check_out_dir
+    from ..paths import check_out_dir
 
     check_out_dir(value)
     return value
@@ -125,8 +125,8 @@ def _check_out_dir(value: Optional[str]):
 
 def OutDirOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A002
     """``--out DIR`` for a model directory: checked at parse time (parent exists, not a file);
-    the library saves the model with :func:`nlptool.io.atomic_dir` (whole or not at all) and keeps
-    resumable state in ``DIR.work`` (:func:`nlptool.io.work_dir`), never in ``DIR``."""
+    the library saves the model with :func:`nlptool.paths.atomic_dir` (whole or not at all) and keeps
+    resumable state in ``DIR.work`` (:func:`nlptool.paths.work_dir`), never in ``DIR``."""
     return typer.Option(default, *(decls or ("--out",)), help=help, callback=_check_out_dir, **kw)
 
 
@@ -178,7 +178,7 @@ def _check_shard(value: Optional[str]):
     if value in (None, ""):
         return None
     from ..errors import UsageError
-    from ..io import parse_shard
+    from ..records import parse_shard
 
     try:
         return parse_shard(value)
@@ -387,7 +387,7 @@ class NlptoolGroup(TyperGroup):
             return super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
         from typer import _click
 
-        from ..io import guard_inputs
+        from ..paths import guard_inputs
 
         argv = list(sys.argv[1:] if args is None else args)
         _configure_for_args(argv)

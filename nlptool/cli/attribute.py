@@ -81,7 +81,10 @@ def attribute(
     """Integrated gradients (captum) per token or word: signed scores, character offsets, completeness delta; HTML/PNG/terminal heatmaps."""
     with boundary():
         from ..attribution import attribute_texts, render_html, render_png, render_rich
-        from ..io import JsonlWriter, atomic_output, map_records, read_records
+        from ..jsonl import JsonlWriter
+        from ..paths import atomic_output
+        from ..engine import map_records
+        from ..records import read_records
         from ._common import load_for_cli
 
         records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, shard=shard)

@@ -27,7 +27,7 @@ def eval_qa_gen(
     """BLEU-4 (sacrebleu, zh tokenizer) and character ROUGE-L of questions generated for the gold
     answers against the gold questions, beside the template baseline, as JSON."""
     with boundary():
-        from ..io import JsonlWriter
+        from ..jsonl import JsonlWriter
         from ..qagen import evaluate_qa_gen, read_qa_data
         from ._common import load_for_cli
 

@@ -106,7 +106,9 @@ def qa_gen(
     """Generate question-answer pairs per passage (nucleus-sampled answers, beam-searched questions,
     round-trip filtered), or one question per given answer for records with an `answers` list."""
     with boundary():
-        from ..io import JsonlWriter, map_records, read_records
+        from ..jsonl import JsonlWriter
+        from ..engine import map_records
+        from ..records import read_records
         from ..qagen import check_generator, decoding_settings, qa_pairs_for_records
         from ._common import load_for_cli
 

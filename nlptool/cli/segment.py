@@ -106,7 +106,9 @@ def segment(
             thr = "auto"
         if fmt == OutFormat.conllu and parse != ParseMode.dependency:
             raise UsageError("--format conllu needs --parse dependency")
-        from ..io import JsonlWriter, map_records, read_records
+        from ..jsonl import JsonlWriter
+        from ..engine import map_records
+        from ..records import read_records
         from ..segment import auto_fallback, read_user_dict, segment_or_parse, teacher_of
 
         udict = read_user_dict(user_dict) if user_dict else None
@@ -175,7 +177,7 @@ def segment(
 def _conllu(obj: dict) -> str:
     """One CoNLL-U block (10 tab-separated columns; whitespace words are left out); the text,
     words and errors are kept on one line each (line breaks inside escaped)."""
-    from ..io import escape_line
+    from ..records import escape_line
 
     lines = []
     if "error" in obj:

@@ -84,7 +84,8 @@ def similarity(
     """Word Mover's / Word Rotator's Distance (or mean cosine) of text pairs, exact k-NN search (--query/--corpus), or all pairs (--matrix)."""
     with boundary():
         from ..errors import UsageError
-        from ..io import JsonlWriter, check_stdin, read_records
+        from ..jsonl import JsonlWriter
+        from ..records import check_stdin, read_records
         from ..similarity import load_embedder, model_kind, parse_layers
 
         search_mode = query is not None or corpus is not None

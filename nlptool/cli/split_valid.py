@@ -63,7 +63,9 @@ def split_valid(
         from ..adversarial import split_valid as run_split_valid
         from ..adversarial import write_split
         from ..errors import UsageError
-        from ..io import JsonlWriter, atomic_output, output_record, read_records, validate_paths
+        from ..jsonl import JsonlWriter, output_record
+        from ..paths import atomic_output, validate_paths
+        from ..records import read_records
 
         features = Features(features).value
         split = bool(out_train or out_valid)

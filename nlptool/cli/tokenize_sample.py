@@ -57,7 +57,9 @@ def tokenize_sample(
         import random
 
         from ..errors import UsageError
-        from ..io import JsonlWriter, map_records, read_records
+        from ..jsonl import JsonlWriter
+        from ..engine import map_records
+        from ..records import read_records
         from ..unigram import check_alpha, load_unigram_model, tokenize
 
         a = check_alpha(alpha)

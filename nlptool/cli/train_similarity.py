@@ -49,7 +49,7 @@ def similarity(
     with boundary():
         import json
 
-        from ..io import atomic_output
+        from ..paths import atomic_output
         from ..sentence_training import read_pairs, read_sentences, split_holdout, train_sentence_encoder
         from ._common import quiet_libraries
 

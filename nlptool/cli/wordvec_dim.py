@@ -40,7 +40,7 @@ def wordvec_dim(
     """Estimate the word-vector dimension a vocabulary needs: n > 8.33 ln N (one JSON object)."""
     with boundary():
         from ..errors import UsageError
-        from ..io import JsonlWriter
+        from ..jsonl import JsonlWriter
         from ..wordvec_dim import check_text_path, count_vocabulary, read_word2vec_shape, report
 
         given = sum(x is not None and x != [] for x in (vocab_size, corpus, vectors))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputDataError, UsageError
-from ..io import jsonl_objects
+from ..records import jsonl_objects
 
 #: File written next to the model by ``train qa-gen``: the generation settings it was trained for.
 SETTINGS_FILE = "nlptool_qa_gen.json"

@@ -103,7 +103,7 @@ def train_qa_gen(
         items: gold pairs (:func:`read_qa_data`).
         out_dir: output directory: a Hugging Face model directory (config, safetensors, tokenizer)
             plus :data:`SETTINGS_FILE` (the length limits and decoding defaults) and
-            ``metrics.json``, saved with :func:`nlptool.io.atomic_dir` when training succeeded (a
+            ``metrics.json``, saved with :func:`nlptool.paths.atomic_dir` when training succeeded (a
             failed or interrupted run leaves no ``out_dir``, or a pre-existing one as it was).
             Checkpoints go to ``OUT.work/checkpoints`` (one per epoch, the two last kept; see
             :func:`nlptool.training.checkpoint_dir`), kept after the run for ``resume``.
@@ -137,7 +137,7 @@ def train_qa_gen(
     import torch
     from transformers import TrainerCallback
 
-    from ..io import atomic_dir, check_out_dir
+    from ..paths import atomic_dir, check_out_dir
     from ..models import load_model
     from ..training import checkpoint_dir, quiet_trainer, time_budget, training_arguments
 

@@ -219,13 +219,13 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
 def pairs(records: Iterable, embedder, *, a_key: str = "sentence1", b_key: str = "sentence2",
           metric: str = "both", pool: str = "none", solver: str = "emd", reg: float | None = None,
           device="cpu", chunk_size: int = 1000, strict: bool = False) -> Iterator[dict]:
-    """Pair mode over records of :func:`nlptool.io.read_records` (``keys=[a_key, b_key]``,
+    """Pair mode over records of :func:`nlptool.records.read_records` (``keys=[a_key, b_key]``,
     ``list_keys=[b_key]``): one output object per record, in order (see :func:`score_pairs`).
 
     Raises:
         InputDataError: with ``strict``, at the first bad record.
     """
-    from ..io import map_records
+    from ..engine import map_records
 
     _check(metric, pool, solver)
 
@@ -246,7 +246,7 @@ def search(query_records: Iterable, corpus_records: Iterable, embedder, *, metri
     Raises:
         UsageError: metric not wmd/wrd, ``top_k < 1``.
     """
-    from ..io import map_records
+    from ..engine import map_records
 
     log = log or (lambda s: None)
     if metric not in METRICS:
@@ -385,7 +385,7 @@ def matrix(row_records: Iterable, embedder, out_path: str | os.PathLike, *, col_
             vals = distance_block(docs, col_docs, m)
             mm[s:s + len(block)] = vals
             for k, (r, d) in enumerate(zip(block, docs)):
-                from ..io import output_record
+                from ..jsonl import output_record
 
                 if r.error:
                     objs.append(output_record(r))

@@ -80,8 +80,8 @@ def main() -> int:
 
     import csv
 
-    from nlptool.attribution import attribute_texts, word_groups
-    from nlptool.classifier import evaluate_by_group
+    from nlptool.attribute import attribute_texts, word_groups
+    from nlptool.attribute.classifier import evaluate_by_group
     from nlptool.models import load_model
 
     data = test_split(Path("build/bench-attribute/data"))

@@ -65,9 +65,9 @@ def main():
     ap.add_argument("--langs", default="zh,en")
     args = ap.parse_args()
     from nlptool.models import load_model
-    from nlptool.parsing import dependency_scores, eisner
-    from nlptool.perturbed_masking import impact_matrices
-    from nlptool.segment import UnitEncoder
+    from nlptool.segment.parsing import dependency_scores, eisner
+    from nlptool.segment.masking import impact_matrices
+    from nlptool.segment.api import UnitEncoder
 
     rows = []
     for lang, fname, model in [("zh", "zh_gsdsimp-ud-dev.conllu", args.zh_model), ("en", "en_ewt-ud-dev.conllu", args.en_model)]:

@@ -60,7 +60,7 @@ def round_trip_table(lm, reader, items, settings, num_pairs=5, seed=0):
     """Generate on each passage with the reader's consistency recorded (threshold 0), then apply
     each threshold offline. Returns (rows, per-threshold dict, pairs)."""
     from nlptool.qagen import generate_qa_pairs, rouge_l_chars
-    from nlptool.reader import char_f1
+    from nlptool.qagen.reader import char_f1
 
     gold = defaultdict(list)
     for it in items:
@@ -106,7 +106,7 @@ def tune(args) -> None:
 
     from nlptool.models import load_model
     from nlptool.qagen import evaluate_qa_gen, read_qa_data
-    from nlptool.reader import load_reader
+    from nlptool.qagen.reader import load_reader
 
     build = Path(args.build)
     data = splits(build)
@@ -172,7 +172,7 @@ def tune(args) -> None:
 def report(args) -> None:
     from nlptool.models import load_model
     from nlptool.qagen import check_generator, evaluate_qa_gen, read_qa_data
-    from nlptool.reader import evaluate_reader, load_reader
+    from nlptool.qagen.reader import evaluate_reader, load_reader
 
     data = splits(Path(args.build))
     test, _ = read_qa_data([data / "test.jsonl"])

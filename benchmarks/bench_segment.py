@@ -46,7 +46,7 @@ def main():
     import torch
 
     from nlptool.models import load_model
-    from nlptool.segment import auto_fallback, convert_chars, segment_or_parse
+    from nlptool.segment.api import auto_fallback, convert_chars, segment_or_parse
 
     tagger = load_model("zh-seg-mini", kind="char-tagger", device="cpu")
     bert = load_model("zh-bert-mini", kind="encoder", device="cpu")
@@ -61,7 +61,7 @@ def main():
     with Timer() as tt:
         pt = run("tagger", texts)
     assert all("".join(w) == t for w, t in zip(pt, texts))
-    from nlptool.segment import segment_with_tagger
+    from nlptool.segment.api import segment_with_tagger
 
     with Timer() as tt_plain:
         pt_plain = [r.words for r in segment_with_tagger(tagger, texts, batch_size=args.batch_size, lexicon=False)]

@@ -40,7 +40,7 @@ def main() -> int:
     import torch
 
     from nlptool.models import load_model
-    from nlptool.sentence_training import read_pairs, sts_scores
+    from nlptool.similarity.train import read_pairs, sts_scores
     from nlptool.similarity import load_embedder, model_kind, score_pairs
 
     torch.set_num_threads(max(1, os.cpu_count() or 1))

@@ -84,7 +84,7 @@ def main() -> int:
     if not PKU.exists():
         print(f"skipped: {PKU} is missing (../shared/data not available)")
         return 0
-    from nlptool.unigram import load_unigram_model as load_model
+    from nlptool.tokenize_sample.unigram import load_unigram_model as load_model
 
     a, rep, kb = args.alpha, args.repeat, args.nbest
     zh = PKU.read_text(encoding="utf-8").splitlines()

@@ -22,8 +22,8 @@ def need(path: Path) -> Path:
 
 def prf(gold_lists, pred_lists):
     """Word-level precision, recall, F1 (SIGHAN scoring: a word is right when its span is): the
-    library's :func:`nlptool.tagger.word_prf`, which ``train segmenter`` reports with too."""
-    from nlptool.tagger import word_prf
+    library's :func:`nlptool.segment.train.word_prf`, which ``train segmenter`` reports with too."""
+    from nlptool.segment.train import word_prf
 
     return word_prf(gold_lists, pred_lists)
 

@@ -27,8 +27,9 @@ def main():
     args = ap.parse_args()
 
     from nlptool.models import load_model
-    from nlptool.segment import tagger_pass
-    from nlptool.tagger import Lexicon, decode_settings, people_daily_dev, word_prf
+    from nlptool.segment.api import tagger_pass
+    from nlptool.segment.lexicon import Lexicon, decode_settings
+    from nlptool.segment.train import people_daily_dev, word_prf
 
     tg = load_model("zh-seg-mini", kind="char-tagger", device="cpu")
     full, cfg = tg.lexicon, tg.config

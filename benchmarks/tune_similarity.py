@@ -34,7 +34,7 @@ def main() -> int:
     if not os.path.exists(args.train):
         print(f"skipped: {args.train} is missing (Chinese STS-B train)")
         return 0
-    from nlptool.sentence_training import read_pairs, split_holdout, train_sentence_encoder
+    from nlptool.similarity.train import read_pairs, split_holdout, train_sentence_encoder
 
     pairs = read_pairs([args.train])
     tr, dv = split_holdout(len(pairs), 0.1, 0)

@@ -5,6 +5,7 @@
 file that appears whole or not at all.
 """
 
+from __future__ import annotations
 
 import contextlib
 import json

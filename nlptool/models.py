@@ -196,7 +196,7 @@ def load_model(
         model: built-in name, local directory or hub id.
         kind: ``"masked-lm"`` (``AutoModelForMaskedLM``, falls back to the encoder when the
             checkpoint has no MLM head), ``"encoder"`` (``AutoModel``), ``"sequence-classification"`` or ``"question-answering"``
-            (span extraction, :mod:`nlptool.reader`).
+            (span extraction, :mod:`nlptool.qagen.reader`).
         device: ``auto|cpu|cuda|cuda:N`` (see :func:`resolve_device`).
         fp16: half precision; default: on for CUDA, off for CPU.
         allow_new_head: for ``sequence-classification``, accept a checkpoint whose head weights are
@@ -210,7 +210,7 @@ def load_model(
         DeviceError: see :func:`resolve_device`.
     """
     if kind == "char-tagger":  # nlptool's own segmenter format (zh-seg-mini): plain torch, no transformers
-        from .tagger import load_tagger
+        from .segment.tagger import load_tagger
 
         dev = resolve_device(device)
         return load_tagger(resolve_model_path(model), name=str(model), device=dev)

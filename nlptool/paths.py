@@ -8,6 +8,7 @@
   symlinks are written through, never replaced (docs/io.md).
 """
 
+from __future__ import annotations
 
 import contextlib
 import os

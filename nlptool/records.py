@@ -19,6 +19,7 @@ Data files of the ``train``/``eval`` commands are read with :func:`data_lines`,
 :func:`jsonl_objects` and :func:`check_json_field` (one line, one file name, one line number per error).
 """
 
+from __future__ import annotations
 
 import io as _io
 import json

@@ -99,3 +99,12 @@ def sentence_spans(text: str) -> list[tuple[int, str]]:
     if pos < len(text):
         out.append((pos, text[pos:]))
     return out
+
+
+def latin_digit_run(unit: str) -> str | None:
+    """``"num"`` for a Latin/digit run with a digit, ``"eng"`` for one without, None for any other
+    unit (a single non-ASCII character). A unit longer than one character is such a run (see
+    :func:`nlptool.segment.api.split_pieces`)."""
+    if len(unit) > 1 or unit.isalnum() and unit.isascii():
+        return "num" if any(c.isdigit() for c in unit) else "eng"
+    return None

@@ -1,7 +1,7 @@
 """What every ``nlptool train ...`` command shares around the transformers ``Trainer``: the device
 rule for training arguments (bf16/fp16 mixed precision on CUDA), a wall-clock budget, and a Trainer that keeps stdout clean.
 
-Used by :mod:`nlptool.mlm`, :mod:`nlptool.classifier`, :mod:`nlptool.reader` and :mod:`nlptool.qagen`.
+Used by :mod:`nlptool.mlm`, :mod:`nlptool.attribute.classifier`, :mod:`nlptool.qagen.reader` and :mod:`nlptool.qagen`.
 """
 
 from __future__ import annotations

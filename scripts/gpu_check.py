@@ -237,8 +237,8 @@ def _load(name: str, kind: str, device: str, fp16: bool | None = None):
 
 
 def seg_tagger_run(ctx: Ctx, device: str, fp16: bool | None):
-    from nlptool.segment import tagger_pass
-    from nlptool.tagger import decode_settings
+    from nlptool.segment.api import tagger_pass
+    from nlptool.segment.lexicon import decode_settings
 
     name = builtin("zh-seg-mini") or ctx.trained.get("train segmenter")
     if name is None:
@@ -291,7 +291,7 @@ def seg_tagger_compare(cpu, gpu, tol: float) -> Verdict:
 
 
 def seg_masking_run(ctx: Ctx, device: str, fp16: bool | None):
-    from nlptool.segment import AUTO_RATIO, auto_fallback, segment_texts
+    from nlptool.segment.api import AUTO_RATIO, auto_fallback, segment_texts
 
     loaded = _load("zh-bert-mini", "encoder", device, fp16)
     fb = auto_fallback(loaded, layer=-1, batch_size=64)
@@ -388,7 +388,7 @@ def similarity_compare(cpu, gpu, tol: float) -> Verdict:
 def tokenize_sample_run(ctx: Ctx, device: str, fp16: bool | None):
     """CPU-only by design (a pure-Python lattice); a generated dictionary so jieba is not needed.
     The check: the same seed gives the same samples twice, and every sample tiles the text."""
-    from nlptool.unigram import load_unigram_model, tokenize
+    from nlptool.tokenize_sample.unigram import load_unigram_model, tokenize
 
     words = {}
     for t in ctx.texts:
@@ -431,7 +431,7 @@ ATTR_TEXTS = ["这家酒店的服务态度很好，房间也很干净。", "菜�
 
 def attribute_run(ctx: Ctx, device: str, fp16: bool | None):
     need("captum")
-    from nlptool.attribution import attribute_texts
+    from nlptool.attribute import attribute_texts
 
     name = builtin("zh-sentiment-mini")
     if name is None:
@@ -448,7 +448,7 @@ def attribute_compare(cpu, gpu, tol: float) -> Verdict:
     """Same predicted label (unless the CPU's two top probabilities are within ``tol``); scores
     within ``tol`` relative to |F(x) - F(baseline)|; the GPU's completeness |delta| within the
     CLI's warning bound (5 % of |F(x) - F(baseline)|) or no worse than the CPU's plus ``tol``."""
-    from nlptool.attribution import DELTA_WARN
+    from nlptool.attribute import DELTA_WARN
 
     worst = 0.0
     problems = []
@@ -522,7 +522,7 @@ def qa_gen_compare(exact: bool):
 
 
 def split_valid_run(ctx: Ctx, device: str, fp16: bool | None):
-    from nlptool.adversarial import adversarial_validation, model_features
+    from nlptool.split_valid.adversarial import adversarial_validation, model_features
 
     train = [t for t in ctx.texts if t.strip()][:20]
     test = [f"{th}{g}，{c}的首都是{city}。" for (c, city), th, g in zip(CAPITALS, THINGS * 2, (GOOD + BAD) * 2)][:12]

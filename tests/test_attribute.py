@@ -1,4 +1,4 @@
-"""Integrated gradients (nlptool.attribution, `nlptool attribute`) on tiny models built here.
+"""Integrated gradients (nlptool.attribute, `nlptool attribute`) on tiny models built here.
 
 What can fail and is checked against an independent computation:
   * completeness: sum(scores) == F(x) - F(baseline) to 1e-3 relative with enough steps, with
@@ -68,7 +68,7 @@ def _forward_prob(loaded, ids, target):
 @pytest.mark.parametrize("output", ["probability", "logit"])
 @pytest.mark.parametrize("baseline", ["pad", "mask"])
 def test_completeness_with_enough_steps(loaded, output, baseline):
-    from nlptool.attribution import attribute_texts
+    from nlptool.attribute import attribute_texts
 
     res = attribute_texts(loaded, TEXTS[:3], steps=300, method="gausslegendre", baseline=baseline, explain=output)
     tok = loaded.tokenizer
@@ -92,7 +92,7 @@ def test_completeness_with_enough_steps(loaded, output, baseline):
 
 
 def test_riemann_method_and_few_steps_are_less_complete(loaded):
-    from nlptool.attribution import attribute_texts
+    from nlptool.attribute import attribute_texts
 
     many = attribute_texts(loaded, [TEXTS[0]], steps=200, method="riemann_trapezoid")[0]
     few = attribute_texts(loaded, [TEXTS[0]], steps=2, method="riemann_trapezoid")[0]
@@ -123,7 +123,7 @@ class _Linear(torch.nn.Module):
 
 @pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
 def test_linear_model_ig_is_difference_times_weight(method):
-    from nlptool.attribution import baseline_ids, ig_scores
+    from nlptool.attribute import baseline_ids, ig_scores
 
     m = _Linear()
     ids = torch.tensor([[2, 5, 9, 11, 3], [2, 7, 3, 0, 0]])
@@ -140,7 +140,7 @@ def test_linear_model_ig_is_difference_times_weight(method):
 
 @pytest.mark.parametrize("kind", ["pad", "mask", "unk"])
 def test_baselines_keep_special_tokens(loaded, kind):
-    from nlptool.attribution import baseline_ids
+    from nlptool.attribute import baseline_ids
 
     tok = loaded.tokenizer
     enc = tok(TEXTS[:2], padding=True, return_special_tokens_mask=True, return_tensors="pt")
@@ -157,7 +157,7 @@ def test_baselines_keep_special_tokens(loaded, kind):
 
 
 def test_offsets_cover_the_text(loaded):
-    from nlptool.attribution import attribute_texts
+    from nlptool.attribute import attribute_texts
 
     res = attribute_texts(loaded, TEXTS, steps=4)
     unk = loaded.tokenizer.unk_token
@@ -178,7 +178,7 @@ def test_offsets_cover_the_text(loaded):
 
 
 def test_target_by_name_and_index(loaded):
-    from nlptool.attribution import attribute_texts
+    from nlptool.attribute import attribute_texts
     from nlptool.errors import UsageError
 
     a = attribute_texts(loaded, TEXTS[:2], target="neg", steps=8)
@@ -196,7 +196,7 @@ def test_target_by_name_and_index(loaded):
 
 
 def test_long_text_is_truncated_with_a_warning(loaded):
-    from nlptool.attribution import attribute_texts
+    from nlptool.attribute import attribute_texts
 
     text = "好" * 100 + "差"
     r = attribute_texts(loaded, [text], steps=8)[0]
@@ -288,7 +288,7 @@ def test_cli_html_and_terminal(tiny_cls_dir, tmp_path):
 
 def test_png_renders_cjk(tiny_cls_dir, tmp_path):
     pytest.importorskip("matplotlib")
-    from nlptool.attribution import find_cjk_font
+    from nlptool.attribute import find_cjk_font
 
     font = find_cjk_font()
     if font is None:
@@ -357,7 +357,7 @@ def test_word_granularity_sums_token_scores(loaded):
     each word's score is the sum of its tokens' scores, so completeness is unchanged."""
     import jieba
 
-    from nlptool.attribution import attribute_texts
+    from nlptool.attribute import attribute_texts
 
     texts = TEXTS + ["hello world, nice room"]
     tok_res = attribute_texts(loaded, texts, steps=16, target="pos")
@@ -385,7 +385,7 @@ def test_word_granularity_sums_token_scores(loaded):
 
 
 def test_target_all_explains_every_label(loaded):
-    from nlptool.attribution import attribute_texts
+    from nlptool.attribute import attribute_texts
 
     both = attribute_texts(loaded, TEXTS[:2], steps=12, target="all", granularity="word")
     for k, name in enumerate(["neg", "pos"]):
@@ -486,7 +486,7 @@ def test_html_renders_chinese_in_headless_chromium(tiny_cls_dir, tmp_path):
         print("SKIP: chromium is not installed (apt-get install chromium fonts-noto-cjk)")
         pytest.skip("chromium is not installed (apt-get install chromium fonts-noto-cjk)")
     pytest.importorskip("matplotlib")
-    from nlptool.attribution import find_cjk_font
+    from nlptool.attribute import find_cjk_font
 
     if find_cjk_font() is None:
         print("SKIP: no CJK font installed (apt-get install fonts-noto-cjk)")

@@ -202,7 +202,7 @@ def test_builtin_teacher_never_resolves_to_a_planted_directory(tmp_path, monkeyp
     """A directory planted at ./nlptool/data/models/zh-bert-mini in the working directory is not
     the built-in teacher: built-in models resolve inside the installed package only."""
     from nlptool.models import builtin_name_of, load_model, related_model
-    from nlptool.segment import teacher_of
+    from nlptool.segment.api import teacher_of
 
     planted = tmp_path / "nlptool" / "data" / "models" / "zh-bert-mini"
     planted.mkdir(parents=True)

@@ -374,7 +374,7 @@ def test_messages_are_printed_literally(tmp_path):
 
 
 def test_library_exception_is_one_line_and_debug_shows_traceback(tmp_path, monkeypatch):
-    import nlptool.unigram as unigram
+    import nlptool.tokenize_sample.unigram as unigram
 
     def boom(*a, **k):
         raise RuntimeError("something\nbroke [red]here[/]")
@@ -481,7 +481,7 @@ def test_quiet_silences_library_warnings(tmp_path, monkeypatch):
     # issue 12 row 19: transformers FutureWarning / captum UserWarning on stderr despite --quiet
     import warnings
 
-    import nlptool.unigram as unigram
+    import nlptool.tokenize_sample.unigram as unigram
 
     real = unigram.load_unigram_model
 

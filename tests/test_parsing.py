@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from nlptool.parsing import eisner, mart, mart_split_scores, tree_score, tree_to_brackets
+from nlptool.segment.parsing import eisner, mart, mart_split_scores, tree_score, tree_to_brackets
 
 
 def _is_projective_tree(heads):

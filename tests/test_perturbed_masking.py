@@ -8,12 +8,7 @@ import numpy as np
 import pytest
 
 from nlptool.models import load_model
-from nlptool.perturbed_masking import (
-    EngineStats,
-    adjacent_masks,
-    impact_matrices,
-    neighbour_impacts,
-)
+from nlptool.segment.masking import EngineStats, adjacent_masks, impact_matrices, neighbour_impacts
 
 
 @pytest.fixture(scope="module")

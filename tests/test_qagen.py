@@ -10,7 +10,8 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nlptool import qagen, unilm
+from nlptool import qagen
+from nlptool.qagen import unilm
 from nlptool.cli import app
 
 
@@ -483,7 +484,7 @@ def test_given_answers_one_question_each_in_order(trained_qa, tmp_path):
 
 
 def test_round_trip_drops_inconsistent_pairs(trained_qa, monkeypatch):
-    from nlptool import reader
+    from nlptool.qagen import reader
     from nlptool.models import load_model
 
     lm = load_model(str(trained_qa))

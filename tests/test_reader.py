@@ -10,7 +10,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from nlptool import reader
+from nlptool.qagen import reader
 from nlptool.cli import app
 
 

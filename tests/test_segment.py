@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from nlptool.models import load_model
-from nlptool.segment import auto_joins, parse_words, segment_texts, split_pieces
+from nlptool.segment.api import auto_joins, parse_words, segment_texts, split_pieces
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nlptool.cli import app
-from nlptool.segment import (
+from nlptool.segment.api import (
     UserDict,
     apply_user_dict,
     convert_chars,
@@ -21,7 +21,7 @@ from nlptool.segment import (
     segment_or_parse,
     segment_with_tagger,
 )
-from nlptool.tagger import TaggerVocab, new_tagger, save_tagger
+from nlptool.segment.tagger import TaggerVocab, new_tagger, save_tagger
 
 CHARS = list("的一是了我不人在他有这个上们来到时大地为子中你说生国年着就北京天安门广场")
 
@@ -52,7 +52,8 @@ def tiny_tagger_lexicon(tiny_tagger_dir, tmp_path_factory):
     import shutil
 
     from nlptool.models import load_model
-    from nlptool.tagger import LEX_NUM, Lexicon
+    from nlptool.segment.lexicon import LEX_NUM
+    from nlptool.segment.lexicon import Lexicon
 
     out = tmp_path_factory.mktemp("tiny-tagger-lex") / "m"
     shutil.copytree(tiny_tagger_dir, out)
@@ -82,8 +83,8 @@ def test_lexicon_decoding_keeps_every_character_and_uses_the_lexicon(tiny_tagger
 
 
 def test_one_tagger_pass_decodes_like_segment_with_tagger(tiny_tagger_lexicon):
-    from nlptool.segment import tagger_pass
-    from nlptool.tagger import decode_settings
+    from nlptool.segment.api import tagger_pass
+    from nlptool.segment.lexicon import decode_settings
 
     rng = random.Random(2)
     texts = [_random_text(rng, rng.randint(0, 80)) for _ in range(30)] + ["我在北京天安门广场，1998年。"]
@@ -193,7 +194,7 @@ def test_default_cli_is_the_builtin_tagger_with_its_lexicon_and_matches_the_libr
     # words) leaves no word of two Chinese characters
     import dataclasses
 
-    from nlptool.tagger import Lexicon
+    from nlptool.segment.lexicon import Lexicon
 
     single = dataclasses.replace(tg, lexicon=Lexicon.from_pieces({c: -5.0 for t in texts for c in t}),
                                  config={**tg.config, "lexicon_oov_scale": None})
@@ -224,7 +225,7 @@ GOLD = [  # hand-segmented sample lines (written for this test)
 
 def test_builtin_zh_seg_mini_beats_every_character():
     from nlptool.models import load_model
-    from nlptool.tagger import word_prf
+    from nlptool.segment.train import word_prf
 
     try:
         tg = load_model("zh-seg-mini", kind="char-tagger", device="cpu")

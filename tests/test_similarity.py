@@ -22,7 +22,7 @@ from nlptool.similarity import (
     sinkhorn_batch,
     wcd,
 )
-from nlptool.vectors import load_word2vec, save_word2vec, split_words
+from nlptool.similarity.vectors import load_word2vec, save_word2vec, split_words
 
 
 def lp_transport(a, b, cost) -> float:

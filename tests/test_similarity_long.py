@@ -31,7 +31,7 @@ REPO = os.path.dirname(HERE)
 def _vectors(path) -> None:
     """A deterministic word2vec text file for the words of data/sample_zh.txt (every fifth word,
     in sorted order, left out: out of vocabulary), 16 dimensions from numpy's seeded generator."""
-    from nlptool.vectors import split_words
+    from nlptool.similarity.vectors import split_words
 
     with open(os.path.join(REPO, "data", "sample_zh.txt"), encoding="utf-8") as fh:
         words = sorted({w for line in fh for w in split_words(line)})

@@ -10,7 +10,7 @@ import os
 import numpy as np
 import pytest
 
-from nlptool.sentence_training import (
+from nlptool.similarity.train import (
     Pairs,
     char_jaccard,
     cosent_loss,
@@ -171,7 +171,7 @@ def test_builtin_beats_char_jaccard_on_sts_valid():
     if not os.path.exists(STS_VALID):
         print(f"skipped: {STS_VALID} is missing (Chinese STS-B valid)")
         pytest.skip(f"{STS_VALID} is missing")
-    from nlptool.sentence_training import sts_scores
+    from nlptool.similarity.train import sts_scores
 
     pairs = read_pairs([STS_VALID])
     pairs = pairs.subset(range(0, len(pairs), 5))  # 292 pairs keep it quick

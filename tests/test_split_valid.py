@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from typer.testing import CliRunner
 
-from nlptool.adversarial import (
+from nlptool.split_valid.adversarial import (
     adversarial_validation,
     bootstrap_auc_ci,
     drift_score,

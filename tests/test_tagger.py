@@ -8,18 +8,8 @@ import random
 import numpy as np
 import pytest
 
-from nlptool.tagger import (
-    LabelledClause,
-    LoadedTagger,
-    TaggerVocab,
-    fit_tagger,
-    join_probabilities,
-    load_tagger,
-    new_tagger,
-    save_tagger,
-    teacher_labels,
-    word_prf,
-)
+from nlptool.segment.train import LabelledClause, fit_tagger, teacher_labels, word_prf
+from nlptool.segment.tagger import LoadedTagger, TaggerVocab, join_probabilities, load_tagger, new_tagger, save_tagger
 
 CHARS = list("的一是了我不人在他有这个上们来到时大地为子中你说生国年着就")
 
@@ -129,7 +119,7 @@ def _brute_force_joins(keys, p, lex, weight, bonus, oov_scale=None):
     """Enumerate all 2^(n-1) segmentations and score them by the formula of lexicon_decode."""
     import itertools
 
-    from nlptool.tagger import Lexicon  # noqa: F401
+    from nlptool.segment.lexicon import Lexicon  # noqa: F401
 
     n = len(keys)
     best, arg = -math.inf, None
@@ -156,7 +146,7 @@ def _brute_force_joins(keys, p, lex, weight, bonus, oov_scale=None):
 
 
 def test_lexicon_decode_equals_enumeration():
-    from nlptool.tagger import Lexicon, lexicon_decode
+    from nlptool.segment.lexicon import Lexicon, lexicon_decode
 
     rng = np.random.default_rng(0)
     alphabet = "abcd"
@@ -180,7 +170,7 @@ def test_lexicon_decode_equals_enumeration():
 def test_lexicon_decode_without_lexicon_weight_is_the_threshold_rule():
     import itertools
 
-    from nlptool.tagger import Lexicon, lexicon_decode
+    from nlptool.segment.lexicon import Lexicon, lexicon_decode
 
     rng = np.random.default_rng(1)
     keys = "abcab"
@@ -204,7 +194,8 @@ def test_lexicon_decode_without_lexicon_weight_is_the_threshold_rule():
 
 def test_lexicon_key_and_file_round_trip(tmp_path):
     from nlptool.errors import ModelError
-    from nlptool.tagger import LEX_ENG, LEX_NUM, Lexicon, lexicon_key
+    from nlptool.segment.lexicon import LEX_ENG, LEX_NUM
+    from nlptool.segment.lexicon import Lexicon, lexicon_key
 
     assert lexicon_key("中") == "中" and lexicon_key("1998") == LEX_NUM and lexicon_key("abc") == LEX_ENG
     assert lexicon_key("a") == LEX_ENG and lexicon_key("x2") == LEX_NUM and lexicon_key("，") == "，"
@@ -221,7 +212,8 @@ def test_lexicon_key_and_file_round_trip(tmp_path):
 
 
 def test_train_lexicon_finds_the_recurring_words(tmp_path):
-    from nlptool.tagger import LEX_NUM, train_lexicon
+    from nlptool.segment.lexicon import LEX_NUM
+    from nlptool.segment.lexicon import train_lexicon
 
     rng = random.Random(0)
     words = ["北京", "天安门", "广场", "我", "的", "在", "人民", LEX_NUM + "年"]
@@ -239,7 +231,7 @@ def test_train_lexicon_finds_the_recurring_words(tmp_path):
 
 
 def test_reestimate_lexicon_hand_example():
-    from nlptool.tagger import reestimate_lexicon
+    from nlptool.segment.lexicon import reestimate_lexicon
 
     # words: ab | c, ab, abc (seen once: dropped), x
     lex = reestimate_lexicon(["abc", "ab", "abc", "x"], [np.array([1, 0]), np.array([1]), np.array([1, 1]), np.zeros(0)])

@@ -16,7 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nlptool.cli import app
-from nlptool.unigram import Lattice, UnigramModel, load_unigram_model as load_model, piece_to_str
+from nlptool.tokenize_sample.unigram import Lattice, UnigramModel, load_unigram_model as load_model, piece_to_str
 
 DATA = Path(os.environ.get("NLPTOOL_SHARED_DATA") or Path(__file__).resolve().parents[2] / "shared" / "data")
 PKU = DATA / "sighan2005" / "pku_test.utf8"
@@ -490,7 +490,7 @@ def test_cli_modules_import_no_library_code():
     import sys
 
     code = ("import sys, nlptool.cli.tokenize_sample, nlptool.cli.wordvec_dim; "
-            "print([m for m in ('nlptool.unigram', 'nlptool.wordvec_dim', 'sentencepiece') if m in sys.modules])")
+            "print([m for m in ('nlptool.tokenize_sample.unigram', 'nlptool.wordvec_dim', 'sentencepiece') if m in sys.modules])")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])})
     assert out.stdout.strip() == "[]", out.stdout
@@ -709,7 +709,7 @@ def test_sentencepiece_nbest_and_ids():
         ours = exact.nbest(text, 8)
         assert [s.logp for s in lib] == pytest.approx([s.logp for s in ours], abs=1e-3)
         assert lib[0].tokens == model.sp.encode(text, out_type=str)
-    from nlptool.unigram import tokenize
+    from nlptool.tokenize_sample.unigram import tokenize
 
     out = tokenize(model, "Hello world.", math.inf, ids=True)
     assert out["ids"] == model.sp.encode("Hello world.")
@@ -719,7 +719,7 @@ def test_sentencepiece_nbest_and_ids():
 
 def test_tokenize_fields_and_usage_errors(jieba_model):
     from nlptool.errors import UsageError
-    from nlptool.unigram import tokenize
+    from nlptool.tokenize_sample.unigram import tokenize
 
     out = tokenize(jieba_model, "我爱北京", 0.5, nbest=2, entropy=True, marginals=True)
     assert set(out) == {"nbest", "entropy", "marginals"} and len(out["marginals"]) == 3
@@ -751,7 +751,7 @@ def test_no_import_time_codec_registration():
     import subprocess
     import sys
 
-    code = "import codecs, nlptool.unigram as u; codecs.lookup_error('nlptool-hexbyte')"
+    code = "import codecs, nlptool.tokenize_sample.unigram as u; codecs.lookup_error('nlptool-hexbyte')"
     r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
     assert r.returncode != 0 and "LookupError" in r.stderr
     assert piece_to_str(b"\xe5\x8c\x97\xe4\xff") == "北<0xE4><0xFF>"

@@ -91,11 +91,11 @@ def _fail_at(monkeypatch, cmd: str, exc: BaseException, after: int = 1) -> None:
         return wrapper
 
     if cmd == "similarity":
-        import nlptool.sentence_training as st
+        import nlptool.similarity.train as st
 
         monkeypatch.setattr(st, "cosent_loss", once(st.cosent_loss))
     elif cmd == "segmenter":
-        import nlptool.tagger as tg
+        import nlptool.segment.tagger as tg
 
         monkeypatch.setattr(tg, "fit_tagger", once(tg.fit_tagger))
     else:
@@ -217,7 +217,7 @@ def test_qa_gen_interrupted_keeps_checkpoints_in_work_dir_and_resume_completes(t
 
 @pytest.mark.slow
 def test_segmenter_teacher_cache_survives_a_failed_run_and_is_reused(tiny_bert_dir, tmp_path, monkeypatch):
-    from nlptool.tagger import train_segmenter
+    from nlptool.segment.train import train_segmenter
 
     corpus = _data("segmenter", tmp_path)
     out = tmp_path / "seg"
@@ -308,7 +308,7 @@ def test_segmenter_lexicon_rounds_option(tiny_bert_dir, tmp_path):
     from typer.testing import CliRunner
 
     from nlptool.cli import app
-    from nlptool.tagger import load_tagger
+    from nlptool.segment.tagger import load_tagger
 
     runner = CliRunner()
     data = _data("segmenter", tmp_path)

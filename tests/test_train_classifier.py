@@ -1,4 +1,4 @@
-"""`nlptool train classifier` (nlptool.classifier) on a tiny synthetic task.
+"""`nlptool train classifier` (nlptool.attribute.classifier) on a tiny synthetic task.
 
 Checks: the stratified split is a partition with the asked share per label; the metrics agree with
 a brute-force count; reading CSV/TSV/JSONL gives the same rows; a tiny BERT (tiny_bert_dir, an MLM
@@ -17,7 +17,7 @@ import pytest
 
 
 def test_holdout_split_is_a_stratified_partition():
-    from nlptool.classifier import holdout_split
+    from nlptool.attribute.classifier import holdout_split
 
     labels = ["a"] * 50 + ["b"] * 30 + ["c"] * 3
     tr, ho = holdout_split(labels, 0.2, seed=3)
@@ -31,7 +31,7 @@ def test_holdout_split_is_a_stratified_partition():
 
 
 def test_metrics_against_brute_force():
-    from nlptool.classifier import classification_metrics
+    from nlptool.attribute.classifier import classification_metrics
 
     rng = random.Random(0)
     t = [rng.randrange(3) for _ in range(200)]
@@ -61,7 +61,7 @@ def _synthetic(n=240, seed=0):
 
 
 def test_read_formats_agree(tmp_path):
-    from nlptool.classifier import read_labeled
+    from nlptool.attribute.classifier import read_labeled
     from nlptool.errors import InputDataError, UsageError
 
     rows = _synthetic(20) + [('含,逗号"引号"', "pos")]
@@ -92,7 +92,7 @@ def test_cli_training_learns_and_saves_a_hf_directory(tiny_bert_dir, tmp_path):
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from typer.testing import CliRunner
 
-    from nlptool.classifier import holdout_split
+    from nlptool.attribute.classifier import holdout_split
     from nlptool.cli import app
 
     rows = _synthetic(240)
@@ -156,7 +156,7 @@ def test_sentiment_splits_are_disjoint_and_stratified():
 
 
 def test_card_is_generated_from_the_report():
-    from nlptool.classifier import classifier_card
+    from nlptool.attribute.classifier import classifier_card
 
     block = {"n": 10, "accuracy": 0.9, "f1": 0.89, "majority": 0.5, "domain_majority": 0.6}
     report = {
@@ -178,7 +178,7 @@ def test_card_is_generated_from_the_report():
 def test_training_data_contract_non_string_text_and_unclosed_quote(tmp_path):
     """Issue 12 row 14: JSONL with a list text / dict label and a CSV with an unclosed quote are
     bad input data (InputDataError, exit 3) naming the file and the line where the row starts."""
-    from nlptool.classifier import read_labeled
+    from nlptool.attribute.classifier import read_labeled
     from nlptool.errors import InputDataError
 
     j = tmp_path / "bad.jsonl"

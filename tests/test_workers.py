@@ -103,7 +103,7 @@ def test_segmenter_masking_matches_the_cli(tiny_bert_dir, tmp_path):
 
 
 def test_library_exception_for_one_row_is_that_rows_error(dict_path, monkeypatch):
-    from nlptool import unigram
+    from nlptool.tokenize_sample import unigram
 
     real = unigram.tokenize
 

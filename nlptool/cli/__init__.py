@@ -35,14 +35,14 @@ eval_app = typer.Typer(no_args_is_help=True, help="Measure trained models on gol
 app.add_typer(eval_app, name="eval")
 
 from . import segment as _segment  # noqa: E402,F401
-from . import train as _train  # noqa: E402,F401
+from . import train_mlm as _train  # noqa: E402,F401
 from . import split_valid as _split_valid  # noqa: E402,F401
 from . import tokenize_sample as _tokenize_sample  # noqa: E402,F401
 from . import wordvec_dim as _wordvec_dim  # noqa: E402,F401
 from . import similarity as _similarity  # noqa: E402,F401
 from . import attribute as _attribute, train_classifier as _train_classifier  # noqa: E402,F401
 from . import qa_gen as _qa_gen  # noqa: E402,F401
-from . import reader as _reader, eval as _eval  # noqa: E402,F401
+from . import train_reader as _reader, eval_qa_gen as _eval  # noqa: E402,F401
 from . import train_similarity as _train_similarity  # noqa: E402,F401
 from . import train_segmenter as _train_segmenter  # noqa: E402,F401
 

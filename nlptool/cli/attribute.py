@@ -80,7 +80,7 @@ def attribute(
 ):
     """Integrated gradients (captum) per token or word: signed scores, character offsets, completeness delta; HTML/PNG/terminal heatmaps."""
     with boundary():
-        from ..attribution import attribute_texts, render_html, render_png, render_rich
+        from ..attribute import attribute_texts, render_html, render_png, render_rich
         from ..jsonl import JsonlWriter
         from ..paths import atomic_output
         from ..engine import map_records

@@ -118,7 +118,7 @@ def qa_gen(
         settings = check_generator(loaded)
         rt = None
         if round_trip:
-            from ..reader import load_reader
+            from ..qagen.reader import load_reader
 
             rt = load_reader(reader, device)
             info(f"round trip: reader {reader}", quiet)

@@ -1,6 +1,6 @@
 """``nlptool segment``: unsupervised word segmentation (self-trained tagger or Perturbed Masking) and parsing.
 
-Parse options, load the model(s), call :func:`nlptool.segment.segment_or_parse` per chunk, write.
+Parse options, load the model(s), call :func:`nlptool.segment.api.segment_or_parse` per chunk, write.
 """
 
 from __future__ import annotations
@@ -109,7 +109,7 @@ def segment(
         from ..jsonl import JsonlWriter
         from ..engine import map_records
         from ..records import read_records
-        from ..segment import auto_fallback, read_user_dict, segment_or_parse, teacher_of
+        from ..segment.api import auto_fallback, read_user_dict, segment_or_parse, teacher_of
 
         udict = read_user_dict(user_dict) if user_dict else None
         records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, optional_keys=[words_key],

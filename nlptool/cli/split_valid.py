@@ -60,8 +60,8 @@ def split_valid(
     with boundary():
         import contextlib
 
-        from ..adversarial import split_valid as run_split_valid
-        from ..adversarial import write_split
+        from ..split_valid.adversarial import split_valid as run_split_valid
+        from ..split_valid.adversarial import write_split
         from ..errors import UsageError
         from ..jsonl import JsonlWriter, output_record
         from ..paths import atomic_output, validate_paths

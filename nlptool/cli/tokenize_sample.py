@@ -9,8 +9,18 @@ from typing import Optional
 import typer
 
 from . import app
-from ._common import (ChunkSizeOpt, InputFileOpt, InputFormatOpt, InputsArg, OutputOpt, QuietOpt, StrictOpt, TextKeyOpt,
-                      boundary, info)
+from ._common import (
+    ChunkSizeOpt,
+    InputFileOpt,
+    InputFormatOpt,
+    InputsArg,
+    OutputOpt,
+    QuietOpt,
+    StrictOpt,
+    TextKeyOpt,
+    boundary,
+    run_record_command,
+)
 from ._common import Engine, EngineOpt, GpusPerWorkerOpt, OutputDirOpt, ShardOpt, WorkersOpt
 
 
@@ -54,55 +64,11 @@ def tokenize_sample(
 ):
     """Sample segmentations from a unigram LM lattice exactly (P(seg)^alpha / Z), or decode with --alpha inf."""
     with boundary():
-        import random
+        from ..tokenize_sample import Sampler
 
-        from ..errors import UsageError
-        from ..jsonl import JsonlWriter
-        from ..engine import map_records
-        from ..records import read_records
-        from ..unigram import check_alpha, load_unigram_model, tokenize
-
-        a = check_alpha(alpha)
-        if ids and not sp_model:
-            raise UsageError("--ids needs --sp-model (token ids are those of a SentencePiece model)")
-        if nbest is not None and (num_samples != 1 or without_replacement or method != Method.ffbs):
-            raise UsageError("--nbest does not sample: drop -k/--num-samples, --without-replacement and --method")
-        if without_replacement and method != Method.ffbs:
-            raise UsageError("--without-replacement is exact sampling: drop --method su2023")
-        records = read_records(inputs, input_format=input_format, keys=[text_key], strict=strict, shard=shard)
-        if engine is Engine.ray or output_dir:  # scale-out (docs/scale-out.md): the same worker on a Ray actor pool
-            from ..ray_engine import run_cli
-            from ..workers import Sampler
-
-            return run_cli(Sampler(alpha=a, num_samples=num_samples, without_replacement=without_replacement, nbest=nbest,
-                                   entropy=entropy, marginals=marginals, ids=ids, seed=seed, method=method.value,
-                                   dict_path=dict_path, sp_model=sp_model, bytepiece_model=bytepiece_model),
-                           records, inputs, output, output_dir, fmt=fmt.value, workers=workers,
-                           gpus_per_worker=gpus_per_worker, chunk_size=chunk_size, strict=strict,
-                           input_format=input_format, keys=[text_key], shard=shard)
-        model = load_unigram_model(dict_path, sp_model, bytepiece_model)
-        info(f"unigram LM: {model.kind} {model.name} ({len(model)} pieces); alpha={a:g}, method={method.value}", quiet)
-        if method == Method.su2023:
-            info("warning: --method su2023 is biased (it does not sample P(seg)^alpha / Z); use ffbs for exact sampling",
-                 quiet)
-        rng = random.Random(seed)
-        from ..workers import record_rng  # per-record draws: the same with --shard and --engine ray
-
-        def batch(recs):
-            return [tokenize(model, r.text, a, num_samples=num_samples, rng=record_rng(seed, r.index, rng), method=method.value, nbest=nbest,
-                             without_replacement=without_replacement, entropy=entropy, marginals=marginals, ids=ids)
-                    for r in recs]
-
-        with JsonlWriter(output) as w:
-            for obj in map_records(records, batch, chunk_size=chunk_size, strict=strict):
-                if fmt == Format.jsonl:
-                    w.write(obj)
-                elif "error" in obj:
-                    info(f"[yellow]skipped:[/] {obj['error']}", quiet)
-                    w.write_line("")
-                elif "tokens" in obj:
-                    w.write_text(" ".join(obj["tokens"]))
-                elif "nbest" in obj:
-                    w.write_text("\t".join(" ".join(e["tokens"]) for e in obj["nbest"]))
-                else:
-                    w.write_text("\t".join(" ".join(s) for s in obj["samples"]))
+        sampler = Sampler(alpha=alpha, num_samples=num_samples, without_replacement=without_replacement, nbest=nbest,
+                          entropy=entropy, marginals=marginals, ids=ids, seed=seed, method=method.value,
+                          dict_path=dict_path, sp_model=sp_model, bytepiece_model=bytepiece_model, text_key=text_key)
+        run_record_command(sampler, inputs, output=output, input_format=input_format, strict=strict, shard=shard,
+                           chunk_size=chunk_size, fmt=fmt.value, quiet=quiet, engine=engine, workers=workers,
+                           gpus_per_worker=gpus_per_worker, output_dir=output_dir, name="tokenize-sample")

@@ -45,7 +45,7 @@ def classifier(
 ):
     """Fine-tune AutoModelForSequenceClassification on text,label data; held-out accuracy/F1 per epoch."""
     with boundary():
-        from ..classifier import LabeledData, read_labeled, train_classifier
+        from ..attribute.classifier import LabeledData, read_labeled, train_classifier
         from ..errors import UsageError
         from ._common import quiet_libraries
 

@@ -43,7 +43,7 @@ def segmenter(
         from ._common import quiet_libraries
 
         quiet_libraries()
-        from ..tagger import train_segmenter
+        from ..segment.train import train_segmenter
 
         metrics = train_segmenter(
             data, out, teacher=model, rounds=rounds, teacher_chars=teacher_chars, dev_lines=dev_lines, dev_file=dev_file,

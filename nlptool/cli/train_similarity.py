@@ -50,7 +50,7 @@ def similarity(
         import json
 
         from ..paths import atomic_output
-        from ..sentence_training import read_pairs, read_sentences, split_holdout, train_sentence_encoder
+        from ..similarity.train import read_pairs, read_sentences, split_holdout, train_sentence_encoder
         from ._common import quiet_libraries
 
         quiet_libraries()

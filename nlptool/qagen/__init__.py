@@ -14,7 +14,7 @@ Passages are cut to about 128 characters at sentence punctuation and a training 
 chunk that contains its answer. Generation samples an answer with nucleus (top-p) sampling up to
 the first ``[SEP]``, then decodes a question for it with beam search up to the second; the
 passage is encoded once and its keys/values are reused by every sample and beam
-(:mod:`nlptool.unilm`).
+(:mod:`nlptool.qagen.unilm`).
 
 Filters (counted per passage in :class:`QAGenResult`): a sampled answer must end within
 ``max_answer_len`` tokens and occur in the passage (its character offset is ``answer_start``);
@@ -59,4 +59,6 @@ from .generation import (  # noqa: F401
     questions_for_answers,
     tokens_to_text,
 )
-from .trainer import train_qa_gen  # noqa: F401
+from .train import train_qa_gen  # noqa: F401
+
+from .command import QAGenerator  # noqa: E402,F401

@@ -51,7 +51,7 @@ def check_generator(loaded) -> dict[str, Any]:
             :func:`train_qa_gen` (no :data:`SETTINGS_FILE`: its MLM head was never trained to
             generate, so its output would be noise), or an invalid settings file.
     """
-    from ..unilm import _split_model
+    from .unilm import _split_model
 
     new_head = [k for k in getattr(loaded, "missing_keys", ()) if k.startswith(("cls.", "lm_head."))]
     if _split_model(loaded.model)[1] is None or new_head:
@@ -170,14 +170,14 @@ def generate_qa_pairs(
             every answer is a passage span. ``False`` samples freely, as in Su's post, and relies
             on the ``answer_not_in_passage`` filter; with a small model most free answers drift
             out of the passage after their first tokens.
-        no_repeat_ngram, length_penalty: question beam search (:func:`nlptool.unilm.beam_search`).
+        no_repeat_ngram, length_penalty: question beam search (:func:`nlptool.qagen.unilm.beam_search`).
         answer_marks: the model was trained with the answer marked in the passage
             (``--mark-answer``): the question is decoded from ``[CLS] passage* [SEP] answer [SEP]``
             re-encoded with the marks.
-        reader: an extractive reader (:func:`nlptool.reader.load_reader`) for round-trip
+        reader: an extractive reader (:func:`nlptool.qagen.reader.load_reader`) for round-trip
             filtering (Alberti et al. 2019, "Synthetic QA Corpora Generation with Roundtrip
             Consistency", ACL): it answers each question from the chunk the pair came from, and a
-            pair whose reader answer has character F1 (:func:`nlptool.reader.char_f1`) below
+            pair whose reader answer has character F1 (:func:`nlptool.qagen.reader.char_f1`) below
             ``min_consistency`` with the generated answer is dropped (``round_trip_inconsistent``);
             kept pairs get ``"consistency"``. ``None`` keeps every pair.
 
@@ -233,7 +233,7 @@ def generate_qa_pairs(
 
 
 def _round_trip(reader, results, min_consistency: float, max_answer_len: int) -> None:
-    from ..reader import answer_questions, char_f1
+    from .reader import answer_questions, char_f1
 
     todo = [(res, pair) for res in results for pair in res.pairs]
     if not todo:
@@ -253,7 +253,7 @@ def _generate_batch(model, dev, tok, batch, results, *, num_pairs, top_p, beam_s
     import numpy as np
     import torch
 
-    from ..unilm import beam_search, nucleus_sample, prefill, step
+    from .unilm import beam_search, nucleus_sample, prefill, step
     from .data import question_prefix
 
     logits, state = prefill(model, [([cls, *c.ids, sep], [0] * (len(c.ids) + 2)) for c in batch], dev)
@@ -439,7 +439,7 @@ def questions_for_answers(
     """
     import torch
 
-    from ..unilm import beam_search, prefill
+    from .unilm import beam_search, prefill
     from .data import marked_passage, question_prefix
 
     if beam_size < 1 or max_answer_len < 1 or max_question_len < 1 or batch_size < 1:
@@ -488,7 +488,7 @@ def questions_for_answers(
                 entry["question"] = tokens_to_text(tok, q_ids).strip()
                 entry["score"] = round(q_sum / (len(q_ids) + 1), 4)
     if reader is not None:
-        from ..reader import answer_questions, char_f1
+        from .reader import answer_questions, char_f1
 
         live = [(ii, slot, text) for ii, slot, _, text in jobs if "error" not in out[ii][slot]]
         got = answer_questions(reader, [(text, out[ii][slot]["question"]) for ii, slot, text in live],

@@ -24,7 +24,7 @@ there is one. Pairs of different sizes are padded with zero-mass rows and column
 Optional IDF weights multiply the nBOW counts (WMD) or the norms (WRD) before normalisation.
 
 Token vectors come from a Hugging Face encoder (:class:`ContextualEmbedder`, special tokens
-excluded) or from static word2vec vectors (:class:`StaticEmbedder`, see :mod:`nlptool.vectors`).
+excluded) or from static word2vec vectors (:class:`StaticEmbedder`, see :mod:`nlptool.similarity.vectors`).
 
 Degenerate input (see :func:`pair_distances`): a text with no token vector (empty text, only
 punctuation with static vectors, or every word out of vocabulary) makes the pair's distance
@@ -32,7 +32,7 @@ undefined and gives an error entry; identical token sequences give exactly 0; a 
 ordinary problem (all its mass moves to the other text's tokens).
 
 Fine-tuned token vectors: the built-in ``zh-sim-mini`` (the default model of ``nlptool similarity``)
-is zh-bert-mini fine-tuned with CoSENT (Su, kexue.fm 2022-01) by :mod:`nlptool.sentence_training`.
+is zh-bert-mini fine-tuned with CoSENT (Su, kexue.fm 2022-01) by :mod:`nlptool.similarity.train`.
 
 Layout of this package:
 
@@ -86,3 +86,5 @@ __all__ = [
     "BUILTIN_IDF", "Whitening", "builtin_idf_path", "idf_from_corpus", "load_idf", "load_whitening",
     "_is_punct_token",
 ]
+
+from .command import Similarity  # noqa: E402,F401

@@ -99,7 +99,7 @@ def load_embedder(
     if vectors is not None:
         if whiten or drop_punct:
             raise UsageError("whitening and dropping punctuation apply to contextual vectors, not to static vectors")
-        from ..vectors import load_word2vec
+        from .vectors import load_word2vec
 
         wv = load_word2vec(vectors, limit=vectors_limit)
         log(f"vectors {vectors}: {len(wv)} words, dim {wv.dim}")

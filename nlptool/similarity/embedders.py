@@ -265,7 +265,7 @@ def _is_punct_token(token: str) -> bool:
 
 
 class StaticEmbedder:
-    """Word vectors from a word2vec file: words by :func:`nlptool.vectors.split_words`, repeated
+    """Word vectors from a word2vec file: words by :func:`nlptool.similarity.vectors.split_words`, repeated
     words merged into one row with its count (nBOW), OOV words recorded in :attr:`Doc.oov`.
     A text longer than :data:`STREAM_CHARS` characters is split into words piece by piece
     (:func:`text_pieces`) and identified by a SHA-256 of its words, so no whole word list is held."""
@@ -276,7 +276,7 @@ class StaticEmbedder:
         self.idf_default = idf_default
 
     def split(self, text: str) -> list[str]:
-        from ..vectors import split_words
+        from .vectors import split_words
 
         return split_words(text)
 

@@ -53,7 +53,7 @@ $TRAIN
 PKU="$SHARED/sighan2005/pku_test_gold.utf8"
 $PY - "$OUT" "$DEST/$NAME" "$PKU" "$TRAIN" "$QUICK" <<'PYEOF'
 import os, sys
-from nlptool.tagger import evaluate_segmenter, export_segmenter
+from nlptool.segment.train import evaluate_segmenter, export_segmenter
 
 out, dest, pku, train, quick = sys.argv[1:6]
 evaluation = {}

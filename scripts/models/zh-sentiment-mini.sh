@@ -31,7 +31,7 @@ rm -rf "$OUT"
 
 PREP="$PY scripts/prepare_sentiment_data.py --shared $SHARED --out $DATA --test 0.10 --dev 0.05 --cap $CAP --seed 13 $LIMIT"
 TRAIN="$NLPTOOL train classifier $DATA/train.csv --eval $DATA/dev.csv --out $OUT --model $BASE --epochs $EPOCHS $STEPS --batch-size $BATCH --learning-rate $LR --max-length $MAXLEN --max-minutes $MAX_MINUTES --seed 0 --device $DEVICE --report $BUILD/$NAME.train.json"
-FINISH="$PY -c \"from nlptool.classifier import finish_builtin; finish_builtin('$NAME', trained='$OUT', data_dir='$DATA', dest='$DEST', base='$BASE', train_report='$BUILD/$NAME.train.json', commands='$CMDS', device='$DEVICE', quick=$( [ "$QUICK" = 1 ] && echo True || echo False ))\""
+FINISH="$PY -c \"from nlptool.attribute.classifier import finish_builtin; finish_builtin('$NAME', trained='$OUT', data_dir='$DATA', dest='$DEST', base='$BASE', train_report='$BUILD/$NAME.train.json', commands='$CMDS', device='$DEVICE', quick=$( [ "$QUICK" = 1 ] && echo True || echo False ))\""
 printf '%s\n' "$PREP" "$TRAIN" "$FINISH" > "$CMDS"
 
 echo "[$NAME] data" >&2

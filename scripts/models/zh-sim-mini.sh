@@ -57,7 +57,7 @@ IDF=${IDF:-nlptool/data/similarity/zh-bert-mini.idf.tsv}
 cp "$IDF" "$DEST/$NAME/idf.tsv"
 $PY -c "
 import sys
-from nlptool.sentence_training import export_similarity_model
+from nlptool.similarity.train import export_similarity_model
 m = export_similarity_model(sys.argv[1], sys.argv[2], name='$NAME', stage_metrics=[sys.argv[6], sys.argv[3]], eval_file=sys.argv[4],
     eval_name='Chinese STS-B valid' + (' (first 200 lines, QUICK smoke run)' if '$QUICK' == '1' else ''),
     data={'training': 'Chinese STS-B train (CNSD translation of STS Benchmark), all 5,231 pairs, scores 0-5; SimCSE on its distinct sentences',

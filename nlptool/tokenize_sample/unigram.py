@@ -44,7 +44,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Iterator, Sequence, Union
 
-from .errors import ModelError, UsageError
+from ..errors import ModelError, UsageError
 
 Piece = Union[str, bytes]
 INF = float("inf")

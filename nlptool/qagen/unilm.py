@@ -65,7 +65,7 @@ def additive_mask(allowed, dtype):
 
 def _split_model(model):
     """(encoder, head) of a masked-LM model, or (None, None) when the head cannot be separated."""
-    from .models import encoder_of
+    from ..models import encoder_of
 
     base = encoder_of(model)
     head = getattr(model, "cls", None) or getattr(model, "lm_head", None)

@@ -2,7 +2,7 @@
 and a PNG image (matplotlib with a CJK font).
 
 Every renderer takes ``(text, result)`` pairs with ``result`` from
-:func:`nlptool.attribution.attribute_texts`; units are tokens or words (``--granularity``), and a
+:func:`nlptool.attribute.attribute_texts`; units are tokens or words (``--granularity``), and a
 ``target="all"`` result is drawn once per label.
 """
 

@@ -23,8 +23,8 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from .errors import ModelError, UsageError
-from .text import is_punct_or_space
+from ..errors import ModelError, UsageError
+from ..text import is_punct_or_space
 
 #: Written next to a reader trained by :func:`train_reader` (its input limits); a model without it
 #: has a newly initialised span head and is refused by :func:`load_reader`.
@@ -106,7 +106,7 @@ def answer_questions(loaded, pairs: Sequence[tuple[str, str]], *, max_answer_len
     rows = [encode_reader_example(tok, c, q, max_question_len=max_question_len, max_length=loaded.max_length)
             for c, q in pairs]
     out: list[tuple[str, int, float]] = [("", -1, float("-inf"))] * len(rows)
-    from .batching import length_order
+    from ..batching import length_order
 
     order = length_order([len(r["input_ids"]) for r in rows])
     with torch.inference_mode():
@@ -140,7 +140,7 @@ def load_reader(model: str = DEFAULT_READER, device: str = "auto"):
         ModelError: not loadable, or without :data:`READER_FILE` (its span head would be newly
             initialised: answers would be noise).
     """
-    from .models import load_model
+    from ..models import load_model
 
     loaded = load_model(model, kind="question-answering", device=device)
     if any(k.startswith("qa_outputs.") for k in loaded.missing_keys) or not (Path(loaded.path) / READER_FILE).is_file():
@@ -152,7 +152,7 @@ def load_reader(model: str = DEFAULT_READER, device: str = "auto"):
 def evaluate_reader(loaded, items, *, max_passage_chars: int = 128, max_answer_len: int = 32) -> dict[str, float]:
     """Exact match and mean character F1 (:func:`char_f1`, in [0, 1]) of the reader's answers to
     gold questions, each asked on the chunk of its passage that contains the gold answer."""
-    from .qagen import chunk_with_answer
+    from . import chunk_with_answer
 
     ctx = []
     for it in items:
@@ -214,10 +214,10 @@ def train_reader(
 
     import torch
 
-    from .paths import atomic_dir, check_out_dir
-    from .models import load_model
-    from .qagen import chunk_with_answer, split_articles
-    from .training import quiet_trainer, time_budget, training_arguments
+    from ..paths import atomic_dir, check_out_dir
+    from ..models import load_model
+    from . import chunk_with_answer, split_articles
+    from ..training import quiet_trainer, time_budget, training_arguments
 
     check_out_dir(out_dir)
     log = log or (lambda s: None)

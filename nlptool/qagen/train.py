@@ -1,5 +1,5 @@
 """Training the UniLM question-answer generator: the batch collator, the ``Trainer`` subclass
-whose loss is :func:`nlptool.unilm.seq2seq_loss`, and :func:`train_qa_gen`."""
+whose loss is :func:`nlptool.qagen.unilm.seq2seq_loss`, and :func:`train_qa_gen`."""
 
 from __future__ import annotations
 
@@ -47,12 +47,12 @@ def _collate(pad_id: int):
 
 def _Seq2SeqTrainer(label_smoothing: float = 0.0):
     """A ``transformers.Trainer`` whose training loss is the UniLM seq2seq cross-entropy
-    (:func:`nlptool.unilm.seq2seq_loss`, with ``label_smoothing``) and whose evaluation loss is the
+    (:func:`nlptool.qagen.unilm.seq2seq_loss`, with ``label_smoothing``) and whose evaluation loss is the
     plain one (nats per target token, comparable across settings)."""
     import torch
     from transformers import Trainer
 
-    from ..unilm import seq2seq_loss
+    from .unilm import seq2seq_loss
 
     def loss_of(model, inputs, smoothing):
         return seq2seq_loss(model, inputs["input_ids"], inputs["token_type_ids"], inputs["attention_mask"],

@@ -1,7 +1,7 @@
 """Tree decoding over an impact matrix: MART (constituency) and Eisner (projective dependency).
 
 Both take the word-level impact matrix ``F`` of Perturbed Masking (``F[i, j]`` = impact of word
-j on word i, shape ``(n, n)``, zero diagonal; see :mod:`nlptool.perturbed_masking`).
+j on word i, shape ``(n, n)``, zero diagonal; see :mod:`nlptool.segment.masking`).
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """Integrated gradients for text classifiers (``nlptool attribute``).
 
-* :mod:`nlptool.attribution.ig`: the attributions (captum's layer integrated gradients on the
+* :mod:`nlptool.attribute.ig`: the attributions (captum's layer integrated gradients on the
   token embeddings, completeness delta kept), word grouping, all-label targets;
-* :mod:`nlptool.attribution.render`: HTML page, rich terminal text and PNG heatmaps.
+* :mod:`nlptool.attribute.render`: HTML page, rich terminal text and PNG heatmaps.
 
 Heavy imports (torch, captum, jieba, matplotlib) happen inside the functions.
 """
@@ -28,3 +28,5 @@ __all__ = [
     "baseline_ids", "find_cjk_font", "ig_scores", "label_list", "logits_of", "render_html", "render_png",
     "render_rich", "resolve_target", "views", "word_groups",
 ]
+
+from .command import Attributor  # noqa: E402,F401

@@ -51,7 +51,7 @@ class EngineStats:
     forward_seconds: float = 0.0  # wall time inside the encoder calls only
 
 
-from .models import encoder_of  # noqa: E402,F401  (re-exported: the one "encoder of this model")
+from ..models import encoder_of  # noqa: E402,F401  (re-exported: the one "encoder of this model")
 
 
 def _flops_per_batch(config, batch: int, length: int, layers: int | None = None) -> float:
@@ -182,7 +182,7 @@ def masked_unit_vectors(
         flat_ids.append(ids)
         offsets.append(offs)
 
-    from .batching import length_order
+    from ..batching import length_order
 
     order = length_order([len(flat_ids[x.seq]) for x in inputs])
     encoder = encoder_of(model)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: bench-startup models install demo test gpu-check fuzz cli-reference bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
+.PHONY: lint bench-startup models install demo test gpu-check fuzz cli-reference bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -76,3 +76,8 @@ system-deps:
 
 clean:
 	rm -rf $(VENV) build *.egg-info
+
+# ruff over the whole tree and a type check of the public API (.ci/run runs it before the tests)
+lint: $(STAMP)
+	$(BIN)/ruff check nlptool tests benchmarks scripts examples
+	$(BIN)/mypy --ignore-missing-imports --follow-imports=silent nlptool/engine.py nlptool/models.py nlptool/records.py nlptool/jsonl.py nlptool/paths.py nlptool/errors.py nlptool/workers.py

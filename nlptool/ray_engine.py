@@ -195,7 +195,7 @@ def write_dir(inputs: Sequence[str], out_dir: str, worker, *, input_format: str 
     if workers < 1 or gpus_per_worker < 0:
         raise UsageError("the ray engine needs at least one worker and a GPU share >= 0")
     # a local Ray gets a logical CPU beyond the actors' for the read tasks (else the pool starves them)
-    ray = init(max(os.cpu_count() or 1, workers + 1))
+    init(max(os.cpu_count() or 1, workers + 1))
     import ray.data
     from ray.data.datasource import BlockBasedFileDatasink
 

@@ -63,7 +63,7 @@ class Record:
     source: str
     line: int
     data: dict[str, Any] = field(default_factory=dict)
-    texts: dict[str, str] = field(default_factory=dict)
+    texts: dict[str, Any] = field(default_factory=dict)
     error: str | None = None
     raw: bytes | None = field(default=None, repr=False)
     index: int = -1

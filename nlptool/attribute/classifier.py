@@ -592,11 +592,6 @@ def classifier_card(report: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def write_card(report_path: str | os.PathLike, dst: str | os.PathLike) -> None:
-    """Write ``dst/README.md`` from the build report JSON at ``report_path`` (:func:`classifier_card`)."""
-    report = json.loads(Path(report_path).read_text(encoding="utf-8"))
-    (Path(dst) / "README.md").write_text(classifier_card(report), encoding="utf-8")
-
 
 def finish_builtin(
     name: str,

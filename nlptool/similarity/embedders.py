@@ -8,6 +8,11 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: no import cycle at run time
+    from .weights import Whitening
+
 from ..errors import UsageError
 from .transport import MAX_SUPPORT, Doc, StreamQuantizer
 

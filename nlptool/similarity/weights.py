@@ -10,6 +10,11 @@ from collections.abc import Callable
 
 import numpy as np
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # annotations only: no import cycle at run time
+    from .embedders import ContextualEmbedder
+
 from ..errors import UsageError
 
 class Whitening:

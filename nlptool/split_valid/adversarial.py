@@ -480,55 +480,6 @@ def terminated(raw: bytes) -> bytes:
     return raw if raw.endswith(b"\n") else raw + b"\n"
 
 
-def same_file(a: str, b: str) -> bool:
-    """True when two paths name the same existing file (or the same path)."""
-    if a == "-" or b == "-":
-        return False
-    try:
-        return os.path.samefile(a, b)
-    except OSError:
-        return os.path.realpath(a) == os.path.realpath(b)
-
-
-def check_outputs(inputs: Sequence[str], outputs: Sequence[str]) -> None:
-    """Refuse an output that is an input file or another output.
-
-    Raises:
-        UsageError: naming both paths.
-    """
-    outs = [o for o in outputs if o]
-    for o in outs:
-        for i in inputs:
-            if i and same_file(o, i):
-                raise UsageError(f"{o}: is an input file; refusing to overwrite it (choose another output path)")
-    for j, a in enumerate(outs):
-        for b in outs[j + 1:]:
-            if a == "-" and b == "-":
-                raise UsageError("only one output can be '-' (stdout)")
-            if same_file(a, b):
-                raise UsageError(f"{a} and {b}: the same file given for two outputs")
-
-
-def write_lines(path: str, lines, *, stdout=None) -> int:
-    """Write byte lines to ``path`` (``-`` = stdout) whole or not at all (through
-    :func:`nlptool.paths.atomic_output`: temp file and rename, symlinks and special files written
-    through); returns the number of bytes written."""
-    from ..paths import atomic_output
-
-    n = 0
-    if path == "-" and stdout is not None:
-        for line in lines:
-            stdout.write(line)
-            n += len(line)
-        stdout.flush()
-        return n
-    with atomic_output(path, "wb") as fh:
-        for line in lines:
-            fh.write(line)
-            n += len(line)
-    return n
-
-
 def write_split(raw_lines: Sequence[bytes], valid_mask: np.ndarray, out_train: str, out_valid: str, stack,
                 *, inputs: Sequence[str] = ()) -> None:
     """Write the lossless split: ``out_train`` gets the lines not in ``valid_mask``, ``out_valid``

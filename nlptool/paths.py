@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import shutil
 import stat
@@ -144,7 +145,9 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str = "
       A new file gets mode ``0o666 & ~umask``; an existing file keeps its mode;
     * a symlink is followed: its target is written (atomically if it is a regular file) and the
       link stays a link;
-    * a special file (device node, FIFO, socket) is written through directly, never replaced.
+    * a special file (device node, FIFO, socket, the pipe behind ``/dev/stdout``) is written
+      through directly, never replaced;
+    * a write-protected file is refused (``PermissionError``, EACCES), not replaced by a rename.
 
     Args:
         path: output path or ``-``.
@@ -167,18 +170,21 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str = "
             raise named_os_error(exc, "<stdout>") from None
         return
     check_output_path(path, inputs=inputs)
-    target = os.path.realpath(path)
     try:
-        st = os.stat(target)
+        st = os.stat(path)  # follows every link, /proc/self/fd/N (/dev/stdout on a pipe) included
     except FileNotFoundError:
         st = None
     if st is not None and not stat.S_ISREG(st.st_mode):
         try:
-            with open(target, mode, **kw) as fh:  # device node / FIFO: write through, never replace
+            with open(path, mode, **kw) as fh:  # device node / FIFO / pipe: write through, never replace
                 yield fh
         except OSError as exc:
             raise named_os_error(exc, path) from None
         return
+    target = os.path.realpath(path)
+    if st is not None and (not os.access(target, os.W_OK) or not st.st_mode & 0o222):  # write protection (root too)
+        raise PermissionError(errno.EACCES, "the output file is write-protected (chmod u+w it, or choose another)",
+                              path)
     d, base = os.path.split(target)
     fd, tmp = tempfile.mkstemp(prefix=f".{base}.", suffix=".tmp", dir=d)
     try:

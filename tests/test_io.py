@@ -300,3 +300,33 @@ def test_over_long_line_is_an_error_record_read_in_bounded_pieces(tmp_path, monk
     assert "5,000 bytes" in recs[1].error and recs[2].text == "y" * 100 and "101 bytes" in recs[3].error
     raw = list(read_records([f], keep_raw=True))  # lossless copying keeps every byte
     assert b"".join(r.raw for r in raw) == open(f, "rb").read()
+
+
+def test_dev_stdout_on_a_pipe_is_written_through(tmp_path):
+    """`-o /dev/stdout | cat`: the path resolves to a pipe (/proc/self/fd/1), which is written
+    through; the atomic temp-and-rename is for regular files only."""
+    import subprocess
+    import sys
+
+    code = "from nlptool.paths import atomic_output\nwith atomic_output('/dev/stdout') as fh:\n    fh.write('ok\\n')\n"
+    p = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == "ok\n"
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_a_write_protected_output_is_refused_not_renamed_over(tmp_path):
+    import errno
+    import os
+
+    import pytest
+
+    target = tmp_path / "ro.txt"
+    target.write_text("keep\n", encoding="utf-8")
+    os.chmod(target, 0o444)
+    with pytest.raises(PermissionError) as exc:
+        with atomic_output(target) as fh:
+            fh.write("new\n")
+    assert exc.value.errno == errno.EACCES
+    assert target.read_text(encoding="utf-8") == "keep\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ro.txt"]

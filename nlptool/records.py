@@ -336,10 +336,21 @@ def _has_lone_surrogate(obj: Any) -> bool:
     return False
 
 
+class _NonStandardNumber(ValueError):
+    """``NaN``, ``Infinity`` or ``-Infinity`` in a JSON line: Python's json accepts them, JSON does not."""
+
+
+def _refuse_constant(name: str):
+    raise _NonStandardNumber(name)
+
+
 def _load_json_line(line: str) -> tuple[Any, str | None]:
-    """``(object, None)`` or ``(None, why the line is not usable JSON)``; never raises."""
+    """``(object, None)`` or ``(None, why the line is not usable JSON)``; never raises. The
+    non-standard numbers ``NaN``/``Infinity``/``-Infinity`` (RFC 8259 has none) make a line invalid."""
     try:
-        obj = json.loads(line)
+        obj = json.loads(line, parse_constant=_refuse_constant)
+    except _NonStandardNumber as exc:
+        return None, f"invalid JSON ({exc} is not a JSON number)"
     except json.JSONDecodeError as exc:
         return None, f"invalid JSON ({exc.msg} at column {exc.colno})"
     except RecursionError:

@@ -330,3 +330,14 @@ def test_a_write_protected_output_is_refused_not_renamed_over(tmp_path):
     assert exc.value.errno == errno.EACCES
     assert target.read_text(encoding="utf-8") == "keep\n"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ro.txt"]
+
+
+@pytest.mark.parametrize("number", ["NaN", "Infinity", "-Infinity"])
+def test_non_standard_json_numbers_make_the_line_bad_input(tmp_path, number):
+    """Python's json reads NaN/Infinity; JSON has no such numbers: the record is an error record
+    (exit 3 under --strict), never accepted with the value silently dropped."""
+    f = tmp_path / "in.jsonl"
+    f.write_text('{"text": "好", "v": %s}\n{"text": "坏"}\n' % number, encoding="utf-8")
+    recs = list(read_records([str(f)]))
+    assert recs[0].error and f"{number} is not a JSON number" in recs[0].error
+    assert recs[1].error is None and recs[1].text == "坏"

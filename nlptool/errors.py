@@ -3,8 +3,8 @@
 Exit codes (documented in the README and docs/io.md):
 
 * 0  success
-* 1  runtime error (:class:`NlptoolError`, :class:`ModelError`, :class:`DeviceError`)
-* 2  usage error (Typer's own, and :class:`UsageError`)
+* 1  runtime error (:class:`NlptoolError`, :class:`ModelError`)
+* 2  usage error (Typer's own, :class:`UsageError`, and :class:`DeviceError`: a device this machine lacks)
 * 3  bad input data under ``--strict`` (:class:`InputDataError`)
 """
 
@@ -48,4 +48,7 @@ class ModelError(NlptoolError):
 
 
 class DeviceError(NlptoolError):
-    """The requested device does not exist on this machine (e.g. ``--device cuda`` without CUDA)."""
+    """The requested device does not exist on this machine (e.g. ``--device cuda`` without CUDA), or
+    ``--device`` is malformed: a usage error (exit 2), found when the options are parsed."""
+
+    exit_code = 2

@@ -90,6 +90,22 @@ def default_model(command: str) -> str:
     raise KeyError(command)
 
 
+def check_device_spec(device: str) -> None:
+    """Check ``--device`` before any work: its form (``auto|cpu|cuda|cuda:N``, no torch import)
+    and, for ``cuda``/``cuda:N``, that the device exists (imports torch).
+
+    Raises:
+        DeviceError: a malformed value, or CUDA asked for where there is none.
+    """
+    spec = (device or "auto").strip().lower()
+    if spec in ("auto", "cpu"):
+        return
+    if spec == "cuda" or spec.startswith("cuda:"):
+        resolve_device(device)
+        return
+    raise DeviceError(f"--device {device}: expected auto, cpu, cuda or cuda:N")
+
+
 def resolve_device(device: str = "auto"):
     """Turn ``auto|cpu|cuda|cuda:N`` into a :class:`torch.device`.
 

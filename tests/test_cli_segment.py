@@ -102,7 +102,7 @@ def test_usage_errors(model_args):
     r = _run(["segment", "/nonexistent/file.txt", *model_args])
     assert r.exit_code == 2 and "no such file" in r.stderr
     r = _run(["segment", "--device", "cuda:7", "--quiet"], input="x\n")
-    assert r.exit_code == 1 and "CUDA" in r.stderr
+    assert r.exit_code == 2 and "CUDA" in r.stderr
     r = _run(["segment", "--model", "./no/such/dir", "--quiet"], input="x\n")
     assert r.exit_code == 1 and "no such directory" in r.stderr
 
@@ -216,3 +216,11 @@ def test_builtin_teacher_never_resolves_to_a_planted_directory(tmp_path, monkeyp
     r = _run(["segment", "--parse", "dependency", "-q", "--device", "cpu"], input="今天天气很好\n")
     assert r.exit_code == 0, r.output
     assert json.loads(r.stdout)["heads"]
+
+
+@pytest.mark.parametrize("value", ["bogus", "gpu", "tpu:0"])
+def test_a_bad_device_is_a_usage_error_at_parse_time(value):
+    """--device is checked when the options are parsed: exit 2, one line, no model loaded."""
+    r = _run(["segment", "--device", value], input="好\n")
+    assert r.exit_code == 2
+    assert "--device" in r.output and "expected auto, cpu, cuda or cuda:N" in r.output

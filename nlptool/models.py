@@ -356,6 +356,7 @@ def load_model(
     device: str = "auto",
     fp16: bool | None = None,
     allow_new_head: bool = False,
+    for_training: bool = False,
     **kwargs,
 ) -> LoadedModel:
     """Load a tokenizer and a model, put it on the resolved device in eval mode.
@@ -373,7 +374,14 @@ def load_model(
         allow_new_head: for ``sequence-classification``, accept a checkpoint whose head weights are
             missing (transformers initialises them at random). Only training starts from such a
             model on purpose; inference refuses it (the default), see :func:`check_trained_head`.
+        for_training: load through transformers even when the plain-torch module could serve
+            (training needs its Trainer, ``labels`` losses and ``save_pretrained``).
         kwargs: passed to ``from_pretrained`` of the model.
+
+    Inference on a local BERT directory that :func:`nlptool.bert.can_load_plain` accepts (every
+    built-in BERT) uses the plain-torch module and tokenizer (:mod:`nlptool.bert`,
+    :mod:`nlptool.wordpiece`): the same outputs, without importing transformers (about 3 s of
+    start-up). Hub ids, other architectures and training go through transformers.
 
     Raises:
         ModelError: not found locally, not reachable on the hub (offline), or not loadable; or a
@@ -394,6 +402,18 @@ def load_model(
         load_tagger = importlib.import_module("nlptool.segment.tagger").load_tagger
         return load_tagger(path, name=str(model), device=resolve_device(device))
     import torch
+
+    if fp16 is None:
+        fp16 = resolve_device(device).type == "cuda"
+    if not for_training and not allow_new_head and not kwargs and os.path.isdir(path):
+        from .bert import can_load_plain, head_of, load_bert
+        from .wordpiece import can_load_wordpiece, load_wordpiece
+
+        if can_load_plain(path) and can_load_wordpiece(path) and kind in ("encoder", head_of(path)):
+            dev = resolve_device(device)
+            net = load_bert(path, head=None if kind != "encoder" else "encoder", device=dev,
+                            dtype=torch.float16 if fp16 else torch.float32)
+            return LoadedModel(name=str(model), path=path, tokenizer=load_wordpiece(path), model=net, device=dev)
     from transformers import (
         AutoModel,
         AutoModelForMaskedLM,
@@ -419,8 +439,6 @@ def load_model(
         "sequence-classification": AutoModelForSequenceClassification,
         "question-answering": AutoModelForQuestionAnswering,
     }
-    if fp16 is None:
-        fp16 = dev.type == "cuda"
     # weights may be stored in fp16 (the built-in model is); compute in fp32 on the CPU
     kwargs.setdefault("dtype", torch.float16 if fp16 else torch.float32)
     try:

@@ -274,7 +274,7 @@ def train_classifier(
 
     torch.manual_seed(seed)
     loaded = load_model(
-        model, kind="sequence-classification", device=device, fp16=False, allow_new_head=True,
+        model, kind="sequence-classification", device=device, fp16=False, allow_new_head=True, for_training=True,
         num_labels=len(names), id2label=id2label, label2id=label2id,
     )
     net, tok = loaded.model, loaded.tokenizer

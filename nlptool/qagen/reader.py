@@ -222,7 +222,7 @@ def train_reader(
     check_out_dir(out_dir)
     log = log or (lambda s: None)
     out = Path(out_dir)
-    loaded = load_model(model, kind="question-answering", device=device, fp16=False)
+    loaded = load_model(model, kind="question-answering", device=device, fp16=False, for_training=True)
     tok, net, dev = loaded.tokenizer, loaded.model, loaded.device
     if eval_items is None:
         train_items, held_items = split_articles(items, holdout, seed)

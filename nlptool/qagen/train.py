@@ -144,7 +144,7 @@ def train_qa_gen(
     check_out_dir(out_dir)
     log = log or (lambda s: None)
     out = Path(out_dir)
-    loaded = load_model(model, kind="masked-lm", device=device, fp16=False)
+    loaded = load_model(model, kind="masked-lm", device=device, fp16=False, for_training=True)
     tok, net, dev = loaded.tokenizer, loaded.model, loaded.device
     if not hasattr(net, "cls") and not hasattr(net, "lm_head"):
         raise ModelError(f"{model}: no masked-LM head (the generator); start from a BERT-family masked LM such as zh-bert-mini")

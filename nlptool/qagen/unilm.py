@@ -183,7 +183,7 @@ def prefill(model, sequences: Sequence[tuple[Sequence[int], Sequence[int]]], dev
         stays in the cache, masked out by ``state.key_valid``.
     """
     import torch
-    from transformers import DynamicCache
+    from ..bert import KVCache
 
     _, head = _split_model(model)
     n = max(len(seq[0]) for seq in sequences)
@@ -204,7 +204,7 @@ def prefill(model, sequences: Sequence[tuple[Sequence[int], Sequence[int]]], dev
             src[r, : len(s)] = torch.as_tensor(list(s)) == 0
     ids, types, att, src = ids.to(device), types.to(device), att.to(device), src.to(device)
     pos = torch.arange(n, device=device)[None].expand(len(sequences), n)
-    cache = DynamicCache()
+    cache = KVCache()  # plain-torch and transformers BERTs alike
     h = hidden_states(model, ids, types, att, position_ids=pos, past_key_values=cache, source_mask=src if explicit else None)
     lengths = att.sum(1)
     last = h[torch.arange(len(sequences), device=device), lengths - 1]

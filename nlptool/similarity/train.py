@@ -341,7 +341,7 @@ def train_sentence_encoder(
     random.seed(seed)
     torch.manual_seed(seed)
 
-    loaded = load_model(model, kind="encoder", device=device, fp16=False)
+    loaded = load_model(model, kind="encoder", device=device, fp16=False, for_training=True)
     net, tok, dev = loaded.model, loaded.tokenizer, loaded.device
     batcher = _Batcher(tok, max_length)
     steps_per_epoch = max(1, math.ceil(n_items / batch_size))

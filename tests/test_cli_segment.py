@@ -224,3 +224,31 @@ def test_a_bad_device_is_a_usage_error_at_parse_time(value):
     r = _run(["segment", "--device", value], input="好\n")
     assert r.exit_code == 2
     assert "--device" in r.output and "expected auto, cpu, cuda or cuda:N" in r.output
+
+
+def test_segmenter_owns_the_rules_and_the_text_formats():
+    """The rules and renderings the CLI relies on live in the Segmenter (no model needed)."""
+    import math
+    import pickle
+
+    from nlptool.errors import UsageError
+    from nlptool.segment import DEFAULT_METHOD, DEFAULT_MODELS, Segmenter, conllu_block
+
+    for bad, why in [("abc", "a number"), ("nan", "a finite number"), (math.inf, "a finite number")]:
+        with pytest.raises(UsageError, match=f"--threshold .*or {why}$"):
+            Segmenter(threshold=bad)
+    assert Segmenter(threshold="0.5").config["threshold"] == 0.5
+    assert Segmenter().config["method"] == DEFAULT_METHOD and DEFAULT_METHOD in DEFAULT_MODELS
+    with pytest.raises(UsageError, match="--format conllu needs --parse dependency"):
+        Segmenter(parse="constituency").check_format("conllu")
+    s = Segmenter(parse="dependency")
+    s.check_format("conllu")
+    assert pickle.loads(pickle.dumps(s)) == s and s.alternatives() == ["words"]
+    obj = {"text": "我 爱\n你", "words": ["我", " ", "爱\n", "你"], "heads": [0, 1, 1, 3]}
+    assert s.render(obj, "text") == "我 爱\\n 你"
+    assert s.render({"error": "bad"}, "text") == ""
+    block = s.render(obj, "conllu")
+    assert block == conllu_block(obj) and block.endswith("_\n")  # the writer's newline makes the blank line
+    assert block.splitlines() == ["# text = 我 爱\\n你", "1\t我\t_\t_\t_\t_\t0\troot\t_\t_",
+                                  "2\t爱\\n\t_\t_\t_\t_\t1\tdep\t_\t_", "3\t你\t_\t_\t_\t_\t2\tdep\t_\t_"]
+    assert s.render({"error": "x\ny"}, "conllu") == "# error = x\\ny\n"

@@ -87,7 +87,11 @@ def test_sampler_dataframe_keeps_rows_and_columns(dict_path):
     assert "missing column 'text'" in bad["error"].iloc[0]
 
 
-def test_segmenter_masking_matches_the_cli(tiny_bert_dir, tmp_path):
+def test_segmenter_masking_matches_the_cli(tiny_bert_dir, tmp_path, monkeypatch):
+    from nlptool import engine
+
+    # the CLI builds the same Segmenter, so an earlier CLI test may have loaded this configuration
+    monkeypatch.setattr(engine, "_CACHE", {})
     w = workers.Segmenter(method="masking", model=tiny_bert_dir, device="cpu")
     before = workers.LOAD_COUNTS["Segmenter"]
     texts = ["我爱北京天安门", "", "北京"]

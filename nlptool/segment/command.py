@@ -3,73 +3,145 @@
 from __future__ import annotations
 
 import math
+from typing import Any
+
+from ..engine import Command
+from ..errors import UsageError
 
 #: Default model of each ``--method``: the tagger zh-seg-mini (PKU word F1 0.808 with its lexicon,
 #: ``make bench-segment``) and the BERT zh-bert-mini for Perturbed Masking.
 DEFAULT_MODELS = {"tagger": "zh-seg-mini", "masking": "zh-bert-mini"}
 
-from ..engine import Command, missing, to_python
-from ..errors import UsageError
-from ..models import load_model
-from ..records import Record
+#: The default ``--method``: the better of the two on PKU word F1 (docs/segment.md, ``make bench-segment``):
+#: the tagger (zh-seg-mini with its lexicon) 0.804 against masking 0.730 on the same first 100 lines; 0.808 on all.
+DEFAULT_METHOD = "tagger"
+
+PARSE_MODES = ("none", "constituency", "dependency")
+CONVERT_MODES = ("auto", "t2s", "none")
+
+
+def parse_threshold(value: float | str) -> float | str:
+    """``--threshold``: ``"auto"`` or a finite number (returned as a float).
+
+    Raises:
+        UsageError: anything else (NaN and infinities included)."""
+    if value == "auto":
+        return "auto"
+    try:
+        thr = float(value)
+    except (TypeError, ValueError):
+        raise UsageError(f"--threshold {value}: expected 'auto' or a number") from None
+    if not math.isfinite(thr):
+        raise UsageError(f"--threshold {value}: expected 'auto' or a finite number")
+    return thr
+
+
+def model_line(loaded) -> str:
+    """``model NAME on DEVICE (DTYPE)``: which model is in use (a stderr line)."""
+    dtype = next(loaded.model.parameters()).dtype
+    return f"model {loaded.name} on {loaded.device} ({str(dtype).replace('torch.', '')})"
 
 
 class Segmenter(Command):
     """``nlptool segment`` as a worker: words (and a parse) per text, via
     :func:`nlptool.segment.api.segment_or_parse`.
 
-    Args (the CLI's options and defaults): ``model`` (default by ``method``: zh-seg-mini for
-    ``tagger``, zh-bert-mini for ``masking``), ``method`` (``tagger|masking``, default tagger), ``user_dict``
-    (path, jieba format), ``convert`` (``auto|t2s|none``), ``threshold`` (``"auto"`` or a float),
-    ``layer``, ``parse`` (``none|constituency|dependency``), ``device``, ``batch_size``,
-    ``text_key``, ``words_key`` (with ``parse``: a column of given word lists).
+    Args (the CLI's options and defaults): ``model`` (default by ``method``:
+    :data:`DEFAULT_MODELS`), ``method`` (``tagger|masking``, default :data:`DEFAULT_METHOD`),
+    ``user_dict`` (path, jieba format), ``convert`` (``auto|t2s|none``), ``threshold``
+    (``"auto"`` or a finite number, masking only), ``layer`` (hidden layer of the BERT for masking
+    and ``parse``; -1 = last, 0 = embeddings; checked against the model when it loads),
+    ``parse`` (``none|constituency|dependency``), ``device``, ``batch_size``, ``text_key``,
+    ``words_key`` (with ``parse``: a field of given word lists, parsed as given, which may stand
+    in for the text).
 
     Result columns: ``words`` (list of str, concatenating to the text), plus ``tree``/``heads``
-    with ``parse``. Raises :class:`nlptool.errors.UsageError` for a bad option value.
+    with ``parse``. Output formats besides ``jsonl``: ``text`` and ``conllu`` (:meth:`render`).
+
+    Raises:
+        UsageError: a bad option value (here), or a ``layer`` the model does not have (at load).
     """
 
-    def __init__(self, model: str | None = None, method: str = "tagger", user_dict: str | None = None,
+    formats = ("text", "conllu")
+
+    def __init__(self, model: str | None = None, method: str = DEFAULT_METHOD, user_dict: str | None = None,
                  convert: str = "auto", threshold: float | str = "auto", layer: int = -1, parse: str = "none",
                  device: str = "auto", batch_size: int = 256, text_key: str = "text", words_key: str = "words"):
         if method not in DEFAULT_MODELS:
-            raise UsageError(f"segmentation method {method!r}: expected tagger or masking")
-        if parse not in ("none", "constituency", "dependency"):
-            raise UsageError(f"parse {parse!r}: expected none, constituency or dependency")
-        if threshold != "auto":
-            threshold = float(threshold)
-            if not math.isfinite(threshold):
-                raise UsageError("the segmentation threshold must be 'auto' or a finite number")
-        super().__init__(model=model, method=method, user_dict=user_dict, convert=convert, threshold=threshold,
-                         layer=layer, parse=parse, device=device, batch_size=batch_size, text_key=text_key,
-                         words_key=words_key)
+            raise UsageError(f"--method {method}: expected {' or '.join(DEFAULT_MODELS)}")
+        if parse not in PARSE_MODES:
+            raise UsageError(f"--parse {parse}: expected {', '.join(PARSE_MODES)}")
+        if convert not in CONVERT_MODES:
+            raise UsageError(f"--convert {convert}: expected {', '.join(CONVERT_MODES)}")
+        super().__init__(model=model, method=method, user_dict=user_dict, convert=convert,
+                         threshold=parse_threshold(threshold), layer=layer, parse=parse, device=device,
+                         batch_size=batch_size, text_key=text_key, words_key=words_key)
 
+    # -- records
     def extra_keys(self) -> list[str]:
         return [self.config["words_key"]] if self.config["parse"] != "none" else []
 
-    def _row_record(self, i, row, columns):
-        c = self.config
-        if c["parse"] != "none" and c["words_key"] in columns and c["text_key"] not in columns:
-            rec = Record("batch", i + 1, index=i)  # a given word list needs no text
-            v = to_python(row[c["words_key"]])
-            if not missing(v):
-                rec.texts[c["words_key"]] = v
-            return rec
-        return super()._row_record(i, row, columns)
+    def alternatives(self) -> list[str]:
+        return self.extra_keys()  # with --parse, a given word list needs no text
 
-    def load(self):
-        from ..segment.api import read_user_dict, teacher_of
+    # -- the models
+    def load(self) -> dict[str, Any]:
+        """The segmenter (a character tagger or a BERT), the parser's BERT with ``parse`` (the
+        masking BERT itself, or the tagger's teacher), the user dictionary.
+
+        Raises:
+            UsageError: ``layer`` outside the BERT's ``-(n+1)..n``."""
+        from ..models import load_model
+        from .api import read_user_dict, teacher_of
 
         c = self.config
+        udict = read_user_dict(c["user_dict"]) if c["user_dict"] else None
         name = c["model"] or DEFAULT_MODELS[c["method"]]
         seg = load_model(name, kind="char-tagger" if c["method"] == "tagger" else "encoder", device=c["device"])
         parser = None
         if c["parse"] != "none":
             parser = seg if c["method"] == "masking" else load_model(teacher_of(seg), kind="encoder", device=c["device"])
-        udict = read_user_dict(c["user_dict"]) if c["user_dict"] else None
+        bert = seg if c["method"] == "masking" else parser
+        if bert is not None:  # --layer is checked once against the model, not per record
+            n_layers = int(getattr(bert.model.config, "num_hidden_layers", 0) or 0)
+            if n_layers and not -(n_layers + 1) <= c["layer"] <= n_layers:
+                raise UsageError(f"--layer {c['layer']}: the model {bert.name} has layers -{n_layers + 1}..{n_layers} "
+                                 f"(0 = embeddings, -1 = last)")
         return {"segmenter": seg, "parser": parser, "user_dict": udict}
 
+    def describe(self) -> list[str]:
+        st = self.state()
+        lines = [model_line(st["segmenter"])]
+        if st["parser"] is not None and st["parser"] is not st["segmenter"]:
+            lines.append(model_line(st["parser"]))
+        return lines
+
+    # -- output formats
+    def check_format(self, fmt: str) -> None:
+        """Raise :class:`UsageError` when this configuration cannot write ``fmt`` (``conllu`` needs
+        ``parse="dependency"``); the CLI calls it before reading anything."""
+        if fmt != "jsonl" and fmt not in self.formats:
+            raise UsageError(f"--format {fmt}: expected jsonl, {', '.join(self.formats)}")
+        if fmt == "conllu" and self.config["parse"] != "dependency":
+            raise UsageError("--format conllu needs --parse dependency")
+
+    def render(self, obj: dict[str, Any], fmt: str) -> str:
+        """``text``: the words joined by spaces, whitespace-only words dropped, on one line (an
+        empty line for a record with an error); ``conllu``: :func:`nlptool.segment.conllu.conllu_block`
+        WITH its final newline, so that the line written after it leaves the blank line that
+        ends a CoNLL-U sentence."""
+        self.check_format(fmt)
+        if fmt == "text":
+            from ..records import escape_line
+
+            return escape_line(" ".join(w for w in obj.get("words", []) if w.strip()))
+        from .conllu import conllu_block
+
+        return conllu_block(obj)
+
+    # -- batching
     def results(self, records):
-        from ..segment.api import auto_fallback, segment_or_parse
+        from .api import auto_fallback, segment_or_parse
 
         c = self.config
         st = self.state()
@@ -79,5 +151,6 @@ class Segmenter(Command):
             [r.text if g is None else None for r, g in zip(records, given)], segmenter=st["segmenter"],
             method=c["method"], given_words=given, parser=st["parser"], parse=c["parse"], threshold=c["threshold"],
             layer=c["layer"], batch_size=c["batch_size"], user_dict=st["user_dict"], convert=c["convert"],
+            # calibrated lazily (and read from the shipped calibration when it matches)
             fallback=lambda: auto_fallback(st["segmenter"], layer=c["layer"], batch_size=c["batch_size"]),
         )

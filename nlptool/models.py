@@ -324,16 +324,29 @@ def check_hub_id(model: str) -> None:
         ModelError: one line: not a built-in name (with the closest one), not a directory, and
             the hub is not reachable (offline); with the fix.
     """
-    if hub_reachable():
+    if hub_reachable() or in_hub_cache(model):
         return
     near = close_builtin(model)
     hint = f" (did you mean {near}?)" if near else ""
     offline = os.environ.get("HF_HUB_OFFLINE") or os.environ.get("TRANSFORMERS_OFFLINE")
     raise ModelError(
-        f"[model not found] {model!r} is not a built-in name{hint}, not a local directory, and the Hugging Face "
-        f"hub is not reachable{' (offline mode is set)' if offline else ' (no network)'}. Built-in names: "
-        f"{', '.join(BUILTIN_MODELS)}; or pass a local model directory"
+        f"[model not found] {model!r} is not a built-in name{hint}, not a local directory, not in the Hugging Face "
+        f"cache, and the hub is not reachable{' (offline mode is set)' if offline else ' (no network)'}. Fix: use a "
+        f"built-in model ({', '.join(BUILTIN_MODELS)}), pass a local model directory, or run once with internet "
+        "so the hub model is cached"
     )
+
+
+def in_hub_cache(model: str) -> bool:
+    """Whether the hub id ``model`` has a snapshot in the local Hugging Face cache
+    (``$HF_HUB_CACHE``, else ``$HF_HOME/hub``, else ``~/.cache/huggingface/hub``), so it loads offline."""
+    root = os.environ.get("HF_HUB_CACHE") or os.path.join(
+        os.environ.get("HF_HOME") or os.path.join(os.path.expanduser("~"), ".cache", "huggingface"), "hub")
+    snapshots = os.path.join(root, "models--" + str(model).replace("/", "--"), "snapshots")
+    try:
+        return any(os.scandir(snapshots))
+    except OSError:
+        return False
 
 
 def _hub_error(model: str, exc: Exception) -> ModelError:
@@ -389,7 +402,7 @@ def load_model(
         DeviceError: see :func:`resolve_device`.
     """
     path = resolve_model_path(model)
-    if not os.path.isdir(path):
+    if not os.path.isdir(path) and kind != "char-tagger":
         check_hub_id(str(model))  # before importing torch/transformers: offline, a typo is one line at once
     if kind is None:
         kind = kind_of(path) or "masked-lm"

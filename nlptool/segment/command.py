@@ -7,10 +7,11 @@ from typing import Any
 
 from ..engine import Command
 from ..errors import UsageError
+from ..models import default_model
 
-#: Default model of each ``--method``: the tagger zh-seg-mini (PKU word F1 0.808 with its lexicon,
+#: Default model of each ``--method`` (from the registry, :data:`nlptool.models.BUILTINS`): the tagger zh-seg-mini (PKU word F1 0.808 with its lexicon,
 #: ``make bench-segment``) and the BERT zh-bert-mini for Perturbed Masking.
-DEFAULT_MODELS = {"tagger": "zh-seg-mini", "masking": "zh-bert-mini"}
+DEFAULT_MODELS = {m: default_model(f"segment --method {m}") for m in ("tagger", "masking")}
 
 #: The default ``--method``: the better of the two on PKU word F1 (docs/segment.md, ``make bench-segment``):
 #: the tagger (zh-seg-mini with its lexicon) 0.804 against masking 0.730 on the same first 100 lines; 0.808 on all.

@@ -10,18 +10,36 @@ import typer
 
 from ._common import NlptoolGroup
 
+#: -h works like --help everywhere; help text is printed as written (no rich markup: "[count [tag]]" survives)
+CONTEXT = {"help_option_names": ["-h", "--help"]}
+
 app = typer.Typer(
     cls=NlptoolGroup,  # the error boundary: one stderr line and the documented exit code (docs/io.md)
     no_args_is_help=True,
+    rich_markup_mode=None,
+    context_settings=CONTEXT,
     pretty_exceptions_show_locals=False,
     add_completion=False,
     help="Command-line NLP tools from Su Jianlin's blog (kexue.fm). Data on stdout (JSONL), messages on stderr.",
 )
 
 
+def _version(value: bool) -> None:
+    if value:
+        from importlib.metadata import PackageNotFoundError, version
+
+        try:
+            v = version("nlptool")
+        except PackageNotFoundError:  # pragma: no cover - a source tree without metadata
+            v = "unknown"
+        typer.echo(f"nlptool {v}")
+        raise typer.Exit(0)
+
+
 @app.callback()
 def _root(
     debug: bool = typer.Option(False, "--debug", help="Show the full traceback of an error (also NLPTOOL_DEBUG=1)."),
+    version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="Print the version and exit."),
 ) -> None:
     """Command-line NLP tools from Su Jianlin's blog (kexue.fm). Data on stdout (JSONL), messages on stderr."""
     from . import _common
@@ -29,9 +47,11 @@ def _root(
     _common.DEBUG = debug or _common.DEBUG
 
 
-train_app = typer.Typer(no_args_is_help=True, help="Train models used by the other commands.")
+train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT,
+                        help="Train models used by the other commands.")
 app.add_typer(train_app, name="train")
-eval_app = typer.Typer(no_args_is_help=True, help="Measure trained models on gold data (JSON report).")
+eval_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT,
+                       help="Measure trained models on gold data (JSON report).")
 app.add_typer(eval_app, name="eval")
 
 from . import segment as _segment  # noqa: E402,F401

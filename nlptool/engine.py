@@ -184,6 +184,34 @@ def missing(value: Any) -> bool:
     return value is None or (isinstance(value, float) and math.isnan(value))
 
 
+def check_bounds(values: dict[str, Any], bounds: dict[str, tuple[float | None, float | None]]) -> None:
+    """Check numeric options against their inclusive ``(least, greatest)`` bounds (None: no bound);
+    a None value (an unset option) passes. A command module declares its bounds once and its CLI
+    gives the same numbers to the parser (``min=``/``max=``), so a bad value is refused there too.
+
+    Raises:
+        UsageError: a value outside its bounds, NaN, or not a number (named as its ``--flag``).
+    """
+    from .errors import UsageError
+
+    for name, (lo, hi) in bounds.items():
+        v = values.get(name)
+        if v is None:
+            continue
+        flag = "--" + name.replace("_", "-")
+        if isinstance(v, bool) or not isinstance(v, (int, float)):
+            raise UsageError(f"{flag} {v!r}: expected a number")
+        if (lo is not None and not v >= lo) or (hi is not None and not v <= hi):
+            want = " and ".join(x for x in (lo is not None and f">= {lo:g}", hi is not None and f"<= {hi:g}") if x)
+            raise UsageError(f"{flag} {v}: expected a number {want}")
+
+
+def model_line(loaded) -> str:
+    """``model NAME on DEVICE (DTYPE)``: which model a command uses, a line for :meth:`Command.describe`."""
+    dtype = next(loaded.model.parameters()).dtype
+    return f"model {loaded.name} on {loaded.device} ({str(dtype).replace('torch.', '')})"
+
+
 def record_rng(seed: int | None, index: int, shared: random.Random | None = None) -> random.Random:
     """The random generator of one record: ``random.Random("<seed>/<index>")`` when ``seed`` is
     given, so a record's draws depend only on the seed and its 0-based position in the input
@@ -254,6 +282,12 @@ class Command:
     def describe(self) -> list[str]:
         """Lines for stderr after loading (which model, on which device); none by default."""
         return []
+
+    def finish(self, inputs: Sequence[str] = ()) -> Iterable[str]:
+        """Called once by the CLI after the last record is written (local engine): write the
+        command's side outputs (e.g. an HTML page of all results; never over one of ``inputs``)
+        and yield a line for stderr as each is done; nothing by default."""
+        return ()
 
     # -- records
     def text_keys(self) -> list[str]:

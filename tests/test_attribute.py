@@ -523,3 +523,44 @@ def test_html_renders_chinese_in_headless_chromium(tiny_cls_dir, tmp_path):
         pages.append(mpimg.imread(str(s))[..., :3].max(axis=-1) < 0.5)
     assert pages[0].sum() > 100 and pages[1].sum() > 100
     assert (pages[0] != pages[1]).sum() > 100
+
+
+# ----------------------------------------------------------------------------- the command object
+
+
+def test_attributor_rules_are_the_parsers():
+    """The option bounds live once in nlptool.attribute.command; the CLI's parser declares the same."""
+    import typer.main
+
+    from nlptool.attribute.command import BOUNDS, Attributor
+    from nlptool.cli import app
+    from nlptool.errors import UsageError
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["attribute"].params}
+    for name, (lo, hi) in BOUNDS.items():
+        assert (params[name].min, params[name].max) == (lo, hi), name
+        with pytest.raises(UsageError, match="--" + name.replace("_", "-")):
+            Attributor(**{name: lo - 1})
+    for name, bad in (("method", "simpson"), ("baseline", "zero"), ("explain", "output"), ("granularity", "char")):
+        with pytest.raises(UsageError, match=f"--{name} {bad}"):
+            Attributor(**{name: bad})
+
+
+def test_attributor_checks_the_target_at_load_and_writes_side_outputs(tiny_cls_dir, tmp_path):
+    from nlptool.attribute import Attributor, render_html
+    from nlptool.errors import UsageError
+
+    with pytest.raises(UsageError, match="not a label"):
+        Attributor(model=tiny_cls_dir, target="nope", device="cpu").state()  # before any record
+    page = tmp_path / "h.html"
+    a = Attributor(model=tiny_cls_dir, steps=8, device="cpu", html=str(page), tty=False)
+    out = a(TEXTS[:2])
+    assert not page.exists()
+    lines = list(a.finish())
+    assert lines[-1] == f"heatmap page: {page}"
+    assert page.read_text(encoding="utf-8") == render_html(list(zip(TEXTS[:2], [
+        {k: v for k, v in o.items() if k != "text"} for o in out])))
+    list(a.finish())  # what was gathered went into the first page: a new run starts empty
+    assert page.read_text(encoding="utf-8") == render_html([])
+    terminal = a.render({"text": TEXTS[0], **out[0]}, "terminal")
+    assert TEXTS[0] in terminal and "\x1b[" not in terminal and not terminal.endswith("\n")

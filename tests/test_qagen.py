@@ -555,3 +555,21 @@ def test_builtin_default_path_works_offline():
     r = CliRunner().invoke(app, ["qa-gen", "--quiet"], input='{"text": "长江是中国第一长河。", "answers": ["长江"]}\n')
     (out,) = [json.loads(x) for x in r.stdout.splitlines()]
     assert [p["answer"] for p in out["qa_pairs"]] == ["长江"] and out["qa_pairs"][0]["question"]
+
+
+def test_qa_generator_rules_are_the_parsers():
+    """The option bounds and defaults live once in nlptool.qagen.command; the CLI's parser declares the same."""
+    import typer.main
+
+    from nlptool.errors import UsageError
+    from nlptool.qagen.command import BOUNDS, OPTION_DEFAULTS, QAGenerator
+
+    params = {p.name: p for p in typer.main.get_command(app).commands["qa-gen"].params}
+    for name, (lo, hi) in BOUNDS.items():
+        assert (params[name].min, params[name].max) == (lo, hi), name
+        assert params[name].default == OPTION_DEFAULTS[name]
+        with pytest.raises(UsageError, match="--" + name.replace("_", "-")):
+            QAGenerator(**{name: lo - 1})
+    with pytest.raises(UsageError, match="--top-p"):
+        QAGenerator(top_p=float("nan"))
+    assert list(QAGenerator().finish()) == ["0 pairs kept of 0 answer samples; removed: none"]

@@ -556,7 +556,8 @@ def run_record_command(command, inputs, *, output: str, input_format: str = "aut
     """The body of every record command: read the inputs with ``command``'s fields, run it on the
     local engine (:func:`nlptool.engine.run`) or on Ray (:mod:`nlptool.ray_engine`), write to
     ``output``, show progress, and end with one summary line on stderr
-    (``1,998 records, 2 errors (lines 17, 902)``)."""
+    (``1,998 records, 2 errors (lines 17, 902)``), then the lines of ``command.finish`` (which
+    writes the command's side outputs, :meth:`nlptool.engine.Command.finish`)."""
     from ..engine import run
     from ..jsonl import JsonlWriter
 
@@ -587,3 +588,5 @@ def run_record_command(command, inputs, *, output: str, input_format: str = "aut
         summary = run(command, records, writer, fmt=fmt, chunk_size=chunk_size, strict=strict, progress=advance,
                       on_error=on_error)
     info(summary.line(), quiet)
+    for line in command.finish(inputs=list(inputs or ())):  # side outputs (attribute --html/--png), counts
+        info(line, quiet)

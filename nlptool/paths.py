@@ -30,14 +30,81 @@ from .errors import UsageError
 #: The CLI turns the guard on for each command, so an output path that is the same file as any
 #: input (by inode, symlinks and hard links included) is refused before anything is written.
 _GUARDED_INPUTS: set[tuple[int, int]] | None = None
+#: Real paths of the inputs checked while guarding (an input inside a model directory is refused).
+_GUARDED_INPUT_PATHS: set[str] = set()
+#: Outputs claimed by the options of this command: real path -> what claimed it.
+_CLAIMED_OUTPUTS: dict[str, str] = {}
+#: Model directories (``--out DIR``) claimed by this command: real path -> option.
+_CLAIMED_DIRS: dict[str, str] = {}
 
 
 def guard_inputs(on: bool = True) -> None:
     """Start (or stop) remembering the inputs checked by :func:`check_input_path`, so that
-    :func:`check_output_path` refuses to write over any of them. The CLI calls this once per
-    command; library callers who rewrite a file in place simply leave it off."""
+    :func:`check_output_path` refuses to write over any of them, and the outputs claimed by
+    :func:`claim_output` / :func:`claim_out_dir`, so no two outputs share a path and no model
+    directory holds an input. The CLI calls this once per command; library callers who rewrite a
+    file in place simply leave it off."""
     global _GUARDED_INPUTS
     _GUARDED_INPUTS = set() if on else None
+    _GUARDED_INPUT_PATHS.clear()
+    _CLAIMED_OUTPUTS.clear()
+    _CLAIMED_DIRS.clear()
+
+
+def guard_stdin() -> None:
+    """Remember standard input as an input when it is a regular file (``cmd -o f < f``): an
+    output may not be the file stdin reads."""
+    if _GUARDED_INPUTS is None:
+        return
+    try:
+        st = os.fstat(0)
+    except (OSError, ValueError):
+        return
+    if stat.S_ISREG(st.st_mode):
+        _GUARDED_INPUTS.add((st.st_dev, st.st_ino))
+
+
+def _inside(path: str, directory: str) -> bool:
+    return path == directory or path.startswith(directory.rstrip(os.sep) + os.sep)
+
+
+def claim_output(path: str | os.PathLike | None, what: str) -> None:
+    """Record that option ``what`` writes ``path`` (the CLI, at parse time).
+
+    Raises:
+        UsageError: another option already writes the same path, or it lies in a model directory
+            this command writes.
+    """
+    if path is None or str(path) in ("", "-") or _GUARDED_INPUTS is None:
+        return
+    real = os.path.realpath(str(path))
+    other = _CLAIMED_OUTPUTS.get(real)
+    if other is not None and other != what:
+        raise UsageError(f"{path}: given to both {other} and {what}; each output needs its own path")
+    for d, opt in _CLAIMED_DIRS.items():
+        if _inside(real, d):
+            raise UsageError(f"{path}: lies in the model directory {opt} writes; choose a path outside it")
+    _CLAIMED_OUTPUTS[real] = what
+
+
+def claim_out_dir(path: str | os.PathLike | None, what: str = "--out") -> None:
+    """Record that ``what`` writes the model directory ``path``, which replaces the directory as
+    a whole: no input and no other output may lie inside it.
+
+    Raises:
+        UsageError: an input or another output lies in it (e.g. ``train mlm o/vocab.txt --out o``).
+    """
+    if path is None or str(path) == "" or _GUARDED_INPUTS is None:
+        return
+    real = os.path.realpath(str(path))
+    for p in _GUARDED_INPUT_PATHS:
+        if _inside(p, real):
+            raise UsageError(f"{path}: the model directory {what} writes holds the input {p}; "
+                             "choose another directory (it is replaced as a whole)")
+    for p, opt in _CLAIMED_OUTPUTS.items():
+        if _inside(p, real):
+            raise UsageError(f"{path}: the model directory {what} writes holds the output of {opt}; choose another")
+    _CLAIMED_DIRS[real] = what
 
 
 def _file_id(path: str) -> tuple[int, int] | None:
@@ -55,6 +122,7 @@ def check_input_path(path: str) -> None:
         UsageError: it does not exist, is a directory, or cannot be read (message names the path).
     """
     if path == "-":
+        guard_stdin()
         return
     try:
         st = os.stat(path)
@@ -70,6 +138,12 @@ def check_input_path(path: str) -> None:
         raise UsageError(f"{path}: permission denied (cannot read it)")
     if _GUARDED_INPUTS is not None and stat.S_ISREG(st.st_mode):
         _GUARDED_INPUTS.add((st.st_dev, st.st_ino))
+        real = os.path.realpath(path)
+        for d, opt in _CLAIMED_DIRS.items():
+            if _inside(real, d):
+                raise UsageError(f"{path}: lies in the model directory {opt} writes (it is replaced as a whole); "
+                                 "move the input or choose another directory")
+        _GUARDED_INPUT_PATHS.add(real)
 
 
 def check_output_path(path: str | os.PathLike | None, *, inputs: Sequence[str] = ()) -> None:

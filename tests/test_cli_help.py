@@ -36,3 +36,15 @@ def test_help_into_a_closed_pipe_exits_0():
     p = subprocess.run(["bash", "-c", f"set -o pipefail; {sys.executable} -m nlptool --help | head -1"],
                        capture_output=True, text=True)
     assert p.returncode == 0, p.stderr
+
+
+def test_quiet_silences_jieba(tmp_path):
+    """-q: nothing on stderr that is not an error, jieba's dictionary build included."""
+    (tmp_path / "p.tsv").write_text("今天天气\t明天下雨\n", encoding="utf-8")
+    (tmp_path / "v.txt").write_text("2 3\n今天 0.1 0.2 0.3\n天气 0.3 0.1 0.2\n", encoding="utf-8")
+    p = subprocess.run([sys.executable, "-m", "nlptool", "similarity", "p.tsv", "--vectors", "v.txt", "-q"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert p.returncode == 0 and p.stderr == ""
+    p = subprocess.run([sys.executable, "-m", "nlptool", "similarity", "p.tsv", "--vectors", "v.txt"],
+                       capture_output=True, text=True, cwd=tmp_path)
+    assert "prefix dict" in p.stderr  # what -q silences

@@ -95,7 +95,7 @@ def _fail_at(monkeypatch, cmd: str, exc: BaseException, after: int = 1) -> None:
 
         monkeypatch.setattr(st, "cosent_loss", once(st.cosent_loss))
     elif cmd == "segmenter":
-        import nlptool.segment.tagger as tg
+        import nlptool.segment.train as tg
 
         monkeypatch.setattr(tg, "fit_tagger", once(tg.fit_tagger))
     else:

@@ -12,10 +12,11 @@ from typing import Any
 
 from ..engine import Command, check_bounds, model_line
 from ..errors import UsageError
+from ..models import default_model
 from .ig import BASELINES, EXPLAIN, GRANULARITIES, METHODS
 
 #: The default classifier: the built-in Chinese review sentiment model (negative/positive).
-DEFAULT_MODEL = "zh-sentiment-mini"
+DEFAULT_MODEL = default_model("attribute")  # the registry row (nlptool.models.BUILTINS)
 
 #: Output formats (``--format``): JSON lines, or ``terminal`` (:meth:`Attributor.render`).
 FORMATS = ("jsonl", "terminal")

@@ -62,13 +62,15 @@ console = _StderrConsole(stderr=True, highlight=False)
 # ------------------------------------------------------------------------------ path checks in the parser
 
 
-def _check_inputs(ctx: typer.Context, value: Optional[list[str]]):
-    """InputsArg callback: inputs exist, are readable, not directories, before the command runs
-    (so before any model loads); remembered so that no output can be the same file."""
+def check_inputs(ctx: typer.Context, param: typer.CallbackParam, value: Optional[list[str]]):
+    """The callback of every option or argument naming input files (InputsArg, InputFileOpt, InputFilesArg): inputs exist, are readable, not directories, before the command runs
+    (so before any model loads); remembered so that no output can be the same file (nor a model
+    directory hold one). No positional input means stdin: a regular file behind stdin counts."""
     from ..paths import check_input_path, check_output_path
 
-    for p in value or []:
-        check_input_path(str(p))
+    given = [str(p) for p in value or []]
+    for p in given or (["-"] if getattr(param, "param_type_name", "") == "argument" else []):
+        check_input_path(p)
     meta = ctx.meta.setdefault("nlptool.inputs", [])
     meta.extend(str(p) for p in value or [])
     for o in ctx.meta.get("nlptool.outputs", []):
@@ -76,26 +78,35 @@ def _check_inputs(ctx: typer.Context, value: Optional[list[str]]):
     return value
 
 
-def _check_output(ctx: typer.Context, value: Optional[str]):
-    """Output option callback: the directory exists, the path is not a directory and not an input."""
-    from ..paths import check_output_path
+def _option_name(param) -> str:
+    opts = [o for o in getattr(param, "opts", []) if o.startswith("--")]
+    return opts[0] if opts else str(getattr(param, "name", "an option"))
+
+
+def _check_output(ctx: typer.Context, param: typer.CallbackParam, value: Optional[str]):
+    """Output option callback: the directory exists, the path is not a directory, not an input,
+    not another option's output and not inside a model directory this command writes."""
+    from ..paths import check_output_path, claim_output
 
     if value not in (None, "", "-"):
         check_output_path(str(value), inputs=ctx.meta.get("nlptool.inputs", []))
+        claim_output(str(value), _option_name(param))
         ctx.meta.setdefault("nlptool.outputs", []).append(str(value))
     return value
 
 
-def _check_input_file(ctx: typer.Context, value: Optional[str]):
-    if value not in (None, "", "-"):
-        return _check_inputs(ctx, [value])[0]
+def _check_input_file(ctx: typer.Context, param: typer.CallbackParam, value: Optional[str]):
+    if value not in (None, ""):
+        return check_inputs(ctx, param, [value])[0]
     return value
 
 
 def _check_input_format(value: str):
+    from ..records import INPUT_FORMATS
+
     v = getattr(value, "value", value)
-    if v not in ("auto", "text", "jsonl"):
-        raise typer.BadParameter(f"{v!r} is not one of 'auto', 'text', 'jsonl'.")
+    if v not in INPUT_FORMATS:
+        raise typer.BadParameter(f"{v!r} is not one of {', '.join(repr(f) for f in INPUT_FORMATS)}.")
     return value
 
 
@@ -105,6 +116,17 @@ def InputFileOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A002
     return typer.Option(default, *decls, help=help, callback=_check_input_file, **kw)
 
 
+def InputFilesArg(default, *, help: str = "", **kw):  # noqa: N802,A002 - a typer.Argument factory
+    """The positional data files of a ``train``/``eval`` command: checked like INPUTS at parse time
+    and remembered, so no output (``--report``, ``-o``, the model directory) can overwrite one."""
+    return typer.Argument(default, help=help, show_default=False, callback=check_inputs, **kw)
+
+
+def InputFilesOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A002
+    """An option naming several input files (``--eval A --eval B``, ``--corpus``), checked like INPUTS."""
+    return typer.Option(default, *decls, help=help, callback=check_inputs, **kw)
+
+
 def OutputFileOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A002
     """An option naming an output file (``--report``, ``--html``, ``--weights``): its directory
     must exist, it must not be a directory or an input; checked at parse time, before any work.
@@ -112,14 +134,16 @@ def OutputFileOpt(default, *decls: str, help: str = "", **kw):  # noqa: N802,A00
     return typer.Option(default, *decls, help=help, callback=_check_output, **kw)
 
 
-def _check_out_dir(value: Optional[str]):
-    """``--out DIR`` callback: the parent directory exists and ``DIR`` is not an existing file
-    (:func:`nlptool.paths.check_out_dir`)."""
+def _check_out_dir(ctx: typer.Context, param: typer.CallbackParam, value: Optional[str]):
+    """``--out DIR`` callback: the parent directory exists, ``DIR`` is not an existing file
+    (:func:`nlptool.paths.check_out_dir`), and no input or other output lies inside it (it is
+    replaced as a whole: :func:`nlptool.paths.claim_out_dir`)."""
     if value in (None, ""):
         return value
-    from ..paths import check_out_dir
+    from ..paths import check_out_dir, claim_out_dir
 
     check_out_dir(value)
+    claim_out_dir(str(value), _option_name(param))
     return value
 
 
@@ -157,12 +181,28 @@ def finite_float(lo: float | None = None, hi: float | None = None, *, lo_open: b
 
 # ------------------------------------------------------------------------------ shared options (docs/options.md)
 
-InputsArg = typer.Argument(None, help="Input file(s); '-' or nothing reads stdin.", show_default=False, callback=_check_inputs)
+InputsArg = typer.Argument(None, help="Input file(s); '-' or nothing reads stdin.", show_default=False, callback=check_inputs)
 OutputOpt = typer.Option("-", "--output", "-o", help="Output file ('-' = stdout); written whole or not at all.", callback=_check_output)
-InputFormatOpt = typer.Option("auto", "--input-format", help="auto|text|jsonl: auto treats lines starting with '{' as JSON.", callback=_check_input_format)
+InputFormatOpt = typer.Option("auto", "--input-format", help="auto|text|jsonl|csv|tsv: auto treats lines starting with '{' as JSON and reads *.csv files as CSV; csv/tsv have a header row.", callback=_check_input_format)
 TextKeyOpt = typer.Option("text", "--text-key", help="Field of a JSON record that holds the text.")
 ModelOpt = typer.Option("zh-bert-mini", "--model", "-m", help="Built-in name (zh-bert-mini, en-minilm), local model directory or Hugging Face hub id.")
-DeviceOpt = typer.Option("auto", "--device", help="auto|cpu|cuda|cuda:N (auto: CUDA when available).")
+def _check_device(value: Optional[str]):
+    """``--device`` callback: the form (auto|cpu|cuda|cuda:N) and, for CUDA, that this machine has
+    it, checked at parse time (exit 2 before any model loads; torch is imported only for cuda)."""
+    if value in (None, ""):
+        return value
+    from ..errors import DeviceError
+    from ..models import check_device_spec
+
+    try:
+        check_device_spec(value)
+    except DeviceError as exc:
+        raise typer.BadParameter(str(exc).replace(f"--device {value}: ", "")) from None
+    return value
+
+
+DeviceOpt = typer.Option("auto", "--device", callback=_check_device,
+                         help="auto|cpu|cuda|cuda:N (auto: CUDA when available).")
 BatchSizeOpt = typer.Option(256, "--batch-size", min=1, help="Sequences per forward pass (bounds memory).")
 ChunkSizeOpt = typer.Option(1000, "--chunk-size", min=1, help="Input records read and written per chunk (bounds memory).")
 SeedOpt = typer.Option(0, "--seed", min=0, help="Random seed (reproducible sampling, splits, training).")
@@ -196,7 +236,7 @@ ShardOpt = typer.Option(None, "--shard", callback=_check_shard, show_default=Fal
 EngineOpt = typer.Option(Engine.local, "--engine", help="local (this process) or ray (an actor pool on the Ray cluster named by RAY_ADDRESS, or a local one; pip install 'nlptool[ray]').")
 WorkersOpt = typer.Option(2, "--workers", min=1, help="--engine ray: actors in the pool (one model load each).")
 GpusPerWorkerOpt = typer.Option(0.0, "--gpus-per-worker", parser=finite_float(0.0, 64.0), help="--engine ray: GPUs requested per actor (fractions share a GPU; 0 = CPU).")
-OutputDirOpt = typer.Option(None, "--output-dir", callback=lambda v: _check_out_dir(v), show_default=False,
+OutputDirOpt = typer.Option(None, "--output-dir", callback=_check_out_dir, show_default=False,
                             help="--engine ray: write JSONL shards (Ray's write order) into this directory instead of -o.")
 
 
@@ -315,6 +355,15 @@ def _configure_for_args(args: list[str]) -> None:
         if not sys.stderr.isatty():
             os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
     if "-q" in args or "--quiet" in args:
+        import logging
+
+        # libraries that log below WARNING on stderr (jieba's "Building prefix dict", Ray's INFO
+        # lines): a filter on their loggers, set before they are imported, survives the level
+        # jieba resets at import
+        for name in ("jieba", "ray", "ray.data", "ray._private", "ray.util"):
+            logging.getLogger(name).addFilter(lambda record: record.levelno >= logging.WARNING)
+        os.environ.setdefault("RAY_DATA_DISABLE_PROGRESS_BARS", "1")
+        os.environ.setdefault("RAY_DEDUP_LOGS", "0")
         warnings.filterwarnings("ignore")
         os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")
         os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")

@@ -2,20 +2,21 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Optional
 
 import typer
 
+from ..qagen.command import DEFAULT_MODEL as QA_GEN_MODEL
 from . import eval_app
-from ._common import DeviceOpt, OutputFileOpt, QuietOpt, boundary, info
+from ._common import DeviceOpt, InputFilesArg, InputFilesOpt, OutputFileOpt, QuietOpt, boundary, info
 
 
 @eval_app.command("qa-gen")
 def eval_qa_gen(
-    data: list[Path] = typer.Option(..., "--data", help="Gold data: SQuAD v1.1 JSON or JSONL {passage, question, answer} (repeatable)."),
-    model: str = typer.Option("zh-qa-gen-mini", "--model", "-m", help="Generator: built-in name, directory or hub id trained by `nlptool train qa-gen`."),
+    data: Optional[list[Path]] = InputFilesArg(None, help="Gold data: SQuAD v1.1 JSON or JSONL {passage, question, answer}."),
+    data_opt: Optional[list[Path]] = InputFilesOpt(None, "--data", hidden=True, help="Deprecated: give the files as DATA."),
+    model: str = typer.Option(QA_GEN_MODEL, "--model", "-m", help="Generator: built-in name, directory or hub id trained by `nlptool train qa-gen`."),
     output: str = OutputFileOpt("-", "--output", "-o", help="Output file for the JSON report ('-' = stdout)."),
     beam_size: Optional[int] = typer.Option(None, "--beam-size", min=1, help="Beams per question (default: the model's setting)."),
     no_repeat_ngram: Optional[int] = typer.Option(None, "--no-repeat-ngram", min=0, help="Block repeated n-grams (default: the model's setting)."),
@@ -25,8 +26,13 @@ def eval_qa_gen(
     quiet: bool = QuietOpt,
 ):
     """BLEU-4 (sacrebleu, zh tokenizer) and character ROUGE-L of questions generated for the gold
-    answers against the gold questions, beside the template baseline, as JSON."""
+    answers against the gold questions, beside the template baseline, as one JSON line."""
     with boundary():
+        from ..errors import UsageError
+
+        data = [*(data or []), *(data_opt or [])]
+        if not data:
+            raise UsageError("give the gold data file(s): nlptool eval qa-gen DATA...")
         from ..jsonl import JsonlWriter
         from ..qagen import evaluate_qa_gen, read_qa_data
         from ._common import load_for_cli
@@ -37,7 +43,7 @@ def eval_qa_gen(
                                  no_repeat_ngram=no_repeat_ngram, length_penalty=length_penalty)
         report = {"model_name": model, "data": [str(d) for d in data], **report}
         with JsonlWriter(output) as w:
-            w.write_line(json.dumps(report, ensure_ascii=False, indent=1))
+            w.write(report)
         m, t = report["model"], report["template"]
         info(f"{report['questions']} questions: model BLEU-4 {m['bleu4']} ROUGE-L {m['rouge_l']}; "
              f"template {t['bleu4']} / {t['rouge_l']}", quiet)

@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from . import train_app
-from ._common import DeviceOpt, OutDirOpt, OutputFileOpt, QuietOpt, boundary, console, info
+from ._common import DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, OutputFileOpt, QuietOpt, boundary, console, info
 
 
 class DataFormat(str, enum.Enum):
@@ -21,7 +21,7 @@ class DataFormat(str, enum.Enum):
 
 @train_app.command("classifier")
 def classifier(
-    data: list[Path] = typer.Argument(..., help="Training data: CSV/TSV with a header row, or JSONL.", show_default=False),
+    data: list[Path] = InputFilesArg(..., help="Training data: CSV/TSV with a header row, or JSONL."),
     out: Path = OutDirOpt(..., "--out", help="Output model directory (a normal Hugging Face directory)."),
     model: str = typer.Option(
         "zh-bert-mini", "--model", "-m",
@@ -29,9 +29,9 @@ def classifier(
     ),
     text_key: str = typer.Option("text", "--text-key", help="Column / JSON field holding the text."),
     label_key: str = typer.Option("label", "--label-key", help="Column / JSON field holding the label."),
-    data_format: DataFormat = typer.Option(DataFormat.auto, "--data-format", help="How DATA is read (auto: by file extension)."),
+    data_format: DataFormat = typer.Option(DataFormat.auto, "--input-format", "--data-format", help="How DATA is read (auto: by file extension)."),
     holdout: float = typer.Option(0.2, "--holdout", min=0.0, max=0.99, help="Share of DATA held out (stratified by label) for accuracy/F1; ignored with --eval."),
-    eval_files: Optional[list[Path]] = typer.Option(None, "--eval", help="Evaluation data instead of --holdout (repeatable)."),
+    eval_files: Optional[list[Path]] = InputFilesOpt(None, "--eval", help="Evaluation data instead of --holdout (repeatable)."),
     epochs: float = typer.Option(2.0, "--epochs", min=1e-6, help="Passes over the training rows."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimisation steps (overrides --epochs; the schedule decays to 0 there)."),
     batch_size: int = typer.Option(32, "--batch-size", min=1, help="Rows per step."),

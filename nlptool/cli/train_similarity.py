@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 
 from . import train_app
-from ._common import DeviceOpt, OutDirOpt, OutputFileOpt, QuietOpt, boundary, console, info
+from ._common import DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, OutputFileOpt, QuietOpt, boundary, console, info
 
 
 class Method(str, enum.Enum):
@@ -24,11 +24,11 @@ class Pooling(str, enum.Enum):
 
 @train_app.command("similarity")
 def similarity(
-    data: list[Path] = typer.Argument(..., help="Training data: labelled pairs (TSV s1<TAB>s2<TAB>score or JSONL {sentence1, sentence2, label}) for cosent; raw sentences (one per line, or JSONL --text-key; pair files give both sentences) for simcse.", show_default=False),
+    data: list[Path] = InputFilesArg(..., help="Training data: labelled pairs (TSV s1<TAB>s2<TAB>score or JSONL {sentence1, sentence2, label}) for cosent; raw sentences (one per line, or JSONL --text-key; pair files give both sentences) for simcse."),
     method: Method = typer.Option(Method.cosent, "--method", help="cosent: Su's CoSENT ranking loss on labelled pairs; simcse: unsupervised SimCSE (dropout views, in-batch negatives) on raw sentences."),
     out: Path = OutDirOpt(..., "--out", help="Output model directory (a normal Hugging Face encoder directory)."),
     model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Encoder to start from: built-in name, local directory or hub id."),
-    eval_files: Optional[list[Path]] = typer.Option(None, "--eval", help="Labelled pairs to evaluate on (Spearman of the cosine); without it --holdout splits DATA (cosent)."),
+    eval_files: Optional[list[Path]] = InputFilesOpt(None, "--eval", help="Labelled pairs to evaluate on (Spearman of the cosine); without it --holdout splits DATA (cosent)."),
     holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.99, help="Share of labelled DATA held out for evaluation when no --eval is given."),
     epochs: float = typer.Option(2.0, "--epochs", min=1e-9, help="Passes over the training data."),
     max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimisation steps (overrides --epochs; the schedule decays to 0 there)."),

@@ -9,13 +9,7 @@ from typing import Optional
 import typer
 
 from . import app
-from ._common import InputFileOpt, OutputOpt, QuietOpt, _check_inputs, boundary, finite_float, info
-
-
-def _check_corpus(ctx: typer.Context, value: Optional[list[str]]):
-    """Corpus files are inputs: checked at parse time and never the output ('-' is stdin)."""
-    _check_inputs(ctx, [p for p in value or [] if p != "-"])
-    return value
+from ._common import InputFileOpt, InputFilesOpt, OutputOpt, QuietOpt, boundary, finite_float, info
 
 
 class Tokenizer(str, enum.Enum):
@@ -27,7 +21,7 @@ class Tokenizer(str, enum.Enum):
 @app.command("wordvec-dim")
 def wordvec_dim(
     vocab_size: Optional[str] = typer.Option(None, "--vocab-size", "-N", help="Vocabulary size N (e.g. 100000 or 5e6).", show_default=False),
-    corpus: Optional[list[str]] = typer.Option(None, "--corpus", callback=_check_corpus, help="Text file(s), one text per line, '-' = stdin: N = distinct words (repeat the option for several files).", show_default=False),
+    corpus: Optional[list[str]] = InputFilesOpt(None, "--corpus", help="Text file(s), one text per line, '-' = stdin: N = distinct words (repeat the option for several files).", show_default=False),
     tokenizer: Tokenizer = typer.Option(Tokenizer.jieba, "--tokenizer", help="How --corpus is split into words."),
     min_count: int = typer.Option(1, "--min-count", min=1, help="With --corpus: count only words seen at least this often."),
     vectors: Optional[str] = InputFileOpt(None, "--vectors", help="A word2vec file (text or binary, or GloVe text): read N and its dimension d and say whether d is above the estimate.", show_default=False),

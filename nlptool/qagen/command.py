@@ -9,10 +9,11 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..engine import Command, check_bounds, model_line
+from ..models import default_model
 from .reader import DEFAULT_READER
 
 #: The default generator: the built-in Chinese UniLM question-answer generator.
-DEFAULT_MODEL = "zh-qa-gen-mini"
+DEFAULT_MODEL = default_model("qa-gen")  # the registry row (nlptool.models.BUILTINS)
 
 #: Input records read and written per chunk by default (``--chunk-size``).
 CHUNK_SIZE = 64

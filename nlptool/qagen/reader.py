@@ -24,12 +24,13 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, UsageError
+from ..models import default_model
 from ..text import is_punct_or_space
 
 #: Written next to a reader trained by :func:`train_reader` (its input limits); a model without it
 #: has a newly initialised span head and is refused by :func:`load_reader`.
 READER_FILE = "nlptool_reader.json"
-DEFAULT_READER = "zh-reader-mini"
+DEFAULT_READER = default_model("qa-gen --reader")  # the registry row (nlptool.models.BUILTINS)
 
 
 def char_f1(prediction: str, gold: str) -> float:

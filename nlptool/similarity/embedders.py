@@ -8,13 +8,10 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # annotations only: no import cycle at run time
-    from .weights import Whitening
 
 from ..errors import UsageError
 from .transport import MAX_SUPPORT, Doc, StreamQuantizer
+from .weights import Whitening
 
 #: A text longer than this many characters is tokenised piece by piece (pieces cut after
 #: whitespace or punctuation), so no single text is ever held as one token list.

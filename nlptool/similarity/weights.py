@@ -10,10 +10,7 @@ from collections.abc import Callable
 
 import numpy as np
 
-from typing import TYPE_CHECKING
-
-if TYPE_CHECKING:  # annotations only: no import cycle at run time
-    from .embedders import ContextualEmbedder
+from typing import Any
 
 from ..errors import UsageError
 
@@ -96,8 +93,8 @@ def builtin_idf_path(model: str) -> str | None:
     return path if os.path.isfile(path) else None
 
 
-def load_whitening(spec: str | os.PathLike, embedder: "ContextualEmbedder", max_lines: int = 5000) -> "Whitening":
-    """A :class:`Whitening` from ``spec``: a ``.npz`` written by :meth:`Whitening.save`, or a text
+def load_whitening(spec: str | os.PathLike, embedder: Any, max_lines: int = 5000) -> "Whitening":
+    """A :class:`Whitening` from ``spec`` (``embedder``: a :class:`~nlptool.similarity.embedders.ContextualEmbedder`): a ``.npz`` written by :meth:`Whitening.save`, or a text
     file whose first ``max_lines`` non-empty lines are embedded with ``embedder`` (same model and
     layers) to fit it.
 

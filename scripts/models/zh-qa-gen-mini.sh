@@ -31,7 +31,7 @@ else
     TRAIN_OPTS=${TRAIN_OPTS:-"--epochs 40 --batch-size 128"}
 fi
 CMD_TRAIN="$NLPTOOL train qa-gen $TRAIN --out $OUTDIR --model $BASE --holdout 0 $TRAIN_OPTS --learning-rate 5e-4 --label-smoothing 0.1 --mark-answer --no-repeat-ngram 3 --length-penalty 2.0 --seed 0 --device $DEVICE --quiet"
-CMD_EVAL="$NLPTOOL eval qa-gen --model $OUTDIR --data $TEST --output $OUTDIR/evaluation.json --device $DEVICE --quiet"
+CMD_EVAL="$NLPTOOL eval qa-gen $TEST --model $OUTDIR --output $OUTDIR/evaluation.json --device $DEVICE --quiet"
 rm -rf "$OUTDIR"
 start=$(date +%s)
 $CMD_TRAIN

@@ -531,8 +531,9 @@ def test_cli_eval_qa_gen(trained_qa, tmp_path):
     rows = _synthetic(10, seed=33)
     data = tmp_path / "gold.jsonl"
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in rows) + "\n", encoding="utf-8")
-    r = CliRunner().invoke(app, ["eval", "qa-gen", "--model", str(trained_qa), "--data", str(data), "--quiet"])
+    r = CliRunner().invoke(app, ["eval", "qa-gen", str(data), "--model", str(trained_qa), "--quiet"])
     assert r.exit_code == 0, r.output
+    assert len(r.stdout.splitlines()) == 1  # one JSON line, like every other command
     rep = json.loads(r.stdout)
     assert rep["questions"] == 10
     tmpl = [qagen.template_question(x["passage"], x["passage"].find(x["answer"]), x["answer"]) for x in rows]

@@ -284,6 +284,20 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str = "
         raise
 
 
+def _umask_modes(root: str) -> None:
+    """Give every file under ``root`` the mode a new file gets (``0o666 & ~umask``; directories
+    ``0o777 & ~umask``): libraries that save through private temp files (safetensors, torch)
+    leave 0600, which would ignore the user's umask."""
+    mask = _umask()
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            os.chmod(os.path.join(dirpath, d), 0o777 & ~mask)
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            if not os.path.islink(p):
+                os.chmod(p, 0o666 & ~mask)
+
+
 def named_os_error(exc: OSError, path: str) -> OSError:
     """``exc`` with the output path as its file name (a failed write() does not carry one)."""
     if exc.filename is not None or exc.errno is None:
@@ -332,6 +346,7 @@ def atomic_dir(out: str | os.PathLike):
     try:
         os.chmod(tmp, 0o777 & ~_umask())
         yield tmp
+        _umask_modes(tmp)
         if not os.path.isdir(target):
             os.rename(tmp, target)
             return

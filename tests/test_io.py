@@ -341,3 +341,38 @@ def test_non_standard_json_numbers_make_the_line_bad_input(tmp_path, number):
     recs = list(read_records([str(f)]))
     assert recs[0].error and f"{number} is not a JSON number" in recs[0].error
     assert recs[1].error is None and recs[1].text == "坏"
+
+
+def test_a_saved_model_directory_follows_the_umask(tmp_path):
+    """A file saved with mode 0600 inside atomic_dir (as safetensors does) gets 0o666 & ~umask."""
+    import os
+
+    from nlptool.paths import atomic_dir
+
+    old = os.umask(0o022)
+    try:
+        with atomic_dir(tmp_path / "m") as d:
+            p = os.path.join(d, "model.safetensors")
+            with open(p, "w") as fh:
+                fh.write("x")
+            os.chmod(p, 0o600)
+    finally:
+        os.umask(old)
+    assert oct((tmp_path / "m" / "model.safetensors").stat().st_mode & 0o777) == oct(0o644)
+
+
+@pytest.mark.parametrize("line,why", [("好 -5", "not a positive number"), ("x nan", "not a positive number"),
+                                      ("x 1e309", "not a positive number"), ("a 1 n extra", "4 fields")])
+def test_bad_user_dictionary_lines_are_refused_with_their_line(tmp_path, line, why):
+    from nlptool.errors import InputDataError
+    from nlptool.segment.api import read_user_dict
+
+    f = tmp_path / "u.txt"
+    f.write_text("北京 3\n" + line + "\n", encoding="utf-8")
+    with pytest.raises(InputDataError) as exc:
+        read_user_dict(f)
+    assert exc.value.line == 2 and why in str(exc.value)
+    f.write_bytes(b"ok 1\n\xff\xfe\x00junk\n")
+    with pytest.raises(InputDataError) as exc:
+        read_user_dict(f)
+    assert exc.value.line == 2

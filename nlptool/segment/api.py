@@ -578,19 +578,40 @@ class UserDict:
 
 def read_user_dict(path: str | os.PathLike) -> UserDict:
     """Read a user dictionary in jieba's format (``word [count [tag]]``, UTF-8; blank lines and
-    lines starting with ``#`` skipped; the word is the first whitespace-separated field).
+    lines starting with ``#`` skipped; the word is the first whitespace-separated field; a count,
+    when given, is a positive finite number, as jieba requires).
 
     Raises:
-        InputDataError: the file cannot be read or is not UTF-8.
+        InputDataError: the file cannot be read, a line is not UTF-8, has more than three fields,
+            or a count that is not a positive finite number (naming the file and line).
     """
+    import math
+
     words = []
     try:
-        with open(path, encoding="utf-8-sig") as fh:
-            for raw in fh:
+        with open(path, "rb") as fh:
+            for lineno, raw_bytes in enumerate(fh, 1):
+                try:
+                    raw = raw_bytes.decode("utf-8-sig" if lineno == 1 else "utf-8")
+                except UnicodeDecodeError:
+                    raise InputDataError("the user dictionary is not UTF-8 text (re-encode it with iconv)",
+                                         source=str(path), line=lineno) from None
                 parts = raw.split()
-                if parts and not parts[0].startswith("#"):
-                    words.append(parts[0])
-    except (OSError, UnicodeDecodeError) as exc:
+                if not parts or parts[0].startswith("#"):
+                    continue
+                if len(parts) > 3:
+                    raise InputDataError(f"expected 'word [count [tag]]', found {len(parts)} fields",
+                                         source=str(path), line=lineno)
+                if len(parts) >= 2:
+                    try:
+                        count = float(parts[1])
+                    except ValueError:
+                        count = float("nan")
+                    if not (math.isfinite(count) and count > 0):
+                        raise InputDataError(f"the count {parts[1]!r} of {parts[0]!r} is not a positive number",
+                                             source=str(path), line=lineno)
+                words.append(parts[0])
+    except OSError as exc:
         raise InputDataError(f"cannot read the user dictionary: {exc}", source=str(path)) from None
     return UserDict.from_words(words)
 

@@ -236,6 +236,8 @@ def atomic_output(path: str | os.PathLike, mode: str = "w", *, encoding: str = "
     kw: dict[str, Any] = {} if binary else {"encoding": encoding, "newline": newline}
     path = str(path)
     if path == "-":
+        if sys.stdout is None:
+            raise UsageError("standard output is closed (>&-): give an output file with -o FILE")
         fh = sys.stdout.buffer if binary else sys.stdout
         try:
             yield fh

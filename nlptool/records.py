@@ -121,13 +121,100 @@ class _TooLong(bytes):
     size = 0
 
 
-def _binary_lines(path: str, limit: int | None = None) -> Iterator[bytes]:
+#: Leading bytes of the compressed formats read transparently, and the tool that tests such a file.
+_MAGIC = ((b"\x1f\x8b\x08", "gzip", "gzip -t"), (b"BZh", "bzip2", "bzip2 -t"), (b"\xfd7zXZ\x00", "xz", "xz -t"))
+
+
+def compression_of(head: bytes) -> tuple[str, str] | None:
+    """``(format, test command)`` when ``head`` (a stream's first bytes, 6 suffice) starts like a
+    gzip, bzip2 or xz stream (by magic bytes, whatever the file is called), else None."""
+    for magic, name, tool in _MAGIC:
+        if head.startswith(magic) and (name != "bzip2" or head[3:4] in b"123456789"):
+            return name, tool
+    return None
+
+
+class _Prefixed(_io.RawIOBase):
+    """A raw stream that gives ``head`` (bytes already read from ``rest``) and then ``rest``: how
+    the first bytes of stdin or a pipe are looked at without losing them."""
+
+    def __init__(self, head: bytes, rest: BinaryIO):
+        self._head, self._rest = head, rest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buf) -> int:
+        if self._head:
+            n = min(len(buf), len(self._head))
+            buf[:n] = self._head[:n]
+            self._head = self._head[n:]
+            return n
+        data = self._rest.read1(len(buf)) if hasattr(self._rest, "read1") else self._rest.read(len(buf))
+        buf[: len(data)] = data
+        return len(data)
+
+
+def _open_input(path: str, stack) -> tuple[BinaryIO, tuple[str, str] | None]:
+    """``path`` (``-`` = stdin) as a binary stream, decompressed when its first bytes are those of
+    gzip, bzip2 or xz (:func:`compression_of`); files opened are closed by ``stack``."""
     if path == "-":
-        stream: BinaryIO = getattr(sys.stdin, "buffer", None) or _io.BytesIO(sys.stdin.read().encode())
-        yield from _capped(stream, limit)
+        if sys.stdin is None:
+            raise UsageError("standard input is closed (<&-): give an input file")
+        fh: BinaryIO = getattr(sys.stdin, "buffer", None) or _io.BytesIO(sys.stdin.read().encode())
     else:
-        with open(path, "rb") as fh:
-            yield from _capped(fh, limit)
+        fh = stack.enter_context(open(path, "rb"))
+    head = fh.read(6)  # a buffered read: up to 6 bytes, fewer only at the end of the input
+    if fh.seekable():
+        fh.seek(-len(head), os.SEEK_CUR)
+    else:
+        fh = _io.BufferedReader(_Prefixed(head, fh), buffer_size=1 << 16)
+    kind = compression_of(head)
+    if kind is None:
+        return fh, None
+    import bz2
+    import gzip
+    import lzma
+
+    opener = {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}
+    return stack.enter_context(opener[kind[0]](fh)), kind
+
+
+def _decompression_error(exc: BaseException) -> bool:
+    """True for what gzip/bz2/lzma raise on corrupt or truncated data (not a disk's I/O error)."""
+    import lzma
+    import zlib
+
+    if isinstance(exc, (EOFError, zlib.error, lzma.LZMAError)):
+        return True
+    return isinstance(exc, OSError) and exc.errno is None
+
+
+def _binary_lines(path: str, limit: int | None = None) -> Iterator[bytes]:
+    """The lines of ``path`` (``-`` = stdin) as bytes, ``\\n`` included, decompressed when the input
+    is gzip/bzip2/xz (so line numbers are those of the decompressed text); a line over ``limit``
+    bytes is a :class:`_TooLong` marker (see :func:`_capped`).
+
+    Raises:
+        InputDataError: compressed data that is corrupt or truncated (names the file and the first
+            line that could not be read; the lines before it have been yielded).
+    """
+    import contextlib
+
+    source = STDIN_NAME if path == "-" else path
+    with contextlib.ExitStack() as stack:
+        stream, kind = _open_input(path, stack)
+        n = 0
+        try:
+            for line in _capped(stream, limit):
+                yield line
+                n += 1
+        except Exception as exc:  # noqa: BLE001 - only decompression errors are caught, see below
+            if kind is None or not _decompression_error(exc):
+                raise
+            reason = " ".join((str(exc) or type(exc).__name__).split())
+            raise InputDataError(f"{kind[0]} data is corrupt or truncated after line {n} ({reason}); test the file "
+                                 f"with `{kind[1]} {'FILE' if path == '-' else path}`", source, n + 1) from None
 
 
 def _capped(stream, limit: int | None) -> Iterator[bytes]:
@@ -169,11 +256,18 @@ def read_records(
     """Yield one :class:`Record` per line of every input, in order.
 
     Args:
-        inputs: paths; ``-`` or an empty list is stdin.
-        input_format: ``auto|text|jsonl``.
+        inputs: paths; ``-`` or an empty list is stdin. Files and stdin compressed with gzip,
+            bzip2 or xz are decompressed as they are read (recognised by their first bytes).
+        input_format: ``auto|text|jsonl|csv|tsv``; ``auto`` reads a file named ``*.csv``
+            (``*.csv.gz``, ...) as ``csv`` unless its first line starts with ``{``. ``csv``/``tsv``:
+            a header row names the columns, ``keys`` must be among them, every column is passed
+            through as a string field, and one record (several lines when a quoted field holds a
+            line break) gives one :class:`Record` numbered by its first line; see :func:`_table_records`.
         keys: the string fields a command needs. For a text line with one key the whole line is
             the text; with several keys (a pair command) the line is split on tabs into that many
-            columns (TSV), extra columns being ignored.
+            columns (TSV), the columns after them passed through in ``data`` as ``label`` (the first
+            one after the keys) and ``col4``, ``col5``, ... (1-based column numbers; see
+            :func:`tsv_extra_names`).
         strict: raise on the first bad record instead of yielding it with ``error`` set.
         tsv: force (True) or forbid (False) tab splitting of text lines; default: ``len(keys) > 1``.
         optional_keys: JSON fields copied into ``texts`` when present (any JSON type; not checked).
@@ -189,20 +283,62 @@ def read_records(
             the unsharded output.
 
     Raises:
-        UsageError: unknown format, missing/unreadable file or a directory, terminal stdin; raised
-            by the call itself, before the first record is read (the reading is lazy).
-        InputDataError: only with ``strict=True``; names file and line (raised while iterating).
+        UsageError: unknown format, missing/unreadable file or a directory, terminal stdin, a
+            CSV/TSV header without a column of ``keys`` or naming a column twice; raised by the call
+            itself, before the first record is read (the reading is lazy), except for the header
+            of stdin or a pipe, which is read with the first record.
+        InputDataError: with ``strict=True``, the first bad record; always: compressed data that is
+            corrupt or truncated, a CSV/TSV header that cannot be read. Names file and line
+            (raised while iterating, after the records before it).
     """
     fmt = getattr(input_format, "value", input_format)
-    if fmt not in ("auto", "text", "jsonl"):
-        raise UsageError(f"input format {fmt!r}: expected auto, text or jsonl")
+    if fmt not in INPUT_FORMATS:
+        raise UsageError(f"input format {fmt!r}: expected one of {', '.join(INPUT_FORMATS)}")
     paths = check_stdin(inputs)
     keys = list(keys)
     if tsv is None:
         tsv = len(keys) > 1
     if shard is not None:
         shard = parse_shard(shard)
+    for path in paths:  # a table's header is checked now, before any model loads
+        if _path_format(path, fmt) != fmt or fmt in ("csv", "tsv"):
+            _check_header_now(path, fmt, keys, optional_keys)
     return _iter_records(paths, fmt, keys, strict, tsv, optional_keys, keep_raw, alternatives, list_keys, shard)
+
+
+#: The values of ``read_records(input_format=...)`` (and of ``--input-format``).
+INPUT_FORMATS = ("auto", "text", "jsonl", "csv", "tsv")
+
+#: File names that ``auto`` reads as CSV with a header (a compression suffix allowed).
+_CSV_NAME = re.compile(r"\.csv(\.(gz|bz2|xz))?$", re.IGNORECASE)
+
+
+def _path_format(path: str, fmt: str) -> str:
+    """The format of one input: ``auto`` is ``auto-csv`` for a file named ``*.csv`` (CSV unless its
+    first line starts with ``{``, see :func:`_open_path`), else ``fmt``."""
+    if fmt == "auto" and path != "-" and _CSV_NAME.search(os.path.basename(path)):
+        return "auto-csv"
+    return fmt
+
+
+def _check_header_now(path: str, fmt: str, keys, optional_keys) -> None:
+    """Read the header of a regular file that is read as CSV/TSV, so that a missing column is a
+    :class:`UsageError` before any work; stdin, pipes and unreadable data are left to the lazy reader."""
+    import stat
+
+    try:
+        if path == "-" or not stat.S_ISREG(os.stat(path).st_mode):
+            return
+    except OSError:
+        return
+    kind, items = _open_path(path, _path_format(path, fmt), keys, optional_keys, False)
+    try:
+        if kind == "table":
+            next(items, None)
+    except (InputDataError, OSError):
+        pass  # raised again, in order, while iterating
+    finally:
+        items.close()
 
 
 def parse_shard(spec: str | tuple[int, int]) -> tuple[int, int]:
@@ -228,7 +364,17 @@ def _iter_records(paths, input_format, keys, strict, tsv, optional_keys, keep_ra
     index = -1
     for path in paths:
         source = STDIN_NAME if path == "-" else path
-        for lineno, raw in enumerate(_binary_lines(path, None if keep_raw else MAX_LINE_BYTES), start=1):
+        kind, items = _open_path(path, _path_format(path, input_format), keys, optional_keys, keep_raw)
+        if kind == "table":
+            for rec in items:
+                index += 1
+                if shard is not None and index % shard[1] != shard[0]:
+                    continue
+                rec.index = index
+                yield _checked(rec, strict)
+            continue
+        fmt = "auto" if kind == "auto" else input_format
+        for lineno, raw in enumerate(items, start=1):
             index += 1
             if shard is not None and index % shard[1] != shard[0]:
                 continue
@@ -237,15 +383,174 @@ def _iter_records(paths, input_format, keys, strict, tsv, optional_keys, keep_ra
                     f"line of {raw.size:,} bytes is longer than the limit of {MAX_LINE_BYTES:,} bytes "
                     "(split it into several records)"))
             else:
-                rec = _parse_line(raw, source, lineno, input_format, keys, tsv, optional_keys, alternatives, list_keys)
+                rec = _parse_line(raw, source, lineno, fmt, keys, tsv, optional_keys, alternatives, list_keys)
             rec.index = index
             if keep_raw:
                 rec.raw = raw
-            if rec.error and strict:
-                raise InputDataError(rec.error, source, lineno)
-            if rec.error:
-                rec.error = f"line {lineno} of {source}: {rec.error}"
-            yield rec
+            yield _checked(rec, strict)
+
+
+def _checked(rec: Record, strict: bool) -> Record:
+    """``rec`` with ``file:line`` put before its error; with ``strict`` an error is raised instead."""
+    if rec.error and strict:
+        raise InputDataError(rec.error, rec.source, rec.line)
+    if rec.error:
+        rec.error = f"line {rec.line} of {rec.source}: {rec.error}"
+    return rec
+
+
+def _open_path(path: str, fmt: str, keys, optional_keys, keep_raw: bool):
+    """``("table", records)`` for an input read as CSV/TSV, else ``(fmt, lines)`` (``"auto"`` for a
+    ``*.csv`` file whose first line is a JSON object); ``fmt`` as :func:`_path_format` gives it.
+    Nothing is read until the iterator is."""
+    lines = _binary_lines(path, None if keep_raw else MAX_LINE_BYTES)
+    source = STDIN_NAME if path == "-" else path
+    if fmt == "auto-csv":
+        lines, first = _peek(lines)
+        if first is not None and not isinstance(first, _TooLong) and \
+                first.decode("utf-8", "replace").lstrip("\ufeff \t").startswith("{"):
+            return "auto", lines
+        return "table", _table_records(lines, source, "csv", keys, optional_keys, keep_raw, detected=True)
+    if fmt in ("csv", "tsv"):
+        return "table", _table_records(lines, source, fmt, keys, optional_keys, keep_raw)
+    return fmt, lines
+
+
+def _peek(it: Iterator[Any]) -> tuple[Iterator[Any], Any]:
+    """``(a generator giving the same items, the first item or None)``: reads one item now."""
+    first = next(it, None)
+
+    def again():
+        if first is not None:
+            yield first
+        yield from it
+
+    return again(), first
+
+
+def tsv_extra_names(keys: Sequence[str], n_cols: int) -> list[str]:
+    """Field names of the columns after ``keys`` in a headerless TSV line of ``n_cols`` columns
+    (``similarity``'s ``s1<TAB>s2<TAB>score``): the first is ``label`` (the name of the gold score in
+    JSONL pairs, see docs/similarity.md), the others ``col4``, ``col5``, ... after their 1-based
+    column number (``col3`` too when ``label`` is itself one of ``keys``)."""
+    names = []
+    for i in range(len(keys), n_cols):
+        name = "label" if i == len(keys) and "label" not in keys else f"col{i + 1}"
+        names.append(name)
+    return names
+
+
+def _table_records(lines: Iterator[bytes], source: str, fmt: str, keys, optional_keys, keep_raw: bool,
+                   detected: bool = False) -> Iterator[Record]:
+    """One :class:`Record` per CSV (``fmt="csv"``) or TSV (``"tsv"``) record after the header row,
+    read with the standard :mod:`csv` module (its default dialect: ``"`` quotes a field, ``""``
+    inside it is a quote; TSV takes tabs as separators, with the same quoting, as ``train
+    classifier`` reads it), ``strict=True``.
+
+    ``Record.line`` is the record's first line: a record whose quoted field holds a line break spans
+    several lines and is one record. ``data`` maps every header name to the row's string value;
+    ``texts`` holds ``keys`` and those of ``optional_keys`` the header has. A record whose field
+    count differs from the header's, a malformed record (a stray or unclosed quote: the record ends
+    with the line where the :mod:`csv` module stopped), invalid UTF-8 or a line over
+    :data:`MAX_LINE_BYTES` in any of its lines is an error record; a blank line is a record with
+    empty text, like a blank line in JSONL. A field may hold up to :data:`MAX_LINE_BYTES`
+    characters (the :mod:`csv` module's own limit is set to that while a record is parsed).
+
+    Raises:
+        UsageError: the header lacks a column of ``keys`` or names a column twice.
+        InputDataError: the header cannot be read (malformed, invalid UTF-8, too long).
+    """
+    import csv
+
+    what = "CSV" if fmt == "csv" else "TSV"
+    consumed: list[tuple[int, bytes | None, str | None]] = []  # (line, raw if kept, problem) of a record
+    count = 0
+
+    def feed() -> Iterator[str]:
+        nonlocal count
+        for raw in lines:
+            count += 1
+            problem = None
+            if isinstance(raw, _TooLong):
+                problem = (f"line of {raw.size:,} bytes is longer than the limit of {MAX_LINE_BYTES:,} bytes "
+                           "(split it into several records)")
+                text = "\n"
+            else:
+                try:
+                    text = raw.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    problem = f"invalid UTF-8 at byte {exc.start} (re-encode the file as UTF-8, e.g. with iconv)"
+                    text = raw.decode("utf-8", "surrogateescape")
+                if count == 1 and text.startswith("\ufeff"):
+                    text = text[1:]
+            consumed.append((count, raw if keep_raw else None, problem))
+            yield text
+
+    reader = csv.reader(feed(), delimiter="," if fmt == "csv" else "\t", strict=True)
+    header: list[str] | None = None
+    while True:
+        consumed.clear()
+        old_limit = csv.field_size_limit(MAX_LINE_BYTES)
+        try:
+            row, err = next(reader), None
+        except StopIteration:
+            return
+        except csv.Error as exc:
+            row, err = None, str(exc)
+        finally:
+            csv.field_size_limit(old_limit)
+        first, last = consumed[0][0], consumed[-1][0]
+        problem = next(((n, p) for n, _, p in consumed if p), None)
+        why = None
+        if problem is not None:
+            n, p = problem
+            why = (f"line {n}: " if n != first else "") + p
+        elif err is not None:
+            span = f" (lines {first}-{last})" if last > first else ""
+            why = f"malformed {what} record{span}: {err} (a stray or unclosed quote?)"
+        if header is None:
+            if why:
+                raise InputDataError(f"{what} header: {why}", source, first)
+            header = _check_header(row, keys, source, what, detected)
+            continue
+        rec = Record(source=source, line=first)
+        if keep_raw:
+            rec.raw = b"".join(r for _, r, _ in consumed)
+        if why:
+            rec.error = why
+        elif not row:  # a blank line
+            rec.texts = {k: "" for k in keys}
+        elif len(row) != len(header):
+            sep = "comma" if fmt == "csv" else "tab"
+            rec.error = f"expected {len(header)} {sep}-separated fields as in the header, found {len(row)}"
+        else:
+            rec.data = dict(zip(header, row))
+            rec.texts = {k: rec.data[k] for k in keys}
+            rec.texts.update((k, rec.data[k]) for k in optional_keys if k in rec.data)
+        yield rec
+
+
+def _check_header(header: list[str], keys, source: str, what: str, detected: bool) -> list[str]:
+    """``header`` when it names every one of ``keys`` and no column twice.
+
+    Raises:
+        UsageError: a missing key column (with the header and the option that fixes it), a
+            duplicate column name.
+    """
+    seen: set[str] = set()
+    for name in header:
+        if name in seen:
+            raise UsageError(f"{source}: column {name!r} appears twice in the {what} header; rename one")
+        seen.add(name)
+    missing = [k for k in keys if k not in seen]
+    if missing:
+        shown = ", ".join(repr(h) for h in header[:12]) + (", ..." if len(header) > 12 else "") or "empty"
+        fix = "choose the text column with --text-key" if len(keys) == 1 else \
+            "choose the columns with --a-key and --b-key"
+        also = ("; the file is read as CSV because its name ends in .csv: --input-format text reads each "
+                "line as text") if detected else ""
+        raise UsageError(f"{source}: no column {missing[0]!r} in the {what} header ({shown}); {fix}{also}")
+    return header
 
 
 def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool, optional_keys, alternatives=(),
@@ -275,9 +580,11 @@ def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool,
                 rec.data = {"text": line}
                 rec.error = f"expected {len(keys)} tab-separated columns ({', '.join(keys)}), found {len(cols)}"
                 return rec
+            extra = cols[len(keys):]
             cols = (cols + [""] * len(keys))[: len(keys)]
             rec.data = dict(zip(keys, cols))
             rec.texts = dict(rec.data)
+            rec.data.update(zip(tsv_extra_names(keys, len(keys) + len(extra)), extra))
         else:
             rec.data = {keys[0]: line}
             rec.texts = {keys[0]: line}

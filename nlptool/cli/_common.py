@@ -282,10 +282,21 @@ def one_line(msg: str, limit: int = 2000) -> str:
     return msg if len(msg) <= limit else msg[: limit - 1] + "…"
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (``timeout``, ``kill``, a job scheduler), raised in the main thread like Ctrl-C so
+    the same cleanup runs (temp outputs removed, nothing half-written); exit code 143."""
+
+
+def _on_sigterm(signum, frame):  # noqa: ARG001 - the signal handler signature
+    raise Terminated()
+
+
 def describe_exception(exc: BaseException) -> tuple[int, str]:
     """``(exit code, one-line message)`` for any exception (the documented mapping, docs/io.md)."""
     if isinstance(exc, NlptoolError):
         return exc.exit_code, one_line(str(exc) or type(exc).__name__)
+    if isinstance(exc, Terminated):
+        return 143, "terminated"
     if isinstance(exc, KeyboardInterrupt):
         return 130, "interrupted"
     if isinstance(exc, OSError) and exc.errno is not None:
@@ -317,7 +328,7 @@ def report_exception(exc: BaseException) -> int:
 
         traceback.print_exception(type(exc), exc, exc.__traceback__, file=sys.stderr)
     with contextlib.suppress(Exception):
-        console.print(Text.assemble(("error:", "bold red"), " ", msg) if code != 130 else Text(msg))
+        console.print(Text.assemble(("error:", "bold red"), " ", msg) if code not in (130, 143) else Text(msg))
     return code
 
 
@@ -440,6 +451,11 @@ class NlptoolGroup(TyperGroup):
 
         argv = list(sys.argv[1:] if args is None else args)
         _configure_for_args(argv)
+        import signal
+        import threading
+
+        if threading.current_thread() is threading.main_thread():
+            signal.signal(signal.SIGTERM, _on_sigterm)
         guard_inputs(True)
         code = 0
         try:
@@ -455,8 +471,9 @@ class NlptoolGroup(TyperGroup):
             with contextlib.suppress(Exception):
                 console.print(Text.assemble(("error:", "bold red"), f" {msg} (see '{where} --help')"))
         except typer.Abort as exc:
-            code = 130 if isinstance(exc.__cause__ or exc.__context__, KeyboardInterrupt) else 1
-            console.print("interrupted" if code == 130 else "error: aborted")
+            cause = exc.__cause__ or exc.__context__
+            code = 143 if isinstance(cause, Terminated) else 130 if isinstance(cause, KeyboardInterrupt) else 1
+            console.print({143: "terminated", 130: "interrupted"}.get(code, "error: aborted"))
         except SystemExit:
             raise
         except BaseException as exc:  # noqa: BLE001
@@ -474,14 +491,15 @@ def run_app(app) -> None:
     except BrokenPipeError:
         _silence_stdout()
         sys.exit(0)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:
         _silence_stdout()
-        console.print("interrupted")
-        sys.exit(130)
+        console.print("terminated" if isinstance(exc, Terminated) else "interrupted")
+        sys.exit(143 if isinstance(exc, Terminated) else 130)
     finally:
         # a pipe closed after our last write makes the interpreter's final flush fail: check now
         try:
-            sys.stdout.flush()
+            if sys.stdout is not None:  # None: started with stdout closed (>&-)
+                sys.stdout.flush()
         except (BrokenPipeError, ValueError):
             _silence_stdout()
         except OSError as exc:

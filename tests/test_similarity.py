@@ -360,3 +360,42 @@ def test_whitening_and_cli_options(tiny_bert_dir, tmp_path):
     assert rows[1]["wrd"] == 0.0 and rows[0]["wrd"] != pytest.approx(plain[0]["wrd"])
     assert run([*common, "--uniform", "--idf", str(fit)]).exit_code == 2
     assert run([*common, "--whiten", str(tmp_path / "missing.txt")]).exit_code == 2
+
+
+def test_the_similarity_object_owns_the_rules_of_options_and_modes():
+    """Every rule of `nlptool similarity` lives in nlptool.similarity (Similarity, check_options):
+    the CLI only parses and dispatches on the mode the object selects."""
+    from nlptool.errors import UsageError
+    from nlptool.similarity import Similarity
+
+    s = Similarity()
+    assert s.select_mode(["p.tsv"]) == "pairs" and s.select_mode(query="q", corpus="c") == "search"
+    assert s.select_mode(["t.txt"], matrix="m.npy") == "matrix"
+    assert Similarity(pool="mean").select_mode(query="q", corpus="c", matrix="m.npy") == "matrix"
+    assert Similarity(solver="sinkhorn", reg=0.05).select_mode([], engine="ray") == "pairs"
+    for bad in (lambda: s.select_mode(query="q"), lambda: s.select_mode(["p"], query="q", corpus="c"),
+                lambda: s.select_mode(query="q", corpus="c", engine="ray"),
+                lambda: s.select_mode(["t"], matrix="m.npy", output_dir="out"),
+                lambda: Similarity(pool="mean").select_mode(query="q", corpus="c"),
+                lambda: Similarity(solver="sinkhorn", reg=0.05).select_mode(["t"], matrix="m.npy"),
+                lambda: Similarity(solver="sinkhorn", reg=0.05).search(["a"], ["b"]),
+                lambda: Similarity(solver="sinkhorn"), lambda: Similarity(idf="x.tsv", uniform=True),
+                lambda: Similarity(vectors="v.txt", drop_punct=True), lambda: Similarity(layers="1,x"),
+                lambda: Similarity(metric="cos")):
+        with pytest.raises(UsageError):
+            bad()
+    assert Similarity(layers="1,-1").config["layers"] == (1, -1) == Similarity(layers=[1, -1]).config["layers"]
+    assert Similarity(layer=2).config["layers"] == (2,) and s.config["layers"] == (-1,)
+
+
+def test_the_cli_module_imports_no_similarity_library_code():
+    """The CLI reads its defaults from nlptool.similarity.command without importing numpy (the
+    package's other names are imported on first use)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, nlptool.cli.similarity, nlptool.similarity as s; "
+            "print([m for m in ('numpy', 'nlptool.similarity.api') if m in sys.modules], s.DEFAULT_MODEL); "
+            "from nlptool.similarity import score_pairs, search; print(callable(score_pairs), search.__name__)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split("\n")[:2] == ["[] zh-sim-mini", "True nlptool.similarity.search"], out.stdout

@@ -1,5 +1,6 @@
 """`nlptool similarity`: WMD / WRD (or the mean-vector cosine) of text pairs, exact k-NN search over
-a corpus, or an all-pairs matrix. Parse, load, call one function of :mod:`nlptool.similarity`, write."""
+a corpus, or an all-pairs matrix. Parse, build one :class:`nlptool.similarity.Similarity` (its
+defaults, rules and modes), run the mode it selects."""
 
 from __future__ import annotations
 
@@ -8,10 +9,12 @@ from typing import Optional
 
 import typer
 
+from ..similarity.command import DEFAULT_CHUNK_SIZE, DEFAULT_LAYER, DEFAULT_MODEL
 from . import app
 from ._common import (
     BatchSizeOpt,
     DeviceOpt,
+    InputFileOpt,
     InputFormatOpt,
     InputsArg,
     OutputOpt,
@@ -20,13 +23,9 @@ from ._common import (
     TextKeyOpt,
     boundary,
     info,
+    run_record_command,
 )
 from ._common import Engine, EngineOpt, GpusPerWorkerOpt, OutputDirOpt, ShardOpt, WorkersOpt
-
-#: The default model: zh-bert-mini fine-tuned with CoSENT (docs/similarity.md).
-DEFAULT_MODEL = "zh-sim-mini"
-#: The default layer: the last one (the layer the fine-tuning trains).
-DEFAULT_LAYER = -1
 
 
 class Metric(str, enum.Enum):
@@ -45,6 +44,32 @@ class Solver(str, enum.Enum):
     sinkhorn = "sinkhorn"
 
 
+def _write_local(sim, objs, output: str, quiet: bool) -> None:
+    """Search and --matrix (pair mode goes through run_record_command): the model lines, the
+    objects as JSONL (``objs``: from :meth:`Similarity.search` / :meth:`Similarity.matrix`, which
+    checked the mode and loaded the model), then the command's closing lines."""
+    from ..jsonl import JsonlWriter
+
+    for line in sim.describe():
+        info(line, quiet)
+    with JsonlWriter(output) as w:
+        for obj in objs:
+            w.write(obj)
+    for line in sim.finish():
+        info(line, quiet)
+
+
+def _quiet(quiet: bool) -> None:
+    """Before a model loads outside run_record_command: libraries quiet, and warnings off with -q."""
+    import warnings
+
+    from ._common import quiet_libraries
+
+    quiet_libraries()
+    if quiet:
+        warnings.filterwarnings("ignore")
+
+
 @app.command("similarity")
 def similarity(
     inputs: list[str] = InputsArg,
@@ -57,19 +82,19 @@ def similarity(
     model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Built-in name (zh-sim-mini, zh-bert-mini, en-minilm), local model directory or Hugging Face hub id."),
     layer: int = typer.Option(DEFAULT_LAYER, "--layer", help="Hidden layer of --model (0 = embeddings, -1 = last)."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Several hidden layers to average, comma-separated (e.g. 1,-1); replaces --layer."),
-    vectors: Optional[str] = typer.Option(None, "--vectors", help="Static word2vec vectors (text or binary) instead of --model."),
+    vectors: Optional[str] = InputFileOpt(None, "--vectors", help="Static word2vec vectors (text or binary) instead of --model."),
     vectors_limit: Optional[int] = typer.Option(None, "--vectors-limit", min=1, help="Read only the first N words of --vectors."),
-    idf: Optional[str] = typer.Option(None, "--idf", help="IDF weights: a token<TAB>idf table or a corpus (one document per line). Default with a built-in model: its shipped table."),
+    idf: Optional[str] = InputFileOpt(None, "--idf", help="IDF weights: a token<TAB>idf table or a corpus (one document per line). Default with a built-in model: its shipped table."),
     uniform: bool = typer.Option(False, "--uniform", help="No IDF: plain nBOW (WMD) / norm (WRD) weights and plain means, also for a built-in model."),
-    whiten: Optional[str] = typer.Option(None, "--whiten", help="BERT-whitening of contextual vectors: a .npz saved by Whitening.save, or a text file (one sentence per line) to fit it on."),
+    whiten: Optional[str] = InputFileOpt(None, "--whiten", help="BERT-whitening of contextual vectors: a .npz saved by Whitening.save, or a text file (one sentence per line) to fit it on."),
     drop_punct: bool = typer.Option(False, "--drop-punct", help="Leave punctuation tokens out of the transport (they still give context)."),
     solver: Solver = typer.Option(Solver.emd, "--solver", help="emd: exact (ot.emd2); sinkhorn: entropic, batched on the torch backend (pair mode)."),
     reg: Optional[float] = typer.Option(None, "--reg", min=1e-9, help="Entropic regularisation for --solver sinkhorn (cost units, e.g. 0.05)."),
-    query: Optional[str] = typer.Option(None, "--query", help="Search (or --matrix) mode: file of query texts."),
-    corpus: Optional[str] = typer.Option(None, "--corpus", help="Search (or --matrix) mode: file of corpus texts."),
+    query: Optional[str] = InputFileOpt(None, "--query", help="Search (or --matrix) mode: file of query texts."),
+    corpus: Optional[str] = InputFileOpt(None, "--corpus", help="Search (or --matrix) mode: file of corpus texts."),
     matrix: Optional[str] = typer.Option(None, "--matrix", help="All-pairs mode: write the distance matrix of one input file (or --query x --corpus) to this .npy file; -o gets the --top-k nearest per row."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Nearest neighbours kept per query / matrix row."),
-    chunk_size: int = typer.Option(256, "--chunk-size", min=1, help="Records per chunk (pair and search mode) / matrix rows per block (bounds memory)."),
+    chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, help="Records per chunk (pair and search mode) / matrix rows per block (bounds memory)."),
     text_key: str = TextKeyOpt,
     device: str = DeviceOpt,
     batch_size: int = BatchSizeOpt,
@@ -83,82 +108,25 @@ def similarity(
 ):
     """Word Mover's / Word Rotator's Distance (or mean cosine) of text pairs, exact k-NN search (--query/--corpus), or all pairs (--matrix)."""
     with boundary():
-        from ..errors import UsageError
-        from ..jsonl import JsonlWriter
-        from ..records import check_stdin, read_records
-        from ..similarity import load_embedder, model_kind, parse_layers
+        from ..similarity import Similarity
 
-        search_mode = query is not None or corpus is not None
-        if search_mode and (query is None or corpus is None):
-            raise UsageError("search mode needs both --query FILE and --corpus FILE")
-        if search_mode and inputs:
-            raise UsageError("give either input files or --query/--corpus, not both")
-        if solver is Solver.sinkhorn and reg is None:
-            raise UsageError("--solver sinkhorn needs --reg R with R > 0 (e.g. --reg 0.05)")
-        if solver is Solver.sinkhorn and (search_mode or matrix):
-            raise UsageError("search and --matrix are exact: they use --solver emd")
-        if search_mode and not matrix and pool is Pool.mean:
-            raise UsageError("search mode transports token vectors; use --matrix with --pool mean for cosine neighbours")
-        if idf and uniform:
-            raise UsageError("--idf FILE and --uniform exclude each other")
-        if vectors and (whiten or drop_punct):
-            raise UsageError("--whiten and --drop-punct apply to contextual vectors (--model), not to --vectors")
-        for path in (query, corpus, idf, whiten, vectors):
-            if path is not None:
-                check_stdin([path])
-        check_stdin(inputs)
-        layer_list = parse_layers(layers) if layers else (layer,)
-        if engine is Engine.ray or output_dir:  # scale-out (docs/scale-out.md): pair mode on a Ray actor pool
-            if search_mode or matrix:
-                raise UsageError("--engine ray runs pair mode; search and --matrix run locally")
-            from ..ray_engine import run_cli
-            from ..workers import Similarity
-
-            return run_cli(Similarity(model=model, metric=metric.value, pool=pool.value, layers=layer_list,
-                                      vectors=vectors, vectors_limit=vectors_limit, idf=idf, uniform=uniform,
-                                      whiten=whiten, drop_punct=drop_punct, solver=solver.value, reg=reg, device=device,
-                                      batch_size=batch_size, a_key=a_key, b_key=b_key),
-                           read_records(inputs, input_format=input_format, keys=[a_key, b_key], list_keys=[b_key],
-                                        strict=strict, shard=shard),
-                           inputs, output, output_dir, workers=workers, gpus_per_worker=gpus_per_worker,
-                           chunk_size=chunk_size, strict=strict, input_format=input_format, keys=[a_key, b_key],
-                           shard=shard, list_keys=[b_key])
-
-        loaded = None
-        if not vectors:
-            from ._common import load_for_cli
-
-            loaded = load_for_cli(model, model_kind(model), device, quiet)
-        embedder = load_embedder(loaded, vectors=vectors, vectors_limit=vectors_limit, layers=layer_list, idf=idf,
-                                 uniform=uniform, whiten=whiten, drop_punct=drop_punct, batch_size=batch_size,
-                                 log=lambda s: info(s, quiet))
+        sim = Similarity(model=model, metric=metric.value, pool=pool.value, layer=layer, layers=layers, vectors=vectors,
+                         vectors_limit=vectors_limit, idf=idf, uniform=uniform, whiten=whiten, drop_punct=drop_punct,
+                         solver=solver.value, reg=reg, device=device, batch_size=batch_size, a_key=a_key, b_key=b_key,
+                         text_key=text_key, top_k=top_k)
+        mode = sim.select_mode(inputs, query=query, corpus=corpus, matrix=matrix, engine=engine, output_dir=output_dir)
+        if mode == "pairs":  # the record engine: local or --engine ray
+            return run_record_command(sim, inputs, output=output, input_format=input_format, strict=strict,
+                                      shard=shard, chunk_size=chunk_size, quiet=quiet, engine=engine, workers=workers,
+                                      gpus_per_worker=gpus_per_worker, output_dir=output_dir, name="similarity")
+        _quiet(quiet)
         log = lambda s: info(s, quiet)  # noqa: E731
-        fmt = input_format
-        if matrix:
-            from ..similarity import matrix as run_matrix
-
-            rows = read_records([query] if search_mode else inputs, input_format=fmt, keys=[text_key], shard=shard)
-            cols = read_records([corpus], input_format=fmt, keys=[text_key]) if search_mode else None
-            results = run_matrix(rows, embedder, matrix, col_records=cols, metric=metric.value, pool=pool.value,
-                                 top_k=top_k, block_rows=chunk_size, strict=strict, log=log)
-        elif search_mode:
-            from ..similarity import search
-
-            results = search(read_records([query], input_format=fmt, keys=[text_key], strict=strict, shard=shard),
-                             read_records([corpus], input_format=fmt, keys=[text_key]), embedder,
-                             metric="wmd" if metric is Metric.wmd else "wrd", top_k=top_k, strict=strict,
-                             chunk_size=chunk_size, log=log)
+        if mode == "search":
+            objs = sim.search(sim.read_texts([query], input_format=input_format, strict=strict, shard=shard),
+                              sim.read_texts([corpus], input_format=input_format), strict=strict,
+                              chunk_size=chunk_size, log=log)
         else:
-            from ..models import resolve_device
-            from ..similarity import pairs
-
-            records = read_records(inputs, input_format=fmt, keys=[a_key, b_key], list_keys=[b_key], strict=strict,
-                                   shard=shard)
-            results = pairs(records, embedder, a_key=a_key, b_key=b_key, metric=metric.value, pool=pool.value,
-                            solver=solver.value, reg=reg, device=resolve_device(device) if solver is Solver.sinkhorn else "cpu",
-                            chunk_size=chunk_size, strict=strict)
-        with JsonlWriter(output) as w:
-            for obj in results:
-                w.write(obj)
-        if getattr(embedder, "oov_stats", None) is not None:
-            info(embedder.oov_stats.summary(), quiet)
+            objs = sim.matrix(sim.read_texts([query] if query else inputs, input_format=input_format, shard=shard),
+                              matrix, sim.read_texts([corpus], input_format=input_format) if corpus else None,
+                              strict=strict, block_rows=chunk_size, log=log)
+        _write_local(sim, objs, output, quiet)

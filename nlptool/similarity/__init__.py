@@ -40,51 +40,44 @@ Layout of this package:
 * :mod:`.search`: exact k-NN search with pruning;
 * :mod:`.embedders`: contextual (Hugging Face) and static (word2vec) token vectors;
 * :mod:`.weights`: IDF tables and BERT-whitening files;
-* :mod:`.api`: the entry points the CLI calls (:func:`load_embedder`, :func:`pairs`,
-  :func:`score_pairs`, :func:`search`, :func:`matrix`).
+* :mod:`.api`: the library entry points (:func:`load_embedder`, :func:`pairs`, :func:`score_pairs`,
+  :func:`search`, :func:`matrix`) and the rules between the options (:func:`check_options`);
+* :mod:`.command`: :class:`Similarity`, the command as one object (defaults, rules, model loading,
+  the three modes), which the CLI builds and runs.
 """
 
 from __future__ import annotations
 
-from .api import (
-    METRIC_CHOICES,
-    POOLS,
-    OovStats,
-    distance_block,
-    load_embedder,
-    matrix,
-    model_kind,
-    pairs,
-    score_pairs,
-    search,
-)
-from .embedders import ContextualEmbedder, StaticEmbedder, _is_punct_token, parse_layers
-from .search import CorpusIndex, SearchResult, knn_search
-from .transport import (
-    METRICS,
-    PRUNE_RTOL,
-    SOLVERS,
-    Doc,
-    Prepared,
-    cost_matrix,
-    distance,
-    emd,
-    mean_cosine,
-    pair_distances,
-    prepare,
-    rwmd,
-    sinkhorn_batch,
-    wcd,
-)
-from .weights import BUILTIN_IDF, Whitening, builtin_idf_path, idf_from_corpus, load_idf, load_whitening
+import importlib
 
-__all__ = [
-    "METRIC_CHOICES", "POOLS", "OovStats", "distance_block", "load_embedder", "matrix", "model_kind", "pairs",
-    "score_pairs", "search", "ContextualEmbedder", "StaticEmbedder", "parse_layers", "CorpusIndex",
-    "SearchResult", "knn_search", "METRICS", "PRUNE_RTOL", "SOLVERS", "Doc", "Prepared", "cost_matrix",
-    "distance", "emd", "mean_cosine", "pair_distances", "prepare", "rwmd", "sinkhorn_batch", "wcd",
-    "BUILTIN_IDF", "Whitening", "builtin_idf_path", "idf_from_corpus", "load_idf", "load_whitening",
-    "_is_punct_token",
-]
+from .command import DEFAULT_LAYER, DEFAULT_MODEL, Similarity
 
-from .command import Similarity  # noqa: E402,F401
+#: The public names of the submodules, imported on first use (PEP 562): ``import nlptool.similarity``
+#: (and so ``nlptool --help``, which reads :data:`DEFAULT_MODEL`) imports neither numpy nor POT.
+#: ``nlptool.similarity.search`` is the submodule (pruned k-NN); the search over records is
+#: :func:`nlptool.similarity.api.search` (or :meth:`Similarity.search`).
+_LAZY = {
+    "api": ("METRIC_CHOICES", "POOLS", "OovStats", "check_options", "distance_block", "load_embedder", "matrix",
+            "model_kind", "pairs", "score_pairs"),
+    "embedders": ("ContextualEmbedder", "StaticEmbedder", "_is_punct_token", "parse_layers"),
+    "search": ("CorpusIndex", "SearchResult", "knn_search"),
+    "transport": ("METRICS", "PRUNE_RTOL", "SOLVERS", "Doc", "Prepared", "cost_matrix", "distance", "emd",
+                  "mean_cosine", "pair_distances", "prepare", "rwmd", "sinkhorn_batch", "wcd"),
+    "weights": ("BUILTIN_IDF", "Whitening", "builtin_idf_path", "idf_from_corpus", "load_idf", "load_whitening"),
+}
+_WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
+
+__all__ = ["DEFAULT_LAYER", "DEFAULT_MODEL", "Similarity", *_WHERE]
+
+
+def __getattr__(name: str):
+    mod = _WHERE.get(name)
+    if mod is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f".{mod}", __name__), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_WHERE))

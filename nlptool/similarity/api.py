@@ -1,6 +1,8 @@
-"""The entry points ``nlptool similarity`` calls, usable from Python as they are:
+"""The library entry points of ``nlptool similarity``, usable from Python as they are:
 :func:`load_embedder`, :func:`score_pairs` / :func:`pairs` (pair mode, several references),
-:func:`search` (exact k-NN) and :func:`matrix` (all-pairs distances in row blocks)."""
+:func:`search` (exact k-NN) and :func:`matrix` (all-pairs distances in row blocks), and
+:func:`check_options`, the rules between the options. The command object
+:class:`nlptool.similarity.Similarity` calls them."""
 
 from __future__ import annotations
 
@@ -91,14 +93,11 @@ def load_embedder(
         log: receives one-line messages (what was loaded).
 
     Raises:
-        UsageError: inconsistent options, missing files.
+        UsageError: inconsistent options (:func:`check_options`), missing files.
     """
     log = log or (lambda s: None)
-    if idf and uniform:
-        raise UsageError("an IDF file and uniform weights exclude each other")
+    check_options(vectors=vectors, idf=idf, uniform=uniform, whiten=whiten, drop_punct=drop_punct)
     if vectors is not None:
-        if whiten or drop_punct:
-            raise UsageError("whitening and dropping punctuation apply to contextual vectors, not to static vectors")
         from .vectors import load_word2vec
 
         wv = load_word2vec(vectors, limit=vectors_limit)
@@ -131,13 +130,33 @@ def _embed(embedder, texts: Sequence[str]) -> list[Doc]:
     return docs
 
 
-def _check(metric: str, pool: str, solver: str) -> tuple[str, ...]:
+def check_options(metric: str = "both", pool: str = "none", solver: str = "emd", reg: float | None = None, *,
+                  vectors: str | os.PathLike | None = None, idf: str | os.PathLike | None = None,
+                  uniform: bool = False, whiten: str | os.PathLike | None = None,
+                  drop_punct: bool = False) -> tuple[str, ...]:
+    """The rules between the options of a similarity run, each written once: :class:`Similarity`
+    (so the CLI), :func:`load_embedder`, :func:`score_pairs`, :func:`pairs` and :func:`matrix`
+    check with it. (Which options each *mode* takes: :meth:`Similarity.check_mode`.)
+
+    Returns:
+        The transport metrics computed: ``("wmd", "wrd")`` for ``both``, else ``(metric,)``.
+
+    Raises:
+        UsageError: an unknown metric, pool or solver; ``sinkhorn`` without ``reg > 0``; an IDF
+            file with ``uniform``; ``whiten`` or ``drop_punct`` with static ``vectors``.
+    """
     if pool not in POOLS:
         raise UsageError(f"pool {pool!r}: expected one of {', '.join(POOLS)}")
     if metric not in METRIC_CHOICES:
         raise UsageError(f"metric {metric!r}: expected wmd, wrd or both")
     if solver not in SOLVERS:
         raise UsageError(f"solver {solver!r}: expected emd or sinkhorn")
+    if solver == "sinkhorn" and (reg is None or not reg > 0):
+        raise UsageError("--solver sinkhorn needs --reg R with R > 0 (e.g. --reg 0.05)")
+    if idf and uniform:
+        raise UsageError("--idf FILE and --uniform exclude each other")
+    if vectors is not None and (whiten or drop_punct):
+        raise UsageError("--whiten and --drop-punct apply to contextual vectors (--model), not to --vectors")
     return METRICS if metric == "both" else (metric,)
 
 
@@ -159,7 +178,7 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
     Raises:
         UsageError: unknown metric, pool or solver; sinkhorn without a positive ``reg``.
     """
-    metrics = _check(metric, pool, solver)
+    metrics = check_options(metric, pool, solver, reg)
     flat_a, flat_b, owner = [], [], []
     for i, (a, b) in enumerate(zip(texts_a, texts_b)):
         refs = [b] if isinstance(b, str) else list(b)
@@ -227,7 +246,7 @@ def pairs(records: Iterable, embedder, *, a_key: str = "sentence1", b_key: str =
     """
     from ..engine import map_records
 
-    _check(metric, pool, solver)
+    check_options(metric, pool, solver, reg)
 
     def batch(recs):
         return score_pairs(embedder, [r.texts[a_key] for r in recs], [r.texts[b_key] for r in recs],
@@ -349,7 +368,7 @@ def matrix(row_records: Iterable, embedder, out_path: str | os.PathLike, *, col_
         InputDataError: with ``strict``, at the first bad record.
     """
     log = log or (lambda s: None)
-    _check(metric, pool, "emd")
+    check_options(metric, pool)
     if top_k < 1 or block_rows < 1:
         raise UsageError("the number of neighbours and the block size must be at least 1")
     out_path = str(out_path)

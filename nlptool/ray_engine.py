@@ -61,6 +61,61 @@ def init(num_cpus: int | None = None):
     return ray
 
 
+#: Seconds the actor pool may take to start (placement, model-free construction) before the run
+#: is refused: a pool whose resources the cluster cannot provide would otherwise wait forever.
+START_TIMEOUT = float(os.environ.get("NLPTOOL_RAY_START_TIMEOUT", "120"))
+
+
+def local_cpus() -> int:
+    """Logical CPUs of a local Ray: the machine's cores plus one for Ray Data's read tasks (the
+    actors take one each, and would otherwise starve the reads)."""
+    return (os.cpu_count() or 1) + 1
+
+
+def check_pool(ray, workers: int, gpus_per_worker: float) -> None:
+    """Refuse a pool the cluster cannot hold, before any actor is created.
+
+    Raises:
+        UsageError: ``workers`` above the cluster's CPUs (one per actor; a local Ray keeps one for
+            reading), or GPUs asked for where the cluster has none or too few.
+    """
+    res = ray.cluster_resources()
+    cpus = int(res.get("CPU", 0))
+    usable = cpus - 1 if not os.environ.get("RAY_ADDRESS") else cpus
+    if workers > max(usable, 1):
+        raise UsageError(f"--workers {workers}: the Ray cluster has {cpus} CPU(s), room for at most "
+                         f"{max(usable, 1)} worker(s) (one CPU each)")
+    if gpus_per_worker > 0:
+        gpus = float(res.get("GPU", 0))
+        if gpus <= 0:
+            raise UsageError(f"--gpus-per-worker {gpus_per_worker:g}: the Ray cluster has no GPU (use 0 for CPU workers)")
+        if gpus_per_worker * workers > gpus + 1e-9:
+            raise UsageError(f"--gpus-per-worker {gpus_per_worker:g} x --workers {workers} needs "
+                             f"{gpus_per_worker * workers:g} GPUs; the Ray cluster has {gpus:g}")
+
+
+def start_pool(ray, worker, workers: int, gpus_per_worker: float) -> list:
+    """``workers`` actors holding ``worker``, each started within :data:`START_TIMEOUT` seconds.
+
+    Raises:
+        UsageError: see :func:`check_pool`.
+        NlptoolError: the actors did not start in time (the cluster cannot place them).
+    """
+    from .errors import NlptoolError
+
+    check_pool(ray, workers, gpus_per_worker)
+    actor_cls = ray.remote(_Actor).options(num_cpus=1, num_gpus=gpus_per_worker)
+    actors = [actor_cls.remote(worker) for _ in range(workers)]
+    try:
+        ray.get([a.pid.remote() for a in actors], timeout=START_TIMEOUT)
+    except ray.exceptions.GetTimeoutError:
+        for a in actors:
+            ray.kill(a)
+        raise NlptoolError(f"the Ray actor pool did not start within {START_TIMEOUT:g} s (the cluster cannot "
+                           "place it; fewer --workers or --gpus-per-worker, or NLPTOOL_RAY_START_TIMEOUT)") from None
+    return actors
+
+
 class _Actor:
     """The actor body: holds one worker (its model loads once, in the actor's process)."""
 
@@ -93,14 +148,15 @@ def map_records(records: Iterable[Record], worker, *, workers: int = 2, gpus_per
         strict: raise :class:`InputDataError` at the first record that fails.
 
     Raises:
-        UsageError: Ray is not installed, or ``workers < 1`` / ``gpus_per_worker < 0``.
+        UsageError: Ray is not installed, ``workers < 1`` / ``gpus_per_worker < 0``, or a pool the
+            cluster cannot hold (:func:`check_pool`).
+        NlptoolError: the pool did not start within :data:`START_TIMEOUT` seconds.
         InputDataError: with ``strict``.
     """
     if workers < 1 or gpus_per_worker < 0:
         raise UsageError("the ray engine needs at least one worker and a GPU share >= 0")
-    ray = init(max(os.cpu_count() or 1, workers + 1))
-    actor_cls = ray.remote(_Actor).options(num_cpus=1, num_gpus=gpus_per_worker)
-    actors = [actor_cls.remote(worker) for _ in range(workers)]
+    ray = init(local_cpus())
+    actors = start_pool(ray, worker, workers, gpus_per_worker)
     try:
         yield from _ordered(ray, actors, records, chunk_size, strict, on_chunk)
     finally:
@@ -194,8 +250,8 @@ def write_dir(inputs: Sequence[str], out_dir: str, worker, *, input_format: str 
         raise UsageError("writing a directory of shards reads files, not stdin: give input paths")
     if workers < 1 or gpus_per_worker < 0:
         raise UsageError("the ray engine needs at least one worker and a GPU share >= 0")
-    # a local Ray gets a logical CPU beyond the actors' for the read tasks (else the pool starves them)
-    init(max(os.cpu_count() or 1, workers + 1))
+    ray_mod = init(local_cpus())
+    check_pool(ray_mod, workers, gpus_per_worker)
     import ray.data
     from ray.data.datasource import BlockBasedFileDatasink
 

@@ -215,7 +215,7 @@ StrictOpt = typer.Option(False, "--strict", help="Stop at the first bad input re
 
 def _check_shard(value: Optional[str]):
     """``--shard i/n`` callback: parsed to ``(i, n)``; malformed or out of range is exit 2."""
-    if value in (None, ""):
+    if value is None:
         return None
     from ..errors import UsageError
     from ..records import parse_shard

@@ -564,3 +564,63 @@ def test_attributor_checks_the_target_at_load_and_writes_side_outputs(tiny_cls_d
     assert page.read_text(encoding="utf-8") == render_html([])
     terminal = a.render({"text": TEXTS[0], **out[0]}, "terminal")
     assert TEXTS[0] in terminal and "\x1b[" not in terminal and not terminal.endswith("\n")
+
+
+def test_png_font_is_refused_before_any_model_loads(tmp_path, monkeypatch):
+    """--png with a missing or non-font --font, or no CJK font installed: exit 2 at parse time,
+    naming --font, and no output written."""
+    from typer.testing import CliRunner
+
+    import nlptool.attribute.render as render
+    from nlptool.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.txt").write_text("这家酒店服务太差了\n", encoding="utf-8")
+    for font, why in (("nothere.ttf", "no such file"), ("in.txt", "not a font file")):
+        r = CliRunner().invoke(app, ["attribute", "in.txt", "--png", "h.png", "--font", font, "-o", "s.jsonl"])
+        assert r.exit_code == 2 and "--font" in r.stderr and why in r.stderr, r.output
+    monkeypatch.setattr(render, "find_cjk_font", lambda: None)
+    r = CliRunner().invoke(app, ["attribute", "in.txt", "--png", "h.png", "--html", "h.html", "-o", "s.jsonl"])
+    assert r.exit_code == 2 and "fonts-noto-cjk" in r.stderr and "--font" in r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_side_outputs_and_the_main_output_are_written_all_or_none(tmp_path, monkeypatch):
+    """A failure while drawing the PNG leaves neither the HTML page nor the -o file."""
+    from typer.testing import CliRunner
+
+    import nlptool.attribute.render as render
+    from nlptool.cli import app
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "in.txt").write_text("这家酒店服务太差了\n", encoding="utf-8")
+    monkeypatch.setattr(render, "check_png_font", lambda font: "any.ttf")
+
+    def broken(*a, **k):
+        raise RuntimeError("drawing failed")
+
+    monkeypatch.setattr(render, "render_png", broken)
+    r = CliRunner().invoke(app, ["attribute", "in.txt", "--png", "h.png", "--html", "h.html", "-o", "s.jsonl", "-q"])
+    assert r.exit_code == 1
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.txt"]
+
+
+def test_terminal_format_without_colours_still_shows_each_score(tmp_path):
+    """--format terminal into a pipe or with NO_COLOR: the header line and every unit with its
+    score in brackets (the shading would be lost), matching the JSON scores."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    (tmp_path / "in.txt").write_text("服务太差了\n", encoding="utf-8")
+    env = dict(os.environ, NO_COLOR="1")
+    term = subprocess.run([sys.executable, "-m", "nlptool", "attribute", "in.txt", "--format", "terminal", "-q"],
+                          capture_output=True, text=True, cwd=tmp_path, env=env)
+    js = subprocess.run([sys.executable, "-m", "nlptool", "attribute", "in.txt", "-q"],
+                        capture_output=True, text=True, cwd=tmp_path, env=env)
+    assert term.returncode == 0 and js.returncode == 0
+    header, body = term.stdout.splitlines()
+    rec = json.loads(js.stdout)
+    assert header.startswith(f"{rec['label']} p=")
+    assert body == "".join(f"{t['token']}[{s:+.3f}]" for t, s in zip(rec["tokens"], rec["scores"]))

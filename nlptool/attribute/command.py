@@ -4,6 +4,7 @@ a PNG image of all results). The CLI (:mod:`nlptool.cli.attribute`) only parses 
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import io
 import sys
@@ -85,6 +86,10 @@ class Attributor(Command):
                          baseline=baseline, explain=explain, internal_batch_size=internal_batch_size,
                          batch_size=batch_size, max_length=max_length, device=device, text_key=text_key,
                          html=html or None, png=png or None, font=font or None, tty=tty)
+        if png:  # the font is found or refused now, before any model loads
+            from .render import check_png_font
+
+            check_png_font(font or None)
 
     # -- the model
     def _options(self) -> dict[str, Any]:
@@ -140,6 +145,10 @@ class Attributor(Command):
                                                                 highlight=False, soft_wrap=True))
         console = cached[1]
         text = obj.get(self.config["text_key"], "")
+        if console.color_system is None:  # no colours (a pipe, NO_COLOR): the scores as numbers
+            from .render import render_plain
+
+            return render_plain(text if isinstance(text, str) else "", obj)
         with console.capture() as cap:
             console.print(render_rich(text if isinstance(text, str) else "", obj))
         out = cap.get()
@@ -155,17 +164,28 @@ class Attributor(Command):
         if g["warnings"]:
             yield (f"{g['warnings']} record(s) carry a warning (truncated text, or |delta| above 5 % of "
                    "|F(x) - F(baseline)|: use more --steps)")
+        # both side outputs are rendered in memory first, then written together: all or none
+        page = image = used = None
         if c["html"]:
             from .render import render_html
 
-            with atomic_output(c["html"], "w", inputs=inputs) as fh:
-                fh.write(render_html(g["shown"]))
-            yield f"heatmap page: {c['html']}"
+            page = render_html(g["shown"])
         if c["png"]:
+            import io
+
             from .render import render_png
 
-            with atomic_output(c["png"], "wb", inputs=inputs) as fh:
-                used = render_png(g["shown"], fh, font=c["font"])
+            buf = io.BytesIO()
+            used = render_png(g["shown"], buf, font=c["font"])
+            image = buf.getvalue()
+        with contextlib.ExitStack() as stack:
+            if page is not None:
+                stack.enter_context(atomic_output(c["html"], "w", inputs=inputs)).write(page)
+            if image is not None:
+                stack.enter_context(atomic_output(c["png"], "wb", inputs=inputs)).write(image)
+        if page is not None:
+            yield f"heatmap page: {c['html']}"
+        if image is not None:
             yield f"heatmap image: {c['png']} (font {used})"
 
 

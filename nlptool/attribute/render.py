@@ -114,6 +114,20 @@ def render_html(items: Sequence[tuple[str, dict]], title: str = "nlptool attribu
     return "\n".join(parts) + "\n"
 
 
+def render_plain(text: str, whole: dict) -> str:
+    """The terminal view without colours (a pipe, a file, ``NO_COLOR``): the same header line
+    per explained label, then each token (word) followed by its score in brackets, e.g.
+    ``服务[+0.412]太[-0.031]差[+0.388]``; text between units is kept as it is."""
+    if whole.get("error"):
+        return f"error: {whole['error']}"
+    lines = []
+    for res in views(whole):
+        lines.append(f"{res['label']} p={res['probability']:.3f}  target={res['target']}  delta={res['delta']:.1e}")
+        lines.append("".join(piece if s is None else f"{piece}[{s:+.3f}]"
+                             for piece, s in _segments(text, _units(res), res["scores"])))
+    return "\n".join(lines)
+
+
 def render_rich(text: str, whole: dict):
     """A ``rich.text.Text`` of ``text`` with each token's (word's) background shaded by its score;
     one line per explained label."""
@@ -178,6 +192,38 @@ def find_cjk_font() -> str | None:
 
 def _char_width(ch: str) -> float:
     return 1.0 if unicodedata.east_asian_width(ch) in ("W", "F") else 0.6
+
+
+def check_png_font(font: str | None) -> str:
+    """The font file a PNG heatmap will use, checked before any model loads: ``font`` when given
+    (it must exist and be a font FreeType can open), else an installed CJK font
+    (:func:`find_cjk_font`).
+
+    Raises:
+        UsageError: matplotlib is missing; ``font`` does not exist or is not a font; no CJK font
+            is installed (naming ``--font`` and the Debian package to install).
+    """
+    import os
+
+    from ..errors import UsageError
+
+    try:
+        from matplotlib import ft2font
+    except ImportError:
+        raise UsageError("--png needs matplotlib: pip install 'nlptool[png]' (or pip install matplotlib)") from None
+    if font is None:
+        found = find_cjk_font()
+        if found is None:
+            raise UsageError("--png: no font with CJK glyphs is installed (the Chinese characters would be empty "
+                             "boxes): apt-get install fonts-noto-cjk (or fonts-wqy-microhei), or give --font FILE")
+        return found
+    if not os.path.isfile(font):
+        raise UsageError(f"--font {font}: no such file")
+    try:
+        ft2font.FT2Font(font)
+    except (RuntimeError, OSError, ValueError) as exc:
+        raise UsageError(f"--font {font}: not a font file FreeType can open ({exc})") from None
+    return font
 
 
 def render_png(items: Sequence[tuple[str, dict]], path, *, font: str | None = None, width_chars: int = 40,

@@ -654,6 +654,8 @@ def run_record_command(command, inputs, *, output: str, input_format: str = "aut
             JsonlWriter(output) as writer:
         summary = run(command, records, writer, fmt=fmt, chunk_size=chunk_size, strict=strict, progress=advance,
                       on_error=on_error)
+        # side outputs (attribute --html/--png) before the main output is committed: all or none
+        finished = list(command.finish(inputs=list(inputs or ())))
     info(summary.line(), quiet)
-    for line in command.finish(inputs=list(inputs or ())):  # side outputs (attribute --html/--png), counts
+    for line in finished:
         info(line, quiet)

@@ -1,13 +1,16 @@
-"""Record reading: text lines, JSONL and TSV in, one :class:`Record` per input line.
+"""Record reading: text lines, JSONL, TSV pairs and CSV/TSV tables in, one :class:`Record` per input
+line (per record of a table).
 
 Every command reads its input through :func:`read_records`, so the rules are the same everywhere:
 
 * input is one or more paths, ``-`` for stdin; no path means stdin (a terminal stdin is a usage
-  error, never a hang);
-* ``input_format``: ``text`` (one text per line), ``jsonl`` (one JSON object per line) or ``auto``
-  (a line whose first non-blank character is ``{`` is JSON, any other line is text);
-* exactly one :class:`Record` per input line, in order. A line that cannot be used (invalid
-  UTF-8, invalid JSON, not an object, missing key, non-string value) gives a record whose
+  error, never a hang); gzip, bzip2 and xz input (file or stdin) is decompressed as it is read,
+  recognised by its first bytes (:func:`compression_of`); line numbers are the decompressed text's;
+* ``input_format``: ``text`` (one text per line), ``jsonl`` (one JSON object per line), ``auto``
+  (a line whose first non-blank character is ``{`` is JSON, any other line is text; a file named
+  ``*.csv`` is ``csv``), ``csv`` or ``tsv`` (a header row, then records: :func:`_table_records`);
+* exactly one :class:`Record` per input line (per table record), in order. A line that cannot be
+  used (invalid UTF-8, invalid JSON, not an object, missing key, non-string value) gives a record whose
   ``error`` says why and where; with ``strict=True`` it raises :class:`InputDataError` instead;
 * empty lines are records with empty text, not errors;
 * input is read lazily, so memory does not grow with the file; the paths are checked eagerly,
@@ -556,6 +559,10 @@ def _check_header(header: list[str], keys, source: str, what: str, detected: boo
 def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool, optional_keys, alternatives=(),
                 list_keys=()) -> Record:
     rec = Record(source=source, line=lineno)
+    if fmt in ("csv", "tsv"):  # a line without its header (the ray engine's --output-dir reads lines)
+        rec.error = (f"{fmt} input is read with its header row, not one line at a time (the ray engine's "
+                     "--output-dir reads lines): convert it to JSONL")
+        return rec
     if raw.endswith(b"\n"):
         raw = raw[:-1]
     if raw.endswith(b"\r"):

@@ -207,6 +207,158 @@ def test_read_squad_and_jsonl(tmp_path):
         qagen.read_qa_data([bad])
 
 
+# malformed question-answer data: exit 3 naming the file and the line or the JSON path (issue
+# "Hardening, round two", row 8); the data is read before the model loads, so no model is needed
+
+def _squad(paragraphs=None, qas=None, answers=None, answer=None):
+    answer = {"text": "北京", "answer_start": 0} if answer is None else answer
+    answers = [answer] if answers is None else answers
+    qas = [{"id": "q1", "question": "首都是哪里？", "answers": answers}] if qas is None else qas
+    paragraphs = [{"context": "北京是中国的首都。", "qas": qas}] if paragraphs is None else paragraphs
+    return {"data": [{"id": "A", "paragraphs": paragraphs}]}
+
+
+
+def _without(d, key):
+    return {k: v for k, v in d.items() if k != key}
+
+
+_ANSWER = {"text": "北京", "answer_start": 0}
+_QA = {"question": "首都是哪里？", "answers": [_ANSWER]}
+_PARA = {"context": "北京是中国的首都。", "qas": [_QA]}
+
+MALFORMED_SQUAD = [
+    ({"data": [{"paragraphs": 5}]}, "data[0].paragraphs is a number"),
+    ({"data": {"paragraphs": []}}, "data is an object"),
+    ({"data": "x"}, "data is a string"),
+    ({"data": None}, "data is null"),
+    ({"data": ["article"]}, "data[0] is a string"),
+    ({"data": [{"title": "t"}]}, "data[0].paragraphs missing"),
+    ({"data": [{"title": ["t"], "paragraphs": []}]}, "data[0].title is a list"),
+    ({"data": [{"id": {"x": 1}, "paragraphs": []}]}, "data[0].id is an object"),
+    (_squad(paragraphs=[_without(_PARA, "context")]), "data[0].paragraphs[0].context missing"),
+    (_squad(paragraphs=[{**_PARA, "context": 7}]), "data[0].paragraphs[0].context is a number"),
+    (_squad(paragraphs=[_PARA, 3]), "data[0].paragraphs[1] is a number"),
+    (_squad(paragraphs=[{**_PARA, "qas": "q"}]), "data[0].paragraphs[0].qas is a string"),
+    (_squad(paragraphs=[_without(_PARA, "qas")]), "data[0].paragraphs[0].qas missing"),
+    (_squad(qas=[[_QA]]), "data[0].paragraphs[0].qas[0] is a list"),
+    (_squad(qas=[_without(_QA, "question")]), "data[0].paragraphs[0].qas[0].question missing"),
+    (_squad(qas=[{**_QA, "question": True}]), "data[0].paragraphs[0].qas[0].question is a boolean"),
+    (_squad(qas=[_without(_QA, "answers")]), "data[0].paragraphs[0].qas[0].answers missing"),
+    (_squad(answers={"text": "北京"}), "data[0].paragraphs[0].qas[0].answers is an object"),
+    (_squad(answers=[_ANSWER, "北京"]), "data[0].paragraphs[0].qas[0].answers[1] is a string"),
+    (_squad(answer={"answer_start": 0}), "data[0].paragraphs[0].qas[0].answers[0].text missing"),
+    (_squad(answer={"text": 5, "answer_start": 0}), "answers[0].text is a number"),
+    (_squad(answer={"text": "北京", "answer_start": "0"}), "answers[0].answer_start is a string"),
+    (_squad(answer={"text": "北京", "answer_start": 1.5}), "answers[0].answer_start is a number"),
+    (_squad(answer={"text": "北京", "answer_start": True}), "answers[0].answer_start is a boolean"),
+    (_squad(answer={"text": "北京", "answer_start": -9}), "answers[0].answer_start is -9"),
+    # the answer occurs nowhere in the context: skipped, and then nothing is left
+    (_squad(answer={"text": "上海", "answer_start": 0}), "no usable question-answer pair"),
+    (_squad(answers=[]), "no usable question-answer pair"),
+]
+
+
+def _write(path, obj):
+    path.write_text(json.dumps(obj, ensure_ascii=False), encoding="utf-8")
+    return path
+
+
+@pytest.mark.parametrize("doc, message", MALFORMED_SQUAD, ids=[m for _, m in MALFORMED_SQUAD])
+def test_malformed_squad_names_the_json_path(tmp_path, doc, message):
+    from nlptool.errors import InputDataError
+
+    p = _write(tmp_path / "squad.json", doc)
+    with pytest.raises(InputDataError) as exc:
+        qagen.read_qa_data([p])
+    assert message in str(exc.value) and str(exc.value).startswith(str(p))
+    r = CliRunner().invoke(app, ["eval", "qa-gen", str(p), "--quiet"])
+    assert r.exit_code == 3, r.output
+    assert message in r.output and "squad.json" in r.output and "Traceback" not in r.output
+
+
+def test_well_formed_squad_variants_still_read(tmp_path):
+    """Optional keys absent or null, integer ids, empty lists and a pretty-printed document are fine."""
+    doc = {"version": "1.1", "data": [
+        {"title": 7, "paragraphs": []},
+        {"paragraphs": [{"context": "北京是中国的首都。", "qas": []},
+                        {"context": "北京是中国的首都。", "qas": [
+                            {"id": 3, "question": "首都？", "answers": [{"text": "首都", "answer_start": None}]},
+                            {"question": "哪里？", "answers": [{"text": "北京"}, {"text": "中国", "answer_start": 3}]},
+                            {"question": "无解？", "answers": []}]}]}]}
+    p = tmp_path / "s.json"
+    p.write_text(json.dumps(doc, ensure_ascii=False, indent=2), encoding="utf-8")
+    items, counts = qagen.read_qa_data([p])
+    assert [(i.answer, i.answer_start, i.where) for i in items] == [("首都", 6, f"{p}:3"), ("北京", 0, f"{p}:1/1")]
+    assert counts == {"questions": 3, "skipped_answer_not_in_passage": 0, "skipped_no_answer": 1}
+    assert {i.article for i in items} == {"s.json:1"}
+
+
+_REC = {"passage": "北京是中国的首都。", "question": "首都是哪里？", "answer": "北京"}
+
+
+@pytest.mark.parametrize("bad, message", [
+    ({"passage": "北京", "question": "q"}, "missing field 'answer'"),
+    ({**_REC, "passage": ["北京"]}, "the passage is a JSON list"),
+    ({**_REC, "question": None}, "the question is a JSON null"),
+    ({**_REC, "answer": {"text": "北京"}}, "the answer is a JSON dict"),
+    ({**_REC, "answer_start": "0"}, "the answer_start is a JSON string"),
+    ({**_REC, "answer_start": -1}, "the answer_start is -1"),
+    ({**_REC, "article": [1]}, "the article is a JSON list"),
+    ([1, 2], "expected a JSON object"),
+])
+def test_malformed_jsonl_names_file_and_line(tmp_path, bad, message):
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps(_REC, ensure_ascii=False) + "\n\n" + json.dumps(bad, ensure_ascii=False) + "\n", encoding="utf-8")
+    from nlptool.errors import InputDataError
+
+    with pytest.raises(InputDataError, match="d.jsonl:3: ") as exc:
+        qagen.read_qa_data([p])
+    assert message in str(exc.value) and exc.value.line == 3
+    r = CliRunner().invoke(app, ["eval", "qa-gen", str(p), "--quiet"])
+    assert r.exit_code == 3 and f"{p}:3: " in r.output and message in r.output, r.output
+
+
+def test_unreadable_qa_files_exit_3(tmp_path):
+    """Invalid UTF-8, deep nesting (one line or a pretty-printed document), a truncated document,
+    a lone surrogate, a JSON value that is neither SQuAD nor JSONL: exit 3 with file and line or path."""
+    from nlptool.errors import InputDataError
+
+    ok = json.dumps(_REC, ensure_ascii=False) + "\n"
+    cases = {
+        "utf8.jsonl": (ok.encode() + b'{"passage": "\xff"}\n', "utf8.jsonl:2: invalid UTF-8"),
+        "utf8.json": (b'\xef\xbb\xbf{"data": [\n{"title": "\xc3(", "paragraphs": []}]}', "utf8.json:2: invalid UTF-8"),
+        "deep.json": (b"[" * 100_000 + b"]" * 100_000, "deep.json:1: JSON nested too deeply"),
+        "deep.jsonl": (ok.encode() + b'{"passage": ' + b"[" * 100_000 + b"]" * 100_000 + b"}\n",
+                       "deep.jsonl:2: JSON nested too deeply"),
+        "deep_doc.json": (b'{\n"data":\n' + b"[" * 100_000 + b"]" * 100_000 + b"\n}", "deep_doc.json:3: JSON nested too deeply"),
+        "data_deep.json": (b'{"data": ' + b"[" * 100_000 + b"]" * 100_000 + b"}", "data_deep.json:1: JSON nested too deeply"),
+        "truncated.json": (b'{\n  "data": [\n    {"paragraphs": [\n', "truncated.json:4: invalid JSON"),
+        "surrogate.json": (json.dumps(_squad(paragraphs=[{**_PARA, "context": "北京\ud800"}])).encode(),
+                           "data[0].paragraphs[0].context holds a lone UTF-16 surrogate"),
+        "list.json": (b"[\n1,\n2\n]\n", "list.json: the file is one JSON value, a list"),
+        "other.json": (b'{\n"version": 1\n}\n', 'other.json: the file is one JSON value, an object without a "data" key'),
+        "empty.jsonl": (b"", "empty.jsonl: no usable question-answer pair"),
+    }
+    for name, (content, message) in cases.items():
+        p = tmp_path / name
+        p.write_bytes(content)
+        with pytest.raises(InputDataError) as exc:
+            qagen.read_qa_data([p])
+        assert str(exc.value).startswith(str(tmp_path)) and message in str(exc.value), (name, str(exc.value))
+        r = CliRunner().invoke(app, ["eval", "qa-gen", str(p), "--quiet"])
+        assert r.exit_code == 3 and message in r.output, (name, r.output)
+
+
+@pytest.mark.parametrize("command", [["train", "qa-gen"], ["train", "reader"]])
+def test_training_commands_refuse_malformed_data(tmp_path, command):
+    p = _write(tmp_path / "squad.json", {"data": [{"paragraphs": 5}]})
+    out = tmp_path / "model"
+    r = CliRunner().invoke(app, [*command, str(p), "--out", str(out), "--quiet"])
+    assert r.exit_code == 3 and "squad.json: data[0].paragraphs is a number" in r.output, r.output
+    assert not out.exists()
+
+
 def test_split_articles_keeps_articles_whole():
     items = [qagen.QAItem("p", "q", "a", 0, f"art{i % 20}", "") for i in range(200)]
     train, held = qagen.split_articles(items, 0.1, seed=3)

@@ -6,13 +6,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputDataError, UsageError
-from ..records import jsonl_objects
+from ..records import MAX_JSON_DEPTH, _SURROGATE_ESCAPE, _load_json_line, check_json_field, jsonl_objects
 
 #: File written next to the model by ``train qa-gen``: the generation settings it was trained for.
 SETTINGS_FILE = "nlptool_qa_gen.json"
@@ -120,26 +121,37 @@ def read_qa_data(paths: Sequence[str | os.PathLike]) -> tuple[list[QAItem], dict
     """Read question-answer data: SQuAD v1.1 JSON (``data[].paragraphs[].qas[]``, as CMRC 2018)
     or JSONL records ``{passage, question, answer}`` (optional ``answer_start``, ``article``).
 
+    A file holding one JSON object with a ``data`` key is SQuAD: ``data`` a list of articles
+    (optional ``id``/``title``: a string or an integer), each with ``paragraphs``, a list of
+    ``{context, qas}``; ``qas`` a list of ``{question, answers}`` (optional ``id``); ``answers`` a
+    list of ``{text, answer_start}`` (``answer_start`` optional: an integer >= 0). Any other file
+    is JSONL, one record per line (read by :func:`nlptool.records.jsonl_objects`).
+
     The first answer of a question is used. When ``answer_start`` does not point at the answer
     text, the first occurrence of the text is used; a question whose answer does not occur in
-    its passage is skipped and counted (``skipped_answer_not_in_passage``).
+    its passage is skipped and counted (``skipped_answer_not_in_passage``), as is one without an
+    answer or with an empty one (``skipped_no_answer``).
 
     Returns:
         ``(items, counts)``.
 
     Raises:
-        UsageError: a path is missing or holds no question.
-        InputDataError: malformed JSON or a JSONL record without the fields (names file and line).
+        UsageError: a path is not a file.
+        InputDataError: (exit code 3 at the CLI) invalid UTF-8, invalid JSON or JSON nested too
+            deeply (names file and line); a JSONL record without one of the fields or with a field
+            of the wrong type (names file and line); a SQuAD document with a missing key or a value
+            of the wrong type at any level (names file and JSON path, e.g. ``data[0].paragraphs``);
+            no usable question-answer pair in all the files.
     """
     items: list[QAItem] = []
     counts = {"questions": 0, "skipped_answer_not_in_passage": 0, "skipped_no_answer": 0}
 
-    def add(passage, question, answer, start, article, where):
+    def add(passage: str, question: str, answer: str, start: int | None, article, where: str) -> None:
         counts["questions"] += 1
-        if not isinstance(answer, str) or not answer.strip():
+        if not answer.strip():
             counts["skipped_no_answer"] += 1
             return
-        if not (isinstance(start, int) and passage[start: start + len(answer)] == answer):
+        if start is None or passage[start: start + len(answer)] != answer:
             start = passage.find(answer)
         if start < 0:
             counts["skipped_answer_not_in_passage"] += 1
@@ -150,32 +162,181 @@ def read_qa_data(paths: Sequence[str | os.PathLike]) -> tuple[list[QAItem], dict
         path = str(p)
         if not os.path.isfile(path):
             raise UsageError(f"{path}: no such file (expected SQuAD v1.1 JSON or JSONL)")
-        with open(path, encoding="utf-8-sig") as fh:
-            text = fh.read()
-        try:  # one JSON document with a "data" list: SQuAD v1.1; anything else is read as JSONL
-            doc = json.loads(text)
-        except json.JSONDecodeError:
-            doc = None
-        data = doc.get("data") if isinstance(doc, dict) else None
-        if not isinstance(data, list):
-            for lineno, obj in jsonl_objects(text.splitlines(), path):
-                for k in ("passage", "question", "answer"):
-                    if not isinstance(obj.get(k), str):
-                        raise InputDataError(f"missing or non-string field {k!r}", path, lineno)
-                add(obj["passage"], obj["question"], obj["answer"], obj.get("answer_start"),
-                    obj.get("article", obj["passage"]), f"{path}:{lineno}")
+        text = _read_utf8(path)
+        doc, problem = _load_document(text)
+        if isinstance(doc, dict) and "data" in doc and "passage" not in doc:
+            for row in _squad_questions(doc, path, surrogates=_SURROGATE_ESCAPE.search(text) is not None):
+                add(*row)
             continue
-        for ai, article in enumerate(data):
-            art = f"{os.path.basename(path)}:{article.get('id') or article.get('title') or ai}"
-            for pi, para in enumerate(article.get("paragraphs", [])):
-                ctx = para.get("context", "")
-                for q in para.get("qas", []):
-                    ans = (q.get("answers") or [{}])[0]
-                    add(ctx, q.get("question", ""), ans.get("text"), ans.get("answer_start"), art,
-                        f"{path}:{q.get('id', f'{ai}/{pi}')}")
+        lines = text.split("\n")
+        if not _looks_like_jsonl(lines):
+            _document_error(doc, problem, text, path)
+        for lineno, obj in jsonl_objects(lines, path):
+            for k in ("passage", "question", "answer"):
+                if k not in obj:
+                    raise InputDataError(f"missing field {k!r}: a JSONL record is {{\"passage\": ..., \"question\": ..., "
+                                         "\"answer\": ...}} (or give SQuAD v1.1 JSON)", path, lineno)
+                check_json_field(obj[k], k, ["string"], path, lineno)
+            start = obj.get("answer_start")
+            if start is not None:
+                check_json_field(start, "answer_start", ["integer"], path, lineno)
+                if start < 0:
+                    raise InputDataError(f"the answer_start is {start}: expected a character offset >= 0", path, lineno)
+            article = obj.get("article")
+            if article is not None:
+                check_json_field(article, "article", ["string", "integer"], path, lineno)
+            add(obj["passage"], obj["question"], obj["answer"], start,
+                obj["passage"] if article is None else article, f"{path}:{lineno}")
     if not items:
-        raise UsageError("no usable question-answer pairs in " + ", ".join(str(p) for p in paths))
+        raise InputDataError(
+            f"no usable question-answer pair (questions: {counts['questions']}, answer not found in its passage: "
+            f"{counts['skipped_answer_not_in_passage']}, no answer: {counts['skipped_no_answer']}); expected SQuAD v1.1 "
+            "JSON or JSONL {passage, question, answer} whose answer occurs in its passage",
+            ", ".join(str(p) for p in paths))
     return items, counts
+
+
+# the reading rules of read_qa_data
+
+#: What each level of a SQuAD v1.1 document must be (for messages).
+_SQUAD_SHAPES = {
+    "data": 'a list of articles {"title": ..., "paragraphs": [...]}',
+    "article": 'an article {"title": ..., "paragraphs": [...]}',
+    "paragraphs": 'a list of paragraphs {"context": ..., "qas": [...]}',
+    "paragraph": 'a paragraph {"context": ..., "qas": [...]}',
+    "context": "the passage, a string",
+    "qas": 'a list of questions {"question": ..., "answers": [...]}',
+    "qa": 'a question {"question": ..., "answers": [...]}',
+    "question": "a string",
+    "answers": 'a list of answers {"text": ..., "answer_start": ...}',
+    "answer": 'an answer {"text": ..., "answer_start": ...}',
+    "text": "a string",
+    "answer_start": "a character offset, an integer >= 0",
+    "id": "a string or an integer",
+    "title": "a string or an integer",
+}
+_JSON_KIND = {dict: "an object", list: "a list", str: "a string", bool: "a boolean", int: "a number",
+              float: "a number", type(None): "null"}
+
+
+def _read_utf8(path: str) -> str:
+    """The file's text (a leading byte-order mark removed). Raises InputDataError naming the line of
+    the first byte that is not UTF-8."""
+    with open(path, "rb") as fh:
+        raw = fh.read()
+    bom = 3 if raw.startswith(b"\xef\xbb\xbf") else 0
+    try:
+        return raw[bom:].decode("utf-8")
+    except UnicodeDecodeError as exc:
+        at = bom + exc.start
+        line_start = raw.rfind(b"\n", 0, at) + 1
+        raise InputDataError(f"invalid UTF-8 at byte {at - line_start} of the line (re-encode the file as UTF-8, "
+                             "e.g. with iconv)", path, raw.count(b"\n", 0, at) + 1) from None
+
+
+def _load_document(text: str) -> tuple[Any, Any]:
+    """``(value, None)`` when ``text`` is one JSON value; else ``(None, problem)``: the
+    ``json.JSONDecodeError``, or ``"deep"`` when it nests too deeply for the parser."""
+    try:
+        return json.loads(text), None
+    except RecursionError:
+        return None, "deep"
+    except json.JSONDecodeError as exc:
+        return None, exc
+
+
+def _looks_like_jsonl(lines: list[str]) -> bool:
+    """True when a file that is not SQuAD is to be read as JSONL: it has at most one non-blank
+    line (whose errors then name line 1), or its first non-blank line is a JSON value by itself."""
+    filled = (ln for ln in lines if ln.strip())
+    first = next(filled, None)
+    if first is None or next(filled, None) is None:
+        return True
+    return _load_json_line(first.lstrip("\ufeff"))[1] is None
+
+
+def _deep_line(text: str, cap: int) -> int:
+    """1-based line where ``text``'s JSON nesting first exceeds ``cap`` levels (strings skipped)."""
+    depth = 0
+    for m in re.finditer(r'"(?:[^"\\\n]|\\.)*"|[\[\]{}]', text):
+        c = m.group()
+        if c in "[{":
+            depth += 1
+            if depth > cap:
+                return text.count("\n", 0, m.start()) + 1
+        elif c in "]}":
+            depth -= 1
+    return 1
+
+
+def _document_error(doc: Any, problem: Any, text: str, path: str) -> None:
+    """Raise the InputDataError of a multi-line file that is neither SQuAD nor JSONL."""
+    if problem == "deep":
+        raise InputDataError(f"JSON nested too deeply (more than {MAX_JSON_DEPTH} levels; SQuAD v1.1 needs 8)",
+                             path, _deep_line(text, MAX_JSON_DEPTH))
+    if isinstance(problem, json.JSONDecodeError):
+        raise InputDataError(f"invalid JSON ({problem.msg} at column {problem.colno})", path, problem.lineno)
+    what = "an object without a \"data\" key" if isinstance(doc, dict) else _JSON_KIND.get(type(doc), "a value")
+    raise InputDataError(f"the file is one JSON value, {what}: expected SQuAD v1.1 JSON {{\"data\": [...]}} or "
+                         "JSONL, one {\"passage\", \"question\", \"answer\"} object per line", path)
+
+
+def _squad_questions(doc: dict, path: str, surrogates: bool = False):
+    """``(passage, question, answer, answer_start, article, where)`` of every question of a SQuAD
+    v1.1 document, checking every level on the way (``surrogates``: the file has a ``\\ud800``-style
+    escape, so the texts are checked for lone surrogates)."""
+
+    def bad(jpath: str, value: Any, shape: str):
+        found = "missing" if value is _MISSING else f"is {_JSON_KIND.get(type(value), type(value).__name__)}"
+        raise InputDataError(f"{jpath} {found}: expected {_SQUAD_SHAPES[shape]} (SQuAD v1.1)", path)
+
+    def need(obj: dict, key: str, jpath: str, kind: type, optional: bool = False):
+        jp = f"{jpath}.{key}" if jpath else key
+        value = obj.get(key, _MISSING)
+        if optional and (value is _MISSING or value is None):
+            return None, jp
+        if not isinstance(value, kind) or isinstance(value, bool):
+            bad(jp, value, key)
+        if surrogates and isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError:
+                raise InputDataError(f"{jp} holds a lone UTF-16 surrogate escape (\\ud800-\\udfff), which is not a "
+                                     "Unicode character", path) from None
+        return value, jp
+
+    def items(obj: dict, key: str, jpath: str, shape: str):
+        values, jp = need(obj, key, jpath, list)
+        for i, value in enumerate(values):
+            if not isinstance(value, dict):
+                bad(f"{jp}[{i}]", value, shape)
+            yield i, value, f"{jp}[{i}]"
+
+    base = os.path.basename(path)
+    for ai, article, ap in items(doc, "data", "", "article"):
+        aid = need(article, "id", ap, (str, int), optional=True)[0]
+        title = need(article, "title", ap, (str, int), optional=True)[0]
+        art = f"{base}:{aid or title or ai}"
+        for pi, para, pp in items(article, "paragraphs", ap, "paragraph"):
+            ctx = need(para, "context", pp, str)[0]
+            for qi, q, qp in items(para, "qas", pp, "qa"):
+                qid = need(q, "id", qp, (str, int), optional=True)[0]
+                question = need(q, "question", qp, str)[0]
+                answers = list(items(q, "answers", qp, "answer"))
+                first = [None, None]
+                for k, (_, ans, anp) in enumerate(answers):
+                    text = need(ans, "text", anp, str)[0]
+                    start = need(ans, "answer_start", anp, int, optional=True)[0]
+                    if start is not None and start < 0:
+                        raise InputDataError(f"{anp}.answer_start is {start}: expected "
+                                             f"{_SQUAD_SHAPES['answer_start']} (SQuAD v1.1)", path)
+                    if k == 0:
+                        first = [text, start]
+                yield (ctx, question, first[0] or "", first[1], art,
+                       f"{path}:{qid if qid is not None else f'{ai}/{pi}'}")
+
+
+_MISSING = object()
 
 
 def split_articles(items: Sequence[QAItem], holdout: float = 0.1, seed: int = 0) -> tuple[list[QAItem], list[QAItem]]:

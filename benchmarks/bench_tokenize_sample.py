@@ -9,7 +9,10 @@ cache off, so every line is filtered from scratch. "nlptool --sp-model" rows are
 runs (the sentencepiece library's own sampler / n-best behind our API); "nlptool lattice" rows are
 our exact pure-Python lattice on the same model (used for jieba, BytePiece, --entropy,
 --marginals, --without-replacement). n-best rows count chars once per line (K = --nbest
-segmentations per line). The last rows time the command's start-up on one line.
+segmentations per line). The scaling table times --nbest K and -k K --without-replacement on one
+line of pku_test text (the whole output record, as the command builds it) for growing K and line
+length: the time per output unit (K x characters) stays flat when the method is linear in both.
+The last rows time the command's start-up on one line.
 
     python benchmarks/bench_tokenize_sample.py [--repeat 3] [--alpha 0.1]
 """
@@ -72,6 +75,27 @@ def startup_table(runs: int = 5) -> str:
                      med(py + ["-m", "nlptool", "tokenize-sample", "-q", "--sp-model", str(sp)], b"Hello\n")))
     out = [f"| start-up (median of {runs}) | wall s | CPU s |", "|---|---:|---:|"]
     out += [f"| {name} | {w:.2f} | {c:.2f} |" for name, (w, c) in rows]
+    return "\n".join(out)
+
+
+def scaling_table(model, text: str) -> str:
+    """CPU seconds and microseconds per output unit (segmentations x characters) of one line's
+    n-best list / K distinct samples, for growing K (a 180-character line) and line length (K = 100)."""
+    from nlptool.tokenize_sample.unigram import tokenize
+
+    cases = [("--nbest", 180, k) for k in (1000, 4000, 16000)] + \
+            [("--without-replacement", 180, k) for k in (1000, 4000, 16000)] + \
+            [("--nbest", n, 100) for n in (1000, 4000, 16000)] + \
+            [("--without-replacement", n, 100) for n in (1000, 4000, 16000)]
+    out = ["| task | line chars | K | CPU s | us per output unit |", "|---|---:|---:|---:|---:|"]
+    for task, n, k in cases:
+        line = text[:n]
+        kw = {"nbest": k} if task == "--nbest" else {"num_samples": k, "without_replacement": True}
+        t = time.process_time()
+        res = tokenize(model, line, 0.1, rng=random.Random(0), **kw)
+        dt = time.process_time() - t
+        got = len(res["nbest"] if task == "--nbest" else res["samples"])
+        out.append(f"| {task} | {n:,} | {got:,} | {dt:.2f} | {1e6 * dt / (got * n):.2f} |")
     return "\n".join(out)
 
 
@@ -172,6 +196,8 @@ def main() -> int:
     for name, r in ratios:
         print(f"{name}: sentencepiece's own sampler is {r:.2f}x as fast as `tokenize-sample --sp-model` "
               f"sampling (target: <= 2x)")
+    print()
+    print(scaling_table(model, "".join(zh)))
     print()
     print(startup_table())
     return 0

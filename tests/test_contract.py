@@ -205,6 +205,8 @@ STRING_NUMBER_CASES = [
     ("segment", ["--threshold", "abc"], "x\n"),
     ("tokenize-sample", ["--alpha", "nan"], "x\n"),
     ("tokenize-sample", ["--alpha", "-1"], "x\n"),
+    ("tokenize-sample", ["-k", "1000001", "--without-replacement"], "x\n"),  # MAX_K (issue round two, row 6)
+    ("tokenize-sample", ["--nbest", "1000001"], "x\n"),
     ("split-valid", ["--valid-size", "0"], None),
     ("split-valid", ["--valid-size", "nan"], None),
 ]

@@ -656,6 +656,205 @@ def test_without_replacement_concentrated_distribution(jieba_model):
     assert all("".join(s.tokens) == t for s in got)
 
 
+# -- the lazy k-best and the trie of drawn paths against the algorithms they replaced ------------
+
+
+def _kbest_viterbi_reference(lat, k):
+    """The k-best Viterbi this module used before (every position keeps its k best prefixes):
+    the lazy k-best must give the same paths in the same order, ties included."""
+    import heapq
+
+    best = [[] for _ in range(lat.n + 1)]
+    best[0] = [(0.0, -1, -1)]
+    for j, lst in enumerate(lat._into()):
+        if j:
+            cands = [(sc + s, i, r) for i, s in lst for r, (sc, _, _) in enumerate(best[i])]
+            best[j] = heapq.nlargest(k, cands, key=lambda x: (x[0], -x[1], -x[2]))
+    out = []
+    for r in range(len(best[lat.n])):
+        nodes, j = [lat.n], lat.n
+        while j > 0:
+            _, i, r = best[j][r]
+            nodes.append(i)
+            j = i
+        out.append(tuple(reversed(nodes)))
+    return out
+
+
+def _sample_wor_reference(lat, alpha, k, rng):
+    """Sequential sampling without replacement as this module did it before: at each step, sum the
+    excluded mass over every drawn path that shares the prefix (O(K^2 L)); same arithmetic."""
+    bwd = lat.backward(alpha)
+    logz = bwd[0]
+    lookup = {(i, j): s for i, lst in enumerate(lat.edges) for j, s in lst}
+    total = min(k, lat.count())
+    drawn, seen, retries = [], set(), 0
+    while len(drawn) < total:
+        left = 1.0 - math.fsum(math.exp(suf[0] - logz) for _, suf in drawn)
+        if left < 1e-12 or retries > 100:
+            for p in _kbest_viterbi_reference(lat, total + len(drawn)):
+                if p not in seen and len(drawn) < total:
+                    drawn.append((p, None))
+                    seen.add(p)
+            break
+        nodes, live, i = [0], list(drawn), 0
+        while i < lat.n:
+            t = len(nodes) - 1
+            ws = []
+            for j, s in lat.edges[i]:
+                if bwd[j] == -math.inf:
+                    ws.append(0.0)
+                    continue
+                w = math.exp(alpha * s + bwd[j] - bwd[i])
+                excl = math.fsum(math.exp(alpha * s + suf[t + 1] - bwd[i]) for p, suf in live
+                                 if len(p) > t + 1 and p[t + 1] == j)
+                ws.append(max(0.0, w - excl))
+            u = rng.random() * math.fsum(ws)
+            acc, pick = 0.0, None
+            for (j, _), w in zip(lat.edges[i], ws):
+                acc += w
+                if w > 0 and u < acc:
+                    pick = j
+                    break
+            if pick is None:
+                pick = next(j for (j, _), w in zip(reversed(lat.edges[i]), reversed(ws)) if w > 0)
+            nodes.append(pick)
+            live = [(p, suf) for p, suf in live if len(p) > t + 1 and p[t + 1] == pick]
+            i = pick
+        p = tuple(nodes)
+        if p in seen:
+            retries += 1
+            continue
+        seen.add(p)
+        suf = [0.0] * len(p)
+        for t in range(len(p) - 2, -1, -1):
+            suf[t] = suf[t + 1] + alpha * lookup[(p[t], p[t + 1])]
+        drawn.append((p, suf))
+    return [p for p, _ in drawn]
+
+
+def _small_lattices(seed, count):
+    rs = random.Random(seed)
+    out = []
+    for _ in range(count):
+        alphabet = rs.choice(["ab", "abc", "abcd"])
+        n = rs.randint(1, 12)
+        text = "".join(rs.choice(alphabet) for _ in range(n))
+        scores = {ch: float(rs.randint(-3, 0)) if rs.random() < 0.5 else rs.uniform(-4, 0) for ch in alphabet}
+        for _ in range(rs.randint(0, 15)):
+            i = rs.randrange(n)
+            j = rs.randint(i + 1, min(n, i + 5))
+            scores[text[i:j]] = float(rs.randint(-6, 0)) if rs.random() < 0.5 else rs.uniform(-6, 0)
+        out.append((text, scores))
+    return out
+
+
+def test_lazy_kbest_equals_kbest_viterbi_and_enumeration():
+    """Lazy k-best (Huang & Chiang 2005) = the k-best Viterbi it replaced, path for path (ties
+    abound: half the scores are integers), and the k largest scores of the enumeration."""
+    for text, scores in _small_lattices(3, 120):
+        lat = plain_model(scores).text_lattice(text)
+        ranked = sorted(enumerate_paths(scores, text).values(), reverse=True)
+        cnt = lat.count()
+        assert cnt == len(ranked) and lat.count(cap=2) == min(2, cnt)
+        for k in (1, 2, 3, 7, cnt, cnt + 2):
+            got = lat.kbest(k)
+            assert got == _kbest_viterbi_reference(lat, k), (text, scores, k)
+            assert [lat.path_score(p) for p in got] == pytest.approx(ranked[:k])
+
+
+def test_sample_wor_trie_equals_per_path_sums():
+    """The trie of drawn paths with exact running sums gives the very draws (same seed) of the
+    per-path sums it replaced, for every K up to past the number of segmentations."""
+    for n_case, (text, scores) in enumerate(_small_lattices(4, 60)):
+        lat = plain_model(scores).text_lattice(text)
+        cnt = lat.count()
+        for alpha in (0.0, 0.5, 1.0, 4.0, 30.0):
+            for k in (1, 3, cnt, cnt + 3):
+                seed = 1000 * n_case + k
+                assert lat.sample_wor(alpha, k, random.Random(seed)) == \
+                    _sample_wor_reference(lat, alpha, k, random.Random(seed)), (text, scores, alpha, k)
+
+
+def test_sample_wor_and_kbest_jieba_equal_reference(jieba_model):
+    for t in ["结婚的和尚未结婚的", "他来到了网易杭研大厦", "共同创造美好的新世纪——二○○一年新年贺词", "研究生命的起源"]:
+        lat = jieba_model.text_lattice(t)
+        for k in (1, 10, 40):
+            assert lat.kbest(k) == _kbest_viterbi_reference(lat, k)
+        for alpha in (0.1, 1.0, 5.0):
+            assert lat.sample_wor(alpha, 25, random.Random(7)) == _sample_wor_reference(lat, alpha, 25, random.Random(7))
+
+
+def test_msum_partials_are_the_exact_sum():
+    from nlptool.tokenize_sample.unigram import _msum_add
+
+    rs = random.Random(0)
+    for _ in range(200):
+        xs = [rs.random() * 10 ** rs.randint(-300, 0) for _ in range(rs.randint(1, 60))]
+        parts: list = []
+        for x in xs:
+            _msum_add(parts, x)
+        assert math.fsum(parts) == math.fsum(xs)
+        rs.shuffle(xs)
+        assert math.fsum(parts) == math.fsum(xs)
+
+
+def test_long_line_kbest_and_wor_iterative():
+    """A 20,000-position lattice: the lazy k-best asks back along the whole text without recursion,
+    and K distinct draws come back as segmentations of the text."""
+    scores = {"a": -1.0, "aa": -1.5, "aaa": -2.6}
+    text = "a" * 20_000
+    model = plain_model(scores)
+    best = model.nbest(text, 5)
+    assert len(best) == 5 and len({tuple(s.tokens) for s in best}) == 5
+    assert best[0].tokens == ["aa"] * 10_000 and best[0].logp == -15_000.0
+    assert [s.logp for s in best] == sorted((s.logp for s in best), reverse=True)
+    got = model.sample_without_replacement(text, 0.5, 20, random.Random(0))
+    assert len({tuple(s.tokens) for s in got}) == 20 and all("".join(s.tokens) == text for s in got)
+
+
+def test_output_cap_per_line_and_k_cap(jieba_model):
+    """Issue "Hardening, round two" row 6: K is at most MAX_K (a usage error), and a line whose K
+    segmentations would hold more than MAX_OUTPUT_UNITS characters is an error for that line;
+    with --nbest / --without-replacement K counts the segmentations the line has."""
+    from nlptool.errors import InputDataError, UsageError
+    from nlptool.tokenize_sample import unigram
+    from nlptool.tokenize_sample.unigram import MAX_K, MAX_OUTPUT_UNITS, tokenize
+
+    for kw in ({"num_samples": MAX_K + 1}, {"nbest": MAX_K + 1}, {"num_samples": MAX_K + 1, "without_replacement": True}):
+        with pytest.raises(UsageError, match=str(MAX_K)):
+            tokenize(jieba_model, "我", 0.1, **kw)
+    t = "结婚的和尚未结婚的"  # 9 characters, 24 segmentations
+    k = MAX_OUTPUT_UNITS // (8 * len(t)) + 1  # 24**8 segmentations of t * 8: more than k
+    for kw in ({"num_samples": k}, {"num_samples": k, "without_replacement": True}):
+        with pytest.raises(InputDataError, match="line too long"):
+            tokenize(jieba_model, t * 8, 0.1, rng=random.Random(0), **kw)
+    with pytest.raises(InputDataError, match="--nbest"):
+        tokenize(jieba_model, t * 8, 0.1, nbest=k)
+    # fewer segmentations than K: all of them, within the cap (not so when drawing with replacement)
+    one = plain_model({"x": -1.0})
+    x50 = "x" * 50  # one segmentation; 50 x MAX_K > MAX_OUTPUT_UNITS
+    assert len(tokenize(one, x50, 0.1, nbest=MAX_K)["nbest"]) == 1
+    assert len(tokenize(one, x50, 0.1, num_samples=MAX_K, without_replacement=True)["samples"]) == 1
+    with pytest.raises(InputDataError, match="line too long"):
+        tokenize(one, x50, 0.1, num_samples=MAX_K)
+    # the CLI: exit 2 for K over the cap; an error record (--strict: exit 3) for the long line only
+    for bad in (["-k", str(MAX_K + 1)], ["-k", str(MAX_K + 1), "--without-replacement"], ["--nbest", str(MAX_K + 1)]):
+        r = _run([*bad, "-q"], input="我\n")
+        assert r.exit_code == 2 and bad[0] in r.stderr and str(MAX_K + 1) in r.stderr, (bad, r.output)
+    old = unigram.MAX_OUTPUT_UNITS
+    unigram.MAX_OUTPUT_UNITS = 100
+    try:
+        r = _run(["--nbest", "20", "-q"], input="我爱北京\n" + t * 2 + "\n")
+        a, b = [json.loads(x) for x in r.stdout.splitlines()]
+        assert r.exit_code == 0 and len(a["nbest"]) == jieba_model.text_lattice("我爱北京").count()
+        assert "line too long for --nbest 20" in b["error"] and "nbest" not in b
+        r = _run(["-k", "20", "--without-replacement", "--strict", "-q"], input=t * 2 + "\n")
+        assert r.exit_code == 3 and "line too long for -k/--num-samples 20" in r.stderr
+    finally:
+        unigram.MAX_OUTPUT_UNITS = old
+
+
 def test_alpha_overflow_equals_inf(tmp_path):
     """Issue 12 row 18: a finite alpha so large that alpha * log p overflows is alpha = inf."""
     d = tmp_path / "d.txt"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 
 from ..engine import Command, record_rng
-from ..errors import UsageError
+from ..errors import InputDataError, UsageError
 from ..records import escape_line
 
 
@@ -24,6 +24,12 @@ class Sampler(Command):
 
     Result columns: ``tokens``/``logp`` (one sample), ``samples`` (K), ``nbest``, ``entropy``,
     ``marginals``, ``ids``.
+
+    Raises:
+        UsageError: an option value or combination that cannot work, e.g. K (``num_samples``,
+            ``nbest``) outside ``1..MAX_K`` (:func:`~nlptool.tokenize_sample.unigram.check_k`).
+            A line whose K segmentations would exceed ``MAX_OUTPUT_UNITS`` characters is that
+            record's error instead (:func:`~nlptool.tokenize_sample.unigram.check_output_size`).
     """
 
     def __init__(self, alpha: float | str = "0.1", num_samples: int = 1, without_replacement: bool = False,
@@ -31,9 +37,12 @@ class Sampler(Command):
                  seed: int | None = None, method: str = "ffbs", dict_path: str | None = None,
                  sp_model: str | None = None, bytepiece_model: str | None = None, text_key: str = "text",
                  index_key: str | None = "_index"):
-        from ..tokenize_sample.unigram import check_alpha
+        from ..tokenize_sample.unigram import check_alpha, check_k
 
         a = check_alpha(alpha)
+        num_samples = check_k(num_samples)
+        if nbest is not None:
+            nbest = check_k(nbest, "--nbest")
         if method not in ("ffbs", "su2023"):
             raise UsageError(f"--method {method}: expected ffbs or su2023")
         if ids and not sp_model:
@@ -75,12 +84,19 @@ class Sampler(Command):
         return escape_line("\t".join(" ".join(s) for s in obj["samples"]))
 
     def results(self, records):
+        """One result per record; a line too long for the requested K (more than
+        ``MAX_OUTPUT_UNITS`` characters in its K segmentations) is that record's error."""
         from ..tokenize_sample.unigram import tokenize
 
         c = self.config
         st = self.state()
-        return [tokenize(st["model"], r.text, c["alpha"], num_samples=c["num_samples"],
-                         rng=record_rng(c["seed"], r.index, st["rng"]), method=c["method"], nbest=c["nbest"],
-                         without_replacement=c["without_replacement"], entropy=c["entropy"],
-                         marginals=c["marginals"], ids=c["ids"])
-                for r in records]
+        out: list = []
+        for r in records:
+            try:
+                out.append(tokenize(st["model"], r.text, c["alpha"], num_samples=c["num_samples"],
+                                    rng=record_rng(c["seed"], r.index, st["rng"]), method=c["method"],
+                                    nbest=c["nbest"], without_replacement=c["without_replacement"],
+                                    entropy=c["entropy"], marginals=c["marginals"], ids=c["ids"]))
+            except InputDataError as exc:  # only this record; the others of the batch stand
+                out.append(exc)
+        return out

@@ -33,6 +33,7 @@ from __future__ import annotations
 import base64
 import json
 import math
+import operator
 import os
 import random as _random
 import re
@@ -44,7 +45,7 @@ from dataclasses import dataclass, field
 from itertools import accumulate
 from typing import Iterator, Sequence, Union
 
-from ..errors import ModelError, UsageError
+from ..errors import InputDataError, ModelError, UsageError
 
 Piece = Union[str, bytes]
 INF = float("inf")
@@ -58,6 +59,14 @@ _JIEBA_RE_SKIP = re.compile("(\r\n|\\s)", re.U)
 _BYTEPIECE_RE_LINES = re.compile(".*\n+|.+")
 
 SP_UNK_PENALTY = 10.0  # sentencepiece kUnkPenalty: unknown character score = min_score - 10
+#: the largest K of ``-k/--num-samples`` and ``--nbest`` (:func:`check_k`)
+MAX_K = 1_000_000
+#: the most units (characters; bytes for BytePiece) of the normalized text that the K
+#: segmentations of one line may hold in all: K x line length, K counted as written (fewer when the
+#: line has fewer segmentations, for n-best and sampling without replacement); :func:`tokenize`
+#: refuses a longer line, whose output alone (about 90 bytes of memory per unit, a JSON line of
+#: 10 MB per 3 million units) would not fit
+MAX_OUTPUT_UNITS = 10_000_000
 #: up to this alpha a SentencePiece model samples with the library's own (float32) sampler
 SP_NATIVE_MAX_ALPHA = 10.0
 
@@ -457,6 +466,7 @@ class UnigramModel:
         E, P, beta = filt
         n = len(blk)
         rnd = rng.random
+        memo = {} if num_samples > 1 else None  # K samples share one str object per distinct token
         out = []
         for _ in range(num_samples):
             k = 0
@@ -468,7 +478,8 @@ class UnigramModel:
                 else:
                     t = bisect_right(list(accumulate(P[k])), rnd() * beta[k])
                     e = ends[t] if t < len(ends) else ends[-1]
-                toks.append(blk[k:e])
+                tok = blk[k:e]
+                toks.append(tok if memo is None else memo.setdefault(tok, tok))
                 k = e
             out.append(toks)
         return out
@@ -826,16 +837,20 @@ class TextLattice:
     n: int
     edges: list
     spans: list
+    #: one object per distinct token, shared by every segmentation read from this lattice
+    tokens: dict = field(default_factory=dict, repr=False, compare=False)
 
     def segmentation(self, path) -> Segmentation:
         """The :class:`Segmentation` of a path given as its node positions ``(0, e_1, ..., n)``."""
         parts = []
         nodes = list(path)
+        seq, memo = self.seq, self.tokens
         t = 0
         for lo, hi, inl in self.spans:
             toks = []
             while t + 1 < len(nodes) and nodes[t + 1] <= hi:
-                toks.append(self.seq[nodes[t]:nodes[t + 1]])
+                tok = seq[nodes[t]:nodes[t + 1]]
+                toks.append(memo.setdefault(tok, tok))
                 t += 1
             parts.append((toks, inl))
         return self.model._finish(parts)
@@ -892,30 +907,85 @@ class TextLattice:
             exp_score[j] = math.fsum(math.exp(x - z) * (exp_score[i] + s) for x, i, s in xs)
         return max(0.0, fwd[self.n] - alpha * exp_score[self.n])
 
-    def count(self) -> int:
-        """The number of paths (exact integer)."""
+    def count(self, cap: int | None = None) -> int:
+        """The number of paths (exact integer); with ``cap``, ``min(cap, number of paths)`` (each
+        partial count is capped too, so the integers stay small on a long text)."""
         c = [0] * (self.n + 1)
         c[self.n] = 1
         for i in range(self.n - 1, -1, -1):
-            c[i] = sum(c[j] for j, _ in self.edges[i])
+            c[i] = sum([c[j] for j, _ in self.edges[i]])
+            if cap is not None and c[i] > cap:
+                c[i] = cap
         return c[0]
 
     def kbest(self, k: int) -> list:
-        """The ``k`` best paths by summed score (node tuples), best first: k-best Viterbi."""
+        """The ``k`` best paths by summed score (node tuples), best first.
+
+        Lazy k-best over the lattice DAG (Huang & Chiang 2005, "Better k-best parsing",
+        Algorithm 3, for a graph): ``D[j]`` holds the best prefix derivations into position ``j``
+        found so far, each ``(score, i, r)`` = edge ``i -> j`` after the ``r``-th best prefix into
+        ``i``; a heap per position holds its frontier. A Viterbi pass finds ``D[j][0]`` for
+        every ``j``; the next derivation of ``j`` pops its heap and pushes the successor
+        ``(i, r + 1)`` of the last one popped, asking ``i`` for its ``(r + 1)``-th derivation only
+        then. Order: score decreasing, then ``i`` increasing, then ``r`` increasing (the same
+        total order, with the same float sums, as the k-best Viterbi this replaced, which kept
+        ``k`` prefixes at every position: ``O(m k log k)`` time and ``O(n k)`` memory). Here
+        time is ``O(m + d log(deg))`` and memory ``O(m + d)`` for ``d <= n k`` derivations
+        computed (in practice a few per output path), plus ``O(k L)`` to read the paths back.
+        """
         import heapq
 
-        best: list = [[] for _ in range(self.n + 1)]  # best[j] = [(score, i, rank)], decreasing
-        best[0] = [(0.0, -1, -1)]
-        for j, lst in enumerate(self._into()):
-            if not j:
-                continue
-            cands = [(sc + s, i, r) for i, s in lst for r, (sc, _, _) in enumerate(best[i])]
-            best[j] = heapq.nlargest(k, cands, key=lambda x: (x[0], -x[1], -x[2]))
+        heappop, heappush = heapq.heappop, heapq.heappush
+        n = self.n
+        into = self._into()
+        D: list = [[] for _ in range(n + 1)]  # D[j] = [(score, i, r)], decreasing
+        D[0].append((0.0, -1, -1))
+        heaps: list = [None] * (n + 1)  # frontier of j: (-score, i, r, s)
+        last: list = [None] * (n + 1)  # (i, r, s) of D[j][-1] while its successor is not pushed
+        done = [True] * (n + 1)  # D[j] holds every prefix derivation into j
+        for j in range(1, n + 1):  # Viterbi: the best derivation of every position
+            h = [(-(D[i][0][0] + s), i, 0, s) for i, s in into[j] if D[i]]
+            if h:
+                heapq.heapify(h)
+                negsc, i, r, s = heappop(h)
+                D[j].append((-negsc, i, r))
+                last[j] = (i, r, s)
+                done[j] = False
+            heaps[j] = h
+
+        def extend(j0: int) -> None:
+            """Append the next derivation to ``D[j0]``, or mark it done (iterative: the requests
+            run back along the lattice, as deep as the text is long)."""
+            stack = [j0]
+            while stack:
+                j = stack[-1]
+                pend = last[j]
+                if pend is not None:
+                    i, r, s = pend
+                    di = D[i]
+                    if len(di) <= r + 1 and not done[i]:
+                        stack.append(i)  # i's next derivation first
+                        continue
+                    if len(di) > r + 1:
+                        heappush(heaps[j], (-(di[r + 1][0] + s), i, r + 1, s))
+                    last[j] = None
+                h = heaps[j]
+                if h:
+                    negsc, i, r, s = heappop(h)
+                    D[j].append((-negsc, i, r))
+                    last[j] = (i, r, s)
+                else:
+                    done[j] = True
+                stack.pop()
+
+        final = D[n]
+        while len(final) < k and not done[n]:
+            extend(n)
         out = []
-        for r in range(len(best[self.n])):
-            nodes, j = [self.n], self.n
+        for r in range(min(k, len(final))):
+            nodes, j = [n], n
             while j > 0:
-                _, i, r = best[j][r]
+                _, i, r = D[j][r]
                 nodes.append(i)
                 j = i
             out.append(tuple(reversed(nodes)))
@@ -927,65 +997,166 @@ class TextLattice:
 
     def sample_wor(self, alpha: float, k: int, rng: _random.Random) -> list:
         """Sequential sampling without replacement (node tuples), see
-        :meth:`UnigramModel.sample_without_replacement`."""
+        :meth:`UnigramModel.sample_without_replacement`.
+
+        Each draw walks forward from 0; at position ``i`` (prefix ``π``) edge ``i -> j`` has the
+        weight ``exp(alpha*s + bwd[j] - bwd[i])`` minus ``excl``, the same quantity summed over the
+        drawn paths that begin with ``π`` then ``j`` (``exp(alpha*s + alpha*score(rest) - bwd[i])``).
+        The drawn paths are kept in a trie (a path's part below its last branching point is
+        stored once, as the path itself) whose edges carry ``excl`` as an exact running sum
+        (Shewchuk's partials; ``math.fsum`` of them is the correctly rounded sum of the terms, in
+        any order), so a draw costs ``O(L deg)`` whatever the number of paths already drawn, and
+        ``K`` draws ``O(m + K L deg)`` time and ``O(m + K L)`` memory. (Before, each step summed
+        over every drawn path sharing the prefix: ``O(K^2 L)``.)
+        """
+        exp, fsum = math.exp, math.fsum
+        n = self.n
         bwd = self.backward(alpha)
         logz = bwd[0]
-        total = min(k, self.count())
-        drawn: list = []  # (nodes, cumulative alpha*score from each node to the end)
-        seen = set()
+        total = min(k, self.count(cap=k))
+        # the full weight of each edge relative to bwd[i] (the same for every draw)
+        wts = [[(j, s, exp(alpha * s + bwd[j] - bwd[i]) if bwd[j] != -INF else 0.0) for j, s in lst]
+               for i, lst in enumerate(self.edges)]
+        paths: list = []  # drawn paths (node tuples), in order
+        terms: list = []  # terms[q][t]: path q's excl term on its edge t
+        drawn: list = []
+        seen: set = set()
+        mass: list = []  # partials of sum over drawn paths of P**alpha / Z
+        # trie: {j: [partials of excl, value, child]} with child a dict (a trie node) or the index of
+        # the one drawn path through that edge
+        root: dict = {}
         retries = 0
         while len(drawn) < total:
-            # mass not drawn yet, relative to Z
-            left = 1.0 - math.fsum(math.exp(suf[0] - logz) for _, suf in drawn)
+            left = 1.0 - fsum(mass)  # mass not drawn yet, relative to Z
             if left < 1e-12 or retries > 100:
                 for p in self.kbest(total + len(drawn)):
                     if p not in seen and len(drawn) < total:
-                        drawn.append((p, None))
+                        drawn.append(p)
                         seen.add(p)
                 break
             nodes = [0]
-            live = list(drawn)  # drawn paths sharing the prefix walked so far
-            i = 0
-            while i < self.n:
-                t = len(nodes) - 1
-                ws = []
-                for j, s in self.edges[i]:
-                    if bwd[j] == -INF:
-                        ws.append(0.0)
-                        continue
-                    w = math.exp(alpha * s + bwd[j] - bwd[i])
-                    excl = math.fsum(math.exp(alpha * s + suf[t + 1] - bwd[i]) for p, suf in live
-                                     if len(p) > t + 1 and p[t + 1] == j)
-                    ws.append(max(0.0, w - excl))
-                tot = math.fsum(ws)
+            scores = []
+            node = root or None  # trie node of the prefix walked so far (None: no drawn path shares it)
+            tail = -1  # or: the one drawn path sharing the prefix
+            i = t = 0
+            stuck = False
+            while i < n:
+                cands = wts[i]
+                if tail >= 0:
+                    pj, pterm = paths[tail][t + 1], terms[tail][t]
+                    ws = [max(0.0, w - pterm) if j == pj else w for j, _, w in cands]
+                elif node is not None:
+                    get = node.get
+                    ws = []
+                    for j, _, w in cands:
+                        ch = get(j)
+                        ws.append(w if ch is None else max(0.0, w - ch[1]))
+                else:
+                    ws = [w for _, _, w in cands]
+                tot = fsum(ws)
                 u = rng.random() * tot
                 acc = 0.0
                 pick = None
-                for (j, _), w in zip(self.edges[i], ws):
+                for (j, s, _), w in zip(cands, ws):
                     acc += w
                     if w > 0 and u < acc:
-                        pick = j
+                        pick, ps = j, s
                         break
                 if pick is None:
-                    pick = next(j for (j, _), w in zip(reversed(self.edges[i]), reversed(ws)) if w > 0)
+                    pick, ps = next(((j, s) for (j, s, _), w in zip(reversed(cands), reversed(ws)) if w > 0),
+                                    (None, None))
+                    if pick is None:  # rounding left no mass at this prefix: draw again
+                        stuck = True
+                        break
                 nodes.append(pick)
-                live = [(p, suf) for p, suf in live if len(p) > t + 1 and p[t + 1] == pick]
+                scores.append(ps)
+                if tail >= 0:
+                    if pick != pj:
+                        tail = -1
+                elif node is not None:
+                    ch = node.get(pick)
+                    if ch is None:
+                        node = None
+                    elif isinstance(ch[2], dict):
+                        node = ch[2]
+                    else:
+                        node, tail = None, ch[2]
                 i = pick
+                t += 1
             p = tuple(nodes)
-            if p in seen:  # rounding put mass on a drawn path: draw again (rare; bounded)
+            if stuck or p in seen:  # rounding put mass on a drawn path: draw again (rare; bounded)
                 retries += 1
                 continue
             seen.add(p)
-            drawn.append((p, self._suffix(p, alpha)))
-        return [p for p, _ in drawn]
+            drawn.append(p)
+            # alpha * score of the path from its t-th node to the end, then its excl terms
+            ln = len(nodes)
+            suf = [0.0] * ln
+            for t in range(ln - 2, -1, -1):
+                suf[t] = suf[t + 1] + alpha * scores[t]
+            q = len(paths)
+            qterms = array("d", [exp(alpha * scores[t] + suf[t + 1] - bwd[nodes[t]]) for t in range(ln - 1)])
+            paths.append(p)
+            terms.append(qterms)
+            _msum_add(mass, exp(suf[0] - logz))
+            if ln > 1:
+                _trie_insert(root, q, p, qterms, paths, terms)
+        return drawn
 
-    def _suffix(self, nodes, alpha: float) -> list:
-        """``suf[t]`` = alpha * score of the path from its t-th node to the end."""
-        lookup = {(i, j): s for i, lst in enumerate(self.edges) for j, s in lst}
-        suf = [0.0] * len(nodes)
-        for t in range(len(nodes) - 2, -1, -1):
-            suf[t] = suf[t + 1] + alpha * lookup[(nodes[t], nodes[t + 1])]
-        return suf
+
+def _msum_add(partials: list, x: float) -> None:
+    """Add ``x`` to an exact sum kept as non-overlapping partials (Shewchuk 1997; the
+    ``msum`` recipe that ``math.fsum`` implements): ``math.fsum(partials)`` is then the correctly
+    rounded sum of every ``x`` added."""
+    i = 0
+    for y in partials:
+        if abs(x) < abs(y):
+            x, y = y, x
+        hi = x + y
+        lo = y - (hi - x)
+        if lo:
+            partials[i] = lo
+            i += 1
+        x = hi
+    partials[i:] = [x]
+
+
+def _trie_insert(root: dict, q: int, p: tuple, qterms, paths: list, terms: list) -> None:
+    """Insert drawn path ``q`` (nodes ``p``, excl terms ``qterms``) into the trie of
+    :meth:`TextLattice.sample_wor`: each edge entry ``[partials, value, child]`` on its way gets
+    ``qterms[t]`` added; where it meets the path ``o`` stored below an entry, the common part of
+    ``o`` and ``q`` becomes trie nodes and both continue as paths."""
+    node, t, last = root, 0, len(p) - 1
+    while True:
+        j = p[t + 1]
+        ch = node.get(j)
+        if ch is None:
+            node[j] = [[qterms[t]], qterms[t], q]
+            return
+        _msum_add(ch[0], qterms[t])
+        ch[1] = math.fsum(ch[0])
+        sub = ch[2]
+        t += 1
+        if isinstance(sub, dict):
+            node = sub
+            continue
+        o, oterms = paths[sub], terms[sub]  # split: o and q share p[:t + 1]
+        new: dict = {}
+        ch[2] = new
+        node = new
+        while t < last:
+            oj, qj = o[t + 1], p[t + 1]
+            if oj != qj:
+                node[oj] = [[oterms[t]], oterms[t], sub]
+                node[qj] = [[qterms[t]], qterms[t], q]
+                return
+            parts = [oterms[t]]
+            _msum_add(parts, qterms[t])
+            nxt: dict = {}
+            node[oj] = [parts, math.fsum(parts), nxt]
+            node = nxt
+            t += 1
+        raise AssertionError("a drawn path inserted twice")  # pragma: no cover - p not in seen
 
 
 _ASCII_ALNUM = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
@@ -1007,6 +1178,44 @@ def _jieba_merge_eng(toks: list) -> list:
     if buf:
         out.append(buf)
     return out
+
+
+def check_k(k, what: str = "-k/--num-samples") -> int:
+    """``k`` as an int in ``[1, MAX_K]``; ``what`` names the option in the message.
+
+    Raises:
+        UsageError: not an int, below 1 or above :data:`MAX_K`.
+    """
+    try:
+        k = operator.index(k)
+    except TypeError:
+        raise UsageError(f"{what} {k!r}: expected an integer from 1 to {MAX_K}") from None
+    if k < 1:
+        raise UsageError(f"{what} {k}: must be at least 1")
+    if k > MAX_K:
+        raise UsageError(f"{what} {k}: at most {MAX_K} (one line's K segmentations are capped at "
+                         f"{MAX_OUTPUT_UNITS} characters in all)")
+    return k
+
+
+def check_output_size(model: UnigramModel, text: str, k: int, distinct: bool, what: str) -> None:
+    """Refuse a line whose ``k`` segmentations would hold more than :data:`MAX_OUTPUT_UNITS` units
+    in all (each segmentation spells the whole normalized text). With ``distinct`` (n-best,
+    sampling without replacement) ``k`` is first lowered to the number of segmentations.
+
+    Raises:
+        InputDataError: the line is too long for this K (an error record for that line).
+    """
+    n = len(model.normalize(text))
+    if k * n <= MAX_OUTPUT_UNITS:
+        return
+    if distinct:
+        k = min(k, model.text_lattice(text).count(cap=k))
+        if k * n <= MAX_OUTPUT_UNITS:
+            return
+    raise InputDataError(f"line too long for {what} {k}: {k} segmentations x {n} characters = {k * n} > "
+                         f"{MAX_OUTPUT_UNITS}, the output cap per line; lower {what} to "
+                         f"{max(1, MAX_OUTPUT_UNITS // n)} or split the line")
 
 
 def check_alpha(alpha) -> float:
@@ -1040,38 +1249,58 @@ def tokenize(model: UnigramModel, text: str, alpha: float = 0.1, *, num_samples:
         rounded to 1e-6.
 
     Raises:
-        UsageError: an invalid alpha, K, method, or a combination that does not apply
-            (n-best with sampling options, ids without a SentencePiece model).
+        UsageError: an invalid alpha, K (:func:`check_k`: 1 to :data:`MAX_K`), method, or a
+            combination that does not apply (n-best with sampling options, ids without a
+            SentencePiece model).
+        InputDataError: the K segmentations of ``text`` would hold more than
+            :data:`MAX_OUTPUT_UNITS` characters (:func:`check_output_size`).
     """
     a = check_alpha(alpha)
+    if nbest is not None:
+        check_k(nbest, "--nbest")
+    check_k(num_samples)
     if ids and model.sp is None:
         raise UsageError("token ids are only defined for a SentencePiece model")
     if nbest is not None and (num_samples != 1 or without_replacement or method != "ffbs"):
         raise UsageError("n-best decoding does not sample: do not combine it with a number of samples, "
                          "sampling without replacement or a sampling method")
+    if without_replacement and method != "ffbs":
+        raise UsageError("sampling without replacement is exact; it has no su2023 variant")
+    if nbest is not None:
+        check_output_size(model, text, nbest, True, "--nbest")
+    elif num_samples > 1:
+        check_output_size(model, text, num_samples, without_replacement, "-k/--num-samples")
+    memo: dict = {}  # one str object per distinct token: K segmentations share them
+
+    def as_str(t):
+        s = memo.get(t)
+        if s is None:
+            s = memo[t] = piece_to_str(t)
+        return s
+
     out: dict = {}
     if nbest is not None:
         entries = []
         for s in model.nbest(text, nbest):
-            e = {"tokens": [piece_to_str(t) for t in s.tokens], "logp": round(s.logp, 6)}
+            e = {"tokens": [as_str(t) for t in s.tokens], "logp": round(s.logp, 6)}
             if ids:
                 e["ids"] = model.token_ids(e["tokens"])
             entries.append(e)
         out["nbest"] = entries
     else:
         if without_replacement:
-            if method != "ffbs":
-                raise UsageError("sampling without replacement is exact; it has no su2023 variant")
             segs = model.sample_without_replacement(text, a, num_samples, rng)
         else:
             segs = model.sample(text, a, num_samples=num_samples, rng=rng, method=method)
-        toks = [[piece_to_str(t) for t in s.tokens] for s in segs]
+        toks = [[as_str(t) for t in s.tokens] for s in segs]
+        logps = [round(s.logp, 6) for s in segs]
+        del segs  # the token lists above share their strings; these do not
         if num_samples == 1:
-            out["tokens"], out["logp"] = toks[0], round(segs[0].logp, 6)
+            out["tokens"], out["logp"] = toks[0], logps[0]
             if ids:
                 out["ids"] = model.token_ids(toks[0])
         else:
-            out["samples"], out["logp"] = toks, [round(s.logp, 6) for s in segs]
+            out["samples"], out["logp"] = toks, logps
             if ids:
                 out["ids"] = [model.token_ids(t) for t in toks]
     if entropy:

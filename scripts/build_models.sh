@@ -9,9 +9,11 @@
 #     -> zh-qa-gen-mini     (UniLM question generator, `nlptool train qa-gen`)
 #     -> zh-reader-mini     (extractive reader for round-trip filtering, `nlptool train reader`)
 #
-# Each stage is scripts/models/<name>.sh; it trains into $BUILD/<name>, measures the model on data it
-# never trained on, and exports fp16 weights with a generated model card into $DEST/<name>.
-# The task models start from $DEST/zh-bert-mini, so a new base model is followed by all of them.
+# Each stage is `sh scripts/models/build.sh <name>` (the driver scripts/models/build.py with the
+# model's config scripts/models/<name>.toml; `--dry-run` prints its commands): it trains into
+# $BUILD/<name>, measures the model on data it never trained on, and exports fp16 weights with a
+# generated model card into $DEST/<name>. The task models start from $DEST/zh-bert-mini, so a new
+# base model is followed by all of them.
 #
 # Environment (all optional):
 #   STAGES   which stages to run, in order (default: all of the above)
@@ -21,17 +23,17 @@
 #   DEST     where built-in models go (default: nlptool/data/models)
 #   SHARED   the evaluation/training data folder (default: $NLPTOOL_SHARED_DATA or ../shared/data)
 #   DEVICE   auto|cpu|cuda (default: auto; on a GPU every stage takes minutes, on 2 CPU cores hours)
-#   QUICK=1  a smoke run of every stage (a few steps each; for testing the scripts)
+#   QUICK=1  a smoke run of every stage (a few steps each; for testing the stages)
+#   and each stage's own settings (the [settings] of its config, e.g. EPOCHS for zh-sim-mini)
 set -eu
 : "${STAGES:=zh-bert-mini zh-seg-mini zh-sim-mini zh-sentiment-mini zh-qa-gen-mini zh-reader-mini}"
-: "${NLPTOOL:=nlptool}" "${PY:=python}" "${BUILD:=build/models}" "${DEST:=nlptool/data/models}" "${DEVICE:=auto}"
-: "${SHARED:=${NLPTOOL_SHARED_DATA:-../shared/data}}"
+: "${PY:=python}" "${BUILD:=build/models}" "${DEST:=nlptool/data/models}"
 : "${BASE:=$DEST/zh-bert-mini}"
-export NLPTOOL PY BUILD DEST DEVICE SHARED BASE
+export PY BUILD DEST BASE
 mkdir -p "$BUILD"
 for stage in $STAGES; do
     start=$(date +%s)
     echo "== $stage" >&2
-    sh "scripts/models/$stage.sh"
+    sh scripts/models/build.sh "$stage"
     echo "$stage $(( $(date +%s) - start )) s" | tee -a "$BUILD/timings.txt" >&2
 done

@@ -156,7 +156,8 @@ def test_sentiment_splits_are_disjoint_and_stratified():
 
 
 def test_card_is_generated_from_the_report():
-    from nlptool.attribute.classifier import classifier_card
+    from nlptool.attribute.classifier import card
+    from nlptool.training import render_card
 
     block = {"n": 10, "accuracy": 0.9, "f1": 0.89, "majority": 0.5, "domain_majority": 0.6}
     report = {
@@ -168,11 +169,13 @@ def test_card_is_generated_from_the_report():
                   "seconds": 61.0, "device": "cuda", "epochs": [{"epoch": 1.0, "step": 41, "accuracy": 0.8, "eval_loss": 0.4}]},
         "test": {"overall": block, "groups": {"书籍": block, "酒店": {**block, "accuracy": 0.95}}},
         "dev": {"overall": block},
-        "commands": ["sh scripts/models/zh-x.sh"],
     }
-    card = classifier_card(report)
-    assert "| 酒店 | 10 | 0.9500 |" in card and "书籍, 酒店" in card
-    assert "**0.9000**" in card and "123 steps of batch 128" in card and "sh scripts/models/zh-x.sh" in card
+    facts = {"kind": "sequence-classification", "default_for": ["attribute"], "files": ["config.json"],
+             "size_bytes": 9_400_000, "parameters": 4_700_000}
+    text = render_card("zh-x", card(report), facts=facts, commands=["sh scripts/models/build.sh zh-x"])
+    assert "| 酒店 | 10 | 0.9500 |" in text and "书籍, 酒店" in text
+    assert "**0.9000**" in text and "123 steps of batch 128" in text and "sh scripts/models/build.sh zh-x" in text
+    assert "9.4 MB, 4,700,000 parameters" in text and "`nlptool attribute`" in text
 
 
 def test_training_data_contract_non_string_text_and_unclosed_quote(tmp_path):

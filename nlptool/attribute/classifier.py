@@ -17,13 +17,14 @@ import csv
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import InputDataError, UsageError
 from ..records import check_json_field, jsonl_objects
+from ..training import Card, TrainSettings
 
 
 @dataclass
@@ -193,27 +194,45 @@ class _Encoded:
         return item
 
 
-def train_classifier(
-    data: LabeledData,
-    out_dir: str | os.PathLike,
-    *,
-    model: str = "zh-bert-mini",
-    holdout: float = 0.2,
-    eval_data: LabeledData | None = None,
-    epochs: float = 2.0,
-    batch_size: int = 32,
-    learning_rate: float = 5e-5,
-    weight_decay: float = 0.01,
-    warmup_ratio: float = 0.06,
-    max_length: int = 128,
-    max_minutes: float | None = None,
-    max_steps: int | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    metrics_path: str | os.PathLike | None = None,
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
-    """Fine-tune ``model`` as a sequence classifier and save it to ``out_dir``.
+@dataclass(kw_only=True)
+class ClassifierSettings(TrainSettings):
+    """The settings of ``nlptool train classifier`` (:func:`train_classifier`): the shared
+    :class:`nlptool.training.TrainSettings` plus:
+
+    Attributes:
+        model: the encoder to start from (built-in name, local directory or hub id); a checkpoint
+            without a classification head gets a freshly initialised one.
+        holdout: share of the rows held out (stratified, :func:`holdout_split` with ``seed``) when
+            no evaluation data is given, in [0, 1).
+        max_length: texts are truncated to this many tokens (special tokens included; capped by
+            the model's window).
+    """
+
+    model: str = "zh-bert-mini"
+    epochs: float = 2.0
+    batch_size: int = 32
+    learning_rate: float = 5e-5
+    warmup_ratio: float = 0.06
+    holdout: float = 0.2
+    max_length: int = 128
+
+    def check(self) -> None:
+        """The shared rules, plus ``holdout`` in [0, 1) and ``max_length`` >= 1.
+
+        Raises:
+            UsageError: one line naming the setting.
+        """
+        super().check()
+        if not (isinstance(self.holdout, (int, float)) and 0 <= self.holdout < 1):
+            raise UsageError(f"--holdout {self.holdout}: expected a fraction in [0, 1)")
+        if not isinstance(self.max_length, int) or self.max_length < 1:
+            raise UsageError(f"the maximum length must be a positive number of tokens, got {self.max_length!r}")
+
+
+def train_classifier(data: LabeledData, out_dir: str | os.PathLike, settings: ClassifierSettings | None = None, *,
+                     eval_data: LabeledData | None = None, metrics_path: str | os.PathLike | None = None,
+                     **overrides) -> dict[str, Any]:
+    """Fine-tune ``settings.model`` as a sequence classifier and save it to ``out_dir``.
 
     Args:
         data: training rows (see :func:`read_labeled`).
@@ -222,29 +241,23 @@ def train_classifier(
             :func:`nlptool.paths.atomic_dir` when training succeeded (a failed or interrupted run
             leaves no ``out_dir``, or a pre-existing one as it was; into a pre-existing one the
             model files are moved, its other files are never deleted).
-        model: built-in name, local directory or hub id of any encoder; a checkpoint without a
-            classification head gets a freshly initialised one.
-        holdout: fraction of ``data`` held out (stratified, :func:`holdout_split` with ``seed``);
-            ignored when ``eval_data`` is given.
-        epochs: passes over the training rows (may be fractional).
-        max_length: texts are truncated to this many tokens (special tokens included; capped by
-            the model's window).
-        max_steps: stop after this many optimisation steps (the linear schedule decays to 0
-            there; overrides ``epochs``).
-        max_minutes: stop training after this many minutes of wall time, then evaluate and save
-            (the metrics say ``"stopped_early": true``).
-        device: ``auto|cpu|cuda|cuda:N``; fp16 mixed precision on CUDA.
+        settings: :class:`ClassifierSettings` (default: its defaults). ``max_steps`` overrides
+            ``epochs``; ``max_minutes`` stops training, then evaluates and saves (the metrics say
+            ``"stopped_early": true``); fp16/bf16 mixed precision on CUDA; ``log`` gets one line
+            per epoch (held-out accuracy/F1) and ``progress`` every step.
+        eval_data: evaluation rows instead of a held-out share of ``data``.
         metrics_path: where to write the metrics JSON (default ``out_dir/metrics.json``; written
             whole with :func:`nlptool.paths.atomic_output`, just before the model directory).
-        log: called with one line per epoch (held-out accuracy/F1) and at the end.
+        overrides: fields of :class:`ClassifierSettings` to change (``epochs=1``, ``log=print``).
 
     Returns:
         The metrics dict: ``epochs`` (list of per-epoch ``{"epoch", "accuracy", "f1",
         "eval_loss", "train_loss"}``), ``final``, label names, row counts, wall seconds.
 
     Raises:
-        UsageError: fewer than two labels, bad ``holdout``, ``out_dir`` an existing file or in a
-            missing directory (checked before the model loads).
+        UsageError: fewer than two labels, bad settings (:meth:`ClassifierSettings.check`),
+            ``holdout`` 0 without ``eval_data``, ``out_dir`` an existing file or in a missing
+            directory (checked before the model loads).
         ModelError / DeviceError: from :func:`nlptool.models.load_model`.
     """
     import tempfile
@@ -254,8 +267,14 @@ def train_classifier(
 
     from ..paths import atomic_dir, atomic_output, check_out_dir
     from ..models import load_model
-    from ..training import quiet_trainer, time_budget, training_arguments
+    from ..training import quiet_trainer, time_budget, trainer_progress, training_arguments
 
+    st = ClassifierSettings.build(settings, overrides)
+    st.check()
+    model, holdout, epochs, batch_size, seed = st.model, st.holdout, st.epochs, st.batch_size, st.seed
+    max_steps, max_minutes, learning_rate = st.max_steps, st.max_minutes, st.learning_rate
+    if eval_data is None and holdout <= 0:
+        raise UsageError("--holdout 0 needs --eval FILE (nothing would be evaluated)")
     check_out_dir(out_dir)
     names = label_names(data.labels + (eval_data.labels if eval_data else []))
     if len(names) < 2:
@@ -274,11 +293,11 @@ def train_classifier(
 
     torch.manual_seed(seed)
     loaded = load_model(
-        model, kind="sequence-classification", device=device, fp16=False, allow_new_head=True, for_training=True,
+        model, kind="sequence-classification", device=st.device, fp16=False, allow_new_head=True, for_training=True,
         num_labels=len(names), id2label=id2label, label2id=label2id,
     )
     net, tok = loaded.model, loaded.tokenizer
-    max_len = min(int(max_length), loaded.max_length)
+    max_len = min(int(st.max_length), loaded.max_length)
 
     def encode(texts):
         return dict(tok(list(texts), truncation=True, max_length=max_len))
@@ -289,7 +308,7 @@ def train_classifier(
     scratch = tempfile.TemporaryDirectory(prefix="nlptool-trainer-")  # the Trainer's output_dir: nothing is saved there
     history: list[dict[str, Any]] = []
     t0 = time.time()
-    say = log or (lambda s: None)
+    say = st.say
 
     def compute_metrics(pred):
         import numpy as np
@@ -328,8 +347,8 @@ def train_classifier(
         per_device_train_batch_size=batch_size,
         per_device_eval_batch_size=max(batch_size, 64),
         learning_rate=learning_rate,
-        weight_decay=weight_decay,
-        warmup_steps=int(warmup_ratio * (max_steps or steps_per_epoch * epochs)),
+        weight_decay=st.weight_decay,
+        warmup_steps=int(st.warmup_ratio * (max_steps or steps_per_epoch * epochs)),
         eval_strategy="epoch" if eval_ds is not None else "no",
         save_strategy="no",
         logging_strategy="steps",
@@ -347,7 +366,7 @@ def train_classifier(
         compute_metrics=compute_metrics,
         callbacks=[_Report()] + ([] if max_minutes is None else [
             time_budget(max_minutes, save=False, evaluate=eval_ds is not None, on_stop=lambda: stopped_early.append(True))
-        ]),
+        ]) + ([] if st.progress is None else [trainer_progress(st.progress)]),
     )
     quiet_trainer(trainer)
     with scratch:
@@ -499,55 +518,20 @@ def evaluate_by_group(
     }
 
 
-def export_classifier(src: str | os.PathLike, dst: str | os.PathLike, *, card: str | None = None,
-                      fp16: bool = True, extra_files: Sequence[str | os.PathLike] = ()) -> int:
-    """Copy a trained classifier directory to ``dst`` with fp16 weights (loaders upcast to fp32 on
-    the CPU), its tokenizer and config (with ``id2label``), ``extra_files`` (e.g. metrics JSON) and
-    a ``README.md`` model card. Returns the size of ``model.safetensors`` in bytes.
+def card(report: dict[str, Any]) -> Card:
+    """The card (:class:`nlptool.training.Card`) of a built-in review classifier, from its build
+    report (:func:`finish_builtin`).
 
-    Raises:
-        ModelError: ``src`` is not a trained sequence classifier.
-    """
-    import shutil
-
-    import torch
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    from ..models import check_trained_head
-
-    src, dst = Path(src), Path(dst)
-    net, info = AutoModelForSequenceClassification.from_pretrained(src, dtype=torch.float32, output_loading_info=True)
-    check_trained_head(str(src), info.get("missing_keys") or [])
-    if fp16:
-        net = net.half()
-    dst.mkdir(parents=True, exist_ok=True)
-    net.save_pretrained(dst, safe_serialization=True)
-    AutoTokenizer.from_pretrained(src).save_pretrained(dst)
-    for f in extra_files:
-        shutil.copy(f, dst / Path(f).name)
-    if card is not None:
-        (dst / "README.md").write_text(card, encoding="utf-8")
-    return (dst / "model.safetensors").stat().st_size
-
-
-def classifier_card(report: dict[str, Any]) -> str:
-    """A model card (Markdown) for a built-in classifier, generated from the build report.
-
-    ``report`` keys: ``name``, ``base`` (model fine-tuned), ``splits`` (the data preparation's
+    ``report`` keys: ``base`` (model fine-tuned), ``splits`` (the data preparation's
     ``splits.json``), ``train`` (``train_classifier``'s metrics), ``test`` and ``dev``
-    (:func:`evaluate_by_group` results), ``commands`` (the exact build commands, in order),
-    ``size_bytes``, ``n_params``, ``quick`` (a smoke build).
+    (:func:`evaluate_by_group` results), ``quick`` (a smoke build).
     """
     tr, te, sp = report["train"], report["test"], report["splits"]
-    lines = [f"# {report['name']}: nlptool's built-in Chinese review sentiment classifier", ""]
-    if report.get("quick"):
-        lines += ["**Smoke build (QUICK=1): a few steps on a few rows; not a usable model.**", ""]
     domains = sp.get("domains", [])
-    lines += [
-        f"A `BertForSequenceClassification` fine-tuned from `{report['base']}` by `nlptool train classifier` "
-        "on Chinese product and hotel reviews, labels `negative` / `positive` (`id2label` in config.json). "
-        "It is the default model of `nlptool attribute`.",
-        "",
+    summary = (f"nlptool's built-in Chinese review sentiment classifier: a `BertForSequenceClassification` fine-tuned "
+               f"from `{report['base']}` by `nlptool train classifier` on Chinese product and hotel reviews, labels "
+               "`negative` / `positive` (`id2label` in config.json). It is the default model of `nlptool attribute`.")
+    rows = [
         "| | |",
         "|---|---|",
         f"| trained on the domains | {', '.join(domains)} (all other domains are unseen) |",
@@ -558,7 +542,6 @@ def classifier_card(report: dict[str, Any]) -> str:
         f"({sp['splits']['test']['rows']:,} rows, never trained on, reported once), dev {sp['settings']['dev']:.0%} "
         f"({sp['splits']['dev']['rows']:,} rows, per-epoch evaluation and choice of settings), train the rest capped at "
         f"{sp['settings']['cap']} rows per (domain, label) to balance domains ({sp['splits']['train']['rows']:,} rows) |",
-        f"| size | {report.get('n_params', 0) / 1e6:.2f} M parameters, weights in fp16 ({report.get('size_bytes', 0) / 1e6:.1f} MB) |",
         f"| training | {tr['steps']:,} steps of batch {tr['batch_size']}, max length {tr['max_length']} tokens, peak learning "
         f"rate {tr['learning_rate']:g}, {tr['epochs'][-1]['epoch'] if tr.get('epochs') else tr['epochs_planned']} epochs, "
         f"{tr['seconds']:.0f} s on {tr['device']}{' (stopped by the time budget)' if tr.get('stopped_early') else ''} |",
@@ -566,79 +549,58 @@ def classifier_card(report: dict[str, Any]) -> str:
         f"{te['overall']['majority']:.4f}, per-domain majority {te['overall']['domain_majority']:.4f} |",
     ]
     if report.get("dev"):
-        lines.append(f"| dev accuracy | {report['dev']['overall']['accuracy']:.4f} |")
-    lines += ["", "Accuracy per domain on the held-out test split (baselines fitted on the training split):", "",
-              "| domain | test rows | accuracy | macro-F1 | majority class | domain majority |",
-              "|---|---:|---:|---:|---:|---:|"]
+        rows.append(f"| dev accuracy | {report['dev']['overall']['accuracy']:.4f} |")
+    quality = ["Accuracy per domain on the held-out test split (baselines fitted on the training split):", "",
+               "| domain | test rows | accuracy | macro-F1 | majority class | domain majority |",
+               "|---|---:|---:|---:|---:|---:|"]
     for g, b in te["groups"].items():
-        lines.append(f"| {g} | {b['n']:,} | {b['accuracy']:.4f} | {b['f1']:.4f} | {b['majority']:.4f} | {b['domain_majority']:.4f} |")
+        quality.append(f"| {g} | {b['n']:,} | {b['accuracy']:.4f} | {b['f1']:.4f} | {b['majority']:.4f} | {b['domain_majority']:.4f} |")
     if tr.get("epochs"):
-        lines += ["", "Dev accuracy during training:", "", "| epoch | step | dev accuracy | dev loss |", "|---:|---:|---:|---:|"]
+        quality += ["", "Dev accuracy during training:", "", "| epoch | step | dev accuracy | dev loss |", "|---:|---:|---:|---:|"]
         for e in tr["epochs"]:
-            lines.append(f"| {e['epoch']:.2f} | {e['step']} | {e['accuracy']:.4f} | {e['eval_loss']:.4f} |")
-    lines += [
-        "",
-        "Limits: reviews only (short, opinionated text); the domains above are all e-commerce products and hotels, "
-        "so accuracy on other text (news, social media, other products) is lower; texts beyond "
-        f"{tr['max_length']} tokens are truncated.",
-        "",
-        "Rebuild (from the project root; `scripts/build_models.sh` runs the same stage script):",
-        "",
-        "```sh",
-        *report.get("commands", []),
-        "```",
-        "",
-    ]
-    return "\n".join(lines)
+            quality.append(f"| {e['epoch']:.2f} | {e['step']} | {e['accuracy']:.4f} | {e['eval_loss']:.4f} |")
+    limits = ("Reviews only (short, opinionated text); the domains above are all e-commerce products and hotels, so "
+              "accuracy on other text (news, social media, other products) is lower; texts beyond "
+              f"{tr['max_length']} tokens are truncated.")
+    return Card(summary, [("Data and training", "\n".join(rows)), ("Measured quality", "\n".join(quality)),
+                          ("Limits", limits)], quick=bool(report.get("quick")))
 
 
+def finish_builtin(src: str | os.PathLike, name: str, *, data_dir: str | os.PathLike, base: str,
+                   train_report: str | os.PathLike, commands: Sequence[str] = (), dest: str | os.PathLike | None = None,
+                   device: str = "auto", quick: bool = False) -> dict[str, Any]:
+    """Last stage of a built-in classifier's build: evaluate ``src`` (a model of ``train
+    classifier``) per domain on ``data_dir/test.csv`` (reported) and ``data_dir/dev.csv``, with
+    baselines fitted on ``data_dir/train.csv``, then export it with its card
+    (:func:`nlptool.training.export_builtin`, :func:`card`) and the report as ``build_report.json``.
 
-def finish_builtin(
-    name: str,
-    *,
-    trained: str | os.PathLike,
-    data_dir: str | os.PathLike,
-    dest: str | os.PathLike,
-    base: str,
-    train_report: str | os.PathLike,
-    commands: str | os.PathLike | None = None,
-    device: str = "auto",
-    quick: bool = False,
-) -> dict[str, Any]:
-    """Last stage of a built-in classifier's build: evaluate ``trained`` on ``data_dir/test.csv``
-    (reported) and ``data_dir/dev.csv`` per domain, export fp16 weights + tokenizer + config to
-    ``dest/name`` and write the card (:func:`classifier_card`) from the report, which is also saved
-    as ``dest/name/build_report.json`` (and ``trained``/../``name``.report.json).
-
-    ``commands``: a text file with the exact build commands, one per line (shown in the card).
-    Returns the report dict.
+    Args:
+        train_report: the metrics JSON ``train classifier --report`` wrote.
+        commands: the build commands, for the card.
+    Returns:
+        The report: ``base``, ``quick``, ``splits``, ``train``, ``test``, ``dev``, ``commands``,
+        ``n_params``, ``size_bytes``.
     """
-    data_dir, trained = Path(data_dir), Path(trained)
-    test = evaluate_by_group(trained, data_dir / "test.csv", train=data_dir / "train.csv", device=device)
-    dev = evaluate_by_group(trained, data_dir / "dev.csv", train=data_dir / "train.csv", device=device)
-    splits = json.loads((data_dir / "splits.json").read_text(encoding="utf-8"))
-    train_metrics = json.loads(Path(train_report).read_text(encoding="utf-8"))
-    cmds = Path(commands).read_text(encoding="utf-8").splitlines() if commands else []
-    out = Path(dest) / name
+    import tempfile
+
+    from ..training import export_builtin
+
+    data_dir, src = Path(data_dir), Path(src)
+    test = evaluate_by_group(src, data_dir / "test.csv", train=data_dir / "train.csv", device=device)
+    dev = evaluate_by_group(src, data_dir / "dev.csv", train=data_dir / "train.csv", device=device)
     report: dict[str, Any] = {
-        "name": name, "base": base, "quick": bool(quick), "splits": splits, "train": train_metrics,
-        "test": test, "dev": dev, "commands": [c for c in cmds if c.strip()],
+        "name": name, "base": base, "quick": bool(quick),
+        "splits": json.loads((data_dir / "splits.json").read_text(encoding="utf-8")),
+        "train": json.loads(Path(train_report).read_text(encoding="utf-8")),
+        "test": test, "dev": dev, "commands": [c for c in commands if c.strip()],
     }
-    size = export_classifier(trained, out, card=None)
-    from safetensors import safe_open
+    with tempfile.TemporaryDirectory(prefix="nlptool-report-") as tmp:
+        path = Path(tmp, "build_report.json")
 
-    with safe_open(str(out / "model.safetensors"), "np") as f:
-        report["n_params"] = sum(_prod(f.get_slice(k).get_shape()) for k in f.keys())
-    report["size_bytes"] = size
-    text = json.dumps(report, ensure_ascii=False, indent=2) + "\n"
-    (out / "build_report.json").write_text(text, encoding="utf-8")
-    (trained.parent / f"{name}.report.json").write_text(text, encoding="utf-8")
-    (out / "README.md").write_text(classifier_card(report), encoding="utf-8")
+        def the_card(facts):
+            report.update(n_params=facts["parameters"], size_bytes=facts["size_bytes"])
+            path.write_text(json.dumps(report, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+            return card(report)
+
+        export_builtin(src, name, card=the_card, commands=commands, dest=dest, extra_files={"build_report.json": path})
     return report
-
-
-def _prod(shape) -> int:
-    n = 1
-    for d in shape:
-        n *= int(d)
-    return n

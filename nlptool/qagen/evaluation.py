@@ -1,5 +1,5 @@
-"""Evaluating question generation given the gold answer, the template baseline, and the export of
-a trained generator with its model card.
+"""Evaluating question generation given the gold answer, the template baseline, and the last stage
+of a built-in generator's or reader's build (its card and :func:`nlptool.training.export_builtin`).
 
 Metrics as in lmqg (Ushio et al. 2022, "Generative Language Models for Paragraph-Level Question
 Generation", EMNLP): corpus BLEU-4 (Papineni et al. 2002) computed by sacrebleu with its ``zh``
@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import NlptoolError
+from ..training import Card
 from .data import QAItem, split_sentences
 
 
@@ -139,79 +140,85 @@ def evaluate_qa_gen(loaded, items: Sequence[QAItem], *, settings: dict[str, Any]
     }
 
 
-def model_card(name: str, metrics: dict[str, Any], evaluation: dict[str, Any] | None, commands: Sequence[str],
-               size_bytes: int, params: int) -> str:
-    """The README.md model card of an exported generator or reader, written from its training
-    ``metrics`` (``metrics.json``) and evaluation JSON; every number comes from those files."""
-    lines = [f"# {name}", ""]
+def card(name: str, metrics: dict[str, Any], evaluation: dict[str, Any] | None, *, quick: bool = False) -> Card:
+    """The card (:class:`nlptool.training.Card`) of a generator or reader (``metrics["kind"] ==
+    "reader"``), from its training ``metrics`` (``metrics.json``) and evaluation JSON; every
+    number comes from those files."""
     kind = "extractive reader (span start/end)" if metrics.get("kind") == "reader" else "UniLM question-answer generator"
-    lines += [f"Chinese {kind}, fine-tuned from `{metrics.get('base_model')}` by nlptool.", ""]
-    lines += ["## Data and splits", ""]
+    summary = f"Chinese {kind}, fine-tuned from `{metrics.get('base_model')}` by nlptool."
+    data = []
     for k in ("train_examples", "heldout_examples", "train_articles", "dropped"):
         if k in metrics:
-            lines.append(f"- {k.replace('_', ' ')}: {metrics[k] if not isinstance(metrics[k], list) else len(metrics[k])}")
+            data.append(f"- {k.replace('_', ' ')}: {metrics[k] if not isinstance(metrics[k], list) else len(metrics[k])}")
     if metrics.get("data"):
-        lines.append(f"- training data: {', '.join(map(str, metrics['data']))}")
-    lines += ["", "## Size and training", ""]
-    lines.append(f"- parameters: {params:,}; weights fp16 {size_bytes / 1e6:.1f} MB")
+        data.append(f"- training data: {', '.join(map(str, metrics['data']))}")
+    training = []
     for k in ("steps", "epochs", "seconds", "device", "batch_size", "learning_rate", "label_smoothing", "validation_loss"):
         if metrics.get(k) is not None:
             v = metrics[k]
-            lines.append(f"- {k.replace('_', ' ')}: {round(v, 4) if isinstance(v, float) else v}")
+            training.append(f"- {k.replace('_', ' ')}: {round(v, 4) if isinstance(v, float) else v}")
     if metrics.get("settings"):
-        lines.append("- generation settings: `" + json.dumps({k: v for k, v in metrics["settings"].items()
-                                                             if k not in ("format", "base_model")}, ensure_ascii=False) + "`")
+        training.append("- generation settings: `" + json.dumps({k: v for k, v in metrics["settings"].items()
+                                                                if k not in ("format", "base_model")}, ensure_ascii=False) + "`")
+    sections = [("Data and splits", "\n".join(data)), ("Training", "\n".join(training))]
     if evaluation:
-        lines += ["", "## Measured quality (held-out articles, never trained on)", ""]
+        quality = []
         if "model" in evaluation and "template" in evaluation:
-            lines += ["| method | BLEU-4 (sacrebleu zh) | ROUGE-L (chars) | mean chars |", "|---|---|---|---|"]
+            quality += ["| method | BLEU-4 (sacrebleu zh) | ROUGE-L (chars) | mean chars |", "|---|---|---|---|"]
             for m in ("model", "template"):
                 e = evaluation[m]
-                lines.append(f"| {name if m == 'model' else 'template (answer sentence, answer -> 什么)'} | "
-                             f"{e['bleu4']} | {e['rouge_l']} | {e['mean_chars']} |")
-            lines.append(f"\n{evaluation['questions']} questions, given the gold answers.")
+                quality.append(f"| {name if m == 'model' else 'template (answer sentence, answer -> 什么)'} | "
+                               f"{e['bleu4']} | {e['rouge_l']} | {e['mean_chars']} |")
+            quality.append(f"\n{evaluation['questions']} questions, given the gold answers.")
         else:
-            lines.append("- " + ", ".join(f"{k} {v}" for k, v in evaluation.items() if isinstance(v, (int, float))))
-    lines += ["", "## Rebuild", "", "```sh", *commands, "```", ""]
-    return "\n".join(lines)
+            quality.append("- " + ", ".join(f"{k} {v}" for k, v in evaluation.items() if isinstance(v, (int, float))))
+        sections.append(("Measured quality (held-out articles, never trained on)", "\n".join(quality)))
+    return Card(summary, sections, quick=quick)
 
 
-def export_model(src: str | os.PathLike, dst: str | os.PathLike, *, name: str, kind: str = "masked-lm",
-                 evaluation: str | os.PathLike | None = None, commands: Sequence[str] = ()) -> int:
-    """Copy a trained model directory to ``dst`` with fp16 weights, tokenizer, config, its
-    ``metrics.json`` (as ``training_metrics.json``), the evaluation JSON, generation settings
-    (:data:`SETTINGS_FILE`, if any) and a README.md from :func:`model_card`.
+def finish_builtin(src: str | os.PathLike, name: str, *, evaluation: str | os.PathLike | None = None,
+                   commands: Sequence[str] = (), dest: str | os.PathLike | None = None, quick: bool = False,
+                   device: str = "auto") -> dict[str, Any]:
+    """Last stage of a built-in generator's or reader's build: export ``src`` (a model of ``train
+    qa-gen`` or ``train reader``) with :func:`nlptool.training.export_builtin`: its
+    ``metrics.json`` as ``training_metrics.json``, its settings file, the evaluation JSON as
+    ``evaluation.json`` and the card (:func:`card`). ``evaluation``: the ``eval qa-gen`` output;
+    a reader without it is described by the held-out scores in its metrics. ``device`` is unused
+    (the measurements were made by the build's commands). Returns the export facts."""
+    import tempfile
 
-    ``kind``: ``masked-lm`` (generator) or ``question-answering`` (reader). Returns the size of
-    ``model.safetensors`` in bytes.
-    """
-    import shutil
+    from ..training import export_builtin
 
-    import torch
-    from transformers import AutoModelForMaskedLM, AutoModelForQuestionAnswering, AutoTokenizer
-
-    src, dst = Path(src), Path(dst)
-    cls = AutoModelForQuestionAnswering if kind == "question-answering" else AutoModelForMaskedLM
-    model = cls.from_pretrained(src, dtype=torch.float32).half()
-    tmp = dst.with_name(dst.name + ".tmp")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    model.save_pretrained(tmp, safe_serialization=True)
-    AutoTokenizer.from_pretrained(src).save_pretrained(tmp)
+    src = Path(src)
     metrics = json.loads((src / "metrics.json").read_text(encoding="utf-8")) if (src / "metrics.json").exists() else {}
-    (tmp / "training_metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     ev = None
-    if evaluation is not None and Path(evaluation).exists():
-        ev = json.loads(Path(evaluation).read_text(encoding="utf-8"))
-        shutil.copy(evaluation, tmp / "evaluation.json")
-    for f in src.glob("nlptool_*.json"):  # the generation settings / reader limits
-        shutil.copy(f, tmp / f.name)
-    size = (tmp / "model.safetensors").stat().st_size
-    params = sum(p.numel() for p in model.parameters())
-    (tmp / "README.md").write_text(model_card(name, metrics, ev, commands, size, params), encoding="utf-8")
-    if dst.exists():
-        shutil.rmtree(dst)
-    tmp.rename(dst)
-    return size
+    with tempfile.TemporaryDirectory(prefix="nlptool-eval-") as tmp:
+        if evaluation is not None and Path(evaluation).exists():
+            ev = json.loads(Path(evaluation).read_text(encoding="utf-8"))
+        elif metrics.get("heldout"):
+            ev = metrics["heldout"]
+            evaluation = Path(tmp, "evaluation.json")
+            evaluation.write_text(json.dumps(ev) + "\n", encoding="utf-8")
+        extra = {"evaluation.json": evaluation} if ev is not None else {}
+        return export_builtin(src, name, card=card(name, metrics, ev, quick=quick), commands=commands, dest=dest,
+                              metrics=metrics, extra_files=extra)
 
 
+def model_card(name: str, metrics: dict[str, Any], evaluation: dict[str, Any] | None, commands: Sequence[str],
+               size_bytes: int, params: int) -> str:
+    """The README.md of a generator or reader: :func:`card` in the one template
+    (:func:`nlptool.training.render_card`)."""
+    from ..models import REGISTRY
+    from ..training import render_card
+
+    row = REGISTRY.get(name)
+    facts = {"kind": row.kind if row else "?", "default_for": row.default_for if row else (),
+             "files": list(row.files) if row else [], "size_bytes": size_bytes, "parameters": params}
+    return render_card(name, card(name, metrics, evaluation), facts=facts, commands=commands)
+
+
+def export_model(src: str | os.PathLike, dst: str | os.PathLike, *, name: str, kind: str | None = None,
+                 evaluation: str | os.PathLike | None = None, commands: Sequence[str] = ()) -> int:
+    """:func:`finish_builtin` into the directory ``dst`` (``kind`` is read from ``src``'s config
+    and ignored here). Returns the size of ``model.safetensors`` in bytes."""
+    return finish_builtin(src, name, evaluation=evaluation, commands=commands, dest=dst)["size_bytes"]

@@ -19,13 +19,15 @@ import json
 import os
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, UsageError
 from ..models import default_model
 from ..text import is_punct_or_space
+from ..training import TrainSettings
 
 #: Written next to a reader trained by :func:`train_reader` (its input limits); a model without it
 #: has a newly initialised span head and is refused by :func:`load_reader`.
@@ -168,27 +170,42 @@ def evaluate_reader(loaded, items, *, max_passage_chars: int = 128, max_answer_l
     }
 
 
-def train_reader(
-    items,
-    out_dir: str | os.PathLike,
-    *,
-    model: str = "zh-bert-mini",
-    holdout: float = 0.1,
-    eval_items=None,
-    max_passage_chars: int = 128,
-    max_question_len: int = 32,
-    max_answer_len: int = 32,
-    epochs: float = 10.0,
-    max_steps: int | None = None,
-    batch_size: int = 32,
-    learning_rate: float = 2e-4,
-    warmup_ratio: float = 0.1,
-    weight_decay: float = 0.01,
-    max_minutes: float | None = None,
-    seed: int = 0,
-    device: str = "auto",
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+@dataclass(kw_only=True)
+class ReaderSettings(TrainSettings):
+    """The settings of ``nlptool train reader`` (:func:`train_reader`): the shared
+    :class:`nlptool.training.TrainSettings` plus:
+
+    Attributes:
+        model: the encoder to start from (its MLM head, if any, is dropped).
+        holdout: share of the articles held out (unless evaluation items are given) for exact
+            match / char F1, in [0, 1).
+        max_passage_chars, max_question_len, max_answer_len: chunk characters, question and
+            answer tokens.
+    """
+
+    model: str = "zh-bert-mini"
+    epochs: float = 10.0
+    batch_size: int = 32
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.1
+    holdout: float = 0.1
+    max_passage_chars: int = 128
+    max_question_len: int = 32
+    max_answer_len: int = 32
+
+    def check(self) -> None:
+        """The shared rules, plus ``holdout`` in [0, 1).
+
+        Raises:
+            UsageError: one line naming the setting.
+        """
+        super().check()
+        if not (isinstance(self.holdout, (int, float)) and 0 <= self.holdout < 1):
+            raise UsageError(f"--holdout {self.holdout}: expected a fraction in [0, 1)")
+
+
+def train_reader(items, out_dir: str | os.PathLike, settings: ReaderSettings | None = None, *, eval_items=None,
+                 **overrides) -> dict[str, Any]:
     """Fine-tune a BERT encoder (its MLM head dropped) as a span-extraction reader.
 
     Args:
@@ -197,36 +214,40 @@ def train_reader(
         out_dir: a Hugging Face model directory + :data:`READER_FILE` + ``metrics.json``, saved
             with :func:`nlptool.paths.atomic_dir` when training and evaluation succeeded (a failed or
             interrupted run leaves no ``out_dir``, or a pre-existing one as it was).
-        holdout: share of the articles held out (unless ``eval_items``) for exact match / char F1.
-        max_passage_chars, max_question_len, max_answer_len: chunk characters, question and
-            answer tokens.
-        epochs, max_steps, batch_size, learning_rate, warmup_ratio, weight_decay: AdamW, linear
-            schedule (bf16/fp16 mixed precision on CUDA, :func:`nlptool.training.training_arguments`).
-        max_minutes: wall-clock budget; the model at that step is saved.
+        settings: :class:`ReaderSettings` (default: its defaults): AdamW, linear schedule
+            (bf16/fp16 mixed precision on CUDA, :func:`nlptool.training.training_arguments`);
+            ``max_minutes`` is a wall-clock budget, the model at that step is saved.
+        eval_items: evaluation pairs instead of a held-out share of the articles.
+        overrides: fields of :class:`ReaderSettings` to change.
 
     Returns:
         metrics: example counts, steps, seconds, held-out exact match and char F1.
 
     Raises:
-        UsageError: nothing to train on; ``out_dir`` an existing file or in a missing directory
-            (checked before the model loads). ModelError: the start model cannot be loaded.
+        UsageError: nothing to train on; bad settings; ``out_dir`` an existing file or in a
+            missing directory (checked before the model loads). ModelError: the start model cannot
+            be loaded.
     """
     import tempfile
 
     import torch
 
-    from ..paths import atomic_dir, check_out_dir
     from ..models import load_model
+    from ..paths import atomic_dir, check_out_dir
+    from ..training import pad_batch, quiet_trainer, time_budget, trainer_progress, training_arguments
     from . import chunk_with_answer, split_articles
-    from ..training import quiet_trainer, time_budget, training_arguments
 
+    st = ReaderSettings.build(settings, overrides)
     check_out_dir(out_dir)
-    log = log or (lambda s: None)
+    st.check()
+    model, seed, epochs, max_steps, batch_size = st.model, st.seed, st.epochs, st.max_steps, st.batch_size
+    max_passage_chars, max_question_len, max_answer_len = st.max_passage_chars, st.max_question_len, st.max_answer_len
+    log = st.say
     out = Path(out_dir)
-    loaded = load_model(model, kind="question-answering", device=device, fp16=False, for_training=True)
+    loaded = load_model(model, kind="question-answering", device=st.device, fp16=False, for_training=True)
     tok, net, dev = loaded.tokenizer, loaded.model, loaded.device
     if eval_items is None:
-        train_items, held_items = split_articles(items, holdout, seed)
+        train_items, held_items = split_articles(items, st.holdout, seed)
     else:
         train_items, held_items = list(items), list(eval_items)
     rows, dropped = [], 0
@@ -246,18 +267,7 @@ def train_reader(
         f"({dropped} dropped); {len(held_items):,} held-out questions")
 
     def collate(batch):
-        n = max(len(b["input_ids"]) for b in batch)
-        ids = torch.zeros(len(batch), n, dtype=torch.long)
-        types = torch.zeros(len(batch), n, dtype=torch.long)
-        att = torch.zeros(len(batch), n, dtype=torch.long)
-        for r, b in enumerate(batch):
-            k = len(b["input_ids"])
-            ids[r, :k] = torch.as_tensor(b["input_ids"])
-            types[r, :k] = torch.as_tensor(b["token_type_ids"])
-            att[r, :k] = 1
-        return {"input_ids": ids, "token_type_ids": types, "attention_mask": att,
-                "start_positions": torch.as_tensor([b["start_positions"] for b in batch]),
-                "end_positions": torch.as_tensor([b["end_positions"] for b in batch])}
+        return pad_batch(batch, {"input_ids": 0, "token_type_ids": 0}, scalars=("start_positions", "end_positions"))
 
     from transformers import Trainer
 
@@ -265,11 +275,13 @@ def train_reader(
     scratch = tempfile.TemporaryDirectory(prefix="nlptool-trainer-")  # the Trainer's output_dir: nothing is saved there
     args = training_arguments(
         scratch.name, dev, per_device_train_batch_size=batch_size, num_train_epochs=epochs,
-        max_steps=max_steps or -1, learning_rate=learning_rate,
-        warmup_steps=int(warmup_ratio * (max_steps or epochs * steps_per_epoch)), weight_decay=weight_decay,
+        max_steps=max_steps or -1, learning_rate=st.learning_rate,
+        warmup_steps=int(st.warmup_ratio * (max_steps or epochs * steps_per_epoch)), weight_decay=st.weight_decay,
         logging_steps=50, save_strategy="no", eval_strategy="no", seed=seed, remove_unused_columns=False,
     )
-    callbacks = [time_budget(max_minutes, save=False)] if max_minutes else []
+    callbacks = [time_budget(st.max_minutes, save=False)] if st.max_minutes else []
+    if st.progress is not None:
+        callbacks.append(trainer_progress(st.progress))
     net.train()
     trainer = quiet_trainer(Trainer(model=net, args=args, train_dataset=rows, data_collator=collate, callbacks=callbacks))
     t0 = time.time()
@@ -279,23 +291,23 @@ def train_reader(
     net.eval()
     held = evaluate_reader(loaded, held_items, max_passage_chars=max_passage_chars, max_answer_len=max_answer_len) \
         if held_items else None
-    settings = {"max_passage_chars": max_passage_chars, "max_question_len": max_question_len,
-                "max_answer_len": max_answer_len, "base_model": str(model),
-                "format": "[CLS] question [SEP] passage [SEP] -> start/end"}
+    settings_file = {"max_passage_chars": max_passage_chars, "max_question_len": max_question_len,
+                     "max_answer_len": max_answer_len, "base_model": str(model),
+                     "format": "[CLS] question [SEP] passage [SEP] -> start/end"}
     losses = [h["loss"] for h in trainer.state.log_history if "loss" in h]
     metrics = {
         "kind": "reader", "base_model": str(model), "train_examples": len(rows), "dropped": dropped,
         "train_articles": len({i.article for i in train_items}),
         "heldout_articles": sorted({i.article for i in held_items}), "heldout_examples": len(held_items),
         "steps": trainer.state.global_step, "epochs": trainer.state.epoch, "seconds": round(seconds, 1),
-        "device": str(dev), "batch_size": batch_size, "learning_rate": learning_rate,
-        "final_train_loss": losses[-1] if losses else None, "heldout": held, "settings": settings,
+        "device": str(dev), "batch_size": batch_size, "learning_rate": st.learning_rate,
+        "final_train_loss": losses[-1] if losses else None, "heldout": held, "settings": settings_file,
         "torch_threads": torch.get_num_threads(),
     }
     with atomic_dir(out) as stage:
         stage = Path(stage)
         net.save_pretrained(stage, safe_serialization=True)
         tok.save_pretrained(stage)
-        (stage / READER_FILE).write_text(json.dumps(settings, indent=1) + "\n", encoding="utf-8")
+        (stage / READER_FILE).write_text(json.dumps(settings_file, indent=1) + "\n", encoding="utf-8")
         (stage / "metrics.json").write_text(json.dumps(metrics, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
     return metrics

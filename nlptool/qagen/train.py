@@ -1,17 +1,71 @@
-"""Training the UniLM question-answer generator: the batch collator, the ``Trainer`` subclass
-whose loss is :func:`nlptool.qagen.unilm.seq2seq_loss`, and :func:`train_qa_gen`."""
+"""Training the UniLM question-answer generator: its settings (:class:`QAGenSettings`), the batch
+collator, the ``Trainer`` subclass whose loss is :func:`nlptool.qagen.unilm.seq2seq_loss`, and
+:func:`train_qa_gen`."""
 
 from __future__ import annotations
 
 import json
 import os
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, UsageError
+from ..training import TrainSettings
 from .data import DEFAULTS, SETTINGS_FILE, QAItem, build_examples, split_articles
+
+
+@dataclass(kw_only=True)
+class QAGenSettings(TrainSettings):
+    """The settings of ``nlptool train qa-gen`` (:func:`train_qa_gen`): the shared
+    :class:`nlptool.training.TrainSettings` plus:
+
+    Attributes:
+        model: the masked LM to start from (built-in name, directory or hub id); its MLM head
+            becomes the generator.
+        holdout: share of the articles held out for the validation loss (:func:`split_articles`)
+            when no evaluation items are given, in [0, 1).
+        max_passage_chars, max_answer_len, max_question_len: passage chunk in characters; answer
+            and question in tokens (longer answers are dropped, longer questions truncated).
+        answer_marks: mark the answer span inside the passage with segment id 1 for the question
+            (:func:`nlptool.qagen.data.encode_marked_examples`; two examples per pair).
+        label_smoothing: in [0, 1), on the training loss only (validation loss stays plain NLL).
+        no_repeat_ngram, length_penalty: decoding defaults of question beam search stored with
+            the model (:data:`SETTINGS_FILE`).
+        decoding: other decoding defaults stored with the model (``beam_size``, ``top_p``,
+            ``min_consistency``), over :data:`DEFAULTS`.
+        resume: continue from the last checkpoint in ``OUT.work/checkpoints``.
+    """
+
+    model: str = "zh-bert-mini"
+    epochs: float = 10.0
+    batch_size: int = 32
+    learning_rate: float = 2e-4
+    warmup_ratio: float = 0.05
+    holdout: float = 0.1
+    max_passage_chars: int = DEFAULTS["max_passage_chars"]
+    max_answer_len: int = DEFAULTS["max_answer_len"]
+    max_question_len: int = DEFAULTS["max_question_len"]
+    answer_marks: bool = True
+    label_smoothing: float = 0.0
+    no_repeat_ngram: int = DEFAULTS["no_repeat_ngram"]
+    length_penalty: float = DEFAULTS["length_penalty"]
+    decoding: dict[str, Any] = field(default_factory=dict)
+    resume: bool = False
+
+    def check(self) -> None:
+        """The shared rules, plus ``holdout`` and ``label_smoothing`` in [0, 1).
+
+        Raises:
+            UsageError: one line naming the setting.
+        """
+        super().check()
+        if not (isinstance(self.holdout, (int, float)) and 0 <= self.holdout < 1):
+            raise UsageError(f"--holdout {self.holdout}: expected a fraction in [0, 1)")
+        if not 0.0 <= self.label_smoothing < 1.0:
+            raise UsageError(f"label smoothing {self.label_smoothing}: expected a value in [0, 1)")
 
 
 class _Examples:
@@ -26,21 +80,17 @@ class _Examples:
 
 
 def _collate(pad_id: int):
+    """Padded batches (:func:`nlptool.training.pad_batch`; segment id 1 after the passage, so
+    also in the padding) with ``source_mask``: True on each row's first ``source_len`` positions."""
     import torch
 
+    from ..training import pad_batch
+
     def collate(batch: list[dict]) -> dict:
-        n = max(len(b["input_ids"]) for b in batch)
-        ids = torch.full((len(batch), n), pad_id, dtype=torch.long)
-        types = torch.ones(len(batch), n, dtype=torch.long)
-        att = torch.zeros(len(batch), n, dtype=torch.long)
-        src = torch.zeros(len(batch), n, dtype=torch.bool)
-        for r, b in enumerate(batch):
-            k = len(b["input_ids"])
-            ids[r, :k] = torch.as_tensor(b["input_ids"])
-            types[r, :k] = torch.as_tensor(b["token_type_ids"])
-            att[r, :k] = 1
-            src[r, : b["source_len"]] = True
-        return {"input_ids": ids, "token_type_ids": types, "attention_mask": att, "source_mask": src}
+        out = pad_batch(batch, {"input_ids": pad_id, "token_type_ids": 1})
+        n = out["input_ids"].shape[1]
+        out["source_mask"] = torch.arange(n)[None, :] < torch.as_tensor([b["source_len"] for b in batch])[:, None]
+        return out
 
     return collate
 
@@ -72,31 +122,8 @@ def _Seq2SeqTrainer(label_smoothing: float = 0.0):
     return Seq2SeqTrainer
 
 
-def train_qa_gen(
-    items: Sequence[QAItem],
-    out_dir: str | os.PathLike,
-    *,
-    model: str = "zh-bert-mini",
-    holdout: float = 0.1,
-    eval_items: Sequence[QAItem] | None = None,
-    max_passage_chars: int = 128,
-    max_answer_len: int = 32,
-    max_question_len: int = 32,
-    epochs: float = 10.0,
-    batch_size: int = 32,
-    learning_rate: float = 2e-4,
-    warmup_ratio: float = 0.05,
-    weight_decay: float = 0.01,
-    max_minutes: float | None = None,
-    max_steps: int | None = None,
-    answer_marks: bool = False,
-    label_smoothing: float = 0.0,
-    decoding: dict[str, Any] | None = None,
-    resume: bool = False,
-    seed: int = 0,
-    device: str = "auto",
-    log: Callable[[str], None] | None = None,
-) -> dict[str, Any]:
+def train_qa_gen(items: Sequence[QAItem], out_dir: str | os.PathLike, settings: QAGenSettings | None = None, *,
+                 eval_items: Sequence[QAItem] | None = None, **overrides) -> dict[str, Any]:
     """Fine-tune a BERT masked LM as a UniLM question-answer generator (Su 2020-07-25).
 
     Args:
@@ -107,54 +134,46 @@ def train_qa_gen(
             failed or interrupted run leaves no ``out_dir``, or a pre-existing one as it was).
             Checkpoints go to ``OUT.work/checkpoints`` (one per epoch, the two last kept; see
             :func:`nlptool.training.checkpoint_dir`), kept after the run for ``resume``.
-        model: starting masked LM (built-in name, directory or hub id); its MLM head becomes the
-            generator.
-        holdout: fraction of the articles held out for the validation loss (:func:`split_articles`),
-            unless ``eval_items`` is given.
-        max_passage_chars, max_answer_len, max_question_len: passage chunk in characters; answer and
-            question in tokens (longer answers are dropped, longer questions truncated).
-        epochs, batch_size, learning_rate, warmup_ratio, weight_decay: AdamW with linear decay.
-        max_minutes: stop after this wall time; the best checkpoint by validation loss is kept.
-        max_steps: optimisation steps instead of ``epochs`` (the schedule decays to 0 there).
-        answer_marks: mark the answer span inside the passage with segment id 1 for the question
-            (:func:`nlptool.qagen.data.encode_marked_examples`; two examples per pair).
-        label_smoothing: in [0, 1), on the training loss only (validation loss stays plain NLL).
-        decoding: decoding defaults stored with the model (``no_repeat_ngram``, ``length_penalty``,
-            ``beam_size``, ``top_p``, ``min_consistency``), over :data:`DEFAULTS`.
-        resume: continue from the last checkpoint in ``OUT.work/checkpoints`` (without it, an
-            earlier run's checkpoints there are removed first).
-        device: ``auto|cpu|cuda|cuda:N``; fp16 mixed precision on CUDA.
+        settings: :class:`QAGenSettings` (default: its defaults): AdamW with linear warm-up and
+            decay; ``max_steps`` instead of ``epochs``; ``max_minutes`` stops and keeps the best
+            checkpoint by validation loss; fp16/bf16 mixed precision on CUDA; ``resume`` continues
+            from the last checkpoint (without it an earlier run's checkpoints are removed first).
+        eval_items: validation pairs instead of a held-out share of the articles.
+        overrides: fields of :class:`QAGenSettings` to change (``epochs=2``, ``log=print``).
 
     Returns:
         metrics dict: example counts, steps, seconds, validation loss (nats per target token)
         per epoch and of the saved model.
 
     Raises:
-        UsageError: nothing left to train on; ``out_dir`` an existing file or in a missing
-            directory (checked before the model loads).
+        UsageError: nothing left to train on; bad settings (:meth:`QAGenSettings.check`);
+            ``out_dir`` an existing file or in a missing directory (checked before the model loads).
         ModelError: the starting model cannot be loaded.
     """
     import torch
     from transformers import TrainerCallback
 
-    from ..paths import atomic_dir, check_out_dir
     from ..models import load_model
-    from ..training import checkpoint_dir, quiet_trainer, time_budget, training_arguments
+    from ..paths import atomic_dir, check_out_dir
+    from ..training import checkpoint_dir, quiet_trainer, time_budget, trainer_progress, training_arguments
 
+    st = QAGenSettings.build(settings, overrides)
     check_out_dir(out_dir)
-    log = log or (lambda s: None)
+    st.check()
+    model, holdout, seed, epochs, max_steps, batch_size = st.model, st.holdout, st.seed, st.epochs, st.max_steps, st.batch_size
+    answer_marks, label_smoothing, learning_rate = st.answer_marks, st.label_smoothing, st.learning_rate
+    log = st.say
     out = Path(out_dir)
-    loaded = load_model(model, kind="masked-lm", device=device, fp16=False, for_training=True)
+    loaded = load_model(model, kind="masked-lm", device=st.device, fp16=False, for_training=True)
     tok, net, dev = loaded.tokenizer, loaded.model, loaded.device
     if not hasattr(net, "cls") and not hasattr(net, "lm_head"):
         raise ModelError(f"{model}: no masked-LM head (the generator); start from a BERT-family masked LM such as zh-bert-mini")
-    if not 0.0 <= label_smoothing < 1.0:
-        raise UsageError(f"label smoothing {label_smoothing}: expected a value in [0, 1)")
     if eval_items is None:
         train_items, held_items = split_articles(items, holdout, seed)
     else:
         train_items, held_items = list(items), list(eval_items)
-    limits = {"max_passage_chars": max_passage_chars, "max_answer_len": max_answer_len, "max_question_len": max_question_len}
+    limits = {"max_passage_chars": st.max_passage_chars, "max_answer_len": st.max_answer_len,
+              "max_question_len": st.max_question_len}
     train_ex, train_counts = build_examples(tok, train_items, answer_marks=answer_marks, **limits)
     held_ex, held_counts = build_examples(tok, held_items, answer_marks=answer_marks, **limits)
     if not train_ex:
@@ -164,7 +183,7 @@ def train_qa_gen(
         f"{len(held_ex):,} held-out from {len({i.article for i in held_items}):,} "
         f"({train_counts['dropped_answer_too_long'] + held_counts['dropped_answer_too_long']} dropped: answer too long)"
     )
-    with checkpoint_dir(out, resume=resume, log=log) as (ckpt_dir, resume_from):
+    with checkpoint_dir(out, resume=st.resume, log=st.log) as (ckpt_dir, resume_from):
         net.train()
         args = training_arguments(
             ckpt_dir,
@@ -174,8 +193,8 @@ def train_qa_gen(
             num_train_epochs=epochs,
             max_steps=max_steps or -1,
             learning_rate=learning_rate,
-            warmup_steps=int(warmup_ratio * (max_steps or epochs * ((len(train_ex) + batch_size - 1) // batch_size))),
-            weight_decay=weight_decay,
+            warmup_steps=int(st.warmup_ratio * (max_steps or epochs * ((len(train_ex) + batch_size - 1) // batch_size))),
+            weight_decay=st.weight_decay,
             logging_steps=20,
             eval_strategy="epoch" if held_ex else "no",
             save_strategy="epoch",
@@ -200,8 +219,10 @@ def train_qa_gen(
                     log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.3f}")
 
         callbacks = [Log()]
-        if max_minutes:
-            callbacks.append(time_budget(max_minutes))
+        if st.max_minutes:
+            callbacks.append(time_budget(st.max_minutes))
+        if st.progress is not None:
+            callbacks.append(trainer_progress(st.progress))
         trainer = _Seq2SeqTrainer(label_smoothing)(
             model=net, args=args, train_dataset=_Examples(train_ex), eval_dataset=_Examples(held_ex) if held_ex else None,
             data_collator=_collate(tok.pad_token_id), callbacks=callbacks,
@@ -214,7 +235,8 @@ def train_qa_gen(
         final_eval = trainer.evaluate()["eval_loss"] if held_ex else None
     net.eval()
     settings = dict(DEFAULTS, **limits)
-    settings.update(decoding or {})
+    settings.update(no_repeat_ngram=st.no_repeat_ngram, length_penalty=st.length_penalty)
+    settings.update(st.decoding)
     settings.update(answer_marks=answer_marks, base_model=str(model),
                     format="[CLS] passage [SEP] answer [SEP] question [SEP]")
     metrics = {

@@ -32,6 +32,7 @@ from pathlib import Path
 
 from ..errors import InputDataError, UsageError
 from ..records import check_json_field, data_lines, parse_json_object
+from ..training import Card, TrainSettings
 
 METHODS = ("cosent", "simcse")
 POOLINGS = ("mean", "cls")
@@ -274,48 +275,80 @@ def spearman_of(model, tokenizer, pairs: Pairs, *, pooling: str = "mean", max_le
 # training
 
 
-def train_sentence_encoder(
-    method: str,
-    out: str | os.PathLike,
-    *,
-    pairs: Pairs | None = None,
-    sentences: Sequence[str] | None = None,
-    model: str = "zh-bert-mini",
-    eval_pairs: Pairs | None = None,
-    epochs: float = 1.0,
-    max_steps: int | None = None,
-    max_minutes: float | None = None,
-    batch_size: int = 64,
-    learning_rate: float = 5e-5,
-    warmup: float = 0.1,
-    max_length: int = 64,
-    pooling: str = "mean",
-    scale: float = 20.0,
-    temperature: float = 0.05,
-    seed: int = 0,
-    device: str = "auto",
-    log: Callable[[str], None] | None = None,
-) -> dict:
-    """Fine-tune ``model`` with CoSENT (``pairs``) or unsupervised SimCSE (``sentences``) and save it
-    to ``out`` (a normal Hugging Face encoder directory with ``metrics.json``), whole or not at all
-    (:func:`nlptool.paths.atomic_dir`: a failed or interrupted run leaves no ``out``, or a
-    pre-existing one as it was; into a pre-existing one the model files are moved, its other files
-    are never deleted).
+@dataclass(kw_only=True)
+class SimilaritySettings(TrainSettings):
+    """The settings of ``nlptool train similarity`` (:func:`train_sentence_encoder`): the shared
+    :class:`nlptool.training.TrainSettings` (``warmup_ratio``: linear warm-up share, then linear
+    decay to 0 at the last step) plus:
 
-    A plain torch loop: AdamW, linear warm-up over ``warmup`` of the steps and linear decay to 0 at
-    the last step (``max_steps``, else ``epochs`` passes), bf16 autocast on CUDA where supported
-    (fp16 otherwise), fp32 on the CPU. ``max_minutes`` stops early and saves.
+    Attributes:
+        model: the encoder to start from (built-in name, local directory or hub id).
+        holdout: CoSENT without evaluation pairs: the share of the labelled pairs held out
+            (:func:`split_holdout` with ``seed``) to measure the Spearman correlation, in [0, 1).
+        max_length: tokens per sentence (special tokens included).
+        pooling: ``mean`` (of the text's token vectors) or ``cls``.
+        scale: CoSENT's lambda (:func:`cosent_loss`).
+        temperature: SimCSE's tau (:func:`simcse_loss`).
+    """
+
+    model: str = "zh-bert-mini"
+    epochs: float = 2.0
+    batch_size: int = 64
+    learning_rate: float = 1e-4
+    warmup_ratio: float = 0.1
+    holdout: float = 0.1
+    max_length: int = 64
+    pooling: str = "mean"
+    scale: float = 20.0
+    temperature: float = 0.05
+
+    def check(self) -> None:
+        """The shared rules, plus a batch of at least 2, a known pooling and ``holdout`` in [0, 1).
+
+        Raises:
+            UsageError: one line naming the setting.
+        """
+        super().check()
+        if self.pooling not in POOLINGS:
+            raise UsageError(f"pooling {self.pooling!r}: expected one of {', '.join(POOLINGS)}")
+        if self.batch_size < 2:
+            raise UsageError("batch size must be at least 2 (in-batch comparisons)")
+        if not (isinstance(self.holdout, (int, float)) and 0 <= self.holdout < 1):
+            raise UsageError(f"holdout share {self.holdout}: expected a number in [0, 1)")
+
+
+def train_sentence_encoder(method: str, out: str | os.PathLike, settings: SimilaritySettings | None = None, *,
+                           pairs: Pairs | None = None, sentences: Sequence[str] | None = None,
+                           eval_pairs: Pairs | None = None, **overrides) -> dict:
+    """Fine-tune ``settings.model`` with CoSENT (``method="cosent"``, ``pairs``) or unsupervised
+    SimCSE (``"simcse"``, ``sentences``) and save it to ``out`` (a normal Hugging Face encoder
+    directory with ``metrics.json``), whole or not at all (:func:`nlptool.paths.atomic_dir`: a
+    failed or interrupted run leaves no ``out``, or a pre-existing one as it was; into a
+    pre-existing one the model files are moved, its other files are never deleted).
+
+    A plain torch loop: AdamW, linear warm-up over ``warmup_ratio`` of the steps and linear decay
+    to 0 at the last step (``max_steps``, else ``epochs`` passes), bf16 autocast on CUDA where
+    supported (fp16 otherwise), fp32 on the CPU. ``max_minutes`` stops early and saves. CoSENT
+    without ``eval_pairs`` holds out ``settings.holdout`` of the pairs to evaluate on.
+
+    Args:
+        settings: :class:`SimilaritySettings` (default: its defaults).
+        overrides: fields of :class:`SimilaritySettings` to change (``max_steps=30``, ``log=print``).
 
     Returns:
         The metrics: ``steps``, ``seconds``, ``loss_first``/``loss_last`` (mean over the first/last
         10 % of steps, nats), ``eval_spearman_before``/``eval_spearman`` (cosine of the pooled
-        vectors on ``eval_pairs``), the settings and the data sizes.
+        vectors on the evaluation pairs), the settings and the data sizes.
 
     Raises:
         UsageError: unknown method/pooling, missing or too little data, bad numbers, ``out`` an
             existing file or in a missing directory (checked before the model loads).
         ModelError, DeviceError: from :func:`nlptool.models.load_model`.
     """
+    st = SimilaritySettings.build(settings, overrides)
+    model, epochs, max_steps, max_minutes, batch_size = st.model, st.epochs, st.max_steps, st.max_minutes, st.batch_size
+    learning_rate, warmup, max_length, pooling = st.learning_rate, st.warmup_ratio, st.max_length, st.pooling
+    scale, temperature, seed, log = st.scale, st.temperature, st.seed, st.say
     import torch
 
     from ..paths import atomic_dir, check_out_dir
@@ -324,24 +357,25 @@ def train_sentence_encoder(
     check_out_dir(out)
     if method not in METHODS:
         raise UsageError(f"method {method!r}: expected one of {', '.join(METHODS)}")
-    if pooling not in POOLINGS:
-        raise UsageError(f"pooling {pooling!r}: expected one of {', '.join(POOLINGS)}")
+    st.check()
     if method == "cosent":
+        if eval_pairs is None and st.holdout > 0 and pairs is not None:
+            tr, ho = split_holdout(len(pairs), st.holdout, seed)
+            pairs, eval_pairs = pairs.subset(tr), pairs.subset(ho)
         if pairs is None or len(pairs) < 2:
             raise UsageError("CoSENT needs at least 2 labelled pairs (s1, s2, score)")
         n_items = len(pairs)
+        log(f"{len(pairs):,} training pairs, {len(eval_pairs) if eval_pairs else 0:,} evaluation pairs; model {model}")
     else:
         if not sentences or len(sentences) < 2:
             raise UsageError("SimCSE needs at least 2 distinct sentences")
         sentences = list(sentences)
         n_items = len(sentences)
-    if batch_size < 2:
-        raise UsageError("batch size must be at least 2 (in-batch comparisons)")
-    log = log or (lambda s: None)
+        log(f"{len(sentences):,} training sentences, {len(eval_pairs) if eval_pairs else 0:,} evaluation pairs; model {model}")
     random.seed(seed)
     torch.manual_seed(seed)
 
-    loaded = load_model(model, kind="encoder", device=device, fp16=False, for_training=True)
+    loaded = load_model(model, kind="encoder", device=st.device, fp16=False, for_training=True)
     net, tok, dev = loaded.model, loaded.tokenizer, loaded.device
     batcher = _Batcher(tok, max_length)
     steps_per_epoch = max(1, math.ceil(n_items / batch_size))
@@ -353,7 +387,7 @@ def train_sentence_encoder(
             return (step + 1) / (n_warm + 1)
         return max(0.0, (total - step) / max(1, total - n_warm))
 
-    opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=0.01)
+    opt = torch.optim.AdamW(net.parameters(), lr=learning_rate, weight_decay=st.weight_decay)
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lr_at)
     amp = None
     if dev.type == "cuda":
@@ -403,6 +437,7 @@ def train_sentence_encoder(
         sched.step()
         losses.append(float(loss.detach()))
         step += 1
+        st.tick(step, total)
         if step % max(1, total // 10) == 0 or step == total:
             k = max(1, min(50, step))
             log(f"step {step}/{total}: loss {sum(losses[-k:]) / k:.4f} (mean of last {k}), "
@@ -443,66 +478,41 @@ def train_sentence_encoder(
 
 
 # --------------------------------------------------------------------------------------------
-# export of a built-in model
+# the card of a built-in model
 
 
-def export_fp16(src: str | os.PathLike, dest: str | os.PathLike) -> int:
-    """Copy the encoder in ``src`` to ``dest`` with fp16 safetensors weights, its tokenizer, config
-    and ``sentence_config.json``; returns the weight file's size in bytes."""
-    import shutil
-
-    import torch
-    from transformers import AutoModel, AutoTokenizer
-
-    dest = Path(dest)
-    dest.mkdir(parents=True, exist_ok=True)
-    net = AutoModel.from_pretrained(str(src), dtype=torch.float32)
-    net.half().save_pretrained(dest, safe_serialization=True)
-    AutoTokenizer.from_pretrained(str(src)).save_pretrained(dest)
-    for name in ("sentence_config.json",):
-        if (Path(src) / name).exists():
-            shutil.copy(Path(src) / name, dest / name)
-    return (dest / "model.safetensors").stat().st_size
-
-
-def model_card(name: str, metrics: dict) -> str:
-    """The README.md model card of a similarity encoder, generated from the metrics JSON written
-    by the build script: ``{"stages": [train metrics...], "eval": {...}, "data": {...},
-    "commands": [...], "size_bytes": int}``."""
+def card(name: str, metrics: dict, *, quick: bool = False) -> Card:
+    """The card (:class:`nlptool.training.Card`) of a similarity encoder, from the metrics
+    :func:`finish_builtin` writes: ``{"stages": [train metrics...], "eval": {...}, "data": {...},
+    "base", "layers", "hidden"}``."""
 
     def f(x, nd=3):
         return "n/a" if x is None else (f"{x:.{nd}f}" if isinstance(x, float) else str(x))
 
-    lines = [f"# {name}", "",
-             "Chinese sentence-similarity encoder (BERT, "
-             f"{metrics.get('layers', 4)} layers, hidden {metrics.get('hidden', 256)}), fine-tuned from "
-             f"`{metrics.get('base', 'zh-bert-mini')}` by `nlptool train similarity`; the default model of "
-             "`nlptool similarity`. Weights in fp16 "
-             f"({metrics.get('size_bytes', 0) / 1e6:.1f} MB).", "",
-             "## Training", ""]
+    summary = ("Chinese sentence-similarity encoder (BERT, "
+               f"{metrics.get('layers', 4)} layers, hidden {metrics.get('hidden', 256)}), fine-tuned from "
+               f"`{metrics.get('base', 'zh-bert-mini')}` by `nlptool train similarity`.")
+    training = []
     for st in metrics.get("stages", []):
-        lines.append(f"- **{st['method']}** ({'Su 2022, CoSENT' if st['method'] == 'cosent' else 'Gao et al. 2021, unsupervised SimCSE'}): "
-                     f"{st['train_items']:,} training {'pairs' if st['method'] == 'cosent' else 'sentences'}, "
-                     f"{st['steps']} steps ({st['epochs']} epochs) at batch {st['batch_size']}, lr {st['learning_rate']}, "
-                     f"max length {st['max_length']}, {st['pooling']} pooling, {st['seconds']} s on {st['device']}"
-                     f"{' (' + st['mixed_precision'] + ')' if st.get('mixed_precision') else ''}; "
-                     f"loss {f(st['loss_first'])} -> {f(st['loss_last'])} nats.")
-    data = metrics.get("data", {})
-    lines += ["", "## Data and splits", ""]
-    for k, v in data.items():
-        lines.append(f"- {k}: {v}")
+        training.append(
+            f"- **{st['method']}** ({'Su 2022, CoSENT' if st['method'] == 'cosent' else 'Gao et al. 2021, unsupervised SimCSE'}): "
+            f"{st['train_items']:,} training {'pairs' if st['method'] == 'cosent' else 'sentences'}, "
+            f"{st['steps']} steps ({st['epochs']} epochs) at batch {st['batch_size']}, lr {st['learning_rate']}, "
+            f"max length {st['max_length']}, {st['pooling']} pooling, {st['seconds']} s on {st['device']}"
+            f"{' (' + st['mixed_precision'] + ')' if st.get('mixed_precision') else ''}; "
+            f"loss {f(st['loss_first'])} -> {f(st['loss_last'])} nats.")
+    sections = [("Training", "\n".join(training)),
+                ("Data and splits", "\n".join(f"- {k}: {v}" for k, v in metrics.get("data", {}).items()))]
     ev = metrics.get("eval", {})
     if ev:
-        lines += ["", "## Measured quality", "",
-                  f"Spearman correlation with the gold scores on {ev.get('name', 'the held-out split')} "
-                  f"({ev.get('n', '?')} pairs, never trained on):", "",
-                  "| scorer | Spearman |", "|---|---|"]
+        quality = [f"Spearman correlation with the gold scores on {ev.get('name', 'the held-out split')} "
+                   f"({ev.get('n', '?')} pairs, never trained on):", "", "| scorer | Spearman |", "|---|---|"]
         for k, v in ev.get("spearman", {}).items():
-            lines.append(f"| {k} | {f(v)} |")
+            quality.append(f"| {k} | {f(v)} |")
         if ev.get("transport_note"):
-            lines += ["", ev["transport_note"] + "."]
-    lines += ["", "## Rebuild", "", "```sh"] + list(metrics.get("commands", [])) + ["```", ""]
-    return "\n".join(lines)
+            quality += ["", ev["transport_note"] + "."]
+        sections.append(("Measured quality", "\n".join(quality)))
+    return Card(summary, sections, quick=quick)
 
 
 # --------------------------------------------------------------------------------------------
@@ -570,24 +580,39 @@ def sts_scores(model, pairs: Pairs, *, device: str = "cpu", transport: bool = Tr
     return out
 
 
-def export_similarity_model(src: str | os.PathLike, dest: str | os.PathLike, *, name: str,
-                            stage_metrics: Sequence[str | os.PathLike], eval_file: str | os.PathLike,
-                            eval_name: str, data: dict, commands: Sequence[str], base: str,
-                            device: str = "cpu", metrics_out: str | os.PathLike | None = None) -> dict:
-    """Export a trained encoder as a built-in model: fp16 weights, tokenizer, config, the
-    ``sts_scores`` of ``eval_file`` (measured on the exported fp16 copy) and a README.md model card
-    generated by :func:`model_card` from the metrics written to ``metrics_out`` (default
-    ``dest/training_metrics.json``). Returns those metrics."""
-    stages = [json.loads(Path(p).read_text(encoding="utf-8")) for p in stage_metrics]
-    size = export_fp16(src, dest)
-    ev = sts_scores(str(dest), read_pairs([eval_file]), device=device)
+def finish_builtin(src: str | os.PathLike, name: str, *, stage_metrics: Sequence[str | os.PathLike],
+                   eval_file: str | os.PathLike, eval_name: str, data: dict, base: str,
+                   idf: str | os.PathLike | None = None, commands: Sequence[str] = (),
+                   dest: str | os.PathLike | None = None, quick: bool = False, device: str = "cpu") -> dict:
+    """Last stage of a built-in similarity encoder's build: export ``src`` with
+    :func:`nlptool.training.export_builtin` (``idf``: the IDF table shipped as ``idf.tsv``), measure
+    the exported fp16 copy on ``eval_file`` (:func:`sts_scores`), and write its
+    ``training_metrics.json`` (the ``stage_metrics`` JSON of each training stage, the data notes,
+    the scores) and its card (:func:`card`). Returns those metrics."""
+    import tempfile
+
     from transformers import AutoConfig
 
-    cfg = AutoConfig.from_pretrained(str(dest))
-    metrics = {"name": name, "base": base, "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
-               "size_bytes": size, "stages": stages, "data": data,
-               "eval": {"name": eval_name, "n": ev.pop("n"), "spearman": ev}, "commands": list(commands)}
-    text = json.dumps(metrics, indent=2, ensure_ascii=False) + "\n"
-    Path(metrics_out or Path(dest) / "training_metrics.json").write_text(text, encoding="utf-8")
-    (Path(dest) / "README.md").write_text(model_card(name, metrics), encoding="utf-8")
+    from ..training import export_builtin, export_weights
+
+    stages = [json.loads(Path(p).read_text(encoding="utf-8")) for p in stage_metrics]
+    with tempfile.TemporaryDirectory(prefix="nlptool-sim-") as tmp:
+        probe = Path(tmp, "fp16")  # the scores are those of the fp16 weights that ship
+        export_weights(src, probe)
+        if idf:  # the table that ships with it, which sts_scores reads from the model's directory
+            import shutil
+
+            shutil.copyfile(idf, probe / "idf.tsv")
+        ev = sts_scores(str(probe), read_pairs([eval_file]), device=device)
+        cfg = AutoConfig.from_pretrained(str(probe))
+        metrics = {"name": name, "base": base, "layers": cfg.num_hidden_layers, "hidden": cfg.hidden_size,
+                   "stages": stages, "data": data, "eval": {"name": eval_name, "n": ev.pop("n"), "spearman": ev},
+                   "commands": list(commands)}
+
+        def the_card(facts):
+            metrics["size_bytes"] = facts["size_bytes"]
+            return card(name, metrics, quick=quick)
+
+        export_builtin(src, name, card=the_card, commands=commands, dest=dest, metrics=metrics,
+                       extra_files={"idf.tsv": idf} if idf else None)
     return metrics

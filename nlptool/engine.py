@@ -128,7 +128,7 @@ def apply_batch(batch_fn, good: list[Record]) -> list:
     except NlptoolError as exc:
         if not isinstance(exc, InputDataError):
             raise
-        first = exc
+        first: Exception = exc
     except Exception as exc:  # noqa: BLE001 - isolated per record below
         first = exc
     if len(good) == 1:

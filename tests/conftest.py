@@ -3,11 +3,20 @@
 from __future__ import annotations
 
 import os
+import sys
 
 import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
+# One CPU thread per process (also for the CLI subprocesses the tests start), unless the caller sets
+# OMP_NUM_THREADS. The test models are tiny (hidden 32): a second OpenMP thread buys nothing, and on a
+# 2-core machine shared with other work its spin-waiting made a training step 5-20x slower
+# (the tiny qa-gen training: 90-250 s with two threads, 12 s with one, at load average 4-6).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+if "torch" in sys.modules:  # imported before this file (a plugin): the variables above came too late
+    sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 

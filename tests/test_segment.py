@@ -96,3 +96,125 @@ def test_parse_longer_than_window(tiny):
     assert dep.heads.count(0) == 1
     (con,) = parse_words(tiny, [words], mode="constituency")
     assert con.tree.count("中国") == 50
+
+
+# ------------------------------------------------------------------- long texts, window by window
+# issue "Hardening, round two", row 7: a line of millions of characters was segmented whole
+# (~650 bytes per character: out of memory); it is now cut into windows (text_windows)
+
+
+def _long_text(rng: random.Random, n: int) -> str:
+    """Sentences, a stretch without punctuation (cut between clauses), letter/digit runs, marks."""
+    parts = []
+    while sum(map(len, parts)) < n:
+        k = rng.random()
+        if k < 0.1:
+            parts.append("".join(rng.choice("的一是了我不人在他有这个上们") for _ in range(rng.randint(200, 700))))
+        elif k < 0.2:
+            parts.append(rng.choice(["COVID-19", "3.14", "abc", "é\u0301", "——", "  ", "１９９８年", "a好a好a"]))
+        else:
+            parts.append(_random_text(rng, rng.randint(1, 40)).replace("\n", "") + rng.choice("，。！"))
+    return "".join(parts)[:n]
+
+
+def test_text_windows_tile_the_text_at_clause_starts():
+    from nlptool.segment.api import UserDict, _clean_cut, tagger_clauses, text_windows
+    from nlptool.segment.tagger import TaggerVocab
+
+    vocab = TaggerVocab(["[PAD]", "[UNK]"] + list("的一是了我不人在他有这个上们"))
+
+    def starts(s):
+        return [c.spans[0] for c in tagger_clauses(s, 0, vocab)[1]]
+
+    rng = random.Random(5)
+    udict = UserDict.from_words(["。的", "的一", "a好a"])
+    for _ in range(30):
+        text = _long_text(rng, rng.randint(500, 3000))
+        size = rng.choice([1, 7, 50, 300])
+        windows = list(text_windows(text, size, clause_starts=starts, user_dict=udict))
+        assert [a for a, _ in windows[1:]] == [b for _, b in windows[:-1]] and windows[0][0] == 0
+        assert windows[-1][1] == len(text) and all(b - a >= size for a, b in windows[:-1])
+        whole = {c.spans[0][0] for c in tagger_clauses(text, 0, vocab)[1]}
+        for _, b in windows[:-1]:
+            assert _clean_cut(text, b, False) or b in whole  # after punctuation, or where a clause starts
+            assert not any(text[s: s + len(w)] == w for w in udict.words for s in range(b - len(w) + 1, b))
+    assert list(text_windows("中" * 100, 10)) == [(0, 100)]  # nothing to cut at: one window
+    assert list(text_windows("中" * 1000, 10, clause_starts=starts)) == [(0, 256), (256, 512), (512, 768), (768, 1000)]
+
+
+@pytest.mark.parametrize("parse", ["none", "dependency"])
+def test_windows_give_the_words_of_the_whole_text_masking(tiny, monkeypatch, parse):
+    from nlptool.segment import api
+
+    rng = random.Random(7)
+    texts = [_long_text(rng, 700), "我们的国家很美丽。", _long_text(rng, 400), ""]
+    udict = api.UserDict.from_words(["国家", "。的", "们的国"])
+    kw = dict(segmenter=tiny, method="masking", parser=tiny, parse=parse, user_dict=udict, fallback=0.5)
+    whole = api.segment_or_parse(texts, **kw)
+    for size in (30, 97):
+        monkeypatch.setattr(api, "SEGMENT_WINDOW", size)
+        assert len(api._long_texts(texts, None, tiny, "masking", "auto", udict)) == 2
+        assert api.segment_or_parse(texts, **kw) == whole
+
+
+def test_windows_give_the_words_of_the_whole_text_tagger(monkeypatch):
+    from nlptool.segment import api
+
+    try:
+        tagger = load_model("zh-seg-mini", kind="char-tagger", device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"zh-seg-mini not built ({exc})")
+    rng = random.Random(8)
+    traditional = "我們去臺灣看電視，這裡的風景很漂亮。" * 40  # the auto script decision is the whole text's
+    texts = [_long_text(rng, 5000), traditional, "今天天气不错", _long_text(rng, 3000)]
+    for udict in (None, api.UserDict.from_words(["天安门", "的一是", "。我"])):
+        whole = api.segment_or_parse(texts, segmenter=tagger, user_dict=udict)
+        for size in (50, 400):
+            monkeypatch.setattr(api, "SEGMENT_WINDOW", size)
+            assert len(api._long_texts(texts, None, tagger, "tagger", "auto", udict)) == 3
+            assert api.segment_or_parse(texts, segmenter=tagger, user_dict=udict) == whole
+        monkeypatch.setattr(api, "SEGMENT_WINDOW", 1 << 16)
+
+
+@pytest.mark.slow
+def test_a_300k_character_line_is_segmented_in_windows(tmp_path):
+    """`nlptool segment` on 好 / 300,000 characters with no line break / 坏: every line written, the
+    long one's words concatenate back to it, and its pass over the model takes memory for one
+    window, not for the line: peak traced memory grows by the words of the line (~100 bytes a
+    character), not by the whole-line pass (~650 bytes a character before windows)."""
+    import json
+    import tracemalloc
+
+    from typer.testing import CliRunner
+
+    from nlptool.cli import app
+    from nlptool.segment import api
+
+    try:
+        tagger = load_model("zh-seg-mini", kind="char-tagger", device="cpu")
+    except Exception as exc:  # noqa: BLE001
+        pytest.skip(f"zh-seg-mini not built ({exc})")
+    rng = random.Random(9)
+    text = _long_text(rng, 300_000)
+    f = tmp_path / "long.txt"
+    f.write_text("好\n" + text + "\n坏\n", encoding="utf-8")
+    r = CliRunner().invoke(app, ["segment", str(f), "--quiet"])
+    assert r.exit_code == 0, r.output
+    out = [json.loads(x) for x in r.stdout.splitlines()]
+    assert [o["text"] for o in out] == ["好", text, "坏"]
+    assert out[0]["words"] == ["好"] and out[2]["words"] == ["坏"] and "".join(out[1]["words"]) == text
+    def peak(t):
+        tracemalloc.start()
+        try:
+            (res,) = api.segment_or_parse([t], segmenter=tagger)
+            return res, tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+
+    peak(text[:1000])  # warm the caches
+    short = 2 * api.SEGMENT_WINDOW
+    _, p_short = peak(text[:short])
+    res, p_long = peak(text)
+    assert res["words"] == out[1]["words"]
+    per_char = (p_long - p_short) / (len(text) - short)  # growth beyond the window: the words themselves
+    assert per_char < 250, f"{per_char:.0f} bytes per character"

@@ -210,6 +210,22 @@ QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or device mess
 StrictOpt = typer.Option(False, "--strict", help="Stop at the first bad input record (exit code 3) instead of writing an error record.")
 
 
+def _remember_threads(ctx: typer.Context, value: Optional[int]):
+    """``--threads`` callback: kept in the context, where :func:`run_record_command` finds it."""
+    if value is not None:
+        ctx.meta["nlptool.threads"] = value
+    return value
+
+
+def ThreadsOpt(default: Optional[int] = None, *decls: str, **kw):  # noqa: N802 - a typer.Option factory
+    """``--threads N``: torch's intra-op CPU threads for this process, instead of the rule of
+    :mod:`nlptool.threads` (OMP_NUM_THREADS/MKL_NUM_THREADS when set, else 1). A command declares
+    it (``threads: Optional[int] = ThreadsOpt()``); :func:`run_record_command` applies it."""
+    kw.setdefault("help", "CPU threads per process for torch (default: OMP_NUM_THREADS/MKL_NUM_THREADS when set, else 1; "
+                          "more processes scale better: --shard, --engine ray).")
+    return typer.Option(default, *(decls or ("--threads",)), min=1, show_default=False, callback=_remember_threads, **kw)
+
+
 # ------------------------------------------------------------------------------ scale-out options (docs/scale-out.md)
 
 
@@ -653,10 +669,23 @@ def train_log(quiet: bool):
     return None if quiet else (lambda s: console.print(s, highlight=False, soft_wrap=True))
 
 
+def _apply_threads(command, threads: int | None) -> None:
+    """The thread rule (:func:`nlptool.threads.apply_thread_rule`) for ``command``, with
+    ``threads`` or else the ``--threads`` of the running command (:func:`ThreadsOpt`)."""
+    from typer._click.globals import get_current_context
+
+    from ..threads import apply_thread_rule, command_kind
+
+    if threads is None:
+        ctx = get_current_context(silent=True)
+        threads = ctx.meta.get("nlptool.threads") if ctx is not None else None
+    apply_thread_rule(command_kind(command), threads)
+
+
 def run_record_command(command, inputs, *, output: str, input_format: str = "auto", strict: bool = False,
                        shard=None, chunk_size: int = 1000, fmt: str = "jsonl", quiet: bool = False,
                        engine=None, workers: int = 2, gpus_per_worker: float = 0.0, output_dir=None,
-                       name: str = "") -> None:
+                       name: str = "", threads: int | None = None) -> None:
     """The body of every record command: read the inputs with ``command``'s fields, run it on the
     local engine (:func:`nlptool.engine.run`) or on Ray (:mod:`nlptool.ray_engine`), write to
     ``output``, show progress, and end with one summary line on stderr
@@ -679,6 +708,7 @@ def run_record_command(command, inputs, *, output: str, input_format: str = "aut
         import warnings
 
         warnings.filterwarnings("ignore")
+    _apply_threads(command, threads)  # before the model loads (nlptool/threads.py)
     command.state()  # load before the first record, so messages come first and errors early
     for line in command.describe():
         info(line, quiet)

@@ -17,6 +17,7 @@ from ._common import (
     InputFileOpt,
     InputFormatOpt,
     InputsArg,
+    OutputFileOpt,
     OutputOpt,
     QuietOpt,
     StrictOpt,
@@ -47,14 +48,30 @@ class Solver(str, enum.Enum):
 def _write_local(sim, objs, output: str, quiet: bool) -> None:
     """Search and --matrix (pair mode goes through run_record_command): the model lines, the
     objects as JSONL (``objs``: from :meth:`Similarity.search` / :meth:`Similarity.matrix`, which
-    checked the mode and loaded the model), then the command's closing lines."""
+    checked the mode and loaded the model), then the command's closing lines.
+
+    When the JSONL reader goes away (``| head``), the rest of ``objs`` is still consumed, so that
+    ``--matrix`` (written as they are produced) is finished; the closed pipe then ends the
+    command as everywhere (exit 0, nothing on stderr)."""
+    import errno
+
     from ..jsonl import JsonlWriter
 
     for line in sim.describe():
         info(line, quiet)
-    with JsonlWriter(output) as w:
-        for obj in objs:
-            w.write(obj)
+    objs = iter(objs)
+    try:
+        with JsonlWriter(output) as w:
+            for obj in objs:
+                w.write(obj)
+    except OSError as exc:
+        if exc.errno != errno.EPIPE:
+            raise
+        for _ in objs:  # the side output (the matrix file) is finished, the lines dropped
+            pass
+        for line in sim.finish():
+            info(line, quiet)
+        raise
     for line in sim.finish():
         info(line, quiet)
 
@@ -92,7 +109,7 @@ def similarity(
     reg: Optional[float] = typer.Option(None, "--reg", min=1e-9, help="Entropic regularisation for --solver sinkhorn (cost units, e.g. 0.05)."),
     query: Optional[str] = InputFileOpt(None, "--query", help="Search (or --matrix) mode: file of query texts."),
     corpus: Optional[str] = InputFileOpt(None, "--corpus", help="Search (or --matrix) mode: file of corpus texts."),
-    matrix: Optional[str] = typer.Option(None, "--matrix", help="All-pairs mode: write the distance matrix of one input file (or --query x --corpus) to this .npy file; -o gets the --top-k nearest per row."),
+    matrix: Optional[str] = OutputFileOpt(None, "--matrix", help="All-pairs mode: write the distance matrix of one input file (or --query x --corpus) to this .npy file; -o gets the --top-k nearest per row."),
     top_k: int = typer.Option(5, "--top-k", min=1, help="Nearest neighbours kept per query / matrix row."),
     chunk_size: int = typer.Option(DEFAULT_CHUNK_SIZE, "--chunk-size", min=1, help="Records per chunk (pair and search mode) / matrix rows per block (bounds memory)."),
     text_key: str = TextKeyOpt,

@@ -222,7 +222,7 @@ def segment_texts(
     from .masking import neighbour_impacts
 
     encode = UnitEncoder(loaded.tokenizer)
-    max_tokens = min(loaded.max_length - 2, 4 * max_clause)
+    max_tokens = _masking_max_tokens(loaded, max_clause)
     all_pieces = []
     all_clauses: list[Clause] = []
     for t, text in enumerate(texts):
@@ -409,67 +409,263 @@ def clause_keys(text: str, clause: Clause) -> str:
     return "".join(lexicon_key(model_form(text[a:b])) for a, b in clause.spans)
 
 
+# The tagger's text layout, vectorised: the same pieces and clauses as split_pieces/tagger_clauses,
+# computed for many texts at once with numpy over their code points. Each character gets a class
+# (cached per code point); piece and clause boundaries are then array comparisons.
+_SPACE, _ALNUM, _SEP, _PUNCT, _MARK, _OTHER = 1, 2, 3, 4, 5, 6
+#: Piece kinds of :class:`TaggerLayout` (``piece_kinds`` codes index this tuple).
+PIECE_KINDS = ("space", "punct", "alnum", "char")
+_LUTS: dict[str, np.ndarray] = {}
+
+
+def _char_class(ch: str) -> int:
+    """The class of one character as :func:`split_pieces` sees it: whitespace, a letter/digit of
+    :data:`ALNUM_RUN`, a separator that ALNUM_RUN keeps between two of those (``3.14``), other
+    punctuation/symbols, a combining mark (kept with its base character), anything else."""
+    if ch.isspace():
+        return _SPACE
+    if ALNUM_RUN.fullmatch(ch):
+        return _ALNUM
+    if is_punct_or_space(ch):
+        return _SEP if ALNUM_RUN.fullmatch("0" + ch + "0") else _PUNCT
+    if unicodedata.category(ch) in ("Mn", "Me", "Mc"):
+        return _MARK
+    return _OTHER
+
+
+def _code_points(text: str) -> np.ndarray:
+    return np.frombuffer(text.encode("utf-32-le", "surrogatepass"), dtype="<u4")
+
+
+def _per_code_point(lut: np.ndarray, cp: np.ndarray, fill) -> np.ndarray:
+    """``lut[cp]``, first filling the entries still 0 with ``fill(chr(c))`` (never 0)."""
+    v = lut[cp]
+    missing = v == 0
+    if missing.any():
+        for c in np.unique(cp[missing]).tolist():
+            lut[c] = fill(chr(c))
+        v = lut[cp]
+    return v
+
+
+def _lut(name: str, dtype) -> np.ndarray:
+    lut = _LUTS.get(name)
+    if lut is None:  # 0x110000 entries, zero pages until touched
+        lut = _LUTS[name] = np.zeros(0x110000, dtype=dtype)
+    return lut
+
+
 @dataclass
-class TaggerPass:
-    """One forward pass of a character tagger over ``texts``: the pieces of every text, its clauses
-    and their ``p(join)`` (``probs[k]`` of shape ``(n_k - 1,)`` for clause k). :meth:`decode` turns
-    it into words under any decoding settings without running the model again."""
+class TaggerLayout:
+    """Pieces, units and clauses of many texts at once, as flat arrays: what
+    :func:`split_pieces` and :func:`tagger_clauses` give text by text (the same spans), built by
+    :func:`tagger_layout`. Offsets are into ``joined`` (the texts concatenated); text t is
+    ``joined[text_offsets[t] : text_offsets[t + 1]]``."""
 
     texts: Sequence[str]
-    pieces: list[list[Piece]]
-    clauses: list[Clause]
-    probs: list[np.ndarray]
-    _keys: list[str] | None = None
+    joined: str
+    text_offsets: np.ndarray  # (n_texts + 1,)
+    piece_starts: np.ndarray  # (n_pieces,) ascending; a piece ends where the next starts (or at len(joined))
+    piece_kinds: np.ndarray  # (n_pieces,) index into PIECE_KINDS
+    unit_pieces: np.ndarray  # (n_units,) the pieces that are units (alnum or char), in order
+    unit_starts: np.ndarray  # (n_units,)
+    unit_ends: np.ndarray  # (n_units,)
+    unit_ids: np.ndarray  # (n_units,) tagger vocabulary ids (TaggerVocab.id_of of the unit's model form)
+    clause_offsets: np.ndarray  # (n_clauses + 1,) clause k = units clause_offsets[k] : clause_offsets[k + 1]
+    clause_texts: np.ndarray  # (n_clauses,) text of each clause (ascending)
+
+    def unit_keys(self) -> np.ndarray:
+        """:func:`nlptool.segment.lexicon.lexicon_key` of every unit's model form, as code points (n_units,)."""
+        from .lexicon import lexicon_key
+
+        keys = np.empty(len(self.unit_starts), dtype=np.int64)
+        single = self.unit_ends - self.unit_starts == 1
+        cp = _code_points(self.joined)
+        keys[single] = _per_code_point(_lut("key", np.uint32), cp[self.unit_starts[single]],
+                                       lambda ch: ord(lexicon_key(model_form(ch))))
+        for u in np.flatnonzero(~single).tolist():
+            keys[u] = ord(lexicon_key(model_form(self.joined[self.unit_starts[u] : self.unit_ends[u]])))
+        return keys
+
+
+def tagger_layout(texts: Sequence[str], vocab, max_units: int | None = None) -> TaggerLayout:
+    """:class:`TaggerLayout` of ``texts`` for a tagger vocabulary (a
+    :class:`nlptool.segment.tagger.TaggerVocab`): pieces as :func:`split_pieces` cuts them, clauses
+    as :func:`tagger_clauses` (maximal runs of units, cut every ``max_units`` units, default
+    :data:`nlptool.segment.tagger.TAGGER_MAX_UNITS`), computed for all texts at once."""
+    from .tagger import TAGGER_MAX_UNITS
+
+    max_units = max_units or TAGGER_MAX_UNITS
+    texts = list(texts)
+    lens = np.fromiter(map(len, texts), dtype=np.int64, count=len(texts))
+    toff = np.zeros(len(texts) + 1, dtype=np.int64)
+    np.cumsum(lens, out=toff[1:])
+    joined = "".join(texts)
+    N = len(joined)
+    cp = _code_points(joined)
+    cls = _per_code_point(_lut("class", np.uint8), cp, _char_class)
+    first = np.zeros(N, dtype=bool)
+    first[toff[:-1][lens > 0]] = True
+    last = np.zeros(N, dtype=bool)
+    last[toff[1:][lens > 0] - 1] = True
+    prev_cls = np.zeros(N, dtype=np.uint8)
+    prev_cls[1:] = cls[:-1]
+    prev_cls[first] = 0
+    next_cls = np.zeros(N, dtype=np.uint8)
+    next_cls[:-1] = cls[1:]
+    next_cls[last] = 0
+    # ALNUM_RUN = A+(?:DA+)*: every letter/digit is in a run; a separator only between two of them
+    alnum = (cls == _ALNUM) | ((cls == _SEP) & (prev_cls == _ALNUM) & (next_cls == _ALNUM))
+    kind = np.full(N, 3, dtype=np.int8)
+    kind[(cls == _PUNCT) | (cls == _SEP)] = 1
+    kind[alnum] = 2
+    kind[cls == _SPACE] = 0
+    prev_kind = np.full(N, -1, dtype=np.int8)
+    prev_kind[1:] = kind[:-1]
+    prev_kind[first] = -1
+    same_char = np.zeros(N, dtype=bool)
+    same_char[1:] = cp[1:] == cp[:-1]
+    # a new piece: a new kind; punctuation: another character (a run repeats one); a character
+    # that is not a combining mark (marks stay with their base)
+    start = (kind != prev_kind) | ((kind == 1) & ~same_char) | ((kind == 3) & (cls != _MARK))
+    ps = np.flatnonzero(start)
+    pe = np.append(ps[1:], N)
+    pkind = kind[ps]
+    is_unit = pkind >= 2
+    up = np.flatnonzero(is_unit)
+    us, ue = ps[up], pe[up]
+    # clauses: maximal runs of units inside one text, cut every max_units units
+    run_start = first[us].copy()
+    run_start[0:1] = True
+    run_start[1:] |= ~is_unit[up[1:] - 1]
+    run_id = np.cumsum(run_start) - 1
+    pos = np.arange(len(up)) - np.flatnonzero(run_start)[run_id]
+    clause_start = run_start | (pos % max_units == 0)
+    coff = np.append(np.flatnonzero(clause_start), len(up))
+    ctext = np.searchsorted(toff, us[coff[:-1]], side="right") - 1
+    # unit ids: one character through a per-code-point table of this vocabulary, runs one by one
+    ids = np.empty(len(up), dtype=np.int64)
+    single = ue - us == 1
+    if not hasattr(vocab, "_nlptool_cp_ids"):
+        vocab._nlptool_cp_ids = np.zeros(0x110000, dtype=np.int32)  # id + 1
+    ids[single] = _per_code_point(vocab._nlptool_cp_ids, cp[us[single]],
+                                  lambda ch: vocab.id_of(model_form(ch)) + 1) - 1
+    for u in np.flatnonzero(~single).tolist():
+        ids[u] = vocab.id_of(model_form(joined[us[u] : ue[u]]))
+    return TaggerLayout(texts, joined, toff, ps, pkind, up, us, ue, ids, coff, ctext)
+
+
+class TaggerPass:
+    """One forward pass of a character tagger over ``texts``: the layout of every text
+    (:class:`TaggerLayout`) and ``p(join)`` of every pair of neighbouring units, flat
+    (``probs_flat``; clause k's pairs start at ``clause_offsets[k] - k``). :meth:`decode` turns it
+    into words under any decoding settings without running the model again. ``pieces``,
+    ``clauses`` and ``probs`` give the same as per-text lists (built on first use)."""
+
+    def __init__(self, layout: TaggerLayout, probs_flat: np.ndarray):
+        self.layout = layout
+        self.probs_flat = probs_flat
+        self._keys: list[str] | None = None
+        self._cache: dict = {}
+
+    @property
+    def texts(self) -> Sequence[str]:
+        return self.layout.texts
+
+    @property
+    def pieces(self) -> list[list[Piece]]:
+        """The :func:`split_pieces` of every text."""
+        if "pieces" not in self._cache:
+            lay = self.layout
+            ends = np.append(lay.piece_starts[1:], len(lay.joined)).tolist()
+            bounds = np.searchsorted(lay.piece_starts, lay.text_offsets).tolist()
+            starts, kinds, toff = lay.piece_starts.tolist(), lay.piece_kinds.tolist(), lay.text_offsets.tolist()
+            self._cache["pieces"] = [[Piece(starts[i] - toff[t], ends[i] - toff[t], PIECE_KINDS[kinds[i]])
+                                      for i in range(bounds[t], bounds[t + 1])] for t in range(len(self.texts))]
+        return self._cache["pieces"]
+
+    @property
+    def clauses(self) -> list[Clause]:
+        """The clauses of all texts, in order (:func:`tagger_clauses`)."""
+        if "clauses" not in self._cache:
+            lay = self.layout
+            us, ue, ids = lay.unit_starts.tolist(), lay.unit_ends.tolist(), lay.unit_ids.tolist()
+            toff, coff = lay.text_offsets.tolist(), lay.clause_offsets.tolist()
+            out = []
+            for k, t in enumerate(lay.clause_texts.tolist()):
+                r = range(coff[k], coff[k + 1])
+                out.append(Clause(t, [(us[u] - toff[t], ue[u] - toff[t]) for u in r], [[ids[u]] for u in r]))
+            self._cache["clauses"] = out
+        return self._cache["clauses"]
+
+    @property
+    def probs(self) -> list[np.ndarray]:
+        """``p(join)`` per clause, shape ``(n_k - 1,)``."""
+        coff = self.layout.clause_offsets
+        start = (coff[:-1] - np.arange(len(coff) - 1)).tolist()
+        return [self.probs_flat[a : a + n - 1] for a, n in zip(start, np.diff(coff).tolist())]
 
     def keys(self) -> list[str]:
         """:func:`clause_keys` of every clause (computed once)."""
         if self._keys is None:
-            self._keys = [clause_keys(self.texts[c.text_index], c) for c in self.clauses]
+            text = self.layout.unit_keys().astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+            coff = self.layout.clause_offsets.tolist()
+            self._keys = [text[a:b] for a, b in zip(coff, coff[1:])]
         return self._keys
 
     def decode(self, lexicon=None, *, weight: float = 0.0, bonus: float = 0.0,
-               oov_scale: float | None = None) -> list[SegmentResult]:
-        """Words per text: with a :class:`nlptool.segment.lexicon.Lexicon`, each clause by
-        :func:`nlptool.segment.lexicon.lexicon_decode` with these settings; without, ``p(join) >= 0.5``.
-        ``impacts`` holds the probabilities ``p(join)``."""
-        from .lexicon import lexicon_decode
+               oov_scale: float | None = None, impacts: bool = True) -> list[SegmentResult]:
+        """Words per text: with a :class:`nlptool.segment.lexicon.Lexicon`, every clause by
+        :func:`nlptool.segment.lexicon.lexicon_decode` with these settings (run for all clauses at
+        once by :func:`nlptool.segment.lexicon.lexicon_decode_batch`); without, ``p(join) >= 0.5``.
+        ``impacts`` (when asked) holds the probabilities ``p(join)`` rounded to 4 places, per clause."""
+        from .lexicon import lexicon_decode_batch
 
-        keys = self.keys() if lexicon is not None else None
-        joins: list[dict[int, bool]] = [{} for _ in self.texts]
-        impacts: list[list[list[float]]] = [[] for _ in self.texts]
-        for k, (clause, p) in enumerate(zip(self.clauses, self.probs)):
-            if lexicon is not None:
-                decided = lexicon_decode(keys[k], p, lexicon, weight=weight, bonus=bonus, oov_scale=oov_scale)
-            else:
-                decided = p >= 0.5
-            for (start, _end), q in zip(clause.spans[1:], decided):
-                joins[clause.text_index][start] = bool(q)
-            impacts[clause.text_index].append([round(float(x), 4) for x in p])
-        return [SegmentResult(words_from_cuts(text, pieces, jn), imp)
-                for text, pieces, jn, imp in zip(self.texts, self.pieces, joins, impacts)]
+        lay = self.layout
+        if lexicon is not None:
+            joins = lexicon_decode_batch(lay.unit_keys(), self.probs_flat, lay.clause_offsets, lexicon,
+                                         weight=weight, bonus=bonus, oov_scale=oov_scale)
+        else:
+            joins = self.probs_flat >= 0.5
+        # a word starts at every piece except a unit joined to the unit before it in its clause
+        n_units, n_clauses = len(lay.unit_starts), len(lay.clause_offsets) - 1
+        later = np.ones(n_units, dtype=bool)
+        later[lay.clause_offsets[:-1]] = False
+        glued = np.zeros(n_units, dtype=bool)
+        clause_of = np.repeat(np.arange(n_clauses), np.diff(lay.clause_offsets))
+        glued[later] = joins[(np.arange(n_units) - clause_of - 1)[later]]
+        word_start = np.ones(len(lay.piece_starts), dtype=bool)
+        word_start[lay.unit_pieces[glued]] = False
+        bounds = np.append(lay.piece_starts[word_start], len(lay.joined))
+        per_text = np.searchsorted(bounds, lay.text_offsets).tolist()
+        b = bounds.tolist()
+        j = lay.joined
+        words = [j[x:y] for x, y in zip(b, b[1:])]
+        imps: list[list[list[float]]] = [[] for _ in self.texts]
+        if impacts:
+            for t, p in zip(lay.clause_texts.tolist(), self.probs):
+                imps[t].append([round(float(x), 4) for x in p])
+        return [SegmentResult(words[per_text[t] : per_text[t + 1]], imps[t]) for t in range(len(self.texts))]
 
 
 def tagger_pass(tagger, texts: Sequence[str], *, batch_size: int = 256) -> TaggerPass:
     """Run a character tagger once over ``texts``: one forward pass per clause, clauses of all
-    texts batched and length-sorted (:func:`nlptool.segment.tagger.join_probabilities`)."""
-    from .tagger import join_probabilities
+    texts batched and length-sorted (:func:`tagger_layout`, then
+    :func:`nlptool.segment.tagger.join_probabilities_flat`)."""
+    from .tagger import join_probabilities_flat
 
-    all_pieces, all_clauses = [], []
-    for t, text in enumerate(texts):
-        pieces, clauses = tagger_clauses(text, t, tagger.tokenizer)
-        all_pieces.append(pieces)
-        all_clauses.extend(clauses)
-    probs = join_probabilities(tagger, [[u[0] for u in c.ids] for c in all_clauses], batch_size=batch_size)
-    return TaggerPass(texts, all_pieces, all_clauses, probs)
+    layout = tagger_layout(texts, tagger.tokenizer)
+    probs = join_probabilities_flat(tagger, layout.unit_ids, layout.clause_offsets, batch_size=batch_size)
+    return TaggerPass(layout, probs)
 
 
 def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, progress=None,
-                        lexicon: bool = True) -> list[SegmentResult]:
+                        lexicon: bool = True, impacts: bool = True) -> list[SegmentResult]:
     """Segment texts with a self-trained character tagger (:mod:`nlptool.segment.tagger`, e.g. the built-in
     ``zh-seg-mini``): :func:`tagger_pass`, then :meth:`TaggerPass.decode`. When the tagger carries a
     unigram word lexicon (and ``lexicon`` is True) each clause is decoded with it and the settings in
     the tagger's config (:func:`nlptool.segment.lexicon.decode_settings`); otherwise neighbours are joined
-    when ``p(join) >= 0.5``. ``impacts`` holds the probabilities ``p(join)``.
+    when ``p(join) >= 0.5``. ``impacts`` holds the probabilities ``p(join)`` (when ``impacts`` is True).
 
     Returns one :class:`SegmentResult` per text; ``"".join(r.words) == text`` always holds.
     """
@@ -479,7 +675,8 @@ def segment_with_tagger(tagger, texts: Sequence[str], *, batch_size: int = 256, 
     if progress is not None:
         progress(len(texts))
     lex = getattr(tagger, "lexicon", None) if lexicon else None
-    return tp.decode(lex, **decode_settings(tagger.config)) if lex is not None else tp.decode()
+    settings = decode_settings(tagger.config) if lex is not None else {}
+    return tp.decode(lex, impacts=impacts, **settings)
 
 
 # ------------------------------------------------------------- traditional -> simplified script
@@ -501,51 +698,68 @@ def _opencc(config: str):
     return conv
 
 
-_CHAR_MAPS: dict[str, dict[str, str]] = {"t2s": {}, "s2t": {}}
+class _CharMap(dict):
+    """``ord(c) -> c converted alone`` for :meth:`str.translate`, filled on first sight of each
+    character: OpenCC's conversion of the one character, or the character itself when OpenCC gives
+    anything but one character or when it lies below the CJK blocks (nothing there changes script)."""
+
+    def __init__(self, config: str):
+        super().__init__()
+        self.config = config
+
+    def __missing__(self, o: int) -> str:
+        c = chr(o)
+        m = c
+        if o >= 0x2E80:
+            m = _opencc(self.config).convert(c)
+            if len(m) != 1:
+                m = c
+        if len(self) < 200_000:
+            self[o] = m
+        return m
+
+
+class _ScriptVote(dict):
+    """``ord(c) -> "T"`` when only t2s changes ``c``, ``"S"`` when only s2t does, None (dropped)
+    otherwise: :func:`looks_traditional` counts the votes of a text with one :meth:`str.translate`."""
+
+    def __missing__(self, o: int) -> str | None:
+        c = chr(o)
+        vote = (_CHAR_MAPS["t2s"][o] != c) - (_CHAR_MAPS["s2t"][o] != c)
+        v = "T" if vote > 0 else "S" if vote < 0 else None
+        if len(self) < 200_000:
+            self[o] = v
+        return v
+
+
+_CHAR_MAPS: dict[str, _CharMap] = {"t2s": _CharMap("t2s"), "s2t": _CharMap("s2t")}
+_SCRIPT_VOTE = _ScriptVote()
 
 
 def convert_chars(text: str, config: str = "t2s") -> str:
     """Character-aligned script conversion with OpenCC (``t2s``: traditional -> simplified,
     ``s2t``: the reverse): every character is converted on its own and kept when OpenCC maps it
     to anything other than exactly one character, so ``len(out) == len(text)`` and offsets agree.
-    (Phrase-level conversion is not used: it can change the length.)
+    (Phrase-level conversion is not used: it can change the length.) One :meth:`str.translate`
+    with a per-character table filled on first sight.
 
     Raises:
         NlptoolError: the ``opencc`` package is not installed.
     """
-    cache = _CHAR_MAPS[config]
-    out = []
-    conv = None
-    for c in text:
-        m = cache.get(c)
-        if m is None:
-            if ord(c) < 0x2E80:  # nothing below the CJK blocks changes script
-                m = c
-            else:
-                conv = conv or _opencc(config)
-                m = conv.convert(c)
-                if len(m) != 1:
-                    m = c
-            if len(cache) < 100_000:
-                cache[c] = m
-        out.append(m)
-    return "".join(out)
+    return text.translate(_CHAR_MAPS[config])
 
 
 def looks_traditional(text: str) -> bool:
     """Auto-detection: True when more characters change under t2s than under s2t (simplified text
     is nearly a fixed point of t2s, traditional text of s2t). False when OpenCC is not installed."""
-    if not any(ord(c) >= 0x2E80 for c in text):
+    if not text or max(text) < "\u2e80":
         return False
     try:
         import opencc  # noqa: F401
     except ImportError:  # without OpenCC, auto means no conversion (t2s says how to get it)
         return False
-    t2s = convert_chars(text, "t2s")
-    s2t = convert_chars(text, "s2t")
-    n_t = sum(a != b for a, b in zip(text, t2s))
-    n_s = sum(a != b for a, b in zip(text, s2t))
-    return n_t > n_s
+    votes = text.translate(_SCRIPT_VOTE)
+    return votes.count("T") > votes.count("S")
 
 
 def model_text(text: str, convert: str = "auto") -> str:
@@ -652,6 +866,158 @@ def apply_user_dict(text: str, words: list[str], user_dict: UserDict | None) -> 
     return [text[a:b] for a, b in zip(edges, edges[1:])]
 
 
+# ------------------------------------------------------------------------ windows of long texts
+
+#: A text longer than this many characters is segmented window by window (:func:`text_windows`),
+#: so the memory of the model's pass grows with the window, not with the text (a line of millions
+#: of characters with no line break: the clauses of the whole line at once took ~650 bytes per
+#: character). Shorter texts are segmented whole, as before.
+SEGMENT_WINDOW = 1 << 16
+
+
+def _masking_max_tokens(loaded, max_clause: int = MAX_CLAUSE) -> int:
+    """Most tokens in one clause of :func:`segment_texts` (the model's window less [CLS] and [SEP])."""
+    return min(loaded.max_length - 2, 4 * max_clause)
+
+
+def _is_separator(ch: str) -> bool:
+    """True for the punctuation that :data:`ALNUM_RUN` keeps between two letters/digits (``3.14``)."""
+    return ALNUM_RUN.fullmatch("0" + ch + "0") is not None
+
+
+def _unit_class(ch: str) -> str:
+    """``A`` a letter/digit of :data:`ALNUM_RUN`, ``M`` a combining mark, ``P`` a character that is
+    a piece of its own (``char``), ``-`` whitespace or punctuation."""
+    if is_punct_or_space(ch):
+        return "-"
+    if ALNUM_RUN.fullmatch(ch):
+        return "A"
+    if unicodedata.category(ch) in ("Mn", "Me", "Mc"):
+        return "M"
+    return "P"
+
+
+def _clean_cut(s: str, b: int, units: bool) -> bool:
+    """True when ``b`` (0 < b < len(s)) is a piece edge of ``s`` (:func:`split_pieces`) that the
+    characters ``s[b - 1]`` and ``s[b]`` alone decide, so that ``s[:b]`` and ``s[b:]`` cut into the
+    same pieces as ``s`` does. ``units=False``: the piece before ``b`` is whitespace or punctuation
+    (not an ALNUM_RUN separator), so a new clause starts at ``b``. ``units=True``: both sides are
+    units (a character or a letter/digit run, not two letters/digits)."""
+    c, d = s[b - 1], s[b]
+    if not units:
+        if c.isspace():
+            return not d.isspace()
+        return is_punct_or_space(c) and d != c and not _is_separator(c)
+    left, right = _unit_class(c), _unit_class(d)
+    return right in "PA" and left in "PMA" and not (left == "A" and right == "A")
+
+
+def _straddles(text: str, b: int, user_dict: UserDict | None) -> bool:
+    """True when a word of ``user_dict`` occurs in ``text`` across position ``b``."""
+    if not user_dict or not user_dict.words:
+        return False
+    for L in user_dict.lengths:
+        for s in range(max(0, b - L + 1), b):
+            if s + L <= len(text) and text[s: s + L] in user_dict.words:
+                return True
+    return False
+
+
+def text_windows(text: str, size: int | None = None, *, original: str | None = None, clause_starts=None,
+                 user_dict: UserDict | None = None):
+    """Cut ``text`` (what the model sees) into windows ``(start, end)`` that tile it, each at least
+    ``size`` characters (default :data:`SEGMENT_WINDOW`) but the last, such that segmenting the
+    windows one by one gives exactly the words of segmenting ``text`` whole: every cut is where a
+    clause starts and no unit, piece or clause crosses it.
+
+    A cut goes after the first whitespace or punctuation piece at or after ``start + size``
+    (:func:`_clean_cut`); in a stretch without one (a line with no punctuation), at the start of
+    a clause that ``clause_starts(s)`` (``s`` a prefix of the rest of the text; returns the
+    ``(start, end)`` of each clause's first unit, e.g. from :func:`tagger_clauses`) reports
+    between two units, looking twice as far each time none is found. Cuts are also clean in
+    ``original`` (the input's own characters, same length) and never inside an occurrence of a
+    word of ``user_dict`` (so :func:`apply_user_dict` gives the same words window by window).
+    Memory: O(size) besides the text, in the usual case where such a cut occurs every few ``size``.
+    """
+    size = SEGMENT_WINDOW if size is None else size
+    n = len(text)
+    orig = text if original is None else original
+
+    def ok(b: int, units: bool) -> bool:
+        return (_clean_cut(text, b, units) and (orig is text or _clean_cut(orig, b, units))
+                and not _straddles(orig, b, user_dict))
+
+    a = 0
+    while n - a > size:
+        cut, searched, span = None, a + size, 2 * size
+        while cut is None:
+            end = min(n, a + span)
+            cut = next((b for b in range(searched, end) if ok(b, False)), None)
+            searched = end
+            if cut is None and clause_starts is not None:
+                sub = text[a:end]
+                cut = next((a + s for s, e in clause_starts(sub)
+                            if s >= size and (e + 2 <= len(sub) or end == n) and a + s < n and ok(a + s, True)), None)
+            if end == n:
+                break
+            span *= 2
+        if cut is None:
+            break
+        yield a, cut
+        a = cut
+    yield a, n
+
+
+def _segment_windows(texts, given_words, windowed: dict, options: dict) -> list:
+    """:func:`segment_or_parse` when some texts are cut into windows (``windowed``: record index ->
+    ``(convert, windows)``): the other records together, as before; each long text window by
+    window (its words concatenated, then parsed as given words when ``parse`` asks)."""
+    n = len(texts)
+    results: list = [None] * n
+    rest = [i for i in range(n) if i not in windowed]
+    if rest:
+        done = segment_or_parse([texts[i] for i in rest], **options,
+                                given_words=[given_words[i] for i in rest] if given_words else None)
+        for i, r in zip(rest, done):
+            results[i] = r
+    for i, (convert, windows) in windowed.items():
+        text = texts[i]
+        words: list[str] = []
+        for a, b in windows:
+            (r,) = segment_or_parse([text[a:b]], **{**options, "convert": convert, "parse": "none"})
+            words.extend(r["words"])
+        if options["parse"] != "none":
+            (results[i],) = segment_or_parse([None], **options, given_words=[words])
+        else:
+            results[i] = {"words": words}
+    return results
+
+
+def _long_texts(texts, given_words, segmenter, method: str, convert: str, user_dict) -> dict:
+    """Record index -> ``(convert, windows)`` of each text that :func:`text_windows` cuts in two
+    or more (the ``auto`` script decision is taken on the whole text, as for a short one)."""
+    out = {}
+    for i, text in enumerate(texts):
+        if text is None or len(text) <= SEGMENT_WINDOW or (given_words and given_words[i] is not None):
+            continue
+        seen = model_text(text, convert)
+        conv = "t2s" if convert == "t2s" or seen != text else "none"
+        if method == "tagger":
+            def starts(s):
+                return [c.spans[0] for c in tagger_clauses(s, 0, segmenter.tokenizer)[1]]
+        elif method == "masking":
+            encode = UnitEncoder(segmenter.tokenizer)
+
+            def starts(s, encode=encode):
+                return [c.spans[0] for c in clauses_of(s, 0, encode, _masking_max_tokens(segmenter))[1]]
+        else:
+            return {}  # segment_or_parse refuses the method
+        windows = list(text_windows(seen, original=text, clause_starts=starts, user_dict=user_dict))
+        if len(windows) > 1:
+            out[i] = (conv, windows)
+    return out
+
+
 # -------------------------------------------------------------------- the one CLI entry point
 
 
@@ -688,8 +1054,15 @@ def segment_or_parse(
 
     Returns:
         per record a dict ``{"words": [...]}`` (plus ``"tree"`` or ``"heads"``), or a
-        ``ValueError`` for a record whose given words are not a list of strings.
+        ``ValueError`` for a record whose given words are not a list of strings. A text longer
+        than :data:`SEGMENT_WINDOW` characters is segmented window by window
+        (:func:`text_windows`): the same words in memory that grows with the window.
     """
+    windowed = _long_texts(texts, given_words, segmenter, method, convert, user_dict)
+    if windowed:
+        options = dict(segmenter=segmenter, method=method, parser=parser, parse=parse, threshold=threshold,
+                       layer=layer, batch_size=batch_size, user_dict=user_dict, convert=convert, fallback=fallback)
+        return _segment_windows(texts, given_words, windowed, options)
     n = len(texts)
     given_words = given_words or [None] * n
     results: list = [None] * n
@@ -699,16 +1072,18 @@ def segment_or_parse(
     seen = [model_text(t, convert) for t in originals]
     if seg_idx:
         if method == "tagger":
-            segs = segment_with_tagger(segmenter, seen, batch_size=batch_size)
+            segs = segment_with_tagger(segmenter, seen, batch_size=batch_size, impacts=False)
         elif method == "masking":
             segs = segment_texts(segmenter, seen, threshold=threshold, layer=layer, batch_size=batch_size, fallback=fallback)
         else:
             raise UsageError(f"method must be tagger or masking, not {method!r}")
-        for i, orig, s in zip(seg_idx, originals, segs):
-            words, k = [], 0
-            for w in s.words:  # back to the original characters (same offsets)
-                words.append(orig[k : k + len(w)])
-                k += len(w)
+        for i, orig, model_seen, s in zip(seg_idx, originals, seen, segs):
+            words = s.words
+            if model_seen is not orig:  # back to the original characters (same offsets)
+                words, k = [], 0
+                for w in s.words:
+                    words.append(orig[k : k + len(w)])
+                    k += len(w)
             word_lists[i] = apply_user_dict(orig, words, user_dict)
     for i in range(n):
         if word_lists[i] is None:

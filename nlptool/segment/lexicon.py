@@ -8,7 +8,7 @@ from __future__ import annotations
 import math
 import os
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -54,9 +54,18 @@ class Lexicon:
     logp: dict[str, float]
     unk_logp: float
     max_len: int
+    _index: "LexiconIndex | None" = field(default=None, init=False, repr=False, compare=False)
 
     def __len__(self) -> int:
         return len(self.logp)
+
+    def index(self) -> "LexiconIndex | None":
+        """The :class:`LexiconIndex` of this lexicon (built on first use and kept: change ``logp``
+        only through a new :class:`Lexicon`), or None when its words cannot be packed into 62-bit
+        codes (:func:`lexicon_decode_batch` then decodes clause by clause)."""
+        if self._index is None or self._index.size != (len(self.logp), self.unk_logp, self.max_len):
+            self._index = LexiconIndex.build(self)
+        return self._index if self._index.ok else None
 
     @classmethod
     def from_pieces(cls, pieces: dict[str, float]) -> "Lexicon":
@@ -211,3 +220,157 @@ def lexicon_decode(keys: str, p: np.ndarray, lexicon: Lexicon, *, weight: float,
         joins[a : b - 1] = True
         b = a
     return joins
+
+
+# ------------------------------------------------------------------ vectorised decoding (many clauses)
+
+
+@dataclass
+class LexiconIndex:
+    """A :class:`Lexicon` as arrays, for :func:`lexicon_decode_batch`: every key character that
+    occurs in a word gets a code ``1..A`` (``alphabet[code - 1]`` is its code point; 0 = a key
+    outside every word); a word of ``l`` units is the integer ``sum code_i << bits * (l - 1 - i)``
+    (``bits = A.bit_length()``), kept sorted per length. ``ok`` is False when ``bits * max_len > 62``."""
+
+    size: tuple
+    ok: bool
+    bits: int = 0
+    alphabet: np.ndarray | None = None  # sorted key code points
+    unigram: np.ndarray | None = None  # (A + 1,): log P of a one-unit word by code; unk_logp when not a word
+    words: dict = field(default_factory=dict)  # l -> (sorted codes int64, log P float64), l >= 2
+
+    @classmethod
+    def build(cls, lex: "Lexicon") -> "LexiconIndex":
+        size = (len(lex.logp), lex.unk_logp, lex.max_len)
+        keys = [k for k in lex.logp if k]
+        vals = np.array([lex.logp[k] for k in keys], dtype=np.float64)
+        lens = np.fromiter(map(len, keys), dtype=np.int64, count=len(keys))
+        cps = np.frombuffer("".join(keys).encode("utf-32-le", "surrogatepass"), dtype="<u4").astype(np.int64)
+        alphabet = np.unique(cps)
+        bits = max(int(len(alphabet)).bit_length(), 1)
+        if bits * max(lex.max_len, 1) > 62:
+            return cls(size, False)
+        codes = np.searchsorted(alphabet, cps) + 1
+        starts = np.zeros(len(keys), dtype=np.int64)
+        np.cumsum(lens[:-1], out=starts[1:])
+        unigram = np.full(len(alphabet) + 1, lex.unk_logp, dtype=np.float64)
+        one = lens == 1
+        unigram[codes[starts[one]]] = vals[one]
+        words = {}
+        for n in range(2, int(lens.max(initial=0)) + 1):
+            sel = np.flatnonzero(lens == n)
+            code = np.zeros(len(sel), dtype=np.int64)
+            for i in range(n):
+                code = (code << bits) | codes[starts[sel] + i]
+            order = np.argsort(code)
+            words[n] = (code[order], vals[sel][order])
+        return cls(size, True, bits, alphabet, unigram, words)
+
+    def codes(self, key_points: np.ndarray) -> np.ndarray:
+        """Codes of key code points (0 for a key in no word)."""
+        key_points = np.asarray(key_points, dtype=np.int64)
+        pos = np.minimum(np.searchsorted(self.alphabet, key_points), max(len(self.alphabet) - 1, 0))
+        if not len(self.alphabet):
+            return np.zeros(len(key_points), dtype=np.int64)
+        return np.where(self.alphabet[pos] == key_points, pos + 1, 0)
+
+    def lookup(self, n: int, code: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """``(found, logp)`` for codes of ``n``-unit strings (``logp`` is junk where not found)."""
+        table = self.words.get(n)
+        if table is None or not len(table[0]):
+            return np.zeros(code.shape, dtype=bool), np.zeros(code.shape)
+        words, vals = table
+        pos = np.minimum(np.searchsorted(words, code), len(words) - 1)
+        return words[pos] == code, vals[pos]
+
+
+def lexicon_decode_batch(keys: np.ndarray, p: np.ndarray, offsets: np.ndarray, lexicon: Lexicon, *, weight: float,
+                         bonus: float, oov_scale: float | None = None, group: int = 2048) -> np.ndarray:
+    """:func:`lexicon_decode` of many clauses at once, with the same decisions (the same float
+    operations in the same order, the same tie rule: the longest word wins a tie).
+
+    ``keys``: the :func:`lexicon_key` of every unit as a code point, (n_units,), clause k being
+    ``keys[offsets[k] : offsets[k + 1]]`` (at least one unit each); ``p``: ``p(join)`` of every pair,
+    (n_units - n_clauses,), clause k's pairs starting at ``offsets[k] - k``. Returns the join
+    decisions, bool, shaped like ``p``.
+
+    The semi-Markov Viterbi runs over positions, vectorised over up to ``group`` clauses sorted
+    longest first (those still running at a position are a prefix); word scores come from
+    :class:`LexiconIndex` (one sorted-array search per word length). Cost O(n * max_len) array
+    operations per position instead of Python steps per unit.
+    """
+    keys = np.asarray(keys, dtype=np.int64)
+    offsets = np.asarray(offsets, dtype=np.int64)
+    p = np.asarray(p)
+    n_clauses = len(offsets) - 1
+    lengths = np.diff(offsets)
+    pair_start = offsets[:-1] - np.arange(n_clauses)
+    out = np.zeros(len(p), dtype=bool)
+    index = lexicon.index()
+    if index is None:  # a lexicon too wide for the packed codes: clause by clause
+        text = keys.astype("<u4").tobytes().decode("utf-32-le", "surrogatepass")
+        for k in np.flatnonzero(lengths >= 2).tolist():
+            a, n, s = int(offsets[k]), int(lengths[k]), int(pair_start[k])
+            out[s : s + n - 1] = lexicon_decode(text[a : a + n], p[s : s + n - 1], lexicon, weight=weight,
+                                                bonus=bonus, oov_scale=oov_scale)
+        return out
+    codes = index.codes(keys)
+    L, bits = lexicon.max_len, index.bits
+    oov = None if oov_scale is None else oov_scale * lexicon.unk_logp
+    order = np.argsort(-lengths, kind="stable")
+    order = order[lengths[order] >= 2]
+    for g in range(0, len(order), group):
+        rows = order[g : g + group]
+        n = lengths[rows]
+        m, T = len(rows), int(n[0])
+        j = np.arange(T)
+        unit_ok = j[None, :] < n[:, None]
+        K = np.where(unit_ok, codes[np.minimum(offsets[rows][:, None] + j, len(codes) - 1)], 0)
+        pair_ok = unit_ok[:, 1:]
+        pair_at = pair_start[rows][:, None] + j[None, : T - 1]
+        q = np.clip(np.where(pair_ok, p[np.minimum(pair_at, len(p) - 1)], 0.5).astype(np.float64), 1e-6, 1 - 1e-6)
+        cum = np.zeros((m, T))
+        np.cumsum(np.log(q), axis=1, out=cum[:, 1:])  # cum[:, i] = sum log p_join[0:i], as in lexicon_decode
+        cut = np.log1p(-q)
+        # wl[l][:, a]: weight * log P_lex of the l units from a (-inf: never a word)
+        wl = {1: weight * index.unigram[K]}
+        code = K
+        for n_units in range(2, min(L, T) + 1):
+            code = (code[:, : T - n_units + 1] << bits) | K[:, n_units - 1 :]
+            found, val = index.lookup(n_units, code)
+            w = np.full((m, T), -np.inf)
+            if oov is None:
+                w[:, : T - n_units + 1] = np.where(found, weight * val, -np.inf)
+            else:
+                w[:, : T - n_units + 1] = weight * np.where(found, val, oov * n_units)
+            wl[n_units] = w
+        best = np.full((m, T + 1), -np.inf)
+        best[:, 0] = 0.0
+        back = np.zeros((m, T + 1), dtype=np.int64)
+        running = m - np.searchsorted(n[::-1], np.arange(T + 1), side="left")  # rows with n >= b
+        for b in range(1, T + 1):
+            mb = int(running[b])
+            top = min(L, b)
+            cb = cum[:mb, b - 1]
+            cands = np.empty((mb, top))
+            for c, n_units in enumerate(range(top, 0, -1)):  # a = b - n_units ascending, as lexicon_decode
+                a = b - n_units
+                s = best[:mb, a] + wl[n_units][:mb, a]
+                s += bonus
+                s += cb - cum[:mb, a]
+                if a:
+                    s += cut[:mb, a - 1]
+                cands[:, c] = s
+            k = cands.argmax(axis=1)  # the first maximum: the smallest a, as `s > bb` keeps it
+            best[:mb, b] = cands[np.arange(mb), k]
+            back[:mb, b] = b - (top - k)
+        starts = np.zeros((m, T + 1), dtype=bool)
+        pos = n.copy()
+        live = np.arange(m)
+        while len(live):
+            a = back[live, pos[live]]
+            starts[live, a] = True
+            pos[live] = a
+            live = live[a > 0]
+        out[pair_at[pair_ok]] = ~starts[:, 1:T][pair_ok]
+    return out

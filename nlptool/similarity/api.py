@@ -162,7 +162,7 @@ def check_options(metric: str = "both", pool: str = "none", solver: str = "emd",
 
 def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequence[str]], *,
                 metric: str = "both", pool: str = "none", solver: str = "emd", reg: float | None = None,
-                device="cpu") -> list[dict | Exception]:
+                device="cpu", b_key: str | None = None) -> list[dict | Exception]:
     """Scores of the pairs ``(texts_a[i], texts_b[i])``; ``texts_b[i]`` may be a list of references.
 
     One entry per pair, an :class:`InputDataError` for a text without token vectors:
@@ -173,7 +173,11 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
       IDF-weighted mean token vectors).
     * several references: each value is a list (one per reference, in order) and ``<key>_min``
       (``cos_max`` for the cosine) holds the best; ``similarity`` is that of the best reference and
-      ``best`` its index. Each listed value equals the pair mode's value of that single pair.
+      ``best`` its index. Each listed value equals the pair mode's value of that single pair; a
+      ``warning`` of a reference (``approximate: ...`` for a text of more than
+      :data:`~nlptool.similarity.transport.MAX_SUPPORT` tokens, Sinkhorn not converged) is kept,
+      naming the references it concerns unless it concerns all of them. An error names the
+      reference, ``b_key[k]`` (``reference k`` without ``b_key``), or the first text.
 
     Raises:
         UsageError: unknown metric, pool or solver; sinkhorn without a positive ``reg``.
@@ -203,11 +207,16 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
         for r, x, y in zip(flat, da, db):
             if isinstance(r, dict):
                 r["oov"] = len(x.oov) + len(y.oov)
+
+    def name(k: int) -> str:
+        return f"{b_key}[{k}]" if b_key else f"reference {k}"
+
     out: list[dict | Exception] = []
     pos = 0
     for i, b in enumerate(texts_b):
         n = 1 if isinstance(b, str) else len(b)
         group = flat[pos:pos + n]
+        first, refs = (da[pos] if n else None), db[pos:pos + n]
         pos += n
         if isinstance(b, str):
             out.append(group[0])
@@ -215,9 +224,16 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
         if n == 0:
             out.append(InputDataError("the list of references is empty"))
             continue
-        errs = [(k, g) for k, g in enumerate(group) if isinstance(g, Exception)]
-        if errs:
-            out.append(InputDataError("; ".join(f"reference {k}: {g}" for k, g in errs)))
+        if any(isinstance(g, Exception) for g in group):
+            why = _unusable(first, () if pool == "mean" else metrics)
+            if why:
+                out.append(InputDataError(f"first text: {why}"))
+                continue
+            msgs = []
+            for k, (g, d) in enumerate(zip(group, refs)):
+                if isinstance(g, Exception):
+                    msgs.append(f"{name(k)}: {d.empty_reason() or (g.reason if isinstance(g, InputDataError) else g)}")
+            out.append(InputDataError("; ".join(msgs)))
             continue
         res: dict = {}
         keys = ["cos"] if pool == "mean" else list(metrics)
@@ -229,10 +245,30 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
         for key in keys:
             res[f"{key}_max" if key == "cos" else f"{key}_min"] = (max if key == "cos" else min)(res[key])
         res["best"] = best
+        warned: dict[str, list[int]] = {}
+        for k, g in enumerate(group):
+            if g.get("warning"):
+                warned.setdefault(g["warning"], []).append(k)
+        if warned:
+            res["warning"] = "; ".join(w if len(ks) == n else f"{', '.join(name(k) for k in ks)}: {w}"
+                                       for w, ks in warned.items())
         if "similarity" in group[0]:
             res["similarity"] = group[best]["similarity"]
         out.append(res)
     return out
+
+
+def _unusable(doc: Doc, metrics: Sequence[str]) -> str | None:
+    """Why ``doc`` cannot be transported for one of ``metrics`` (or has no tokens), else None."""
+    why = doc.empty_reason()
+    for m in metrics:
+        if why:
+            break
+        try:
+            prepare(doc, m)
+        except NlptoolError as exc:
+            why = str(exc)
+    return why
 
 
 def pairs(records: Iterable, embedder, *, a_key: str = "sentence1", b_key: str = "sentence2",
@@ -250,7 +286,7 @@ def pairs(records: Iterable, embedder, *, a_key: str = "sentence1", b_key: str =
 
     def batch(recs):
         return score_pairs(embedder, [r.texts[a_key] for r in recs], [r.texts[b_key] for r in recs],
-                           metric=metric, pool=pool, solver=solver, reg=reg, device=device)
+                           metric=metric, pool=pool, solver=solver, reg=reg, device=device, b_key=b_key)
 
     yield from map_records(records, batch, strict=strict, chunk_size=chunk_size)
 
@@ -347,33 +383,63 @@ def distance_block(rows: Sequence[Doc], cols: Sequence[Doc], metric: str) -> np.
     return out
 
 
+def check_matrix_path(path: str | os.PathLike) -> str:
+    """The matrix file of ``--matrix`` as a string, checked before any work (the command object
+    calls this when it selects the mode; :func:`matrix` again).
+
+    Raises:
+        UsageError: the path does not end in ``.npy`` (``-`` included: the top-k lines go to stdout).
+    """
+    path = str(path)
+    if not path.endswith(".npy"):
+        raise UsageError(f"{path}: the matrix file must end in .npy")
+    return path
+
+
+def _npy_header(fh, shape: tuple[int, int]) -> None:
+    """The ``.npy`` header (format 1.0, float64, C order) of a ``shape`` matrix, the bytes
+    ``np.save`` and ``open_memmap`` write, so the rows can follow as they are computed."""
+    from numpy.lib import format as npy
+
+    npy.write_array_header_1_0(fh, {"descr": npy.dtype_to_descr(np.dtype(np.float64)), "fortran_order": False,
+                                    "shape": tuple(int(n) for n in shape)})
+
+
 def matrix(row_records: Iterable, embedder, out_path: str | os.PathLike, *, col_records: Iterable | None = None,
            metric: str = "wrd", pool: str = "none", top_k: int = 5, block_rows: int = 64,
            strict: bool = False, log: Log | None = None) -> Iterator[dict]:
     """All-pairs distances of one collection (``col_records=None``: rows x rows) or of queries x
-    corpus, written to ``out_path`` as a ``.npy`` float64 matrix ``(n_rows, n_cols)`` (a memory-mapped
-    temporary file beside it, renamed when complete), plus one output object per row record with its
-    ``top_k`` nearest columns (``{"neighbors": [{"index", "line", "text", "distance"}]}``; in the
-    one-collection case a row is not its own neighbour).
+    corpus, written to ``out_path`` as a ``.npy`` float64 matrix ``(n_rows, n_cols)``, plus one
+    output object per row record with its ``top_k`` nearest columns
+    (``{"neighbors": [{"index", "line", "text", "distance"}]}``; in the one-collection case a row is
+    not its own neighbour).
+
+    The file is written by :func:`nlptool.paths.atomic_output` like every output: the header, then
+    each block of rows as it is computed, into a temporary file beside it that is renamed when the
+    iterator is exhausted (closing the iterator early, or an error, leaves the old file as it was);
+    a symlink is followed, a FIFO or device node is written through, never replaced.
 
     Values are exact and equal the pair mode's: WMD/WRD (``pool="none"``; ``metric`` ``both`` means
     WRD) or ``1 - cos`` of the mean vectors (``pool="mean"``). Memory: the columns' token vectors
     plus one block of ``block_rows`` rows (their token vectors and a ``(block_rows, n_cols)`` slice);
-    the matrix itself stays on disk. Unreadable records and texts without token vectors get NaN rows
+    the matrix itself is never held. Unreadable records and texts without token vectors get NaN rows
     / columns in the matrix and an ``error`` in their output object.
 
     Raises:
         UsageError: bad metric/pool/top_k/block size, an output path ending in something else than
-            ``.npy``.
+            ``.npy`` (:func:`check_matrix_path`), a path :func:`nlptool.paths.check_output_path`
+            refuses (a directory, a missing directory, an input).
         InputDataError: with ``strict``, at the first bad record.
     """
+    from ..jsonl import output_record
+    from ..paths import atomic_output, check_output_path
+
     log = log or (lambda s: None)
     check_options(metric, pool)
     if top_k < 1 or block_rows < 1:
         raise UsageError("the number of neighbours and the block size must be at least 1")
-    out_path = str(out_path)
-    if not out_path.endswith(".npy"):
-        raise UsageError(f"{out_path}: the matrix file must end in .npy")
+    out_path = check_matrix_path(out_path)
+    check_output_path(out_path)
     m = "cos" if pool == "mean" else ("wrd" if metric == "both" else metric)
     rows = list(row_records)
     same = col_records is None
@@ -387,13 +453,8 @@ def matrix(row_records: Iterable, embedder, out_path: str | os.PathLike, *, col_
     for r, d in zip(cols, col_docs):
         if r.error:
             d.tokens, d.vectors = [], np.zeros((0, 1))
-    from numpy.lib.format import open_memmap
-
-    parent = os.path.dirname(os.path.abspath(out_path))
-    tmp = os.path.join(parent, f".{os.path.basename(out_path)}.tmp-{os.getpid()}.npy")
-    mm = open_memmap(tmp, mode="w+", dtype=np.float64, shape=(len(rows), len(cols)))
-    objs: list[dict] = []
-    try:
+    with atomic_output(out_path, "wb") as fh:
+        _npy_header(fh, (len(rows), len(cols)))
         for s in range(0, len(rows), block_rows):
             block = rows[s:s + block_rows]
             docs = col_docs[s:s + block_rows] if same else _embed(embedder, [("" if r.error else r.text) for r in block])
@@ -401,11 +462,10 @@ def matrix(row_records: Iterable, embedder, out_path: str | os.PathLike, *, col_
                 for r, d in zip(block, docs):
                     if r.error:
                         d.tokens, d.vectors = [], np.zeros((0, 1))
-            vals = distance_block(docs, col_docs, m)
-            mm[s:s + len(block)] = vals
+            vals = np.ascontiguousarray(distance_block(docs, col_docs, m), dtype=np.float64)
+            fh.write(vals.tobytes())
+            objs: list[dict] = []
             for k, (r, d) in enumerate(zip(block, docs)):
-                from ..jsonl import output_record
-
                 if r.error:
                     objs.append(output_record(r))
                     continue
@@ -425,12 +485,4 @@ def matrix(row_records: Iterable, embedder, out_path: str | os.PathLike, *, col_
                     "neighbors": [{"index": int(j), "line": cols[j].line, "text": cols[j].text,
                                    "distance": float(row[j])} for j in order]}))
             yield from objs
-            objs = []
-        mm.flush()
-        del mm
-        os.replace(tmp, out_path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise
     log(f"matrix ({m}): {len(rows)} x {len(cols)} -> {out_path}")

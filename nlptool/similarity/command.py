@@ -23,6 +23,24 @@ DEFAULT_CHUNK_SIZE = 256
 MODES = ("pairs", "search", "matrix")
 
 
+_JSON_TYPES = {type(None): "null", bool: "a boolean", int: "a number", float: "a number", list: "a list",
+               dict: "an object"}
+
+
+def reference_error(value: Any, key: str) -> str | None:
+    """What is wrong with a list of references ``value`` (field ``key``): the first element that is
+    not a string, named ``key[k]`` with its JSON type (``sentence2[1] is a number, expected a
+    string``); None when ``value`` is not a list or holds only strings."""
+    if not isinstance(value, list):
+        return None
+    for k, x in enumerate(value):
+        if not isinstance(x, str):
+            what = _JSON_TYPES.get(type(x), type(x).__name__)
+            fix = " (leave it out of the list, or give a text)" if x is None else ""
+            return f"{key}[{k}] is {what}, expected a string{fix}"
+    return None
+
+
 class Similarity(Command):
     """``nlptool similarity`` as one object: WMD / WRD or the mean-vector cosine of text pairs
     (:meth:`results`, the record function of the engines: columns ``a_key``/``b_key``, ``b_key``
@@ -83,7 +101,8 @@ class Similarity(Command):
 
         Raises:
             UsageError: only one of ``query``/``corpus``; input files with them; search or matrix
-                on Ray (``engine="ray"`` or an ``output_dir``: pair mode only).
+                on Ray (``engine="ray"`` or an ``output_dir``: pair mode only); a matrix file not
+                ending in ``.npy``.
         """
         searching = query is not None or corpus is not None
         if searching and (query is None or corpus is None):
@@ -92,6 +111,10 @@ class Similarity(Command):
             raise UsageError("give either input files or --query/--corpus, not both")
         mode = "matrix" if matrix else "search" if searching else "pairs"
         self.check_mode(mode)
+        if mode == "matrix":
+            from .api import check_matrix_path
+
+            check_matrix_path(matrix)
         if mode != "pairs" and (getattr(engine, "value", engine) == "ray" or output_dir):
             raise UsageError("--engine ray runs pair mode; search and --matrix run locally")
         return mode
@@ -102,6 +125,43 @@ class Similarity(Command):
 
     def list_keys(self):
         return [self.config["b_key"]]
+
+    def read(self, inputs: Sequence[str] | None, *, input_format: str = "auto", strict: bool = False,
+             shard=None) -> Iterator[Record]:
+        """The records of pair mode (:meth:`nlptool.engine.Command.read`), where a list of
+        references holding something else than strings is reported by the element
+        (``sentence2[1] is a number, expected a string``), not by the field.
+
+        Raises:
+            InputDataError: with ``strict``, at the first bad record.
+        """
+        from ..errors import InputDataError
+
+        for rec in super().read(inputs, input_format=input_format, shard=shard):
+            if rec.error:
+                self._name_reference(rec, f"field {self.config['b_key']!r} is list, expected a string",
+                                     rec.data if isinstance(rec.data, dict) else {})
+                if strict:
+                    where = f"line {rec.line} of {rec.source}: "
+                    reason = rec.error[len(where):] if rec.error.startswith(where) else rec.error
+                    raise InputDataError(reason, rec.source, rec.line)
+            yield rec
+
+    def _row_record(self, i: int, row: dict[str, Any], columns: Iterable[str]) -> Record:
+        from ..engine import to_python
+
+        rec = super()._row_record(i, row, columns)
+        if rec.error:
+            self._name_reference(rec, f"column {self.config['b_key']!r} holds list, expected a string",
+                                 {k: to_python(row[k]) for k in self.text_keys() if k in row})
+        return rec
+
+    def _name_reference(self, rec: Record, generic: str, data: dict) -> None:
+        """Replace the reader's ``generic`` message about the list of references by one naming
+        the element that is not a string (:func:`reference_error`)."""
+        msg = reference_error(data.get(self.config["b_key"]), self.config["b_key"])
+        if msg and rec.error.endswith(generic):
+            rec.error = rec.error[: len(rec.error) - len(generic)] + msg
 
     def read_texts(self, inputs: Sequence[str] | None, *, input_format: str = "auto", strict: bool = False,
                    shard=None) -> Iterator[Record]:
@@ -161,7 +221,7 @@ class Similarity(Command):
         st = self.state()
         return score_pairs(st["embedder"], [r.texts[c["a_key"]] for r in records],
                            [r.texts[c["b_key"]] for r in records], metric=c["metric"], pool=c["pool"],
-                           solver=c["solver"], reg=c["reg"], device=st["device"])
+                           solver=c["solver"], reg=c["reg"], device=st["device"], b_key=c["b_key"])
 
     def search(self, queries: Iterable[Record | str], corpus: Iterable[Record | str], *, strict: bool = False,
                chunk_size: int = DEFAULT_CHUNK_SIZE, log=None) -> Iterator[dict[str, Any]]:
@@ -193,16 +253,19 @@ class Similarity(Command):
         ``out_path`` (``.npy``), and one object per row with its ``top_k`` nearest columns
         (:func:`nlptool.similarity.api.matrix`: WMD/WRD, or ``1 - cos`` with ``pool="mean"``).
 
-        The mode is checked and the model loaded by this call; the work is done as the returned
-        iterator is consumed.
+        The mode and the path are checked and the model loaded by this call; the work is done,
+        and the file written (whole, when the iterator is exhausted), as the returned iterator is
+        consumed.
 
         Raises:
-            UsageError: options this mode does not take (:meth:`check_mode`); later, while
-                iterating, a path not ending in ``.npy``.
+            UsageError: options this mode does not take (:meth:`check_mode`), a path not ending
+                in ``.npy`` or that cannot be written (a directory, a missing directory, an input).
         """
-        from .api import matrix
+        from ..paths import check_output_path
+        from .api import check_matrix_path, matrix
 
         self.check_mode("matrix")
+        check_output_path(check_matrix_path(out_path))
         c = self.config
         emb = self.state()["embedder"]
         return matrix(self._records(rows), emb, out_path, col_records=None if cols is None else self._records(cols),

@@ -78,6 +78,16 @@ def _looks_binary(fh, dim: int) -> bool:
     return False
 
 
+#: The largest float32: a text component beyond it (``1e308``) would be read as infinity.
+_F32_MAX = float(np.finfo(np.float32).max)
+
+
+def _not_finite(vec: np.ndarray) -> int | None:
+    """Index of the first component of ``vec`` that is NaN or infinite (as float32), else None."""
+    ok = np.isfinite(vec)
+    return None if ok.all() else int(np.argmin(ok))
+
+
 def load_word2vec(path: str | os.PathLike, *, binary: bool | None = None, limit: int | None = None) -> WordVectors:
     """Read word2vec text or binary vectors.
 
@@ -92,8 +102,10 @@ def load_word2vec(path: str | os.PathLike, *, binary: bool | None = None, limit:
 
     Raises:
         UsageError: the file does not exist.
-        InputDataError: bad header, a record of the wrong length, or a truncated binary file
-            (names the file and the record's line/position).
+        InputDataError: bad header, a record of the wrong length, a component that is not a
+            finite float32 (``nan``, ``inf``, ``1e308``: the distances would be NaN, or 0 for
+            different texts), or a truncated binary file (names the file and the record's
+            line/position).
     """
     path = str(path)
     if not os.path.isfile(path):
@@ -134,9 +146,14 @@ def load_word2vec(path: str | os.PathLike, *, binary: bool | None = None, limit:
                 word = wb.decode("utf-8", errors="replace")
                 if word in index:
                     continue
+                vec = np.frombuffer(data, dtype="<f4")
+                bad = _not_finite(vec)
+                if bad is not None:
+                    raise InputDataError(f"record {k + 1} of {n} (word {word!r}): component {bad + 1} is "
+                                         f"{float(vec[bad])!r}; word vectors must be finite numbers", path)
                 index[word] = row
                 words.append(word)
-                vectors[row] = np.frombuffer(data, dtype="<f4")
+                vectors[row] = vec
                 row += 1
         else:
             for k in range(n):
@@ -156,9 +173,16 @@ def load_word2vec(path: str | os.PathLike, *, binary: bool | None = None, limit:
                 if word in index:
                     continue
                 try:
-                    vectors[row] = np.asarray(fields[1:], dtype=np.float32)
+                    with np.errstate(over="ignore"):
+                        vec = np.asarray(fields[1:], dtype=np.float32)
                 except ValueError:
                     raise InputDataError("non-numeric vector component", path, lineno) from None
+                bad = _not_finite(vec)
+                if bad is not None:
+                    raise InputDataError(f"component {bad + 1} of {word!r} is {fields[bad + 1]!r}; word vectors "
+                                         f"must be finite numbers within the float32 range (|x| < {_F32_MAX:.2e})",
+                                         path, lineno)
+                vectors[row] = vec
                 index[word] = row
                 words.append(word)
                 row += 1

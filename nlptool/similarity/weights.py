@@ -12,7 +12,7 @@ import numpy as np
 
 from typing import Any
 
-from ..errors import UsageError
+from ..errors import InputDataError, UsageError
 
 class Whitening:
     """BERT-whitening (Su et al. 2021, "Whitening Sentence Representations for Better Semantics
@@ -46,8 +46,45 @@ class Whitening:
 
     @classmethod
     def load(cls, path) -> "Whitening":
-        with np.load(path) as z:
-            return cls(z["mu"], z["w"])
+        """Read a ``.npz`` written by :meth:`save` (arrays ``mu`` ``(dim,)`` and ``w`` ``(dim, k)``).
+        Pickled objects are never loaded (``allow_pickle=False``).
+
+        Raises:
+            InputDataError: the file is not such an archive (not a zip, pickled objects, missing
+                or misshapen arrays, NaN or infinite values), naming the file.
+        """
+        import zipfile
+
+        path = str(path)
+        what = "expected a .npz saved by Whitening.save (arrays mu and w), or a text file to fit on"
+        with open(path, "rb") as fh:
+            magic = fh.read(4)
+        if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
+            raise InputDataError(f"not a .npz archive; {what}", path)
+        try:
+            with np.load(path, allow_pickle=False) as z:
+                missing = [k for k in ("mu", "w") if k not in z.files]
+                if missing:
+                    raise InputDataError(f"the archive has no array {missing[0]!r} (it holds "
+                                         f"{', '.join(z.files) or 'nothing'}); {what}", path)
+                mu, w = z["mu"], z["w"]
+        except ValueError as exc:
+            if "pickle" in str(exc):
+                raise InputDataError("the archive holds pickled Python objects, which nlptool never loads; "
+                                     "save plain arrays with Whitening.save", path) from None
+            raise InputDataError(f"cannot read the archive ({exc}); {what}", path) from None
+        except (OSError, EOFError, zipfile.BadZipFile) as exc:
+            raise InputDataError(f"cannot read the archive ({exc}); {what}", path) from None
+        for name, a, ndim in (("mu", mu, 1), ("w", w, 2)):
+            if a.dtype.kind not in "fiu" or a.ndim != ndim:
+                raise InputDataError(f"array {name!r} is {a.dtype} with shape {a.shape}, expected "
+                                     f"{'(dim,)' if ndim == 1 else '(dim, k)'} real numbers; {what}", path)
+            if not np.isfinite(a).all():
+                raise InputDataError(f"array {name!r} holds NaN or infinite values", path)
+        if w.shape[0] != mu.shape[0] or w.shape[1] < 1:
+            raise InputDataError(f"arrays mu {mu.shape} and w {w.shape} do not fit (expected (dim,) and (dim, k))",
+                                 path)
+        return cls(mu, w)
 
 
 # --------------------------------------------------------------------------------------------
@@ -101,18 +138,30 @@ def load_whitening(spec: str | os.PathLike, embedder: Any, max_lines: int = 5000
     Raises:
         UsageError: the file does not exist, holds no text, or the ``.npz`` does not match the
             model's hidden size.
+        InputDataError: not a whitening ``.npz`` (:meth:`Whitening.load`), a ``.npy`` or pickle,
+            or a text file that is not UTF-8 (binary data), naming the file (and line).
     """
     spec = str(spec)
     if not os.path.isfile(spec):
         raise UsageError(f"whitening {spec}: no such file (give a .npz or a text file, one sentence per line)")
-    if spec.endswith(".npz"):
+    with open(spec, "rb") as fh:
+        head = fh.read(6)
+    if spec.endswith(".npz") or head.startswith((b"PK\x03\x04", b"PK\x05\x06")):
         white = Whitening.load(spec)
+    elif head.startswith((b"\x93NUMPY", b"\x80")):  # a .npy array or a pickle: never unpickled
+        raise InputDataError("a .npy array or a pickle, not a whitening: give a .npz saved by Whitening.save "
+                             "(arrays mu and w), or a text file (one sentence per line) to fit it on", spec)
     else:
-        with open(spec, encoding="utf-8", errors="replace") as fh:
-            lines = []
-            for ln in fh:
-                if ln.strip():
-                    lines.append(ln.strip())
+        lines = []
+        with open(spec, "rb") as fh:
+            for lineno, raw in enumerate(fh, start=1):
+                try:
+                    ln = raw.decode("utf-8").strip()
+                except UnicodeDecodeError:
+                    raise InputDataError("not UTF-8 text: give a .npz saved by Whitening.save, or a text file "
+                                         "(one sentence per line) to fit the whitening on", spec, lineno) from None
+                if ln:
+                    lines.append(ln)
                 if len(lines) >= max_lines:
                     break
         old, embedder.whitening = embedder.whitening, None
@@ -129,6 +178,13 @@ def load_whitening(spec: str | os.PathLike, embedder: Any, max_lines: int = 5000
     return white
 
 
+#: The largest IDF weight a table may give. IDF weights are transport masses and averaging
+#: weights: a weight must be finite and >= 0, and sums of weights times vector norms must stay
+#: finite in float64 (a weight of ``1e308`` made every weight 0 after normalisation, and different
+#: texts got similarity 1.0). Any real IDF (``log(N / df)`` is below 50 for any corpus) is far below.
+IDF_MAX = 1e100
+
+
 def load_idf(path: str | os.PathLike, split: Callable[[str], list[str]]) -> tuple[dict[str, float], float]:
     """IDF weights from ``path``: either a table (every non-empty line ``token<TAB>idf``; unseen
     tokens get the table's largest value) or a corpus (one document per line, tokenised with
@@ -136,18 +192,20 @@ def load_idf(path: str | os.PathLike, split: Callable[[str], list[str]]) -> tupl
 
     Raises:
         UsageError: the file does not exist or is empty.
+        InputDataError: a table weight that is not a finite number in ``[0, IDF_MAX]`` (``nan``,
+            ``inf``, ``-1``, ``1e308``), naming the file and line.
     """
     path = str(path)
     if not os.path.isfile(path):
         raise UsageError(f"IDF file {path}: no such file (give a corpus, one document per line, or a token<TAB>idf table)")
     with open(path, encoding="utf-8", errors="replace") as fh:
-        lines = [ln.rstrip("\r\n") for ln in fh]
-    lines = [ln for ln in lines if ln.strip()]
-    if not lines:
+        numbered = [(i, ln.rstrip("\r\n")) for i, ln in enumerate(fh, start=1)]
+    numbered = [(i, ln) for i, ln in numbered if ln.strip()]
+    if not numbered:
         raise UsageError(f"IDF file {path}: the file is empty")
     table: dict[str, float] = {}
     is_table = True
-    for ln in lines:
+    for _, ln in numbered:
         parts = ln.split("\t")
         if len(parts) != 2:
             is_table = False
@@ -158,5 +216,10 @@ def load_idf(path: str | os.PathLike, split: Callable[[str], list[str]]) -> tupl
             is_table = False
             break
     if is_table:
+        for i, ln in numbered:
+            token, value = ln.split("\t")
+            if not (math.isfinite(float(value)) and 0.0 <= float(value) <= IDF_MAX):
+                raise InputDataError(f"the IDF weight of {token!r} is {value.strip()!r}; IDF weights must be "
+                                     f"finite numbers from 0 to {IDF_MAX:g}", path, i)
         return table, max(table.values())
-    return idf_from_corpus(split(ln) for ln in lines)
+    return idf_from_corpus(split(ln) for _, ln in numbered)

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: lint bench-startup models install demo test gpu-check fuzz cli-reference bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
+.PHONY: lint bench-startup models install demo test docs-check gpu-check fuzz cli-reference bench-segment bench-parse bench-tokenize-sample bench-split-valid bench-similarity bench-attribute bench-qa-gen clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,6 +26,11 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# the console examples of README.md and docs/ run and compared with the pages, and the built wheel
+# installed into a fresh venv and run (both are part of make test; this runs them alone)
+docs-check: $(STAMP)
+	$(BIN)/python -m pytest -q tests/test_docs_examples.py tests/test_installed_wheel.py
 
 # CUDA-vs-CPU parity of every command (docs/gpu.md); without CUDA it runs the CPU half and exits 0
 gpu-check: $(STAMP)

@@ -40,6 +40,12 @@ def _run(cmd, *, env=None, cwd=None, stdin=None, timeout=600) -> subprocess.Comp
 @pytest.fixture(scope="module")
 def installed(tmp_path_factory):
     """(venv dir, env for running its commands, wheel path): the wheel built and installed."""
+    try:  # the build runs offline, with this venv's setuptools (PEP 639 license strings need 77+)
+        from importlib.metadata import version
+        if int(version("setuptools").split(".")[0]) < 77:
+            pytest.fail(f"setuptools {version('setuptools')} here; the wheel build needs setuptools>=77")
+    except ImportError:
+        pytest.fail("setuptools is not installed here; the wheel build needs setuptools>=77")
     tmp = tmp_path_factory.mktemp("wheel")
     src = tmp / "src"
     src.mkdir()

@@ -14,6 +14,11 @@ from typing import Any
 
 from ..errors import InputDataError, UsageError
 
+#: The largest magnitude a weights file (IDF table, whitening) may give: sums of weights times
+#: vector norms, and whitened vectors, must stay finite in float64. Real values are far below
+#: (an IDF ``log(N / df)`` is below 50 for any corpus; whitening scales are ``1/sqrt(eigenvalue)``).
+VALUE_MAX = 1e100
+
 class Whitening:
     """BERT-whitening (Su et al. 2021, "Whitening Sentence Representations for Better Semantics
     and Faster Retrieval"; kexue.fm 2021-01-11): ``x -> (x - mu) W`` with ``W = U diag(s)^-1/2``
@@ -56,7 +61,7 @@ class Whitening:
         import zipfile
 
         path = str(path)
-        what = "expected a .npz saved by Whitening.save (arrays mu and w), or a text file to fit on"
+        what = "give a .npz saved by Whitening.save (arrays mu and w), or a text file to fit the whitening on"
         with open(path, "rb") as fh:
             magic = fh.read(4)
         if magic not in (b"PK\x03\x04", b"PK\x05\x06"):
@@ -79,8 +84,9 @@ class Whitening:
             if a.dtype.kind not in "fiu" or a.ndim != ndim:
                 raise InputDataError(f"array {name!r} is {a.dtype} with shape {a.shape}, expected "
                                      f"{'(dim,)' if ndim == 1 else '(dim, k)'} real numbers; {what}", path)
-            if not np.isfinite(a).all():
-                raise InputDataError(f"array {name!r} holds NaN or infinite values", path)
+            if not (np.isfinite(a).all() and np.abs(a).max(initial=0.0) <= VALUE_MAX):
+                raise InputDataError(f"array {name!r} holds NaN, infinite or huge values (|x| > {VALUE_MAX:g}: the "
+                                     "whitened vectors would overflow)", path)
         if w.shape[0] != mu.shape[0] or w.shape[1] < 1:
             raise InputDataError(f"arrays mu {mu.shape} and w {w.shape} do not fit (expected (dim,) and (dim, k))",
                                  path)
@@ -178,11 +184,10 @@ def load_whitening(spec: str | os.PathLike, embedder: Any, max_lines: int = 5000
     return white
 
 
-#: The largest IDF weight a table may give. IDF weights are transport masses and averaging
-#: weights: a weight must be finite and >= 0, and sums of weights times vector norms must stay
-#: finite in float64 (a weight of ``1e308`` made every weight 0 after normalisation, and different
-#: texts got similarity 1.0). Any real IDF (``log(N / df)`` is below 50 for any corpus) is far below.
-IDF_MAX = 1e100
+#: The largest IDF weight a table may give (:data:`VALUE_MAX`). IDF weights are transport masses
+#: and averaging weights: finite and >= 0 (a weight of ``1e308`` made every weight 0 after
+#: normalisation, and different texts got similarity 1.0).
+IDF_MAX = VALUE_MAX
 
 
 def load_idf(path: str | os.PathLike, split: Callable[[str], list[str]]) -> tuple[dict[str, float], float]:

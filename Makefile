@@ -24,8 +24,10 @@ demo: $(STAMP)
 	$(BIN)/nlptool qa-gen data/sample_passages.jsonl --seed 0
 	echo "结婚的和尚未结婚的" | $(BIN)/nlptool tokenize-sample --nbest 2 --alpha inf
 
+# every test, slow ones included (CI runs the same); the 15 slowest are listed at the end, so a test
+# that grew slow shows up (tests/conftest.py sets one OpenMP thread per process: see the comment there)
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=15
 
 # the console examples of README.md and docs/ run and compared with the pages, and the built wheel
 # installed into a fresh venv and run (both are part of make test; this runs them alone)

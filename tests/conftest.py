@@ -9,12 +9,15 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
-# One CPU thread per process (also for the CLI subprocesses the tests start), unless the caller sets
-# OMP_NUM_THREADS. The test models are tiny (hidden 32): a second OpenMP thread buys nothing, and on a
-# 2-core machine shared with other work its spin-waiting made a training step 5-20x slower
-# (the tiny qa-gen training: 90-250 s with two threads, 12 s with one, at load average 4-6).
+# Threads of the test processes (and of the CLI subprocesses the tests start, which inherit these),
+# unless the caller sets the variables. The test models are tiny (hidden 32): a second OpenMP thread
+# buys nothing, and a waiting thread that spins steals the core the working one needs. Measured on
+# the 2-core test machine: the tiny qa-gen training 90-250 s with torch's default (2 spinning
+# threads) at load average 2-6, 12-19 s with one thread; `scripts/gpu_check.py --quick` (which sets
+# 2 threads itself) 75 s idle with spinning threads, 23 s with passive waiting.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 if "torch" in sys.modules:  # imported before this file (a plugin): the variables above came too late
     sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 

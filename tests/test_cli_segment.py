@@ -176,7 +176,7 @@ def test_pipe_segment_into_parse(tmp_path, tiny_bert_dir):
 
 
 def test_layer_out_of_range_is_one_usage_error_before_any_record():
-    """Issue 12 row 9: `segment --layer 99` is a usage error (exit 2, one line), not a record error."""
+    """`segment --layer 99` is a usage error (exit 2, one line), not a record error."""
     from typer.testing import CliRunner
 
     from nlptool.cli import app

@@ -1,4 +1,4 @@
-"""The CLI contract every command shares (issues 11 and 12), checked by walking the Click app built
+"""The CLI contract every command shares, checked by walking the Click app built
 from the Typer app, so a new command or option is covered without editing this file:
 
 (a) no flag (long or short) declared twice in one command;
@@ -106,7 +106,7 @@ VOCABULARY_INVALID = {
     "--max-minutes": ["0", "-1"],
     "--learning-rate": ["0", "-1"],
     "--max-length": ["0", "-1", "7"],
-    # issue 12 rows 6, 9, 10, 11 (command-specific numeric flags)
+    # command-specific numeric flags
     "--C": ["0", "-1"],
     "--bootstrap": ["-1"],
     "--folds": ["0", "1"],
@@ -146,7 +146,7 @@ def _invalid_cases():
 
 INVALID_CASES = _invalid_cases()
 
-#: Rows that still fail in commands owned by other engineers (reported to the lead; issue 12).
+#: Rows that still fail in commands owned by other engineers (reported to the lead).
 #: Key: (command, flag, value) or (command, flag, "*") for every value of that flag.
 PENDING: dict[tuple[str, str, str], str] = {
 }
@@ -205,7 +205,7 @@ STRING_NUMBER_CASES = [
     ("segment", ["--threshold", "abc"], "x\n"),
     ("tokenize-sample", ["--alpha", "nan"], "x\n"),
     ("tokenize-sample", ["--alpha", "-1"], "x\n"),
-    ("tokenize-sample", ["-k", "1000001", "--without-replacement"], "x\n"),  # MAX_K (issue round two, row 6)
+    ("tokenize-sample", ["-k", "1000001", "--without-replacement"], "x\n"),  # above MAX_K
     ("tokenize-sample", ["--nbest", "1000001"], "x\n"),
     ("split-valid", ["--valid-size", "0"], None),
     ("split-valid", ["--valid-size", "nan"], None),
@@ -334,7 +334,7 @@ def test_output_to_fifo_and_device_node_written_through(tmp_path):
     res = runner.invoke(app, _ts_args(tmp_path) + ["-o", str(full)])
     assert res.exit_code == 1 and "No space left" in res.stderr and "\n" not in res.stderr.strip()
     assert stat.S_ISCHR(os.lstat(full).st_mode)  # the node is still a device node
-    # split-valid onto device nodes (row 1)
+    # split-valid onto device nodes
     null = tmp_path / "null"
     os.mknod(null, 0o666 | stat.S_IFCHR, os.makedev(1, 3))
     tr, te = tmp_path / "train.txt", tmp_path / "test.txt"
@@ -423,12 +423,12 @@ def test_cli_reference_is_up_to_date():
     assert current == gen_cli_reference.render(), "docs/cli.md is stale: run `python scripts/gen_cli_reference.py`"
 
 
-# row 13: a text format writes one line per record, whatever the text holds
-PENDING_ROW13: dict[str, str] = {}
+# a text format writes one line per record, whatever the text holds
+PENDING_ONE_LINE: dict[str, str] = {}
 
 
 @pytest.mark.parametrize("command", [
-    pytest.param(c, marks=[pytest.mark.xfail(strict=True, reason=PENDING_ROW13[c])] if c in PENDING_ROW13 else [])
+    pytest.param(c, marks=[pytest.mark.xfail(strict=True, reason=PENDING_ONE_LINE[c])] if c in PENDING_ONE_LINE else [])
     for c in ["tokenize-sample"]
 ])
 def test_text_format_one_line_per_record(tmp_path, command):
@@ -440,8 +440,8 @@ def test_text_format_one_line_per_record(tmp_path, command):
     assert len(res.stdout.split("\n")) == 3, repr(res.stdout)  # two lines, each ended by \n
 
 
-# every flag that names an output is checked at parse time (issue 12 row 8: `--html nodir/x.html`
-# failed only after all the work); shared helpers: OutputOpt, OutputFileOpt, OutDirOpt (cli/_common.py)
+# every flag that names an output is checked at parse time (`--html nodir/x.html` must fail before
+# any work is done); shared helpers: OutputOpt, OutputFileOpt, OutDirOpt (cli/_common.py)
 OUTPUT_FLAGS = ("--output", "--html", "--png", "--report", "--weights", "--out-train", "--out-valid", "--out")
 _OWN = "checked only in the command body or not at all; use OutputFileOpt/OutDirOpt (cli/_common.py); owner of "
 PENDING_OUTPUT_FLAGS = {
@@ -480,7 +480,7 @@ def test_output_flags_checked_at_parse_time(tmp_path, command, flag, kind):
 
 
 def test_quiet_silences_library_warnings(tmp_path, monkeypatch):
-    # issue 12 row 19: transformers FutureWarning / captum UserWarning on stderr despite --quiet
+    # --quiet keeps transformers' FutureWarning and captum's UserWarning off stderr
     import warnings
 
     import nlptool.tokenize_sample.unigram as unigram
@@ -539,7 +539,7 @@ def test_full_stdout_is_one_line_exit_1(tmp_path):
     assert p.stderr.startswith(b"error: <stdout>: No space left on device")
 
 
-# ------------------------------------------------------------------ issue 12 row 13, command level
+# ------------------------------------------- one line per record in text formats, command level
 
 
 def test_conllu_text_comment_stays_one_line():

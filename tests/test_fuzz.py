@@ -1,4 +1,4 @@
-"""Property-based fuzzing of the record contract (issue 12): the shared reader and the cheap CLI
+"""Property-based fuzzing of the record contract: the shared reader and the cheap CLI
 commands (tokenize-sample with a tiny dictionary; segment and similarity with a tiny BERT built in
 the test) are driven with generated lines (arbitrary bytes, deep JSON, lone surrogates, huge
 lines, empty lines, random keys, NaN-looking numbers) and must keep the contract:

@@ -1,5 +1,6 @@
 """The I/O layer (nlptool/io.py): the one output writer, path checks, the record reader's contract
-on hostile lines (issue 12 rows 1-5, 7, 11, 13, 14), each checked against a hand-built expectation."""
+on hostile lines (deep JSON, lone surrogates, bad bytes, NaN/Infinity, over-long lines), each checked
+against a hand-built expectation."""
 
 from __future__ import annotations
 

@@ -207,8 +207,8 @@ def test_read_squad_and_jsonl(tmp_path):
         qagen.read_qa_data([bad])
 
 
-# malformed question-answer data: exit 3 naming the file and the line or the JSON path (issue
-# "Hardening, round two", row 8); the data is read before the model loads, so no model is needed
+# malformed question-answer data: exit 3 naming the file and the line or the JSON path; the data
+# is read before the model loads, so no model is needed
 
 def _squad(paragraphs=None, qas=None, answers=None, answer=None):
     answer = {"text": "北京", "answer_start": 0} if answer is None else answer
@@ -404,9 +404,11 @@ def _synthetic(n, seed=0):
     return rows
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def trained_qa(tmp_path_factory, tiny_bert_dir):
-    """The tiny char BERT fine-tuned by `nlptool train qa-gen` on a synthetic who-lives-where task."""
+    """The tiny char BERT fine-tuned by `nlptool train qa-gen` on a synthetic who-lives-where task,
+    trained once per session (6 s on an idle 2-core machine, one thread: tests/conftest.py) and
+    shared by every test that generates with it; tests copy it before changing anything."""
     d = tmp_path_factory.mktemp("qa")
     data = d / "train.jsonl"
     data.write_text("\n".join(json.dumps(r, ensure_ascii=False) for r in _synthetic(400)) + "\n", encoding="utf-8")
@@ -494,7 +496,7 @@ def test_cli_qa_gen_file_stdin_jsonl_and_bad_lines(trained_qa, tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 14: source mask, answer marks, beam search controls, given answers, round trip, eval
+# source mask, answer marks, beam search controls, given answers, round trip, eval
 
 
 def test_source_mask_overrides_segments_in_mask_and_loss():

@@ -99,8 +99,8 @@ def test_parse_longer_than_window(tiny):
 
 
 # ------------------------------------------------------------------- long texts, window by window
-# issue "Hardening, round two", row 7: a line of millions of characters was segmented whole
-# (~650 bytes per character: out of memory); it is now cut into windows (text_windows)
+# a line of millions of characters is cut into windows (text_windows) instead of being segmented
+# whole (~650 bytes per character: out of memory)
 
 
 def _long_text(rng: random.Random, n: int) -> str:

@@ -140,7 +140,7 @@ def test_sinkhorn_batch_matches_pot_per_problem(metric):
 
 
 def test_sinkhorn_flags_a_plan_that_did_not_converge():
-    """Issue 12 row 11: a regularisation so small that log-Sinkhorn stops at max_iter before its
+    """A regularisation so small that log-Sinkhorn stops at max_iter before its
     marginals match is reported (marginal error above the tolerance, a warning in pair mode), while a
     converged run's marginal error is ~0."""
     from nlptool.similarity.transport import SINKHORN_MARGINAL_TOL, pair_distances

@@ -1,4 +1,4 @@
-"""Issue 12: long inputs to `similarity` in bounded memory.
+"""Long inputs to `similarity` in bounded memory.
 
 * ordinary pairs (every text below MAX_SUPPORT tokens) give the same output as before the cap
   (recorded in tests/data/similarity_reference.json);

@@ -181,7 +181,7 @@ def test_builtin_beats_char_jaccard_on_sts_valid():
 
 
 def test_training_data_contract_types_follow_train_classifier(tmp_path):
-    """Issue 12: a non-string sentence or a non-number score in a JSON line is bad input data (exit 3,
+    """A non-string sentence or a non-number score in a JSON line is bad input data (exit 3,
     file and line), by the same rule as `train classifier` (io.check_json_field), never str()/float();
     invalid UTF-8 is an error too, never replaced."""
     from typer.testing import CliRunner

@@ -512,7 +512,7 @@ def test_large_alpha_uses_log_domain_and_stays_exact(jieba_model):
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 19: n-best, sampling without replacement, entropy, marginals, ids, SentencePiece speed path
+# n-best, sampling without replacement, entropy, marginals, ids, SentencePiece speed path
 # ---------------------------------------------------------------------------------------------
 
 
@@ -814,7 +814,7 @@ def test_long_line_kbest_and_wor_iterative():
 
 
 def test_output_cap_per_line_and_k_cap(jieba_model):
-    """Issue "Hardening, round two" row 6: K is at most MAX_K (a usage error), and a line whose K
+    """K is at most MAX_K (a usage error), and a line whose K
     segmentations would hold more than MAX_OUTPUT_UNITS characters is an error for that line;
     with --nbest / --without-replacement K counts the segmentations the line has."""
     from nlptool.errors import InputDataError, UsageError
@@ -856,7 +856,7 @@ def test_output_cap_per_line_and_k_cap(jieba_model):
 
 
 def test_alpha_overflow_equals_inf(tmp_path):
-    """Issue 12 row 18: a finite alpha so large that alpha * log p overflows is alpha = inf."""
+    """A finite alpha so large that alpha * log p overflows is alpha = inf."""
     d = tmp_path / "d.txt"
     d.write_text("a 100\nb 100\nab 100\naab 1\naa 1\n", encoding="utf-8")
     model = load_model(str(d))

@@ -1,4 +1,4 @@
-"""Issue 12 row 20: every `train *` command writes its model directory (--out) whole or not at all.
+"""Every `train *` command writes its model directory (--out) whole or not at all.
 
 A run that fails mid-way (an exception in a training step, Ctrl-C) leaves no --out, or a
 pre-existing --out exactly as it was, and no temp directory; a successful run produces the complete

@@ -179,7 +179,7 @@ def test_card_is_generated_from_the_report():
 
 
 def test_training_data_contract_non_string_text_and_unclosed_quote(tmp_path):
-    """Issue 12 row 14: JSONL with a list text / dict label and a CSV with an unclosed quote are
+    """JSONL with a list text / dict label and a CSV with an unclosed quote are
     bad input data (InputDataError, exit 3) naming the file and the line where the row starts."""
     from nlptool.attribute.classifier import read_labeled
     from nlptool.errors import InputDataError

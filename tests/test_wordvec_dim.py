@@ -109,7 +109,7 @@ def test_vectors_text_binary_glove(tmp_path):
 
 
 # ---------------------------------------------------------------------------------------------
-# issue 19: --rules; issue 12 row 21: --corpus -, directories, bad choices exit 2
+# the --rules formulas against their references; --corpus - reads stdin; bad values exit 2
 # ---------------------------------------------------------------------------------------------
 
 

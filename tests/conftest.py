@@ -18,8 +18,9 @@ os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", os.environ["OMP_NUM_THREADS"])
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
-if "torch" in sys.modules:  # imported before this file (a plugin): the variables above came too late
-    sys.modules["torch"].set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
+if "torch" in sys.modules and os.environ["OMP_NUM_THREADS"].split(",")[0].strip().isdigit():
+    # imported before this file (by a plugin): the variables above came too late for it
+    sys.modules["torch"].set_num_threads(max(1, int(os.environ["OMP_NUM_THREADS"].split(",")[0])))
 
 SHARED_DATA = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data")
 

@@ -179,8 +179,14 @@ def _open_input(path: str, stack) -> tuple[BinaryIO, tuple[str, str] | None]:
     import gzip
     import lzma
 
-    opener = {"gzip": lambda f: gzip.GzipFile(fileobj=f, mode="rb"), "bzip2": bz2.BZ2File, "xz": lzma.LZMAFile}
-    return stack.enter_context(opener[kind[0]](fh)), kind
+    stream: Any  # GzipFile, BZ2File or LZMAFile: binary streams that typeshed types apart
+    if kind[0] == "gzip":
+        stream = gzip.GzipFile(fileobj=fh, mode="rb")
+    elif kind[0] == "bzip2":
+        stream = bz2.BZ2File(fh)
+    else:
+        stream = lzma.LZMAFile(fh)
+    return stack.enter_context(stream), kind
 
 
 def _decompression_error(exc: BaseException) -> bool:
@@ -514,11 +520,11 @@ def _table_records(lines: Iterator[bytes], source: str, fmt: str, keys, optional
         if header is None:
             if why:
                 raise InputDataError(f"{what} header: {why}", source, first)
-            header = _check_header(row, keys, source, what, detected)
+            header = _check_header(row or [], keys, source, what, detected)
             continue
         rec = Record(source=source, line=first)
         if keep_raw:
-            rec.raw = b"".join(r for _, r, _ in consumed)
+            rec.raw = b"".join(r for _, r, _ in consumed if r is not None)
         if why:
             rec.error = why
         elif not row:  # a blank line

@@ -66,8 +66,10 @@ def main() -> None:
         ("split-valid (tfidf, 20 + 6 lines)", nl + ["split-valid", "--train", train_txt, "--test", test_txt, "--weights",
                                                    os.path.join(tmp, "w.jsonl"), "--folds", "2", "--bootstrap", "0", "-q"], ""),
     ]
+    print(f"load average {' '.join(f'{x:.2f}' for x in os.getloadavg())}; {os.cpu_count()} CPUs")
     print(f"| command (one line, fresh process) | wall s (median of {args.repeat}) | CPU s | exit |")
     print("|---|---|---|---|")
+    medians = {}
     for name, cmd, stdin in rows:
         walls, cpus, codes = [], [], set()
         for _ in range(args.repeat):
@@ -75,8 +77,12 @@ def main() -> None:
             walls.append(w)
             cpus.append(c)
             codes.add(rc)
+        medians[name] = statistics.median(walls)
         print(f"| {name} | {statistics.median(walls):.2f} | {statistics.median(cpus):.2f} | {','.join(map(str, sorted(codes)))} |",
               flush=True)
+    floor = medians["import torch"]
+    print(f"\n`segment` (tagger) over the torch floor: +{medians['segment (default method)'] - floor:.2f} s "
+          f"({medians['segment (default method)'] / floor:.2f}x `import torch`)")
 
 
 if __name__ == "__main__":

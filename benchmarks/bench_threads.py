@@ -6,7 +6,8 @@
 
 Every measurement is a fresh process with ``OMP_NUM_THREADS`` set (1, or the number of CPUs: torch's
 default), models loaded before the clock starts; the settings alternate, and the median of
-``--repeat`` runs is printed with the load average before and after (other processes on the machine
+``--repeat`` runs is printed, beside the summed rate of one one-thread process per CPU run at once
+(the scale-out the rule relies on: ``--shard``, ``--engine ray``) with the load average before and after (other processes on the machine
 move these numbers: the rule has to hold when they do). Workloads: the tagger (``segment``'s
 default, PKU lines), a bare ``nn.LSTM(256, 128, bidirectional=True)`` (the shape users timed), the
 masking segmenter (zh-bert-mini, Perturbed Masking) and ``similarity`` (zh-sim-mini, WRD) on STS-B pairs.
@@ -71,6 +72,20 @@ print(len(rows) / (time.perf_counter() - t0))
 }
 
 
+def run_all(name: str, code: str, processes: int, threads: int) -> list[float]:
+    """Rates printed by ``processes`` fresh processes started together, each with ``threads`` threads."""
+    env = dict(os.environ, OMP_NUM_THREADS=str(threads), MKL_NUM_THREADS=str(threads))
+    procs = [subprocess.Popen([sys.executable, "-c", code], env=env, cwd=ROOT, stdout=subprocess.PIPE,
+                              stderr=subprocess.PIPE, text=True) for _ in range(processes)]
+    rates = []
+    for proc in procs:
+        out, err = proc.communicate()
+        if proc.returncode:
+            sys.exit(f"{name}: {err[-500:]}")
+        rates.append(float(out.split()[-1]))
+    return rates
+
+
 def load() -> str:
     return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
@@ -94,19 +109,19 @@ def main() -> None:
             continue
         code = prog.format(pku=str(pku), sts=str(sts), lines=args.lines, pairs=args.pairs,
                            masking_lines=args.masking_lines)
-        runs: dict[int, list[float]] = {n: [] for n in settings}
+        runs: dict[object, list[float]] = {n: [] for n in settings}
+        runs["procs"] = []
         for _ in range(args.repeat):
             for n in settings:
-                env = dict(os.environ, OMP_NUM_THREADS=str(n), MKL_NUM_THREADS=str(n))
-                out = subprocess.run([sys.executable, "-c", code], env=env, cwd=ROOT, capture_output=True, text=True)
-                if out.returncode:
-                    sys.exit(f"{name}: {out.stderr[-500:]}")
-                runs[n].append(float(out.stdout.split()[-1]))
-        med = {n: statistics.median(v) for n, v in runs.items()}
+                runs[n].append(run_all(name, code, 1, n)[0])
+            if cpus > 1:  # as many one-thread processes as CPUs, at once: their summed rate
+                runs["procs"].append(sum(run_all(name, code, cpus, 1)))
+        med = {n: statistics.median(v) for n, v in runs.items() if v}
         rows.append([name] + [f"{med[n]:,.1f}" for n in settings]
-                    + ([f"{med[cpus] / med[1]:.2f}x"] if cpus > 1 else []))
+                    + ([f"{med[cpus] / med[1]:.2f}x", f"{med['procs']:,.1f}"] if cpus > 1 else []))
         print(f"  {name}: done, load {load()}", file=sys.stderr, flush=True)
-    heads = ["workload"] + [f"{n} thread{'s' if n > 1 else ''}" for n in settings] + (["default / 1"] if cpus > 1 else [])
+    heads = (["workload"] + [f"{n} thread{'s' if n > 1 else ''}" for n in settings]
+             + (["default / 1", f"{cpus} processes x 1 thread, summed"] if cpus > 1 else []))
     print(table(rows, heads))
     print(f"load average after: {load()}")
 

@@ -615,7 +615,10 @@ def _parse_line(raw: bytes, source: str, lineno: int, fmt: str, keys, tsv: bool,
             continue
         if k not in obj:
             found = ", ".join(list(obj)[:8]) or "none"
-            rec.error = f"missing key {k!r} (fields found: {found}; choose the field with --text-key)"
+            missing = [key for key in keys if key not in obj]
+            option = ("--text-key" if len(keys) == 1 else "--a-key and --b-key" if len(missing) > 1
+                      else "--a-key" if k == keys[0] else "--b-key")
+            rec.error = f"missing key {k!r} (fields found: {found}; choose the field with {option})"
             return rec
         v = obj[k]
         if v is None:

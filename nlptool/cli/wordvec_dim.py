@@ -18,10 +18,20 @@ class Tokenizer(str, enum.Enum):
     char = "char"
 
 
+def _stdin_is_terminal() -> bool:
+    """True when standard input is a terminal or closed (nothing piped in)."""
+    import sys
+
+    try:
+        return sys.stdin is None or sys.stdin.isatty()
+    except ValueError:  # closed
+        return True
+
+
 @app.command("wordvec-dim")
 def wordvec_dim(
     vocab_size: Optional[str] = typer.Option(None, "--vocab-size", "-N", help="Vocabulary size N (e.g. 100000 or 5e6).", show_default=False),
-    corpus: Optional[list[str]] = InputFilesOpt(None, "--corpus", help="Text file(s), one text per line, '-' = stdin: N = distinct words (repeat the option for several files).", show_default=False),
+    corpus: Optional[list[str]] = InputFilesOpt(None, "--corpus", help="Text file(s), one text per line, '-' = stdin: N = distinct words (repeat the option for several files). Without --vocab-size/--corpus/--vectors/--table, a corpus piped into stdin is read.", show_default=False),
     tokenizer: Tokenizer = typer.Option(Tokenizer.jieba, "--tokenizer", help="How --corpus is split into words."),
     min_count: int = typer.Option(1, "--min-count", min=1, help="With --corpus: count only words seen at least this often."),
     vectors: Optional[str] = InputFileOpt(None, "--vectors", help="A word2vec file (text or binary, or GloVe text): read N and its dimension d and say whether d is above the estimate.", show_default=False),
@@ -38,6 +48,8 @@ def wordvec_dim(
         from ..wordvec_dim import check_text_path, count_vocabulary, read_word2vec_shape, report
 
         given = sum(x is not None and x != [] for x in (vocab_size, corpus, vectors))
+        if not given and not show_table and not _stdin_is_terminal():
+            corpus = ["-"]  # `cat corpus.txt | nlptool wordvec-dim`, as every other command reads stdin
         if given > 1:
             raise UsageError("give only one of --vocab-size, --corpus, --vectors")
         extra: dict = {}
@@ -67,7 +79,8 @@ def wordvec_dim(
         elif show_table:
             n = None
         else:
-            raise UsageError("give --vocab-size N, --corpus FILE or --vectors FILE (or --table)")
+            raise UsageError("give --vocab-size N, --corpus FILE or --vectors FILE (or --table), or pipe a corpus "
+                             "into standard input")
         if n is None:
             if show_rules:
                 raise UsageError("--rules needs a vocabulary size (--vocab-size, --corpus or --vectors)")

@@ -74,8 +74,15 @@ class Segmenter(Command):
             raise UsageError(f"--parse {parse}: expected {', '.join(PARSE_MODES)}")
         if convert not in CONVERT_MODES:
             raise UsageError(f"--convert {convert}: expected {', '.join(CONVERT_MODES)}")
+        threshold = parse_threshold(threshold)
+        if method == "tagger" and threshold != "auto":
+            raise UsageError("--threshold applies to --method masking (the neighbour-impact cut); the tagger "
+                             "decodes with its lexicon and has no threshold")
+        if method == "tagger" and parse == "none" and layer != -1:
+            raise UsageError("--layer chooses the BERT layer of --method masking or of --parse; the tagger "
+                             "without --parse uses no BERT")
         super().__init__(model=model, method=method, user_dict=user_dict, convert=convert,
-                         threshold=parse_threshold(threshold), layer=layer, parse=parse, device=device,
+                         threshold=threshold, layer=layer, parse=parse, device=device,
                          batch_size=batch_size, text_key=text_key, words_key=words_key)
 
     # -- records

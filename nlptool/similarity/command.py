@@ -73,6 +73,11 @@ class Similarity(Command):
 
         check_options(metric, pool, solver, reg, vectors=vectors, idf=idf, uniform=uniform, whiten=whiten,
                       drop_punct=drop_punct)
+        if pool == "mean" and (metric != "both" or solver != "emd" or reg is not None):
+            given = [o for o, on in (("--metric", metric != "both"), ("--solver", solver != "emd"),
+                                     ("--reg", reg is not None)) if on]
+            raise UsageError(f"{'/'.join(given)}: options of the transport distances (--pool none); --pool mean "
+                             f"scores the cosine of mean vectors instead: drop {'/'.join(given)} or --pool mean")
         super().__init__(model=model, metric=metric, pool=pool, layers=parse_layers(layers) if layers else (layer,),
                          vectors=vectors, vectors_limit=vectors_limit, idf=idf, uniform=uniform, whiten=whiten,
                          drop_punct=drop_punct, solver=solver, reg=reg, device=device, batch_size=batch_size,

@@ -67,8 +67,6 @@ MAX_K = 1_000_000
 #: refuses a longer line, whose output alone (about 90 bytes of memory per unit, a JSON line of
 #: 10 MB per 3 million units) would not fit
 MAX_OUTPUT_UNITS = 10_000_000
-#: up to this alpha a SentencePiece model samples with the library's own (float32) sampler
-SP_NATIVE_MAX_ALPHA = 10.0
 
 
 def piece_to_str(piece: Piece) -> str:
@@ -628,9 +626,9 @@ class UnigramModel:
             rng: a ``random.Random`` (``--seed``); default: a fresh unseeded one.
             method: ``"ffbs"`` (exact) or ``"su2023"`` (the biased rule of the 2023-09-16 post).
 
-        A SentencePiece model without user-defined pieces is sampled by the ``sentencepiece``
-        library itself (``encode(..., enable_sampling=True, nbest_size=-1, alpha=alpha)``, the same
-        exact FFBS in C++; seeded from ``rng``) for ``alpha <= 10``.
+        Every model, SentencePiece included, is sampled on nlptool's own lattice: the
+        ``sentencepiece`` library's sampler draws from the same law but cannot be seeded
+        reproducibly across processes, and ``--seed`` must give the same output every run.
 
         Returns:
             list of :class:`Segmentation` (length ``num_samples``).
@@ -647,8 +645,6 @@ class UnigramModel:
             seg = self.decode(text)
             return [Segmentation(list(seg.tokens), seg.logp) for _ in range(num_samples)]
         rng = rng or _random.Random()
-        if self.sp_native and method == "ffbs" and alpha <= SP_NATIVE_MAX_ALPHA:
-            return self._sp_sample(text, alpha, num_samples, rng)
         blocks = self.blocks(text)
         per_block = []
         for blk, lat in blocks:
@@ -685,20 +681,6 @@ class UnigramModel:
             else:
                 total += unk * len(p)
         return total
-
-    def _sp_sample(self, text: str, alpha: float, num_samples: int, rng: _random.Random) -> list:
-        import sentencepiece as spm
-
-        # sentencepiece's generator is thread-local and reset by this call: one seed per call,
-        # drawn from rng, then the K draws in this thread (a list call would run threads that
-        # all start from the same seed and repeat each other)
-        spm.set_random_generator_seed(rng.getrandbits(31) + 1)
-        enc = self.sp.encode
-        out = []
-        for _ in range(num_samples):
-            toks = enc(text, out_type=str, enable_sampling=True, nbest_size=-1, alpha=alpha)
-            out.append(Segmentation(toks, self._sp_logp(toks)))
-        return out
 
     def token_ids(self, tokens: list) -> list:
         """SentencePiece ids of output pieces (a merged unknown piece gets the unknown id).

@@ -297,13 +297,21 @@ def test_well_formed_squad_variants_still_read(tmp_path):
 _REC = {"passage": "北京是中国的首都。", "question": "首都是哪里？", "answer": "北京"}
 
 
+def test_answer_start_minus_one_is_unknown_and_found_in_the_passage(tmp_path):
+    """CMRC 2018 writes ``answer_start: -1`` for some answers: the answer is looked up."""
+    p = tmp_path / "d.jsonl"
+    p.write_text(json.dumps({**_REC, "answer_start": -1}, ensure_ascii=False) + "\n", encoding="utf-8")
+    items, stats = qagen.read_qa_data([p])
+    assert len(items) == 1 and items[0].passage[items[0].answer_start:].startswith(items[0].answer)
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"passage": "北京", "question": "q"}, "missing field 'answer'"),
     ({**_REC, "passage": ["北京"]}, "the passage is a JSON list"),
     ({**_REC, "question": None}, "the question is a JSON null"),
     ({**_REC, "answer": {"text": "北京"}}, "the answer is a JSON dict"),
     ({**_REC, "answer_start": "0"}, "the answer_start is a JSON string"),
-    ({**_REC, "answer_start": -1}, "the answer_start is -1"),
+    ({**_REC, "answer_start": -2}, "the answer_start is -2"),
     ({**_REC, "article": [1]}, "the article is a JSON list"),
     ([1, 2], "expected a JSON object"),
 ])

@@ -124,7 +124,8 @@ def read_qa_data(paths: Sequence[str | os.PathLike]) -> tuple[list[QAItem], dict
     A file holding one JSON object with a ``data`` key is SQuAD: ``data`` a list of articles
     (optional ``id``/``title``: a string or an integer), each with ``paragraphs``, a list of
     ``{context, qas}``; ``qas`` a list of ``{question, answers}`` (optional ``id``); ``answers`` a
-    list of ``{text, answer_start}`` (``answer_start`` optional: an integer >= 0). Any other file
+    list of ``{text, answer_start}`` (``answer_start`` optional: an integer >= 0, or -1 for
+    unknown as CMRC 2018 writes it). Any other file
     is JSONL, one record per line (read by :func:`nlptool.records.jsonl_objects`).
 
     The first answer of a question is used. When ``answer_start`` does not point at the answer
@@ -180,8 +181,11 @@ def read_qa_data(paths: Sequence[str | os.PathLike]) -> tuple[list[QAItem], dict
             start = obj.get("answer_start")
             if start is not None:
                 check_json_field(start, "answer_start", ["integer"], path, lineno)
-                if start < 0:
-                    raise InputDataError(f"the answer_start is {start}: expected a character offset >= 0", path, lineno)
+                if start < -1:
+                    raise InputDataError(f"the answer_start is {start}: expected a character offset >= 0 "
+                                         "(-1: unknown)", path, lineno)
+                if start == -1:
+                    start = None  # unknown (CMRC 2018 marks some answers so): found in the passage
             article = obj.get("article")
             if article is not None:
                 check_json_field(article, "article", ["string", "integer"], path, lineno)
@@ -211,7 +215,7 @@ _SQUAD_SHAPES = {
     "answers": 'a list of answers {"text": ..., "answer_start": ...}',
     "answer": 'an answer {"text": ..., "answer_start": ...}',
     "text": "a string",
-    "answer_start": "a character offset, an integer >= 0",
+    "answer_start": "a character offset, an integer >= 0 (-1: unknown, looked up in the passage)",
     "id": "a string or an integer",
     "title": "a string or an integer",
 }
@@ -327,6 +331,8 @@ def _squad_questions(doc: dict, path: str, surrogates: bool = False):
                 for k, (_, ans, anp) in enumerate(answers):
                     text = need(ans, "text", anp, str)[0]
                     start = need(ans, "answer_start", anp, int, optional=True)[0]
+                    if start == -1:  # unknown (CMRC 2018 marks some answers so): found in the passage
+                        start = None
                     if start is not None and start < 0:
                         raise InputDataError(f"{anp}.answer_start is {start}: expected "
                                              f"{_SQUAD_SHAPES['answer_start']} (SQuAD v1.1)", path)

@@ -185,7 +185,14 @@ InputsArg = typer.Argument(None, help="Input file(s); '-' or nothing reads stdin
 OutputOpt = typer.Option("-", "--output", "-o", help="Output file ('-' = stdout); written whole or not at all.", callback=_check_output)
 InputFormatOpt = typer.Option("auto", "--input-format", help="auto|text|jsonl|csv|tsv: auto treats lines starting with '{' as JSON and reads *.csv files as CSV; csv/tsv have a header row.", callback=_check_input_format)
 TextKeyOpt = typer.Option("text", "--text-key", help="Field of a JSON record that holds the text.")
-ModelOpt = typer.Option("zh-bert-mini", "--model", "-m", help="Built-in name (zh-bert-mini, en-minilm), local model directory or Hugging Face hub id.")
+
+
+def ModelOpt(default, help: str, **kw):
+    """``--model/-m`` (the one declaration every command uses): ``default`` from the command's
+    object or the model registry, ``help`` saying which kind of model the command takes."""
+    return typer.Option(default, "--model", "-m", help=help, **kw)
+
+
 def _check_device(value: Optional[str]):
     """``--device`` callback: the form (auto|cpu|cuda|cuda:N) and, for CUDA, that this machine has
     it, checked at parse time (exit 2 before any model loads; torch is imported only for cuda)."""
@@ -205,7 +212,15 @@ DeviceOpt = typer.Option("auto", "--device", callback=_check_device,
                          help="auto|cpu|cuda|cuda:N (auto: CUDA when available).")
 BatchSizeOpt = typer.Option(256, "--batch-size", min=1, help="Sequences per forward pass (bounds memory).")
 ChunkSizeOpt = typer.Option(1000, "--chunk-size", min=1, help="Input records read and written per chunk (bounds memory).")
-SeedOpt = typer.Option(0, "--seed", min=0, help="Random seed (reproducible sampling, splits, training).")
+
+
+def SeedOpt(default, help: str, **kw):
+    """``--seed`` (the one declaration every command uses): an integer >= 0; ``help`` says what
+    it seeds. ``default=None`` (tokenize-sample): unseeded unless given."""
+    kw.setdefault("min", 0)
+    return typer.Option(default, "--seed", help=help, **kw)
+
+
 QuietOpt = typer.Option(False, "--quiet", "-q", help="No progress or device messages on stderr.")
 StrictOpt = typer.Option(False, "--strict", help="Stop at the first bad input record (exit code 3) instead of writing an error record.")
 

@@ -11,11 +11,24 @@ from typing import Optional
 
 import typer
 
-from ..attribute.command import BOUNDS, CHUNK_SIZE, DEFAULT_MODEL, FORMATS, OPTION_DEFAULTS as D, Attributor
+from ..attribute.command import BOUNDS, CHUNK_SIZE, DEFAULT_MODEL, FORMATS, Attributor
+from ..attribute.command import OPTION_DEFAULTS as D
 from ..attribute.ig import BASELINES, EXPLAIN, GRANULARITIES, METHODS
 from . import app
-from ._common import (DeviceOpt, InputFormatOpt, InputsArg, OutputFileOpt, OutputOpt, QuietOpt, ShardOpt, StrictOpt,
-                      TextKeyOpt, boundary, run_record_command)
+from ._common import (
+    DeviceOpt,
+    InputFormatOpt,
+    InputsArg,
+    ModelOpt,
+    OutputFileOpt,
+    OutputOpt,
+    QuietOpt,
+    ShardOpt,
+    StrictOpt,
+    TextKeyOpt,
+    boundary,
+    run_record_command,
+)
 
 Method = Enum("Method", {m: m for m in METHODS}, type=str)
 Baseline = Enum("Baseline", {b: b for b in BASELINES}, type=str)
@@ -30,9 +43,7 @@ def attribute(
     output: str = OutputOpt,
     input_format: str = InputFormatOpt,
     text_key: str = TextKeyOpt,
-    model: str = typer.Option(
-        D["model"], "--model", "-m",
-        help=f"A trained sequence classifier: built-in name ({DEFAULT_MODEL}: Chinese review sentiment), local "
+    model: str = ModelOpt(D["model"], help=f"A trained sequence classifier: built-in name ({DEFAULT_MODEL}: Chinese review sentiment), local "
         "directory (e.g. from `nlptool train classifier`) or hub id. Models without a trained head are refused.",
     ),
     target: Optional[str] = typer.Option(D["target"], "--target", help="Label name or index to explain, or 'all' for every label (default: each text's predicted label)."),

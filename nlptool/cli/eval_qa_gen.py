@@ -9,14 +9,14 @@ import typer
 
 from ..qagen.command import DEFAULT_MODEL as QA_GEN_MODEL
 from . import eval_app
-from ._common import DeviceOpt, InputFilesArg, InputFilesOpt, OutputFileOpt, QuietOpt, boundary, info
+from ._common import DeviceOpt, InputFilesArg, ModelOpt, InputFilesOpt, OutputFileOpt, QuietOpt, boundary, info
 
 
 @eval_app.command("qa-gen")
 def eval_qa_gen(
     data: Optional[list[Path]] = InputFilesArg(None, help="Gold data: SQuAD v1.1 JSON or JSONL {passage, question, answer}."),
     data_opt: Optional[list[Path]] = InputFilesOpt(None, "--data", hidden=True, help="Deprecated: give the files as DATA."),
-    model: str = typer.Option(QA_GEN_MODEL, "--model", "-m", help="Generator: built-in name, directory or hub id trained by `nlptool train qa-gen`."),
+    model: str = ModelOpt(QA_GEN_MODEL, help="Generator: built-in name, directory or hub id trained by `nlptool train qa-gen`."),
     output: str = OutputFileOpt("-", "--output", "-o", help="Output file for the JSON report ('-' = stdout)."),
     beam_size: Optional[int] = typer.Option(None, "--beam-size", min=1, help="Beams per question (default: the model's setting)."),
     no_repeat_ngram: Optional[int] = typer.Option(None, "--no-repeat-ngram", min=0, help="Block repeated n-grams (default: the model's setting)."),

@@ -7,12 +7,30 @@ from typing import Optional
 
 import typer
 
-from ..qagen.command import BOUNDS as B, CHUNK_SIZE, DEFAULT_MODEL, OPTION_DEFAULTS as D, QAGenerator
+from ..qagen.command import BOUNDS as B
+from ..qagen.command import CHUNK_SIZE, DEFAULT_MODEL, QAGenerator
+from ..qagen.command import OPTION_DEFAULTS as D
 from ..qagen.train import QAGenSettings
 from ..training import defaults
 from . import app, train_app
-from ._common import (DeviceOpt, InputFormatOpt, InputsArg, OutDirOpt, OutputOpt, QuietOpt, ShardOpt, StrictOpt,
-                      TextKeyOpt, boundary, info, run_record_command, train_log, train_progress)
+from ._common import (
+    DeviceOpt,
+    InputFormatOpt,
+    InputsArg,
+    ModelOpt,
+    OutDirOpt,
+    OutputOpt,
+    QuietOpt,
+    SeedOpt,
+    ShardOpt,
+    StrictOpt,
+    TextKeyOpt,
+    boundary,
+    info,
+    run_record_command,
+    train_log,
+    train_progress,
+)
 
 T = defaults(QAGenSettings)
 
@@ -21,7 +39,7 @@ T = defaults(QAGenSettings)
 def train_qa_gen(
     data: list[Path] = typer.Argument(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer[, answer_start, article]}.", show_default=False),
     out: Path = OutDirOpt(..., "--out", help="Output model directory (a normal Hugging Face directory + generation settings)."),
-    model: str = typer.Option(T["model"], "--model", "-m", help="Masked LM to start from: built-in name, local directory or hub id (its MLM head becomes the generator)."),
+    model: str = ModelOpt(T["model"], help="Masked LM to start from: built-in name, local directory or hub id (its MLM head becomes the generator)."),
     holdout: float = typer.Option(T["holdout"], "--holdout", min=0.0, max=0.999, help="Share of the articles held out for the validation loss (without --eval)."),
     eval_file: Optional[list[Path]] = typer.Option(None, "--eval", help="Validation data instead of --holdout (repeatable)."),
     max_passage_chars: int = typer.Option(T["max_passage_chars"], "--max-passage-chars", min=8, help="Passage chunk in characters (cut at sentence ends)."),
@@ -37,13 +55,14 @@ def train_qa_gen(
     length_penalty: float = typer.Option(T["length_penalty"], "--length-penalty", min=0.0, help="Default beam length penalty alpha stored with the model (score / length^alpha)."),
     max_minutes: Optional[float] = typer.Option(T["max_minutes"], "--max-minutes", min=1e-6, help="Stop after this many minutes and keep the best checkpoint."),
     resume: bool = typer.Option(T["resume"], "--resume", help="Continue from the last checkpoint in OUT.work/checkpoints (kept after every run; without --resume a run starts over)."),
-    seed: int = typer.Option(T["seed"], "--seed", min=0, help="Random seed (held-out articles, shuffling)."),
+    seed: int = SeedOpt(T["seed"], help="Random seed (held-out articles, shuffling)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):
     """Fine-tune a BERT masked LM as a UniLM seq2seq question-answer generator (Su 2020-07-25)."""
     with boundary():
-        from ..qagen import read_qa_data, train_qa_gen as train
+        from ..qagen import read_qa_data
+        from ..qagen import train_qa_gen as train
         from ._common import quiet_libraries
 
         quiet_libraries()
@@ -76,7 +95,7 @@ def qa_gen(
     output: str = OutputOpt,
     input_format: str = InputFormatOpt,
     text_key: str = TextKeyOpt,
-    model: str = typer.Option(D["model"], "--model", "-m", help=f"Generator: built-in {DEFAULT_MODEL}, or a directory / hub id trained by `nlptool train qa-gen`."),
+    model: str = ModelOpt(D["model"], help=f"Generator: built-in {DEFAULT_MODEL}, or a directory / hub id trained by `nlptool train qa-gen`."),
     answers_key: str = typer.Option(D["answers_key"], "--answers-key", help="Field of a JSON record with a list of answers: one question per given answer instead of sampled pairs."),
     num_pairs: int = typer.Option(D["num_pairs"], "--num-pairs", min=B["num_pairs"][0], help="Answer samples per passage (at most this many pairs)."),
     top_p: Optional[float] = typer.Option(D["top_p"], "--top-p", min=B["top_p"][0], max=B["top_p"][1], help="Nucleus sampling mass for answers (default: the model's setting)."),
@@ -89,7 +108,7 @@ def qa_gen(
     round_trip: bool = typer.Option(D["round_trip"], "--round-trip/--no-round-trip", help="Drop pairs whose question the reader answers with a non-overlapping span (counted in qa_filtered)."),
     reader: str = typer.Option(D["reader"], "--reader", help="Extractive reader for the round trip: built-in name, directory or hub id trained by `nlptool train reader`."),
     min_consistency: Optional[float] = typer.Option(D["min_consistency"], "--min-consistency", min=B["min_consistency"][0], max=B["min_consistency"][1], help="Least character F1 between the reader's answer and the generated answer (default: the model's setting)."),
-    seed: int = typer.Option(D["seed"], "--seed", min=B["seed"][0], help="Random seed: the same seed and passage give the same pairs."),
+    seed: int = SeedOpt(D["seed"], min=B["seed"][0], help="Random seed: the same seed and passage give the same pairs."),
     batch_size: int = typer.Option(D["batch_size"], "--batch-size", min=B["batch_size"][0], help="Passage chunks decoded together (bounds memory)."),
     chunk_size: int = typer.Option(CHUNK_SIZE, "--chunk-size", min=1, help="Input records read and written per chunk (bounds memory)."),
     device: str = DeviceOpt,

@@ -12,9 +12,27 @@ import typer
 
 from ..segment.command import CONVERT_MODES, DEFAULT_METHOD, DEFAULT_MODELS, PARSE_MODES, Segmenter
 from . import app
-from ._common import (BatchSizeOpt, ChunkSizeOpt, DeviceOpt, Engine, EngineOpt, GpusPerWorkerOpt, InputFileOpt,
-                      InputFormatOpt, InputsArg, OutputDirOpt, OutputOpt, QuietOpt, ShardOpt, StrictOpt, TextKeyOpt,
-                      WorkersOpt, boundary, run_record_command)
+from ._common import (
+    BatchSizeOpt,
+    ChunkSizeOpt,
+    DeviceOpt,
+    Engine,
+    EngineOpt,
+    GpusPerWorkerOpt,
+    InputFileOpt,
+    InputFormatOpt,
+    InputsArg,
+    ModelOpt,
+    OutputDirOpt,
+    OutputOpt,
+    QuietOpt,
+    ShardOpt,
+    StrictOpt,
+    TextKeyOpt,
+    WorkersOpt,
+    boundary,
+    run_record_command,
+)
 
 Method = Enum("Method", {m: m for m in DEFAULT_MODELS}, type=str)
 ParseMode = Enum("ParseMode", {m: m for m in PARSE_MODES}, type=str)
@@ -31,7 +49,7 @@ def segment(
     text_key: str = TextKeyOpt,
     words_key: str = typer.Option("words", "--words-key", help="With --parse: a JSON record's word list (parsed as given, not segmented)."),
     method: Method = typer.Option(DEFAULT_METHOD, "--method", help=f"tagger: the self-trained character tagger ({DEFAULT_MODELS['tagger']}, fast); masking: Perturbed Masking over a BERT."),
-    model: Optional[str] = typer.Option(None, "--model", "-m", help=f"Model of --method: built-in name, local directory or hub id (default: {_DEFAULTS})."),
+    model: Optional[str] = ModelOpt(None, help=f"Model of --method: built-in name, local directory or hub id (default: {_DEFAULTS})."),
     user_dict: Optional[str] = InputFileOpt(None, "--user-dict", help="Words never split, jieba's format: 'word [count [tag]]' per line."),
     convert: Convert = typer.Option("auto", "--convert", help="Traditional -> simplified characters before the model (OpenCC, character by character; output keeps the input's characters): auto-detect, always (t2s) or never."),
     threshold: str = typer.Option("auto", "--threshold", help="masking only: 'auto' (label-free rule) or a number: join neighbours when their impact d >= it."),

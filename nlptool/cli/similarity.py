@@ -14,19 +14,25 @@ from . import app
 from ._common import (
     BatchSizeOpt,
     DeviceOpt,
+    Engine,
+    EngineOpt,
+    GpusPerWorkerOpt,
     InputFileOpt,
     InputFormatOpt,
     InputsArg,
+    ModelOpt,
+    OutputDirOpt,
     OutputFileOpt,
     OutputOpt,
     QuietOpt,
+    ShardOpt,
     StrictOpt,
     TextKeyOpt,
+    WorkersOpt,
     boundary,
     info,
     run_record_command,
 )
-from ._common import Engine, EngineOpt, GpusPerWorkerOpt, OutputDirOpt, ShardOpt, WorkersOpt
 
 
 class Metric(str, enum.Enum):
@@ -96,7 +102,7 @@ def similarity(
     b_key: str = typer.Option("sentence2", "--b-key", help="Field of the second text (pair mode); a JSON list of texts gives the distance to each reference and the minimum."),
     metric: Metric = typer.Option(Metric.both, "--metric", help="Transport distance (search/--matrix: 'both' means wrd)."),
     pool: Pool = typer.Option(Pool.none, "--pool", help="none: optimal transport between token vectors (WMD/WRD); mean: cosine of the (IDF-weighted) mean token vectors."),
-    model: str = typer.Option(DEFAULT_MODEL, "--model", "-m", help="Built-in name (zh-sim-mini, zh-bert-mini, en-minilm), local model directory or Hugging Face hub id."),
+    model: str = ModelOpt(DEFAULT_MODEL, help="Built-in name (zh-sim-mini, zh-bert-mini, en-minilm), local model directory or Hugging Face hub id."),
     layer: int = typer.Option(DEFAULT_LAYER, "--layer", help="Hidden layer of --model (0 = embeddings, -1 = last)."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Several hidden layers to average, comma-separated (e.g. 1,-1); replaces --layer."),
     vectors: Optional[str] = InputFileOpt(None, "--vectors", help="Static word2vec vectors (text or binary) instead of --model."),

@@ -11,13 +11,15 @@ from ._common import (
     DeviceOpt,
     InputFileOpt,
     InputFormatOpt,
+    ModelOpt,
     OutputFileOpt,
-    finite_float,
     QuietOpt,
+    SeedOpt,
     StrictOpt,
     TextKeyOpt,
     boundary,
     console,
+    finite_float,
     info,
 )
 
@@ -39,13 +41,13 @@ def split_valid(
     ),
     max_weight: float = typer.Option(10.0, "--max-weight", parser=finite_float(1.0, lo_open=True), help="Cap on a normalised importance weight (> 1)."),
     features: Features = typer.Option(Features.tfidf, "--features", help="tfidf (jieba words + char n-grams) or model (mean-pooled --model vectors)."),
-    model: str = typer.Option("zh-bert-mini", "--model", "-m", help="Encoder for --features model: built-in name, local directory or hub id."),
+    model: str = ModelOpt("zh-bert-mini", help="Encoder for --features model: built-in name, local directory or hub id."),
     device: str = DeviceOpt,
     batch_size: int = typer.Option(64, "--batch-size", min=1, help="Sequences per forward pass (--features model)."),
     folds: int = typer.Option(5, "--folds", min=2, help="Stratified folds for the out-of-fold p(test|x)."),
     C: float = typer.Option(4.0, "--C", parser=finite_float(0.0, lo_open=True), help="Inverse L2 regularisation of the logistic regression (> 0)."),
     bootstrap: int = typer.Option(1000, "--bootstrap", min=0, help="Bootstrap replicates for the AUC's 95% interval (0 = none)."),
-    seed: int = typer.Option(0, "--seed", min=0, help="Seed of the folds and the bootstrap."),
+    seed: int = SeedOpt(0, help="Seed of the folds and the bootstrap."),
     report: str | None = OutputFileOpt(None, "--report", help="Write the JSON report here ('-' = stdout)."),
     input_format: str = InputFormatOpt,
     text_key: str = TextKeyOpt,
@@ -60,12 +62,12 @@ def split_valid(
     with boundary():
         import contextlib
 
-        from ..split_valid.adversarial import split_valid as run_split_valid
-        from ..split_valid.adversarial import write_split
         from ..errors import UsageError
         from ..jsonl import JsonlWriter, output_record
         from ..paths import atomic_output, validate_paths
         from ..records import read_records
+        from ..split_valid.adversarial import split_valid as run_split_valid
+        from ..split_valid.adversarial import write_split
 
         features = Features(features).value
         split = bool(out_train or out_valid)

@@ -11,17 +11,23 @@ import typer
 from . import app
 from ._common import (
     ChunkSizeOpt,
+    Engine,
+    EngineOpt,
+    GpusPerWorkerOpt,
     InputFileOpt,
     InputFormatOpt,
     InputsArg,
+    OutputDirOpt,
     OutputOpt,
     QuietOpt,
+    SeedOpt,
+    ShardOpt,
     StrictOpt,
     TextKeyOpt,
+    WorkersOpt,
     boundary,
     run_record_command,
 )
-from ._common import Engine, EngineOpt, GpusPerWorkerOpt, OutputDirOpt, ShardOpt, WorkersOpt
 
 
 class Method(str, enum.Enum):
@@ -44,7 +50,7 @@ def tokenize_sample(
     entropy: bool = typer.Option(False, "--entropy", help="Add the exact entropy (nats) of P(seg)^alpha / Z (\"entropy\")."),
     marginals: bool = typer.Option(False, "--marginals", help="Add the exact probability of a token boundary after each character (\"marginals\", n-1 numbers)."),
     ids: bool = typer.Option(False, "--ids", help="Add the token ids (\"ids\"; needs --sp-model)."),
-    seed: Optional[int] = typer.Option(None, "--seed", min=0, help="Random seed (reproducible samples).", show_default=False),
+    seed: Optional[int] = SeedOpt(None, help="Random seed (reproducible samples).", show_default=False),
     method: Method = typer.Option(Method.ffbs, "--method", help="ffbs (exact) or su2023 (the first, BIASED rule of Su's 2023-09-16 post; for reproducing it only)."),
     dict_path: Optional[str] = InputFileOpt(None, "--dict", help="A jieba-format dictionary (one 'word count' per line, an optional tag after). Default: jieba's dict.txt.", show_default=False),
     sp_model: Optional[str] = InputFileOpt(None, "--sp-model", help="A SentencePiece UNIGRAM .model file.", show_default=False),

@@ -11,8 +11,20 @@ import typer
 from ..attribute.classifier import ClassifierSettings
 from ..training import defaults
 from . import train_app
-from ._common import (DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, OutputFileOpt, QuietOpt, boundary, info,
-                      train_log, train_progress)
+from ._common import (
+    DeviceOpt,
+    InputFilesArg,
+    InputFilesOpt,
+    ModelOpt,
+    OutDirOpt,
+    OutputFileOpt,
+    QuietOpt,
+    SeedOpt,
+    boundary,
+    info,
+    train_log,
+    train_progress,
+)
 
 D = defaults(ClassifierSettings)
 
@@ -28,9 +40,7 @@ class DataFormat(str, enum.Enum):
 def classifier(
     data: list[Path] = InputFilesArg(..., help="Training data: CSV/TSV with a header row, or JSONL."),
     out: Path = OutDirOpt(..., "--out", help="Output model directory (a normal Hugging Face directory)."),
-    model: str = typer.Option(
-        D["model"], "--model", "-m",
-        help="Encoder to start from: built-in name (zh-bert-mini, en-minilm), local directory or hub id.",
+    model: str = ModelOpt(D["model"], help="Encoder to start from: built-in name (zh-bert-mini, en-minilm), local directory or hub id.",
     ),
     text_key: str = typer.Option("text", "--text-key", help="Column / JSON field holding the text."),
     label_key: str = typer.Option("label", "--label-key", help="Column / JSON field holding the label."),
@@ -44,7 +54,7 @@ def classifier(
     max_length: int = typer.Option(D["max_length"], "--max-length", min=8, help="Tokens per text (special tokens included; longer texts are truncated)."),
     max_minutes: Optional[float] = typer.Option(D["max_minutes"], "--max-minutes", min=1e-6, help="Stop after this many minutes, evaluate and save."),
     report: Optional[Path] = OutputFileOpt(None, "--report", help="Metrics JSON report (default OUT/metrics.json)."),
-    seed: int = typer.Option(D["seed"], "--seed", min=0, help="Random seed (split, head initialisation, shuffling)."),
+    seed: int = SeedOpt(D["seed"], help="Random seed (split, head initialisation, shuffling)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):

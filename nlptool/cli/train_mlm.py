@@ -11,8 +11,19 @@ import typer
 from ..mlm import MLMSettings
 from ..training import defaults
 from . import train_app
-from ._common import (DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, QuietOpt, boundary, finite_float, info,
-                      train_log, train_progress)
+from ._common import (
+    DeviceOpt,
+    InputFilesArg,
+    InputFilesOpt,
+    OutDirOpt,
+    QuietOpt,
+    SeedOpt,
+    boundary,
+    finite_float,
+    info,
+    train_log,
+    train_progress,
+)
 
 D = defaults(MLMSettings)
 
@@ -38,7 +49,7 @@ def mlm(
     max_minutes: Optional[float] = typer.Option(D["max_minutes"], "--max-minutes", parser=finite_float(0.0, lo_open=True), help="Stop after this many minutes and save the model."),
     learning_rate: float = typer.Option(D["learning_rate"], "--learning-rate", parser=finite_float(0.0, lo_open=True), help="Peak AdamW learning rate."),
     min_count: int = typer.Option(D["min_count"], "--min-count", min=1, help="Characters seen fewer times become [UNK]."),
-    seed: int = typer.Option(D["seed"], "--seed", min=0, help="Random seed (initialisation, masking, shuffling)."),
+    seed: int = SeedOpt(D["seed"], help="Random seed (initialisation, masking, shuffling)."),
     resume: bool = typer.Option(D["resume"], "--resume", help="Continue from the last checkpoint in OUT.work/checkpoints (kept after every run; without --resume a run starts over)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,

@@ -10,7 +10,7 @@ import typer
 from ..qagen.reader import ReaderSettings
 from ..training import defaults
 from . import train_app
-from ._common import DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, QuietOpt, boundary, info, train_log, train_progress
+from ._common import DeviceOpt, InputFilesArg, ModelOpt, SeedOpt, InputFilesOpt, OutDirOpt, QuietOpt, boundary, info, train_log, train_progress
 
 D = defaults(ReaderSettings)
 
@@ -19,7 +19,7 @@ D = defaults(ReaderSettings)
 def train_reader(
     data: list[Path] = InputFilesArg(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer}."),
     out: Path = OutDirOpt(..., "--out", help="Output model directory."),
-    model: str = typer.Option(D["model"], "--model", "-m", help="Encoder to start from: built-in name, local directory or hub id."),
+    model: str = ModelOpt(D["model"], help="Encoder to start from: built-in name, local directory or hub id."),
     holdout: float = typer.Option(D["holdout"], "--holdout", min=0.0, max=0.999, help="Share of the articles held out for exact match / char F1 (without --eval)."),
     eval_file: Optional[list[Path]] = InputFilesOpt(None, "--eval", help="Evaluation data instead of --holdout (repeatable)."),
     max_passage_chars: int = typer.Option(D["max_passage_chars"], "--max-passage-chars", min=8, help="Passage chunk in characters (the chunk containing the answer)."),
@@ -28,7 +28,7 @@ def train_reader(
     batch_size: int = typer.Option(D["batch_size"], "--batch-size", min=1, help="Sequences per step."),
     learning_rate: float = typer.Option(D["learning_rate"], "--learning-rate", min=1e-12, help="Peak AdamW learning rate."),
     max_minutes: Optional[float] = typer.Option(D["max_minutes"], "--max-minutes", min=1e-6, help="Stop after this many minutes and save."),
-    seed: int = typer.Option(D["seed"], "--seed", min=0, help="Random seed (held-out articles, shuffling)."),
+    seed: int = SeedOpt(D["seed"], help="Random seed (held-out articles, shuffling)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):

@@ -9,7 +9,7 @@ import typer
 from ..segment.train import SegmenterSettings
 from ..training import defaults
 from . import train_app
-from ._common import DeviceOpt, InputFileOpt, InputFilesArg, OutDirOpt, QuietOpt, boundary, info, train_log, train_progress
+from ._common import DeviceOpt, InputFileOpt, ModelOpt, SeedOpt, InputFilesArg, OutDirOpt, QuietOpt, boundary, info, train_log, train_progress
 
 D = defaults(SegmenterSettings)
 
@@ -18,7 +18,7 @@ D = defaults(SegmenterSettings)
 def segmenter(
     data: list[str] = InputFilesArg(..., help="Raw-text corpus file(s), one paragraph per line."),
     out: str = OutDirOpt(..., "--out", help="The model directory written."),
-    model: str = typer.Option(D["teacher"], "--model", "-m", help="The teacher BERT (built-in name, local directory or hub id)."),
+    model: str = ModelOpt(D["teacher"], help="The teacher BERT (built-in name, local directory or hub id)."),
     rounds: int = typer.Option(D["rounds"], "--rounds", min=1, max=20, help="Self-training rounds (the student relabels the corpus between rounds)."),
     teacher_chars: int = typer.Option(D["teacher_chars"], "--teacher-chars", min=1, help="Characters of the shuffled corpus the teacher labels."),
     dev_lines: int = typer.Option(D["dev_lines"], "--dev-lines", min=0, max=19484, help="People's Daily 1998 dev lines for per-round F1 (0 = none)."),
@@ -31,7 +31,7 @@ def segmenter(
     lexicon_size: int = typer.Option(D["lexicon_size"], "--lexicon-size", min=100, max=1_000_000, help="Words in the unigram lexicon (a soft limit; SentencePiece unigram EM)."),
     lexicon_epochs: float = typer.Option(D["lexicon_epochs"], "--lexicon-epochs", min=0.01, help="Passes over the relabelled corpus per lexicon round."),
     lexicon_chars: Optional[int] = typer.Option(D["lexicon_chars"], "--lexicon-chars", min=1, help="Characters of the shuffled corpus for the lexicon rounds (default: all)."),
-    seed: int = typer.Option(D["seed"], "--seed", min=0, help="Corpus shuffle, initialisation and batch order."),
+    seed: int = SeedOpt(D["seed"], help="Corpus shuffle, initialisation and batch order."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):

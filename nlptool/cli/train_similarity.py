@@ -11,8 +11,20 @@ import typer
 from ..similarity.train import METHODS, SimilaritySettings
 from ..training import defaults
 from . import train_app
-from ._common import (DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, OutputFileOpt, QuietOpt, boundary, info,
-                      train_log, train_progress)
+from ._common import (
+    DeviceOpt,
+    InputFilesArg,
+    InputFilesOpt,
+    ModelOpt,
+    OutDirOpt,
+    OutputFileOpt,
+    QuietOpt,
+    SeedOpt,
+    boundary,
+    info,
+    train_log,
+    train_progress,
+)
 
 D = defaults(SimilaritySettings)
 
@@ -32,7 +44,7 @@ def similarity(
     data: list[Path] = InputFilesArg(..., help="Training data: labelled pairs (TSV s1<TAB>s2<TAB>score or JSONL {sentence1, sentence2, label}) for cosent; raw sentences (one per line, or JSONL --text-key; pair files give both sentences) for simcse."),
     method: Method = typer.Option(Method(METHODS[0]), "--method", help="cosent: Su's CoSENT ranking loss on labelled pairs; simcse: unsupervised SimCSE (dropout views, in-batch negatives) on raw sentences."),
     out: Path = OutDirOpt(..., "--out", help="Output model directory (a normal Hugging Face encoder directory)."),
-    model: str = typer.Option(D["model"], "--model", "-m", help="Encoder to start from: built-in name, local directory or hub id."),
+    model: str = ModelOpt(D["model"], help="Encoder to start from: built-in name, local directory or hub id."),
     eval_files: Optional[list[Path]] = InputFilesOpt(None, "--eval", help="Labelled pairs to evaluate on (Spearman of the cosine); without it --holdout splits DATA (cosent)."),
     holdout: float = typer.Option(D["holdout"], "--holdout", min=0.0, max=0.99, help="Share of labelled DATA held out for evaluation when no --eval is given."),
     epochs: float = typer.Option(D["epochs"], "--epochs", min=1e-9, help="Passes over the training data."),
@@ -46,7 +58,7 @@ def similarity(
     temperature: float = typer.Option(D["temperature"], "--temperature", min=1e-9, help="SimCSE temperature (0.05 in the paper)."),
     text_key: str = typer.Option("text", "--text-key", help="JSON field of a raw sentence (simcse)."),
     report: Optional[Path] = OutputFileOpt(None, "--report", help="Also write the metrics JSON here (always in OUT/metrics.json)."),
-    seed: int = typer.Option(D["seed"], "--seed", min=0, help="Random seed (split, shuffling, dropout)."),
+    seed: int = SeedOpt(D["seed"], help="Random seed (split, shuffling, dropout)."),
     device: str = DeviceOpt,
     quiet: bool = QuietOpt,
 ):

@@ -81,7 +81,7 @@ def hypothesis_profiles() -> None:
     common = dict(deadline=None, suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture,
                                                         HealthCheck.data_too_large])
     settings.register_profile("ci", max_examples=15, derandomize=True, **common)
-    settings.register_profile("fuzz", max_examples=400, **common)
+    settings.register_profile("fuzz", max_examples=400, print_blob=True, database=None, **common)
     settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
 

@@ -150,7 +150,8 @@ def test_failed_run_leaves_nothing_and_success_writes_the_whole_directory(cmd, t
     kept = ["mine.work", "model.work"] if cmd == "segmenter" else []
     assert sorted(p.name for p in work.iterdir()) == ["mine", *kept]
     for k in kept:
-        assert os.listdir(work / k) == ["teacher_impacts.jsonl"]
+        [name] = os.listdir(work / k)
+        assert name.startswith("teacher_impacts-") and name.endswith("-layer-1.jsonl")
     assert _snapshot(existing) == before
     monkeypatch.undo()
 
@@ -160,7 +161,8 @@ def test_failed_run_leaves_nothing_and_success_writes_the_whole_directory(cmd, t
         assert r.exit_code == 0, r.output
         names = set(os.listdir(out))
         assert MODEL_FILES[cmd] <= names, names
-        assert not {"checkpoints", "_trainer", "teacher_impacts.jsonl", "teacher_dev.json"} & names
+        assert not {"checkpoints", "_trainer", "teacher_dev.json"} & names
+        assert not any(n.startswith("teacher_impacts") for n in names)
         assert json.loads((out / "config.json").read_text()) != {"old": True}
     assert (existing / "notes.txt").read_text(encoding="utf-8") == "my notes\n"
     # after success: the model, and OUT.work where the command keeps state (checkpoints for --resume)
@@ -227,7 +229,7 @@ def test_segmenter_teacher_cache_survives_a_failed_run_and_is_reused(tiny_bert_d
     with pytest.raises(RuntimeError, match="boom"):
         train_segmenter(corpus, out, **kw)
     monkeypatch.undo()
-    cache = tmp_path / "seg.work" / "teacher_impacts.jsonl"
+    [cache] = (tmp_path / "seg.work").glob("teacher_impacts-*-layer-1.jsonl")
     assert not out.exists() and cache.stat().st_size > 0
     n_cached = len(cache.read_text(encoding="utf-8").splitlines())
     # an interrupted append leaves a cut line: it is skipped, and the next record starts its own line
@@ -238,8 +240,12 @@ def test_segmenter_teacher_cache_survives_a_failed_run_and_is_reused(tiny_bert_d
     # two teacher rounds, then two lexicon rounds (default); without a dev set the last round is saved
     assert m["selected_round"] == 4 and {"config.json", "model.safetensors", "vocab.txt", "lexicon.tsv"} <= set(os.listdir(out))
     assert m["rounds"][-1]["what"] == "student + lexicon" and m["lexicon_words"] > 0
-    assert "teacher_impacts.jsonl" not in os.listdir(out)
+    assert not any(n.startswith("teacher_impacts") for n in os.listdir(out))
     assert len(cache.read_text(encoding="utf-8").splitlines()) == n_cached + 1
+    # another layer of the teacher: its own cache, nothing reused
+    other = train_segmenter(corpus, tmp_path / "seg2", **{**kw, "layer": -2})
+    assert other["teacher_chars_per_s"] is not None
+    assert len(list((tmp_path / "seg2.work").glob("teacher_impacts-*-layer-2.jsonl"))) == 1
 
 
 def test_atomic_dir_merges_into_an_existing_directory(tmp_path):

@@ -309,7 +309,7 @@ def train_segmenter(corpus: Sequence[str | os.PathLike], out: str | os.PathLike,
     The stages (each a function below):
 
     1. :func:`_teacher_stage`: the teacher (``settings.teacher``, a BERT MLM) labels the corpus
-       with Perturbed Masking impacts, cached in ``OUT.work/teacher_impacts.jsonl``
+       with Perturbed Masking impacts, cached in ``OUT.work/teacher_impacts-<weights sha256>-layer<L>.jsonl``
        (:func:`nlptool.paths.work_dir`; appended line by line, so a rerun, also after a failed or
        interrupted one, reuses them; the teacher's dev score is cached beside it in
        ``teacher_dev.json``). A cache that an earlier version left in ``out`` itself is read too,
@@ -437,7 +437,7 @@ def _read_teacher_cache(path: Path, done: dict[str, list]) -> None:
 def _teacher_stage(run: _Run) -> None:
     """Stage 1, the teacher labels: the dev pick (removed from the corpus), the shuffled corpus,
     the teacher's Perturbed Masking impacts of its first ``teacher_chars`` (cached per line in
-    ``OUT.work/teacher_impacts.jsonl``), and the teacher's own dev score as round 0 (cached in
+    ``OUT.work/teacher_impacts-<weights sha256>-layer<L>.jsonl``: another teacher or layer starts afresh), and the teacher's own dev score as round 0 (cached in
     ``teacher_dev.json``: on a CPU it is the slow part)."""
     import torch
 
@@ -465,10 +465,12 @@ def _teacher_stage(run: _Run) -> None:
     run.loaded = loaded = load_model(s.teacher, kind="encoder", device=s.device)
     run.fallback = auto_fallback(loaded, layer=s.layer, batch_size=s.teacher_batch_size)
 
-    cache = run.work / "teacher_impacts.jsonl"
+    # the cache is keyed by the teacher's weights and layer: another --model or --layer never
+    # reuses these impacts (an unkeyed cache of an earlier version is not read: its teacher is unknown)
+    fingerprint = weights_fingerprint(loaded.path)
+    cache = run.work / f"teacher_impacts-{(fingerprint or 'unhashed')[:16]}-layer{s.layer}.jsonl"
     done = run.impacts
     _read_teacher_cache(cache, done)
-    _read_teacher_cache(run.legacy / "teacher_impacts.jsonl", done)
     todo = [t for t in run.lines if t not in done]
     t0 = time.perf_counter()
     if cache.is_file() and cache.stat().st_size:
@@ -497,7 +499,7 @@ def _teacher_stage(run: _Run) -> None:
 
     if run.gold:  # round 0: the teacher's own dev score
         dev_cache = run.work / "teacher_dev.json"
-        key = {"teacher_sha256": weights_fingerprint(loaded.path), "dev_lines": len(run.gold), "layer": s.layer}
+        key = {"teacher_sha256": fingerprint, "dev_lines": len(run.gold), "layer": s.layer}
         rec0 = None
         for cached_file in (dev_cache, run.legacy / "teacher_dev.json"):
             if rec0 is None and cached_file.is_file():

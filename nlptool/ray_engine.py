@@ -232,6 +232,34 @@ def _split_lines(row: dict) -> list[dict]:
     return [{"path": row["path"], "line": i, "raw": raw} for i, raw in enumerate(lines, start=1)]
 
 
+def _check_line_inputs(inputs, input_format: str) -> None:
+    """Refuse what ``--output-dir`` cannot read one line at a time, before Ray starts: CSV/TSV
+    (a header row, quoted line breaks) and compressed local files (found by magic bytes).
+
+    Raises:
+        UsageError: ``input_format`` csv/tsv, an ``auto`` input named ``*.csv``, a local file that
+            is gzip, bzip2 or xz.
+    """
+    from .records import compression_of
+
+    why = "--output-dir reads its inputs one line at a time (in parallel)"
+    if input_format in ("csv", "tsv"):
+        raise UsageError(f"{why}: --input-format {input_format} needs its header row; convert to JSONL "
+                         "or write one output file (-o) instead")
+    for p in map(str, inputs):
+        if input_format == "auto" and p.lower().endswith(".csv"):
+            raise UsageError(f"{p}: {why}, and *.csv is read as CSV with a header; convert to JSONL, give "
+                             "--input-format text, or write one output file (-o) instead")
+        try:
+            with open(p, "rb") as fh:
+                kind = compression_of(fh.read(6))
+        except OSError:  # a glob, a remote path (s3://...), a directory: Ray reads it
+            continue
+        if kind is not None:
+            raise UsageError(f"{p}: a {kind[0]} file; {why}: decompress it first ({kind[1]} checks it), "
+                             "or write one output file (-o) instead")
+
+
 def write_dir(inputs: Sequence[str], out_dir: str, worker, *, input_format: str = "auto",
               keys: Sequence[str] = ("text",), tsv: bool | None = None, optional_keys: Sequence[str] = (),
               alternatives: Sequence[str] = (), list_keys: Sequence[str] = (), workers: int = 2,
@@ -250,6 +278,7 @@ def write_dir(inputs: Sequence[str], out_dir: str, worker, *, input_format: str 
         raise UsageError("writing a directory of shards reads files, not stdin: give input paths")
     if workers < 1 or gpus_per_worker < 0:
         raise UsageError("the ray engine needs at least one worker and a GPU share >= 0")
+    _check_line_inputs(inputs, getattr(input_format, "value", input_format))
     ray_mod = init(local_cpus())
     check_pool(ray_mod, workers, gpus_per_worker)
     import ray.data

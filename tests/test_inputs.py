@@ -305,3 +305,35 @@ def test_a_line_reader_refuses_csv_lines_instead_of_reading_the_header_as_text()
 
     rec = _parse_line(b"id,text\n", "in.csv", 1, "csv", ["text"], False, ())
     assert rec.error and "header row" in rec.error and rec.texts == {}
+
+
+def test_output_dir_refuses_what_it_cannot_read_line_by_line(tmp_path):
+    """--output-dir (Ray, one line at a time) refuses CSV/TSV and compressed files before Ray starts."""
+    import gzip as _gzip
+
+    from nlptool.errors import UsageError
+    from nlptool.ray_engine import write_dir
+
+    gz = tmp_path / "in.txt"  # compressed, whatever its name
+    gz.write_bytes(_gzip.compress("你好\n".encode()))
+    csv_file = tmp_path / "in.csv"
+    csv_file.write_text("text\n你好\n", encoding="utf-8")
+    plain = tmp_path / "plain.txt"
+    plain.write_text("你好\n", encoding="utf-8")
+    for inputs, fmt, needle in [([gz], "auto", "a gzip file"), ([csv_file], "auto", "read as CSV"),
+                                ([plain], "csv", "--input-format csv"), ([plain], "tsv", "--input-format tsv")]:
+        with pytest.raises(UsageError, match=needle):
+            write_dir([str(p) for p in inputs], str(tmp_path / "out"), object(), input_format=fmt)
+    assert not (tmp_path / "out").exists()
+
+
+def test_count_lines_finds_compression_by_magic_bytes(tmp_path):
+    import gzip as _gzip
+
+    from nlptool.cli._common import count_lines
+
+    disguised = tmp_path / "in.txt"
+    disguised.write_bytes(_gzip.compress(b"a\nb\nc\n"))
+    plain = tmp_path / "p.txt"
+    plain.write_bytes(b"a\nb\nc")
+    assert count_lines([str(disguised)]) is None and count_lines([str(plain)]) == 3

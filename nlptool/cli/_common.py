@@ -597,15 +597,20 @@ def count_lines(paths, shard=None) -> int | None:
     a last line without a newline counts), divided among shards; None for stdin or a pipe."""
     import stat as _stat
 
+    from ..records import compression_of
+
     total = 0
     for p in paths or ["-"]:
         if p == "-":
             return None
         try:
             st = os.stat(p)
-            if not _stat.S_ISREG(st.st_mode) or str(p).endswith((".gz", ".bz2", ".xz")):
+            if not _stat.S_ISREG(st.st_mode):
                 return None
             with open(p, "rb") as fh:
+                if compression_of(fh.read(6)) is not None:  # by magic bytes: its lines are unknown
+                    return None
+                fh.seek(0)
                 last = b""
                 for block in iter(lambda: fh.read(1 << 20), b""):
                     total += block.count(b"\n")

@@ -23,13 +23,18 @@ def output_record(rec: Record, results: dict[str, Any] | None = None, error: str
     """The output object for ``rec``: its passed-through fields plus ``results``.
 
     An input or processing error gives ``{...fields, "error": msg, "line": n}``; result keys
-    overwrite input fields of the same name.
+    overwrite input fields of the same name. The input's own ``"error"``/``"line"`` (an earlier
+    nlptool stage's) pass through a successful record unchanged; on an error they are kept as
+    ``"input_error"``/``"input_line"``, so chained stages lose no message.
     """
     out = dict(rec.data)
     err = rec.error or error
     if err:
         if rec.error is None:
             err = f"line {rec.line} of {rec.source}: {err}"
+        for own in ("error", "line"):
+            if own in out:
+                out[f"input_{own}"] = out.pop(own)
         out["error"] = err
         out["line"] = rec.line
         return out

@@ -377,3 +377,19 @@ def test_bad_user_dictionary_lines_are_refused_with_their_line(tmp_path, line, w
     with pytest.raises(InputDataError) as exc:
         read_user_dict(f)
     assert exc.value.line == 2
+
+
+def test_an_input_records_own_error_and_line_survive_a_second_stage():
+    """Chained stages: the earlier stage's "error"/"line" pass through a good record and are kept as
+    input_error/input_line on an error record."""
+    from typer.testing import CliRunner
+
+    from nlptool.cli import app
+
+    lines = ['{"text": "好", "error": "stage 1", "line": 7}', '{"t": "x", "error": "stage 1", "line": 9}']
+    r = CliRunner().invoke(app, ["tokenize-sample", "--alpha", "inf", "-q"], input="\n".join(lines) + "\n")
+    assert r.exit_code == 0, r.output
+    good, bad = [json.loads(x) for x in r.stdout.splitlines()]
+    assert good["error"] == "stage 1" and good["line"] == 7 and good["tokens"] == ["好"]
+    assert bad["input_error"] == "stage 1" and bad["input_line"] == 9
+    assert bad["line"] == 2 and "missing key 'text'" in bad["error"]

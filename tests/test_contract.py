@@ -115,6 +115,9 @@ VOCABULARY_INVALID = {
     "--reg": ["0", "-1"],
     "--max-chars": ["0", "-1"],
     "--layers": ["0", "-1"],
+    # scale-out (docs/scale-out.md)
+    "--workers": ["0", "-1"],
+    "--gpus-per-worker": ["-1", "-0.5", "65"],
 }
 
 #: Float options that may legitimately take an infinity (their help says so).
@@ -207,6 +210,12 @@ STRING_NUMBER_CASES = [
     ("tokenize-sample", ["--alpha", "-1"], "x\n"),
     ("tokenize-sample", ["-k", "1000001", "--without-replacement"], "x\n"),  # above MAX_K
     ("tokenize-sample", ["--nbest", "1000001"], "x\n"),
+    ("segment", ["--shard", "abc"], "x\n"),
+    ("segment", ["--shard", "2/2"], "x\n"),
+    ("segment", ["--shard", "0/0"], "x\n"),
+    ("segment", ["--shard", "-1/2"], "x\n"),
+    ("similarity", ["--shard", ""], "a\tb\n"),
+    ("tokenize-sample", ["--shard", "1/2/3"], "x\n"),
     ("split-valid", ["--valid-size", "0"], None),
     ("split-valid", ["--valid-size", "nan"], None),
 ]

@@ -289,6 +289,12 @@ class Command:
         and yield a line for stderr as each is done; nothing by default."""
         return ()
 
+    def side_outputs(self) -> list[str]:
+        """The files :meth:`finish` writes (e.g. ``--html``); none by default. With any, a closed
+        stdout (``| head``) does not end the run early: every record is still processed, so that
+        the side outputs are written whole."""
+        return []
+
     # -- records
     def text_keys(self) -> list[str]:
         """The record fields that hold the input text(s) (``read_records(keys=...)``)."""

@@ -627,3 +627,28 @@ def test_terminal_format_without_colours_still_shows_each_score(tmp_path):
     rec = json.loads(js.stdout)
     assert header.startswith(f"{rec['label']} p=")
     assert body == "".join(f"{t['token']}[{s:+.3f}]" for t, s in zip(rec["tokens"], rec["scores"]))
+
+
+def test_closed_stdout_still_writes_the_html_page(tiny_cls_dir, tmp_path):
+    """`attribute --html h.html | head -1`: every record is still attributed and the page written
+    whole (exit 0, as any `| head`), instead of stopping at the closed pipe without a page."""
+    import os
+    import subprocess
+    import sys
+
+    texts = [f"这家酒店很好，第{i}次入住，服务也不错" * 3 for i in range(120)]
+    path = tmp_path / "in.txt"
+    path.write_text("\n".join(texts) + "\n", encoding="utf-8")
+    page = tmp_path / "h.html"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.Popen([sys.executable, "-m", "nlptool", "attribute", str(path), "--html", str(page), "-m",
+                          tiny_cls_dir, "--steps", "2", "--device", "cpu", "-q"],
+                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=tmp_path,
+                         env=dict(os.environ, PYTHONPATH=repo))
+    first = p.stdout.readline()
+    p.stdout.close()  # `| head -1`
+    err = p.stderr.read()
+    assert p.wait(timeout=300) == 0, err
+    assert json.loads(first)["text"] == texts[0] and err == b""
+    html = page.read_text(encoding="utf-8")
+    assert html.count("class='rec'") == len(texts)  # every record is on the page

@@ -154,6 +154,10 @@ class Attributor(Command):
         out = cap.get()
         return out[:-1] if out.endswith("\n") else out
 
+    def side_outputs(self) -> list[str]:
+        """``--html`` and ``--png``, those given."""
+        return [str(p) for p in (self.config["html"], self.config["png"]) if p]
+
     def finish(self, inputs: Sequence[str] = ()) -> Iterator[str]:
         """After the last record: say how many results carry a warning, then write the HTML page
         and the PNG image (whole or not at all, :func:`nlptool.paths.atomic_output`), a line each."""

@@ -739,10 +739,42 @@ def run_record_command(command, inputs, *, output: str, input_format: str = "aut
 
     with record_progress(name or type(command).__name__, inputs, quiet=quiet, shard=shard) as advance, \
             JsonlWriter(output) as writer:
-        summary = run(command, records, writer, fmt=fmt, chunk_size=chunk_size, strict=strict, progress=advance,
+        sink = _PipeTolerant(writer) if command.side_outputs() else writer
+        summary = run(command, records, sink, fmt=fmt, chunk_size=chunk_size, strict=strict, progress=advance,
                       on_error=on_error)
         # side outputs (attribute --html/--png) before the main output is committed: all or none
         finished = list(command.finish(inputs=list(inputs or ())))
     info(summary.line(), quiet)
     for line in finished:
         info(line, quiet)
+    if sink is not writer and sink.broken:
+        raise BrokenPipeError(errno.EPIPE, "stdout closed")  # exit 0, as any `| head`, side outputs written
+
+
+class _PipeTolerant:
+    """A writer that, once stdout is closed (``| head``), drops further lines instead of ending
+    the run: a command with side outputs (``--html``) still processes every record and writes
+    them whole. ``broken`` says whether the pipe closed."""
+
+    def __init__(self, writer):
+        self.writer, self.broken = writer, False
+
+    def _call(self, name: str, *args) -> None:
+        if self.broken:
+            return
+        try:
+            getattr(self.writer, name)(*args)
+        except OSError as exc:
+            if not _is_broken_pipe(exc):
+                raise
+            self.broken = True
+            _silence_stdout()
+
+    def write(self, obj) -> None:
+        self._call("write", obj)
+
+    def write_line(self, line: str) -> None:
+        self._call("write_line", line)
+
+    def flush(self) -> None:
+        self._call("flush")

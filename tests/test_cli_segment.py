@@ -237,7 +237,7 @@ def test_segmenter_owns_the_rules_and_the_text_formats():
     for bad, why in [("abc", "a number"), ("nan", "a finite number"), (math.inf, "a finite number")]:
         with pytest.raises(UsageError, match=f"--threshold .*or {why}$"):
             Segmenter(threshold=bad)
-    assert Segmenter(threshold="0.5").config["threshold"] == 0.5
+    assert Segmenter(method="masking", threshold="0.5").config["threshold"] == 0.5
     assert Segmenter().config["method"] == DEFAULT_METHOD and DEFAULT_METHOD in DEFAULT_MODELS
     with pytest.raises(UsageError, match="--format conllu needs --parse dependency"):
         Segmenter(parse="constituency").check_format("conllu")

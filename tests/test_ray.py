@@ -71,6 +71,23 @@ def test_output_dir_holds_the_local_lines(inputs, tmp_path):
     assert sorted(got) == sorted(local)
 
 
+def test_output_dir_under_quiet_prints_nothing(inputs, tmp_path):
+    """-q silences Ray's own INFO/WARNING lines (and its processes'): stderr is empty."""
+    import subprocess
+    import sys
+
+    d, f = inputs
+    out = tmp_path / "shards"
+    repo = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    p = subprocess.run([sys.executable, "-m", "nlptool", "tokenize-sample", f, "--dict", d, "--seed", "5", "-q",
+                        "--output-dir", str(out), "--workers", "1"], capture_output=True, cwd=tmp_path,
+                       env={k: v for k, v in dict(os.environ, PYTHONPATH=repo).items() if k != "RAY_ADDRESS"},
+                       timeout=300)
+    assert p.returncode == 0, p.stderr[-2000:]
+    assert p.stderr == b""
+    assert sum(len((out / n).read_text(encoding="utf-8").splitlines()) for n in os.listdir(out)) > 0
+
+
 def test_strict_stops_with_exit_3_and_text_format_refused(inputs, tmp_path):
     d, f = inputs
     r = runner.invoke(app, ["tokenize-sample", f, "--dict", d, "--engine", "ray", "--strict", "-q"])

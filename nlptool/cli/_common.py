@@ -718,11 +718,12 @@ def run_record_command(command, inputs, *, output: str, input_format: str = "aut
     if getattr(engine, "value", engine) == "ray" or output_dir:  # scale-out (docs/scale-out.md)
         from ..ray_engine import run_cli
 
-        return run_cli(command, records, inputs, output, output_dir, fmt=fmt, workers=workers,
-                       gpus_per_worker=gpus_per_worker, chunk_size=chunk_size, strict=strict,
-                       input_format=input_format, keys=command.text_keys(), shard=shard,
-                       optional_keys=command.extra_keys(), alternatives=command.alternatives(),
-                       list_keys=command.list_keys())
+        with _stderr_silenced(quiet):  # Ray's own INFO/WARNING lines (and its processes'): -q is quiet
+            return run_cli(command, records, inputs, output, output_dir, fmt=fmt, workers=workers,
+                           gpus_per_worker=gpus_per_worker, chunk_size=chunk_size, strict=strict,
+                           input_format=input_format, keys=command.text_keys(), shard=shard,
+                           optional_keys=command.extra_keys(), alternatives=command.alternatives(),
+                           list_keys=command.list_keys())
     quiet_libraries()
     if quiet:
         import warnings
@@ -749,6 +750,29 @@ def run_record_command(command, inputs, *, output: str, input_format: str = "aut
         info(line, quiet)
     if sink is not writer and sink.broken:
         raise BrokenPipeError(errno.EPIPE, "stdout closed")  # exit 0, as any `| head`, side outputs written
+
+
+@contextlib.contextmanager
+def _stderr_silenced(on: bool):
+    """With ``on``: file descriptor 2 points at the null device inside the block (libraries that
+    log on their own, and the processes they start, inherit it); restored before an error is
+    reported, so errors still reach the user."""
+    if not on:
+        yield
+        return
+    with contextlib.suppress(Exception):
+        sys.stderr.flush()
+    saved = os.dup(2)
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    try:
+        os.dup2(devnull, 2)
+        yield
+    finally:
+        with contextlib.suppress(Exception):
+            sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(devnull)
 
 
 class _PipeTolerant:

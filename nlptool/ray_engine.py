@@ -240,14 +240,14 @@ def _check_line_inputs(inputs, input_format: str) -> None:
         UsageError: ``input_format`` csv/tsv, an ``auto`` input named ``*.csv``, a local file that
             is gzip, bzip2 or xz.
     """
-    from .records import compression_of
+    from .records import _path_format, compression_of
 
     why = "--output-dir reads its inputs one line at a time (in parallel)"
     if input_format in ("csv", "tsv"):
         raise UsageError(f"{why}: --input-format {input_format} needs its header row; convert to JSONL "
                          "or write one output file (-o) instead")
     for p in map(str, inputs):
-        if input_format == "auto" and p.lower().endswith(".csv"):
+        if _path_format(p, input_format) == "auto-csv":  # the local reader's own rule for *.csv
             raise UsageError(f"{p}: {why}, and *.csv is read as CSV with a header; convert to JSONL, give "
                              "--input-format text, or write one output file (-o) instead")
         try:

@@ -81,6 +81,16 @@ class Record:
         return f"{self.source}:{self.line}"
 
 
+
+def stdin_is_terminal() -> bool:
+    """True when standard input is an interactive terminal (nothing piped in); False for a pipe,
+    a file, or a closed stdin (``<&-``, reported where it is read)."""
+    try:
+        return sys.stdin is not None and sys.stdin.isatty()
+    except (AttributeError, ValueError):
+        return False
+
+
 def check_stdin(inputs: Sequence[str] | None) -> list[str]:
     """Normalise the input list: no paths means ``["-"]``.
 
@@ -89,11 +99,7 @@ def check_stdin(inputs: Sequence[str] | None) -> list[str]:
     """
     paths = [str(p) for p in (inputs or [])] or ["-"]
     if "-" in paths:
-        try:
-            tty = sys.stdin is not None and sys.stdin.isatty()
-        except (AttributeError, ValueError):
-            tty = False
-        if tty:
+        if stdin_is_terminal():
             raise UsageError("no input: give a file, or pipe text into stdin (e.g. `echo 文本 | nlptool ...`)")
     for p in paths:
         check_input_path(p)

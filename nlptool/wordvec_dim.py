@@ -151,11 +151,9 @@ def check_text_path(path: str) -> None:
         UsageError: missing file, a directory, terminal stdin.
     """
     if path == "-":
-        try:
-            tty = sys.stdin is not None and sys.stdin.isatty()
-        except (AttributeError, ValueError):
-            tty = False
-        if tty:
+        from .records import stdin_is_terminal
+
+        if stdin_is_terminal():
             raise UsageError("no input: give a file, or pipe text into stdin")
         return
     if os.path.isdir(path):

@@ -18,16 +18,6 @@ class Tokenizer(str, enum.Enum):
     char = "char"
 
 
-def _stdin_is_terminal() -> bool:
-    """True when standard input is a terminal or closed (nothing piped in)."""
-    import sys
-
-    try:
-        return sys.stdin is None or sys.stdin.isatty()
-    except ValueError:  # closed
-        return True
-
-
 @app.command("wordvec-dim")
 def wordvec_dim(
     vocab_size: Optional[str] = typer.Option(None, "--vocab-size", "-N", help="Vocabulary size N (e.g. 100000 or 5e6).", show_default=False),
@@ -44,11 +34,14 @@ def wordvec_dim(
     """Estimate the word-vector dimension a vocabulary needs: n > 8.33 ln N (one JSON object)."""
     with boundary():
         from ..errors import UsageError
+        import sys
+
         from ..jsonl import JsonlWriter
+        from ..records import stdin_is_terminal
         from ..wordvec_dim import check_text_path, count_vocabulary, read_word2vec_shape, report
 
         given = sum(x is not None and x != [] for x in (vocab_size, corpus, vectors))
-        if not given and not show_table and not _stdin_is_terminal():
+        if not given and not show_table and sys.stdin is not None and not stdin_is_terminal():
             corpus = ["-"]  # `cat corpus.txt | nlptool wordvec-dim`, as every other command reads stdin
         if given > 1:
             raise UsageError("give only one of --vocab-size, --corpus, --vectors")

@@ -58,7 +58,7 @@ BUILTINS: tuple[BuiltinModel, ...] = (
     BuiltinModel("zh-seg-mini", "char-tagger", ("segment --method tagger",),
                  "Chinese word segmenter (character tagger) self-trained on Perturbed Masking, `nlptool train segmenter`",
                  files=("config.json", "model.safetensors", "vocab.txt", "lexicon.tsv", "README.md")),
-    BuiltinModel("zh-sim-mini", "masked-lm", ("similarity",),
+    BuiltinModel("zh-sim-mini", "encoder", ("similarity",),
                  "Chinese similarity encoder fine-tuned from zh-bert-mini, `nlptool train similarity`"),
     BuiltinModel("zh-sentiment-mini", "sequence-classification", ("attribute",),
                  "Chinese review sentiment classifier (negative/positive), `nlptool train classifier`"),

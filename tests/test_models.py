@@ -16,6 +16,16 @@ def test_every_registry_row_has_its_files_and_the_kind_its_config_says():
         path = builtin_model_path(row.name)
         for f in row.files:
             assert (path / f).is_file(), (row.name, f)
+        # read from the files, not through kind_of (which answers a built-in path from this registry)
+        import json
+
+        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
+        archs = cfg.get("architectures") or []
+        heads = {"ForMaskedLM": "masked-lm", "ForSequenceClassification": "sequence-classification",
+                 "ForQuestionAnswering": "question-answering"}
+        from_files = ("char-tagger" if cfg.get("model_type") == "nlptool-char-tagger"
+                      else next((k for s, k in heads.items() if any(a.endswith(s) for a in archs)), "encoder"))
+        assert from_files == row.kind, row.name
         assert kind_of(str(path)) == row.kind
 
 

@@ -7,7 +7,16 @@ import itertools
 import numpy as np
 import pytest
 
-from nlptool.segment.parsing import eisner, mart, mart_split_scores, tree_score, tree_to_brackets
+from nlptool.segment.parsing import (
+    cle,
+    eisner,
+    forbid_heads,
+    mart,
+    mart_split_scores,
+    punctuation_word,
+    tree_score,
+    tree_to_brackets,
+)
 
 
 def _is_projective_tree(heads):
@@ -119,3 +128,70 @@ def test_mart_hand_worked():
     # split k=2: means 4.5 + 4.5 - 1 - 1 = 7; k=1: 0 + (18+4)/9... smaller
     assert mart(F) == ((0, 1), (2, 3))
     assert tree_to_brackets(mart(F), ["计算机", "的", "鼠标", "(x)"]) == "((计算机 的) (鼠标 -LRB-x-RRB-))"
+
+
+def _is_tree(heads):
+    """One root, every word reaches it (projective or not)."""
+    if sum(1 for h in heads if h == 0) != 1:
+        return False
+    for d in range(len(heads)):
+        seen, x = set(), d + 1
+        while x != 0:
+            if x in seen:
+                return False
+            seen.add(x)
+            x = heads[x - 1]
+    return True
+
+
+def _brute_best_any(scores, root):
+    n = len(root)
+    trees = [list(h) for h in itertools.product(range(n + 1), repeat=n)
+             if not any(h == d + 1 for d, h in enumerate(h)) and _is_tree(h)]
+    return max(tree_score(t, scores, root) for t in trees)
+
+
+@pytest.mark.parametrize("n", [1, 2, 3, 4, 5])
+def test_chu_liu_edmonds_matches_brute_force_over_all_trees(n):
+    rng = np.random.default_rng(10 + n)
+    for _ in range(6):
+        scores = rng.normal(size=(n, n))
+        root = rng.normal(size=n)
+        heads, total = cle(scores, root)
+        assert _is_tree(heads)
+        assert total == pytest.approx(tree_score(heads, scores, root))
+        assert total == pytest.approx(_brute_best_any(scores, root))
+        # never below the best projective tree
+        assert total >= eisner(scores, root)[1] - 1e-9
+
+
+def test_chu_liu_edmonds_finds_a_crossing_tree_eisner_cannot():
+    # arcs 1->3 and 2->4 cross; make them (and the root at 1) far better than anything else
+    n = 4
+    scores = np.full((n, n), -5.0)
+    root = np.full(n, -5.0)
+    root[0] = 1.0
+    scores[0, 2] = scores[1, 3] = scores[0, 1] = 3.0
+    heads, total = cle(scores, root)
+    assert heads == [0, 1, 1, 2] and total == pytest.approx(10.0)
+    assert eisner(scores, root)[1] < total
+
+
+def test_punctuation_never_heads_and_is_never_root():
+    words = ["然而", "，", "这样", "的", "处理", "。"]
+    banned = [punctuation_word(w) for w in words]
+    assert banned == [False, True, False, False, False, True]
+    assert punctuation_word("——") and punctuation_word("《") and not punctuation_word("A") and not punctuation_word("")
+    rng = np.random.default_rng(0)
+    scores = rng.normal(size=(6, 6))
+    scores[1, :] += 10  # the comma would head everything
+    root = rng.normal(size=6)
+    root[5] += 10  # and the full stop would be the root
+    sc, rt = forbid_heads(scores, root, banned)
+    for decode in (eisner, cle):
+        heads, _ = decode(sc, rt)
+        assert all(h not in (2, 6) for h in heads), heads
+        assert heads.index(0) not in (1, 5)
+    # all words banned: unchanged (a tree must exist)
+    same_sc, same_rt = forbid_heads(scores, root, [True] * 6)
+    assert same_sc is scores and same_rt is root

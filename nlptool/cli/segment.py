@@ -53,7 +53,7 @@ def segment(
     user_dict: Optional[str] = InputFileOpt(None, "--user-dict", help="Words never split, jieba's format: 'word [count [tag]]' per line."),
     convert: Convert = typer.Option("auto", "--convert", help="Traditional -> simplified characters before the model (OpenCC, character by character; output keeps the input's characters): auto-detect, always (t2s) or never."),
     threshold: str = typer.Option("auto", "--threshold", help="masking only: 'auto' (label-free rule) or a number: join neighbours when their impact d >= it."),
-    layer: int = typer.Option(-1, "--layer", help="Hidden layer of the BERT for masking and --parse (-1 = last, 0 = embeddings)."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Hidden layer of the BERT for masking and --parse (-1 = last, 0 = embeddings; default: -1, and 1 for --parse dependency)."),
     parse: ParseMode = typer.Option("none", "--parse", help="Also parse (Perturbed Masking impact matrix of the words): constituency (MART tree) or dependency (Eisner heads)."),
     fmt: OutFormat = typer.Option("jsonl", "--format", help="jsonl (default), text (words joined by spaces) or conllu (with --parse dependency)."),
     device: str = DeviceOpt,

@@ -51,7 +51,9 @@ class Segmenter(Command):
     :data:`DEFAULT_MODELS`), ``method`` (``tagger|masking``, default :data:`DEFAULT_METHOD`),
     ``user_dict`` (path, jieba format), ``convert`` (``auto|t2s|none``), ``threshold``
     (``"auto"`` or a finite number, masking only), ``layer`` (hidden layer of the BERT for masking
-    and ``parse``; -1 = last, 0 = embeddings; checked against the model when it loads),
+    and ``parse``; -1 = last, 0 = embeddings; checked against the model when it loads; ``None``:
+    the last for masking and constituency, :data:`nlptool.segment.api.DEPENDENCY_LAYER` for
+    dependency parsing),
     ``parse`` (``none|constituency|dependency``), ``device``, ``batch_size``, ``text_key``,
     ``words_key`` (with ``parse``: a field of given word lists, parsed as given, which may stand
     in for the text).
@@ -66,7 +68,7 @@ class Segmenter(Command):
     formats = ("text", "conllu")
 
     def __init__(self, model: str | None = None, method: str = DEFAULT_METHOD, user_dict: str | None = None,
-                 convert: str = "auto", threshold: float | str = "auto", layer: int = -1, parse: str = "none",
+                 convert: str = "auto", threshold: float | str = "auto", layer: int | None = None, parse: str = "none",
                  device: str = "auto", batch_size: int = 256, text_key: str = "text", words_key: str = "words"):
         if method not in DEFAULT_MODELS:
             raise UsageError(f"--method {method}: expected {' or '.join(DEFAULT_MODELS)}")
@@ -78,7 +80,7 @@ class Segmenter(Command):
         if method == "tagger" and threshold != "auto":
             raise UsageError("--threshold applies to --method masking (the neighbour-impact cut); the tagger "
                              "decodes with its lexicon and has no threshold")
-        if method == "tagger" and parse == "none" and layer != -1:
+        if method == "tagger" and parse == "none" and layer is not None:
             raise UsageError("--layer chooses the BERT layer of --method masking or of --parse; the tagger "
                              "without --parse uses no BERT")
         super().__init__(model=model, method=method, user_dict=user_dict, convert=convert,
@@ -112,7 +114,7 @@ class Segmenter(Command):
         bert = seg if c["method"] == "masking" else parser
         if bert is not None:  # --layer is checked once against the model, not per record
             n_layers = int(getattr(bert.model.config, "num_hidden_layers", 0) or 0)
-            if n_layers and not -(n_layers + 1) <= c["layer"] <= n_layers:
+            if n_layers and c["layer"] is not None and not -(n_layers + 1) <= c["layer"] <= n_layers:
                 raise UsageError(f"--layer {c['layer']}: the model {bert.name} has layers -{n_layers + 1}..{n_layers} "
                                  f"(0 = embeddings, -1 = last)")
         return {"segmenter": seg, "parser": parser, "user_dict": udict}
@@ -160,5 +162,6 @@ class Segmenter(Command):
             method=c["method"], given_words=given, parser=st["parser"], parse=c["parse"], threshold=c["threshold"],
             layer=c["layer"], batch_size=c["batch_size"], user_dict=st["user_dict"], convert=c["convert"],
             # calibrated lazily (and read from the shipped calibration when it matches)
-            fallback=lambda: auto_fallback(st["segmenter"], layer=c["layer"], batch_size=c["batch_size"]),
+            fallback=lambda: auto_fallback(st["segmenter"], layer=-1 if c["layer"] is None else c["layer"],
+                                           batch_size=c["batch_size"]),
         )

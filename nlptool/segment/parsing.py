@@ -149,3 +149,72 @@ def dependency_scores(F: np.ndarray, *, transpose: bool = False, normalise: str 
         A = A - col_mean[None, :]
     root = A.sum(1) / max(n - 1, 1)
     return A, root
+
+
+def cle(scores: np.ndarray, root_scores: np.ndarray) -> tuple[list[int], float]:
+    """Best (possibly non-projective) dependency tree with a single root: Chu–Liu/Edmonds.
+
+    The maximum spanning arborescence (Chu & Liu 1965; Edmonds 1967) of the graph ROOT -> words,
+    computed by networkx's ``maximum_spanning_arborescence``. One root is enforced by lowering
+    every root arc by a constant larger than any score difference, so the best tree uses exactly
+    one root arc (McDonald et al., "Non-projective Dependency Parsing using Spanning Tree
+    Algorithms", 2005). Arcs scored ``-inf`` are absent.
+
+    Args:
+        scores: ``scores[h, d]`` = score of the arc h -> d, shape ``(n, n)`` (diagonal ignored).
+        root_scores: ``root_scores[r]`` = score of word r being the root, shape ``(n,)``.
+
+    Returns:
+        ``(heads, total)`` as :func:`eisner`: 1-based heads (0 = root) and the tree's score.
+
+    Raises:
+        ValueError: no tree exists (e.g. every root arc is ``-inf``).
+    """
+    import networkx as nx
+
+    n = len(root_scores)
+    if n == 0:
+        return [], 0.0
+    finite = np.concatenate([scores[np.isfinite(scores)].ravel(), root_scores[np.isfinite(root_scores)]])
+    if not np.isfinite(root_scores).any():
+        raise ValueError("no word may be the root")
+    big = 1.0 + n * (float(np.ptp(finite)) if finite.size else 0.0) + 1.0
+    g = nx.DiGraph()
+    g.add_nodes_from(range(n + 1))
+    for r in range(n):
+        if np.isfinite(root_scores[r]):
+            g.add_edge(0, r + 1, weight=float(root_scores[r]) - big)
+    for h in range(n):
+        for d in range(n):
+            if h != d and np.isfinite(scores[h, d]):
+                g.add_edge(h + 1, d + 1, weight=float(scores[h, d]))
+    try:
+        t = nx.maximum_spanning_arborescence(g, attr="weight", preserve_attrs=False)
+    except nx.NetworkXException as exc:
+        raise ValueError(f"no spanning tree: {exc}") from None
+    heads = [0] * n
+    for h, d in t.edges():
+        heads[d - 1] = h
+    return heads, tree_score(heads, scores, root_scores)
+
+
+def punctuation_word(word: str) -> bool:
+    """True when every character of ``word`` is Unicode punctuation or a symbol (categories P*, S*):
+    a label-free test for the words :func:`forbid_heads` keeps out of head positions."""
+    import unicodedata
+
+    return bool(word) and all(unicodedata.category(c)[0] in "PS" for c in word)
+
+
+def forbid_heads(scores: np.ndarray, root_scores: np.ndarray, banned) -> tuple[np.ndarray, np.ndarray]:
+    """Arc and root scores in which the ``banned`` words (bool mask, shape ``(n,)``, e.g.
+    :func:`punctuation_word`) head no word and are not the root (their scores set to ``-inf``).
+    When every word is banned the scores are returned unchanged (a tree must exist)."""
+    banned = np.asarray(banned, dtype=bool)
+    if banned.all() or not banned.any():
+        return scores, root_scores
+    sc = scores.astype(np.float64, copy=True)
+    rt = root_scores.astype(np.float64, copy=True)
+    sc[banned, :] = -np.inf
+    rt[banned] = -np.inf
+    return sc, rt

@@ -47,7 +47,7 @@ def main() -> int:
     pairs = read_pairs([VALID])
     if args.limit:
         pairs = pairs.subset(range(min(args.limit, len(pairs))))
-    cols = ["char Jaccard", "cos(mean)", "cos(IDF mean)", "-WMD", "-WRD", "-WRD uniform"]
+    cols = ["char Jaccard", "similarity", "cos(mean)", "cos(IDF mean)", "-WMD", "-WRD", "-WRD uniform"]
     rows = []
     for name in args.models.split(","):
         t0 = time.perf_counter()

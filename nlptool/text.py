@@ -108,3 +108,11 @@ def latin_digit_run(unit: str) -> str | None:
     if len(unit) > 1 or unit.isalnum() and unit.isascii():
         return "num" if any(c.isdigit() for c in unit) else "eng"
     return None
+
+
+def char_jaccard(a: str, b: str) -> float:
+    """Jaccard similarity of the two texts' character sets (whitespace ignored), in ``[0, 1]``
+    (1.0 when both are empty): the trivial baseline a similarity encoder must beat, and the
+    character term of the pair score's ``char_weight`` (:func:`nlptool.similarity.api.blend`)."""
+    sa, sb = set(a) - set(" \t\n\r"), set(b) - set(" \t\n\r")
+    return len(sa & sb) / len(sa | sb) if sa | sb else 1.0

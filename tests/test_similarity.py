@@ -290,8 +290,12 @@ def test_cli_pairs_file_stdin_tsv_identical(tiny_bert_dir, tmp_path):
     assert r_tsv.stdout.replace(str(tsv), "<stdin>") == r_stdin.stdout
     rows = [json.loads(x) for x in r_file.stdout.splitlines()]
     assert len(rows) == len(PAIRS)
-    assert rows[1]["wmd"] == 0.0 and rows[1]["wrd"] == 0.0 and rows[1]["similarity"] == 1.0
-    assert rows[0]["similarity"] == pytest.approx(1 - rows[0]["wrd"])
+    assert rows[1]["wmd"] == 0.0 and rows[1]["wrd"] == 0.0 and rows[1]["similarity"] == pytest.approx(1.0)
+    # the pair score blends the mean-vector cosine with the character Jaccard
+    from nlptool.similarity import CHAR_WEIGHT, char_jaccard
+
+    a, b = PAIRS[0][:2]
+    assert rows[0]["similarity"] == pytest.approx((1 - CHAR_WEIGHT) * rows[0]["cos"] + CHAR_WEIGHT * char_jaccard(a, b))
     assert "error" in rows[3] and rows[3]["line"] == 4
     r = run([str(jsonl), *common, "--strict"])
     assert r.exit_code == 3

@@ -85,7 +85,7 @@ def test_several_references_equal_pair_mode(embedder):
     single = score_pairs(embedder, [TEXTS[0]] * 3, refs)
     assert multi["wrd"] == [s["wrd"] for s in single] and multi["wmd"] == [s["wmd"] for s in single]
     assert multi["wrd_min"] == min(multi["wrd"]) == 0.0 and multi["best"] == 2
-    assert multi["similarity"] == 1.0
+    assert multi["similarity"] == pytest.approx(1.0) and multi["similarity"] == max(s["similarity"] for s in single)
     [mean] = score_pairs(embedder, [TEXTS[0]], [refs[:2]], pool="mean")
     assert mean["cos_max"] == max(mean["cos"]) and mean["best"] == int(np.argmax(mean["cos"]))
     bad = score_pairs(embedder, [TEXTS[0], TEXTS[0]], [["", "猫"], []])
@@ -99,7 +99,29 @@ def test_pool_mean_is_cosine_of_mean_token_vectors(embedder):
     [r] = score_pairs(plain, [TEXTS[0]], [TEXTS[1]], pool="mean")
     a, b = (d.vectors.mean(0) for d in plain.embed([TEXTS[0], TEXTS[1]]))
     assert r["cos"] == pytest.approx(a @ b / np.linalg.norm(a) / np.linalg.norm(b), abs=1e-12)
-    assert r["similarity"] == r["cos"]
+    [r0] = score_pairs(plain, [TEXTS[0]], [TEXTS[1]], pool="mean", char_weight=0.0)
+    assert r0["similarity"] == r0["cos"] == r["cos"]
+
+
+@pytest.mark.parametrize("pool", ["none", "mean"])
+def test_similarity_is_the_cosine_blended_with_character_jaccard(embedder, pool):
+    from nlptool.similarity import CHAR_WEIGHT, char_jaccard, score_pairs
+
+    a, b = "桂林山水在哪个省", "桂林山水在哪个市"
+    [r] = score_pairs(embedder, [a], [b], pool=pool)
+    assert char_jaccard(a, b) == pytest.approx(7 / 9)
+    assert r["similarity"] == pytest.approx((1 - CHAR_WEIGHT) * r["cos"] + CHAR_WEIGHT * 7 / 9, abs=1e-12)
+    [one] = score_pairs(embedder, [a], [b], pool=pool, char_weight=1.0)
+    assert one["similarity"] == pytest.approx(7 / 9)
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.5, float("nan"), True])
+def test_char_weight_outside_zero_one_is_a_usage_error(embedder, bad):
+    from nlptool.errors import UsageError
+    from nlptool.similarity import score_pairs
+
+    with pytest.raises(UsageError, match="char-weight"):
+        score_pairs(embedder, ["a"], ["b"], char_weight=bad)
 
 
 def run(args, input=None):

@@ -50,14 +50,14 @@ from __future__ import annotations
 
 import importlib
 
-from .command import DEFAULT_LAYER, DEFAULT_MODEL, Similarity
+from .command import CHAR_WEIGHT, DEFAULT_LAYER, DEFAULT_MODEL, Similarity
 
 #: The public names of the submodules, imported on first use (PEP 562): ``import nlptool.similarity``
 #: (and so ``nlptool --help``, which reads :data:`DEFAULT_MODEL`) imports neither numpy nor POT.
 #: ``nlptool.similarity.search`` is the submodule (pruned k-NN); the search over records is
 #: :func:`nlptool.similarity.api.search` (or :meth:`Similarity.search`).
 _LAZY = {
-    "api": ("METRIC_CHOICES", "POOLS", "OovStats", "check_options", "distance_block", "load_embedder", "matrix",
+    "api": ("METRIC_CHOICES", "POOLS", "OovStats", "blend", "char_jaccard", "check_options", "distance_block", "load_embedder", "matrix",
             "model_kind", "pairs", "score_pairs"),
     "embedders": ("ContextualEmbedder", "StaticEmbedder", "_is_punct_token", "parse_layers"),
     "search": ("CorpusIndex", "SearchResult", "knn_search"),
@@ -67,7 +67,7 @@ _LAZY = {
 }
 _WHERE = {name: mod for mod, names in _LAZY.items() for name in names}
 
-__all__ = ["DEFAULT_LAYER", "DEFAULT_MODEL", "Similarity", *_WHERE]
+__all__ = ["CHAR_WEIGHT", "DEFAULT_LAYER", "DEFAULT_MODEL", "Similarity", *_WHERE]
 
 
 def __getattr__(name: str):

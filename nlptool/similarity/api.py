@@ -14,8 +14,10 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import InputDataError, NlptoolError, UsageError
+from .command import CHAR_WEIGHT
 from .embedders import ContextualEmbedder, StaticEmbedder
 from .search import CorpusIndex, knn_search
+from ..text import char_jaccard
 from .transport import METRICS, SOLVERS, Doc, emd, mean_cosine, pair_distances, prepare
 from .weights import builtin_idf_path, load_idf, load_whitening
 
@@ -133,7 +135,7 @@ def _embed(embedder, texts: Sequence[str]) -> list[Doc]:
 def check_options(metric: str = "both", pool: str = "none", solver: str = "emd", reg: float | None = None, *,
                   vectors: str | os.PathLike | None = None, idf: str | os.PathLike | None = None,
                   uniform: bool = False, whiten: str | os.PathLike | None = None,
-                  drop_punct: bool = False) -> tuple[str, ...]:
+                  drop_punct: bool = False, char_weight: float = CHAR_WEIGHT) -> tuple[str, ...]:
     """The rules between the options of a similarity run, each written once: :class:`Similarity`
     (so the CLI), :func:`load_embedder`, :func:`score_pairs`, :func:`pairs` and :func:`matrix`
     check with it. (Which options each *mode* takes: :meth:`Similarity.check_mode`.)
@@ -143,8 +145,11 @@ def check_options(metric: str = "both", pool: str = "none", solver: str = "emd",
 
     Raises:
         UsageError: an unknown metric, pool or solver; ``sinkhorn`` without ``reg > 0``; an IDF
-            file with ``uniform``; ``whiten`` or ``drop_punct`` with static ``vectors``.
+            file with ``uniform``; ``whiten`` or ``drop_punct`` with static ``vectors``;
+            ``char_weight`` not a number in ``[0, 1]``.
     """
+    if isinstance(char_weight, bool) or not isinstance(char_weight, (int, float)) or not 0.0 <= char_weight <= 1.0:
+        raise UsageError(f"--char-weight {char_weight!r}: expected a number in [0, 1]")
     if pool not in POOLS:
         raise UsageError(f"pool {pool!r}: expected one of {', '.join(POOLS)}")
     if metric not in METRIC_CHOICES:
@@ -160,19 +165,29 @@ def check_options(metric: str = "both", pool: str = "none", solver: str = "emd",
     return METRICS if metric == "both" else (metric,)
 
 
+def blend(cos: float, a: str, b: str, char_weight: float = CHAR_WEIGHT) -> float:
+    """The pair score ``similarity = (1 - w) * cos + w * J``: the cosine of the two texts'
+    (IDF-weighted) mean token vectors blended with the Jaccard similarity of their character sets
+    (:func:`nlptool.similarity.transport.char_jaccard`), ``w = char_weight`` in ``[0, 1]``; the
+    result is in ``[-1 + w, 1]`` (1 for identical texts). The cosine knows meaning but little of
+    which words differ (``在哪个省`` / ``在哪个市``); the characters know that."""
+    return (1.0 - char_weight) * cos + char_weight * char_jaccard(a, b)
+
+
 def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequence[str]], *,
                 metric: str = "both", pool: str = "none", solver: str = "emd", reg: float | None = None,
-                device="cpu", b_key: str | None = None) -> list[dict | Exception]:
+                device="cpu", b_key: str | None = None, char_weight: float = CHAR_WEIGHT) -> list[dict | Exception]:
     """Scores of the pairs ``(texts_a[i], texts_b[i])``; ``texts_b[i]`` may be a list of references.
 
     One entry per pair, an :class:`InputDataError` for a text without token vectors:
 
-    * ``pool="none"``: ``{"wmd": float, "wrd": float, "similarity": 1 - wrd}`` (the requested
-      metrics; WMD in the vectors' Euclidean units, WRD in ``[0, 2]``).
-    * ``pool="mean"``: ``{"cos": float, "similarity": cos}`` (cosine in ``[-1, 1]`` of the
-      IDF-weighted mean token vectors).
+    * ``pool="none"``: ``{"wmd": float, "wrd": float, "cos": float, "similarity": float}`` (the
+      requested transport metrics, WMD in the vectors' Euclidean units, WRD in ``[0, 2]``; the
+      cosine in ``[-1, 1]`` of the IDF-weighted mean token vectors; ``similarity`` =
+      :func:`blend` of the cosine and the characters, ``char_weight`` :data:`CHAR_WEIGHT`).
+    * ``pool="mean"``: ``{"cos": float, "similarity": float}`` (no transport).
     * several references: each value is a list (one per reference, in order) and ``<key>_min``
-      (``cos_max`` for the cosine) holds the best; ``similarity`` is that of the best reference and
+      (``cos_max`` for the cosine) holds the best; ``similarity`` is the highest reference's and
       ``best`` its index. Each listed value equals the pair mode's value of that single pair; a
       ``warning`` of a reference (``approximate: ...`` for a text of more than
       :data:`~nlptool.similarity.transport.MAX_SUPPORT` tokens, Sinkhorn not converged) is kept,
@@ -180,9 +195,10 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
       reference, ``b_key[k]`` (``reference k`` without ``b_key``), or the first text.
 
     Raises:
-        UsageError: unknown metric, pool or solver; sinkhorn without a positive ``reg``.
+        UsageError: unknown metric, pool or solver; sinkhorn without a positive ``reg``;
+            ``char_weight`` outside ``[0, 1]``.
     """
-    metrics = check_options(metric, pool, solver, reg)
+    metrics = check_options(metric, pool, solver, reg, char_weight=char_weight)
     flat_a, flat_b, owner = [], [], []
     for i, (a, b) in enumerate(zip(texts_a, texts_b)):
         refs = [b] if isinstance(b, str) else list(b)
@@ -199,10 +215,18 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
             if bad:
                 flat.append(InputDataError("; ".join(bad)))
             else:
-                c = mean_cosine(x, y)
-                flat.append({"cos": c, "similarity": c})
+                flat.append({"cos": mean_cosine(x, y)})
     else:
         flat = pair_distances(da, db, metrics=metrics, solver=solver, reg=reg, device=device)
+    for r, x, y, a, b in zip(flat, da, db, flat_a, flat_b):
+        if isinstance(r, dict):
+            r.pop("similarity", None)  # pair_distances' 1 - WRD: the pair score is the blend
+            warning = r.pop("warning", None)
+            if "cos" not in r:
+                r["cos"] = mean_cosine(x, y)
+            r["similarity"] = blend(r["cos"], a, b, char_weight)
+            if warning is not None:
+                r["warning"] = warning
     if getattr(embedder, "oov_stats", None) is not None:
         for r, x, y in zip(flat, da, db):
             if isinstance(r, dict):
@@ -236,12 +260,10 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
             out.append(InputDataError("; ".join(msgs)))
             continue
         res: dict = {}
-        keys = ["cos"] if pool == "mean" else list(metrics)
+        keys = ["cos"] if pool == "mean" else [*metrics, "cos"]
         for key in keys + (["oov"] if "oov" in group[0] else []):
             res[key] = [g[key] for g in group]
-        primary = "cos" if pool == "mean" else ("wrd" if "wrd" in metrics else "wmd")
-        vals = res[primary]
-        best = int(np.argmax(vals)) if primary == "cos" else int(np.argmin(vals))
+        best = int(np.argmax([g["similarity"] for g in group]))
         for key in keys:
             res[f"{key}_max" if key == "cos" else f"{key}_min"] = (max if key == "cos" else min)(res[key])
         res["best"] = best
@@ -252,8 +274,7 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
         if warned:
             res["warning"] = "; ".join(w if len(ks) == n else f"{', '.join(name(k) for k in ks)}: {w}"
                                        for w, ks in warned.items())
-        if "similarity" in group[0]:
-            res["similarity"] = group[best]["similarity"]
+        res["similarity"] = group[best]["similarity"]
         out.append(res)
     return out
 
@@ -273,7 +294,7 @@ def _unusable(doc: Doc, metrics: Sequence[str]) -> str | None:
 
 def pairs(records: Iterable, embedder, *, a_key: str = "sentence1", b_key: str = "sentence2",
           metric: str = "both", pool: str = "none", solver: str = "emd", reg: float | None = None,
-          device="cpu", chunk_size: int = 1000, strict: bool = False) -> Iterator[dict]:
+          device="cpu", chunk_size: int = 1000, strict: bool = False, char_weight: float = CHAR_WEIGHT) -> Iterator[dict]:
     """Pair mode over records of :func:`nlptool.records.read_records` (``keys=[a_key, b_key]``,
     ``list_keys=[b_key]``): one output object per record, in order (see :func:`score_pairs`).
 
@@ -282,11 +303,12 @@ def pairs(records: Iterable, embedder, *, a_key: str = "sentence1", b_key: str =
     """
     from ..engine import map_records
 
-    check_options(metric, pool, solver, reg)
+    check_options(metric, pool, solver, reg, char_weight=char_weight)
 
     def batch(recs):
         return score_pairs(embedder, [r.texts[a_key] for r in recs], [r.texts[b_key] for r in recs],
-                           metric=metric, pool=pool, solver=solver, reg=reg, device=device, b_key=b_key)
+                           metric=metric, pool=pool, solver=solver, reg=reg, device=device, b_key=b_key,
+                           char_weight=char_weight)
 
     yield from map_records(records, batch, strict=strict, chunk_size=chunk_size)
 

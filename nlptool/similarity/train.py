@@ -33,6 +33,7 @@ from pathlib import Path
 from ..errors import InputDataError, UsageError
 from ..records import check_json_field, data_lines, parse_json_object
 from ..training import Card, TrainSettings
+from ..text import char_jaccard
 
 METHODS = ("cosent", "simcse")
 POOLINGS = ("mean", "cls")
@@ -519,17 +520,11 @@ def card(name: str, metrics: dict, *, quick: bool = False) -> Card:
 # evaluation on labelled pairs (the build script and benchmarks/bench_similarity.py)
 
 
-def char_jaccard(a: str, b: str) -> float:
-    """Jaccard similarity of the two texts' character sets (whitespace ignored), in ``[0, 1]``:
-    the trivial baseline a similarity encoder must beat."""
-    sa, sb = set(a) - set(" \t"), set(b) - set(" \t")
-    return len(sa & sb) / len(sa | sb) if sa | sb else 1.0
-
-
 def sts_scores(model, pairs: Pairs, *, device: str = "cpu", transport: bool = True, batch_size: int = 128,
                log: Callable[[str], None] | None = None, keep_scores: bool = False) -> dict:
     """Spearman correlations with the gold scores of ``pairs`` for the five scorers of the
-    similarity benchmark: ``char Jaccard``, ``cos(mean)`` (uniform mean of the last layer's token
+    similarity benchmark: ``char Jaccard``, ``similarity`` (the command's pair score,
+    :func:`nlptool.similarity.api.blend`), ``cos(mean)`` (uniform mean of the last layer's token
     vectors), ``cos(IDF mean)`` (IDF-weighted, the model's shipped table or zh-bert-mini's),
     ``-WMD`` and ``-WRD`` (exact transport with IDF weights, the ``similarity`` default; skipped
     when ``transport`` is false or POT is not installed). Pairs where a scorer is undefined
@@ -564,6 +559,8 @@ def sts_scores(model, pairs: Pairs, *, device: str = "cpu", transport: bool = Tr
         res = score_pairs(emb, pairs.s1, pairs.s2, pool="mean")
         out[name] = rho([r if isinstance(r, Exception) else r["cos"] for r in res], name)
         log(f"{model}: {name} {out[name]:.4f}")
+        if name == "cos(IDF mean)":  # the `similarity` field: this cosine blended with the characters
+            out["similarity"] = rho([r if isinstance(r, Exception) else r["similarity"] for r in res], "similarity")
     if transport:
         try:
             import ot  # noqa: F401

@@ -420,3 +420,4 @@ def mean_cosine(doc_a: Doc, doc_b: Doc) -> float:
         va.append(w @ d.vectors / w.sum())
     den = np.linalg.norm(va[0]) * np.linalg.norm(va[1])
     return float(va[0] @ va[1] / den) if den > 0 else 0.0
+

@@ -235,9 +235,67 @@ def cost_matrix(x: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
     return np.clip(1.0 - x @ y.T, 0.0, 2.0)
 
 
+#: Optional dependencies that POT probes for when it is imported (``try: import sklearn.cluster``
+#: in ``ot.lowrank``, networkx in ``ot.gromov``) for features nlptool does not use (k-means
+#: initialisation of low-rank OT, quantized Gromov-Wasserstein). With scikit-learn installed (for
+#: ``split-valid``) the probes cost about 1 s of every ``similarity`` start-up.
+POT_SKIPPED_PROBES = ("sklearn", "networkx")
+#: POT submodules imported by ``import ot`` that nlptool never uses, loaded on first use instead
+#: (``importlib.util.LazyLoader``): ``ot.datasets`` imports ``scipy.stats`` (about 0.7 s).
+POT_LAZY_MODULES = ("ot.datasets",)
+
+
+class _SkipProbes:
+    """A ``sys.meta_path`` finder that makes ``import`` of :data:`POT_SKIPPED_PROBES` fail, so
+    POT's probes take their "not installed" branch, and loads :data:`POT_LAZY_MODULES` lazily."""
+
+    def find_spec(self, name, path=None, target=None):
+        import sys
+
+        if name.split(".")[0] in POT_SKIPPED_PROBES and name.split(".")[0] not in sys.modules:
+            raise ImportError(f"{name} is not needed by nlptool's use of POT")
+        if name in POT_LAZY_MODULES:
+            import importlib.machinery
+            import importlib.util
+
+            spec = importlib.machinery.PathFinder.find_spec(name, path)
+            if spec is not None and spec.loader is not None:
+                spec.loader = importlib.util.LazyLoader(spec.loader)
+            return spec
+        return None
+
+
+def pot():
+    """The ``ot`` module (POT), imported without its optional probes of scikit-learn and networkx
+    (:data:`POT_SKIPPED_PROBES`, unless those are imported already) and with the submodules
+    nlptool does not use loaded on first use (:data:`POT_LAZY_MODULES`). Returns the module; an
+    import that fails that way is retried as a plain ``import ot``.
+
+    Raises:
+        ImportError: POT is not installed.
+    """
+    import sys
+
+    if "ot" in sys.modules:
+        return sys.modules["ot"]
+    finder = _SkipProbes()
+    sys.meta_path.insert(0, finder)
+    try:
+        import ot
+    except ImportError:
+        for name in [m for m in sys.modules if m == "ot" or m.startswith("ot.")]:
+            del sys.modules[name]
+        sys.meta_path.remove(finder)
+        import ot
+    finally:
+        if finder in sys.meta_path:
+            sys.meta_path.remove(finder)
+    return ot
+
+
 def emd(pa: Prepared, pb: Prepared, metric: str) -> float:
     """Exact transport cost with :func:`ot.emd2` (network simplex), in the metric's units."""
-    import ot
+    ot = pot()
 
     cost = cost_matrix(pa.x, pb.x, metric)
     if cost.shape == (1, 1):
@@ -297,9 +355,9 @@ def sinkhorn_batch(problems: Sequence[tuple[Prepared, Prepared]], metric: str, r
     marginals and ``a``/``b`` (0 at convergence; above :data:`SINKHORN_MARGINAL_TOL` the iteration
     stopped at ``max_iter`` before converging, e.g. for a very small ``reg``).
     """
-    import ot
     import torch
 
+    ot = pot()
     if reg is None or reg <= 0:
         raise UsageError("the Sinkhorn solver needs an entropic regularisation > 0 (e.g. 0.05)")
     out = [0.0] * len(problems)

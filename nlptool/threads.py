@@ -13,7 +13,7 @@ already run (docs/scale-out.md).
 
 The rule (:func:`apply_thread_rule`), in order:
 
-1. ``--threads N`` (:data:`nlptool.cli._common.ThreadsOpt`): N threads.
+1. ``--threads N`` (:data:`nlptool.cli.options.ThreadsOpt`): N threads.
 2. ``OMP_NUM_THREADS`` or ``MKL_NUM_THREADS`` set in the environment (a positive integer): the
    user's setting wins (the first of the two that is set).
 3. Otherwise :data:`RULE` by command kind: 1 for the character tagger (``segment``: an LSTM whose
@@ -24,7 +24,7 @@ The rule (:func:`apply_thread_rule`), in order:
 
 Inter-op threads (torch's pool for parallel *operators*, unused by these eager forward passes) are
 left alone. Library code never calls this: it is the CLI's choice, made once per process before a
-model loads (:func:`nlptool.cli._common.run_record_command`); a Python user sets
+model loads (:func:`nlptool.cli.run.run_record_command`); a Python user sets
 ``torch.set_num_threads`` as they like.
 """
 

@@ -743,7 +743,7 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")  # built-in models only: never the network
     import torch
 
-    from nlptool.cli._common import quiet_libraries
+    from nlptool.cli.run import quiet_libraries
 
     quiet_libraries()
     torch.set_num_threads(max(1, min(8, os.cpu_count() or 1)))

@@ -1,4 +1,4 @@
-"""The floor plan holds: no import cycle, layers import downwards only, one home per command default."""
+"""The floor plan holds: no import cycle, layers import downwards only, one error boundary, one home per command default."""
 
 from __future__ import annotations
 
@@ -116,6 +116,40 @@ def test_no_lower_layer_imports_a_higher_one():
             assert not any(n.startswith("nlptool.cli") for n in graph[mod]), f"{mod} imports the CLI"
 
 
+def _calls_boundary(node: ast.AST) -> bool:
+    """Whether ``node`` calls something named ``boundary`` (``boundary()``, ``x.boundary()``)."""
+    return isinstance(node, ast.Call) and getattr(node.func, "id", getattr(node.func, "attr", None)) == "boundary"
+
+
+def test_one_error_boundary_no_command_catches_errors_itself():
+    """Errors of every command reach one boundary, the root group's ``invoke``
+    (:class:`nlptool.cli.boundary.NlptoolGroup`): no module of the CLI opens a ``boundary()`` of its
+    own around a command body, and no command function has a ``try`` that catches everything."""
+    from nlptool.cli import app
+    from nlptool.cli.boundary import NlptoolGroup
+
+    assert app.info.cls is NlptoolGroup
+    cli_dir = os.path.join(PKG, "cli")
+    for f in sorted(os.listdir(cli_dir)):
+        if not f.endswith(".py"):
+            continue
+        tree = ast.parse(open(os.path.join(cli_dir, f), encoding="utf-8").read(), f)
+        found = [n.lineno for n in ast.walk(tree) if _calls_boundary(n)]
+        assert not found, f"cli/{f} opens its own boundary() at line(s) {found}: the root group catches errors"
+        commands = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef)
+                    and any(isinstance(d, ast.Call) and getattr(d.func, "attr", "") == "command" for d in n.decorator_list)]
+        for fn in commands:
+            for h in (h for t in ast.walk(fn) if isinstance(t, ast.Try) for h in t.handlers):
+                caught = getattr(h.type, "id", None)
+                assert h.type is not None and caught not in ("Exception", "BaseException"), \
+                    f"cli/{f}:{h.lineno}: {fn.name} catches {caught or 'everything'}; let the root boundary report it"
+
+
+def test_the_boundary_check_finds_a_boundary():
+    tree = ast.parse("def f():\n    with boundary():\n        pass\n    with x.boundary():\n        pass\n")
+    assert sum(_calls_boundary(n) for n in ast.walk(tree)) == 2
+
+
 def test_help_does_not_import_torch_or_transformers():
     code = ("import sys; from typer.testing import CliRunner; from nlptool.cli import app; "
             "r = CliRunner().invoke(app, ['--help']); assert r.exit_code == 0; "
@@ -143,7 +177,7 @@ def test_the_cli_defaults_are_the_objects_defaults(command, args, module, cls, m
 
     from typer.testing import CliRunner
 
-    import nlptool.cli._common as common
+    import nlptool.cli.run as common
     from nlptool.cli import app
 
     built = []

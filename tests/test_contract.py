@@ -395,9 +395,9 @@ def test_library_exception_is_one_line_and_debug_shows_traceback(tmp_path, monke
     assert res.exit_code == 1 and res.stderr.strip() == "error: RuntimeError: something broke [red]here[/]"
     res = runner.invoke(app, ["--debug", "tokenize-sample", "-q"], input="x\n")
     assert res.exit_code == 1 and "Traceback" in res.stderr
-    from nlptool.cli import _common
+    from nlptool.cli import boundary
 
-    _common.DEBUG = False
+    boundary.DEBUG = False
 
 
 def test_closed_pipe_exits_0_quietly(tmp_path):
@@ -450,9 +450,9 @@ def test_text_format_one_line_per_record(tmp_path, command):
 
 
 # every flag that names an output is checked at parse time (`--html nodir/x.html` must fail before
-# any work is done); shared helpers: OutputOpt, OutputFileOpt, OutDirOpt (cli/_common.py)
+# any work is done); shared helpers: OutputOpt, OutputFileOpt, OutDirOpt (cli/options.py)
 OUTPUT_FLAGS = ("--output", "--html", "--png", "--report", "--weights", "--out-train", "--out-valid", "--out")
-_OWN = "checked only in the command body or not at all; use OutputFileOpt/OutDirOpt (cli/_common.py); owner of "
+_OWN = "checked only in the command body or not at all; use OutputFileOpt/OutDirOpt (cli/options.py); owner of "
 PENDING_OUTPUT_FLAGS = {
 }
 

@@ -330,7 +330,7 @@ def test_output_dir_refuses_what_it_cannot_read_line_by_line(tmp_path):
 def test_count_lines_finds_compression_by_magic_bytes(tmp_path):
     import gzip as _gzip
 
-    from nlptool.cli._common import count_lines
+    from nlptool.cli.console import count_lines
 
     disguised = tmp_path / "in.txt"
     disguised.write_bytes(_gzip.compress(b"a\nb\nc\n"))

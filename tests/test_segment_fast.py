@@ -238,7 +238,8 @@ def test_threads_option_reaches_the_rule(torch_threads, monkeypatch):
     import typer
     from typer.testing import CliRunner
 
-    from nlptool.cli._common import ThreadsOpt, _apply_threads
+    from nlptool.cli.options import ThreadsOpt
+    from nlptool.cli.run import apply_threads as _apply_threads
 
     for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
         monkeypatch.delenv(var, raising=False)

@@ -72,7 +72,7 @@ def test_the_cli_defaults_are_the_settings_defaults(cmd, tmp_path, monkeypatch):
 
 @pytest.mark.parametrize("cmd", ["mlm", "similarity"])
 def test_a_bar_only_when_stderr_is_a_terminal_and_not_quiet(cmd, tmp_path, monkeypatch):
-    import nlptool.cli._common as common
+    import nlptool.cli.console as common
 
     got = _capture(monkeypatch, cmd)
     args = ["train", cmd, *_data(cmd, tmp_path), "--out", str(tmp_path / "m")]
@@ -201,7 +201,7 @@ def test_the_bar_is_drawn_on_a_terminal(monkeypatch):
     new stage replaces the bar; disabled, it yields None."""
     from rich.console import Console
 
-    import nlptool.cli._common as common
+    import nlptool.cli.console as common
 
     with common.train_progress(quiet=True) as progress:
         assert progress is None

@@ -1,14 +1,19 @@
 """The ``nlptool`` command: a thin Typer layer over the library modules.
 
-Command modules are imported here, but they import torch/transformers only inside functions,
-so ``nlptool --help`` stays fast.
+One module per command (``segment.py``, ``train_mlm.py``, ...), each parsing its options into the
+library's command object; shared by them: :mod:`.options` (the option vocabulary and its parse-time
+checks), :mod:`.console` (stderr messages and progress), :mod:`.run` (running a command object
+over records) and :mod:`.boundary` (the one error boundary, :class:`NlptoolGroup`). Command
+modules are imported here, but they import torch/transformers only inside functions, so
+``nlptool --help`` stays fast.
 """
 
 from __future__ import annotations
 
 import typer
 
-from ._common import NlptoolGroup
+from . import boundary
+from .boundary import NlptoolGroup
 
 #: -h works like --help everywhere; help text is printed as written (no rich markup: "[count [tag]]" survives)
 CONTEXT = {"help_option_names": ["-h", "--help"]}
@@ -42,9 +47,7 @@ def _root(
     version: bool = typer.Option(False, "--version", is_eager=True, callback=_version, help="Print the version and exit."),
 ) -> None:
     """Command-line NLP tools from Su Jianlin's blog (kexue.fm). Data on stdout (JSONL), messages on stderr."""
-    from . import _common
-
-    _common.DEBUG = debug or _common.DEBUG
+    boundary.DEBUG = debug or boundary.DEBUG
 
 
 train_app = typer.Typer(no_args_is_help=True, rich_markup_mode=None, context_settings=CONTEXT,
@@ -61,7 +64,7 @@ from . import tokenize_sample as _tokenize_sample  # noqa: E402,F401
 from . import wordvec_dim as _wordvec_dim  # noqa: E402,F401
 from . import similarity as _similarity  # noqa: E402,F401
 from . import attribute as _attribute, train_classifier as _train_classifier  # noqa: E402,F401
-from . import qa_gen as _qa_gen  # noqa: E402,F401
+from . import train_qa_gen as _train_qa_gen, qa_gen as _qa_gen  # noqa: E402,F401
 from . import train_reader as _reader, eval_qa_gen as _eval  # noqa: E402,F401
 from . import train_similarity as _train_similarity  # noqa: E402,F401
 from . import train_segmenter as _train_segmenter  # noqa: E402,F401
@@ -69,6 +72,4 @@ from . import train_segmenter as _train_segmenter  # noqa: E402,F401
 
 def main() -> None:
     """Console-script entry point."""
-    from ._common import run_app
-
-    run_app(app)
+    boundary.run_app(app)

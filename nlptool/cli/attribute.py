@@ -6,7 +6,6 @@ side outputs), run it.
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Optional
 
 import typer
@@ -15,26 +14,15 @@ from ..attribute.command import BOUNDS, CHUNK_SIZE, DEFAULT_MODEL, FORMATS, Attr
 from ..attribute.command import OPTION_DEFAULTS as D
 from ..attribute.ig import BASELINES, EXPLAIN, GRANULARITIES, METHODS
 from . import app
-from ._common import (
-    DeviceOpt,
-    InputFormatOpt,
-    InputsArg,
-    ModelOpt,
-    OutputFileOpt,
-    OutputOpt,
-    QuietOpt,
-    ShardOpt,
-    StrictOpt,
-    TextKeyOpt,
-    boundary,
-    run_record_command,
-)
+from .options import (DeviceOpt, InputFormatOpt, InputsArg, ModelOpt, OutputFileOpt, OutputOpt, QuietOpt, ShardOpt,
+                      StrictOpt, TextKeyOpt, choices)
+from .run import quiet_jieba, run_record_command
 
-Method = Enum("Method", {m: m for m in METHODS}, type=str)
-Baseline = Enum("Baseline", {b: b for b in BASELINES}, type=str)
-Explain = Enum("Explain", {e: e for e in EXPLAIN}, type=str)
-Granularity = Enum("Granularity", {g: g for g in GRANULARITIES}, type=str)
-Format = Enum("Format", {f: f for f in FORMATS}, type=str)
+Method = choices("Method", METHODS)
+Baseline = choices("Baseline", BASELINES)
+Explain = choices("Explain", EXPLAIN)
+Granularity = choices("Granularity", GRANULARITIES)
+Format = choices("Format", FORMATS)
 
 
 @app.command("attribute")
@@ -65,15 +53,12 @@ def attribute(
     shard: Optional[str] = ShardOpt,
 ):
     """Integrated gradients (captum) per token or word: signed scores, character offsets, completeness delta; HTML/PNG/terminal heatmaps."""
-    with boundary():
-        attributor = Attributor(model=model, target=target, granularity=granularity.value, steps=steps,
-                                method=method.value, baseline=baseline.value, explain=explain.value,
-                                internal_batch_size=internal_batch_size, batch_size=batch_size, max_length=max_length,
-                                device=device, text_key=text_key, html=html, png=png, font=font,
-                                tty=None if output == "-" else False)
-        if granularity.value == "word":
-            from ._common import quiet_jieba
-
-            quiet_jieba()  # jieba logs its dictionary build on stderr
-        run_record_command(attributor, inputs, output=output, input_format=input_format, strict=strict, shard=shard,
-                           chunk_size=CHUNK_SIZE, fmt=out_format.value, quiet=quiet, name="attribute")
+    attributor = Attributor(model=model, target=target, granularity=granularity.value, steps=steps,
+                            method=method.value, baseline=baseline.value, explain=explain.value,
+                            internal_batch_size=internal_batch_size, batch_size=batch_size, max_length=max_length,
+                            device=device, text_key=text_key, html=html, png=png, font=font,
+                            tty=None if output == "-" else False)
+    if granularity.value == "word":
+        quiet_jieba()  # jieba logs its dictionary build on stderr
+    run_record_command(attributor, inputs, output=output, input_format=input_format, strict=strict, shard=shard,
+                       chunk_size=CHUNK_SIZE, fmt=out_format.value, quiet=quiet, name="attribute")

@@ -9,7 +9,9 @@ import typer
 
 from ..qagen.command import DEFAULT_MODEL as QA_GEN_MODEL
 from . import eval_app
-from ._common import DeviceOpt, InputFilesArg, ModelOpt, InputFilesOpt, OutputFileOpt, QuietOpt, boundary, info
+from .console import info
+from .options import DeviceOpt, InputFilesArg, InputFilesOpt, ModelOpt, OutputFileOpt, QuietOpt
+from .run import load_for_cli
 
 
 @eval_app.command("qa-gen")
@@ -27,25 +29,23 @@ def eval_qa_gen(
 ):
     """BLEU-4 (sacrebleu, zh tokenizer) and character ROUGE-L of questions generated for the gold
     answers against the gold questions, beside the template baseline, as one JSON line."""
-    with boundary():
-        from ..errors import UsageError
+    from ..errors import UsageError
 
-        data = [*(data or []), *(data_opt or [])]
-        if not data:
-            raise UsageError("give the gold data file(s): nlptool eval qa-gen DATA...")
-        from ..jsonl import JsonlWriter
-        from ..qagen import evaluate_qa_gen, read_qa_data
-        from ._common import load_for_cli
+    data = [*(data or []), *(data_opt or [])]
+    if not data:
+        raise UsageError("give the gold data file(s): nlptool eval qa-gen DATA...")
+    from ..jsonl import JsonlWriter
+    from ..qagen import evaluate_qa_gen, read_qa_data
 
-        items, _ = read_qa_data(data)
-        loaded = load_for_cli(model, "masked-lm", device, quiet)
-        report = evaluate_qa_gen(loaded, items, batch_size=batch_size, beam_size=beam_size,
-                                 no_repeat_ngram=no_repeat_ngram, length_penalty=length_penalty)
-        report = {"model_name": model, "data": [str(d) for d in data], **report}
-        with JsonlWriter(output) as w:
-            w.write(report)
-        m, t = report["model"], report["template"]
-        info(f"{report['questions']} questions: model BLEU-4 {m['bleu4']} ROUGE-L {m['rouge_l']}; "
-             f"template {t['bleu4']} / {t['rouge_l']}", quiet)
+    items, _ = read_qa_data(data)
+    loaded = load_for_cli(model, "masked-lm", device, quiet)
+    report = evaluate_qa_gen(loaded, items, batch_size=batch_size, beam_size=beam_size,
+                             no_repeat_ngram=no_repeat_ngram, length_penalty=length_penalty)
+    report = {"model_name": model, "data": [str(d) for d in data], **report}
+    with JsonlWriter(output) as w:
+        w.write(report)
+    m, t = report["model"], report["template"]
+    info(f"{report['questions']} questions: model BLEU-4 {m['bleu4']} ROUGE-L {m['rouge_l']}; "
+         f"template {t['bleu4']} / {t['rouge_l']}", quiet)
 
 

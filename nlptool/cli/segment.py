@@ -5,39 +5,21 @@ Parse the options, build a :class:`nlptool.segment.Segmenter` (its defaults and 
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import Optional
 
 import typer
 
 from ..segment.command import CONVERT_MODES, DEFAULT_METHOD, DEFAULT_MODELS, PARSE_MODES, Segmenter
 from . import app
-from ._common import (
-    BatchSizeOpt,
-    ChunkSizeOpt,
-    DeviceOpt,
-    Engine,
-    EngineOpt,
-    GpusPerWorkerOpt,
-    InputFileOpt,
-    InputFormatOpt,
-    InputsArg,
-    ModelOpt,
-    OutputDirOpt,
-    OutputOpt,
-    QuietOpt,
-    ShardOpt,
-    StrictOpt,
-    TextKeyOpt,
-    WorkersOpt,
-    boundary,
-    run_record_command,
-)
+from .options import (BatchSizeOpt, ChunkSizeOpt, DeviceOpt, Engine, EngineOpt, GpusPerWorkerOpt, InputFileOpt,
+                      InputFormatOpt, InputsArg, ModelOpt, OutputDirOpt, OutputOpt, QuietOpt, ShardOpt, StrictOpt,
+                      TextKeyOpt, WorkersOpt, choices)
+from .run import run_record_command
 
-Method = Enum("Method", {m: m for m in DEFAULT_MODELS}, type=str)
-ParseMode = Enum("ParseMode", {m: m for m in PARSE_MODES}, type=str)
-OutFormat = Enum("OutFormat", {f: f for f in ("jsonl", *Segmenter.formats)}, type=str)
-Convert = Enum("Convert", {m: m for m in CONVERT_MODES}, type=str)
+Method = choices("Method", DEFAULT_MODELS)
+ParseMode = choices("ParseMode", PARSE_MODES)
+OutFormat = choices("OutFormat", ("jsonl", *Segmenter.formats))
+Convert = choices("Convert", CONVERT_MODES)
 _DEFAULTS = ", ".join(f"{name} for {m}" for m, name in DEFAULT_MODELS.items())
 
 
@@ -74,11 +56,10 @@ def segment(
     Output: one JSON object per input line with "words" (they concatenate back to the text), plus
     "tree" or "heads" with --parse. See docs/segment.md.
     """
-    with boundary():
-        segmenter = Segmenter(model=model, method=method.value, user_dict=user_dict, convert=convert.value,
-                              threshold=threshold, layer=layer, parse=parse.value, device=device,
-                              batch_size=batch_size, text_key=text_key, words_key=words_key)
-        segmenter.check_format(fmt.value)
-        run_record_command(segmenter, inputs, output=output, input_format=input_format, strict=strict, shard=shard,
-                           chunk_size=chunk_size, fmt=fmt.value, quiet=quiet, engine=engine, workers=workers,
-                           gpus_per_worker=gpus_per_worker, output_dir=output_dir, name="segment")
+    segmenter = Segmenter(model=model, method=method.value, user_dict=user_dict, convert=convert.value,
+                          threshold=threshold, layer=layer, parse=parse.value, device=device,
+                          batch_size=batch_size, text_key=text_key, words_key=words_key)
+    segmenter.check_format(fmt.value)
+    run_record_command(segmenter, inputs, output=output, input_format=input_format, strict=strict, shard=shard,
+                       chunk_size=chunk_size, fmt=fmt.value, quiet=quiet, engine=engine, workers=workers,
+                       gpus_per_worker=gpus_per_worker, output_dir=output_dir, name="segment")

@@ -4,93 +4,22 @@ defaults, rules and modes), run the mode it selects."""
 
 from __future__ import annotations
 
-import enum
 from typing import Optional
 
 import typer
 
 from ..similarity.command import DEFAULT_CHUNK_SIZE, DEFAULT_LAYER, DEFAULT_MODEL
 from . import app
-from ._common import (
-    BatchSizeOpt,
-    DeviceOpt,
-    Engine,
-    EngineOpt,
-    GpusPerWorkerOpt,
-    InputFileOpt,
-    InputFormatOpt,
-    InputsArg,
-    ModelOpt,
-    OutputDirOpt,
-    OutputFileOpt,
-    OutputOpt,
-    QuietOpt,
-    ShardOpt,
-    StrictOpt,
-    TextKeyOpt,
-    WorkersOpt,
-    boundary,
-    info,
-    run_record_command,
-)
+from .console import info
+from .options import (BatchSizeOpt, DeviceOpt, Engine, EngineOpt, GpusPerWorkerOpt, InputFileOpt, InputFormatOpt,
+                      InputsArg, ModelOpt, OutputDirOpt, OutputFileOpt, OutputOpt, QuietOpt, ShardOpt, StrictOpt,
+                      TextKeyOpt, WorkersOpt, choices)
+from .run import quiet_libraries, run_record_command, write_results
 
 
-class Metric(str, enum.Enum):
-    wmd = "wmd"
-    wrd = "wrd"
-    both = "both"
-
-
-class Pool(str, enum.Enum):
-    none = "none"
-    mean = "mean"
-
-
-class Solver(str, enum.Enum):
-    emd = "emd"
-    sinkhorn = "sinkhorn"
-
-
-def _write_local(sim, objs, output: str, quiet: bool) -> None:
-    """Search and --matrix (pair mode goes through run_record_command): the model lines, the
-    objects as JSONL (``objs``: from :meth:`Similarity.search` / :meth:`Similarity.matrix`, which
-    checked the mode and loaded the model), then the command's closing lines.
-
-    When the JSONL reader goes away (``| head``), the rest of ``objs`` is still consumed, so that
-    ``--matrix`` (written as they are produced) is finished; the closed pipe then ends the
-    command as everywhere (exit 0, nothing on stderr)."""
-    import errno
-
-    from ..jsonl import JsonlWriter
-
-    for line in sim.describe():
-        info(line, quiet)
-    objs = iter(objs)
-    try:
-        with JsonlWriter(output) as w:
-            for obj in objs:
-                w.write(obj)
-    except OSError as exc:
-        if exc.errno != errno.EPIPE:
-            raise
-        for _ in objs:  # the side output (the matrix file) is finished, the lines dropped
-            pass
-        for line in sim.finish():
-            info(line, quiet)
-        raise
-    for line in sim.finish():
-        info(line, quiet)
-
-
-def _quiet(quiet: bool) -> None:
-    """Before a model loads outside run_record_command: libraries quiet, and warnings off with -q."""
-    import warnings
-
-    from ._common import quiet_libraries
-
-    quiet_libraries()
-    if quiet:
-        warnings.filterwarnings("ignore")
+Metric = choices("Metric", ("wmd", "wrd", "both"))
+Pool = choices("Pool", ("none", "mean"))
+Solver = choices("Solver", ("emd", "sinkhorn"))
 
 
 @app.command("similarity")
@@ -130,26 +59,25 @@ def similarity(
     output_dir: Optional[str] = OutputDirOpt,
 ):
     """Word Mover's / Word Rotator's Distance (or mean cosine) of text pairs, exact k-NN search (--query/--corpus), or all pairs (--matrix)."""
-    with boundary():
-        from ..similarity import Similarity
+    from ..similarity import Similarity
 
-        sim = Similarity(model=model, metric=metric.value, pool=pool.value, layer=layer, layers=layers, vectors=vectors,
-                         vectors_limit=vectors_limit, idf=idf, uniform=uniform, whiten=whiten, drop_punct=drop_punct,
-                         solver=solver.value, reg=reg, device=device, batch_size=batch_size, a_key=a_key, b_key=b_key,
-                         text_key=text_key, top_k=top_k)
-        mode = sim.select_mode(inputs, query=query, corpus=corpus, matrix=matrix, engine=engine, output_dir=output_dir)
-        if mode == "pairs":  # the record engine: local or --engine ray
-            return run_record_command(sim, inputs, output=output, input_format=input_format, strict=strict,
-                                      shard=shard, chunk_size=chunk_size, quiet=quiet, engine=engine, workers=workers,
-                                      gpus_per_worker=gpus_per_worker, output_dir=output_dir, name="similarity")
-        _quiet(quiet)
-        log = lambda s: info(s, quiet)  # noqa: E731
-        if mode == "search":
-            objs = sim.search(sim.read_texts([query], input_format=input_format, strict=strict, shard=shard),
-                              sim.read_texts([corpus], input_format=input_format), strict=strict,
-                              chunk_size=chunk_size, log=log)
-        else:
-            objs = sim.matrix(sim.read_texts([query] if query else inputs, input_format=input_format, shard=shard),
-                              matrix, sim.read_texts([corpus], input_format=input_format) if corpus else None,
-                              strict=strict, block_rows=chunk_size, log=log)
-        _write_local(sim, objs, output, quiet)
+    sim = Similarity(model=model, metric=metric.value, pool=pool.value, layer=layer, layers=layers, vectors=vectors,
+                     vectors_limit=vectors_limit, idf=idf, uniform=uniform, whiten=whiten, drop_punct=drop_punct,
+                     solver=solver.value, reg=reg, device=device, batch_size=batch_size, a_key=a_key, b_key=b_key,
+                     text_key=text_key, top_k=top_k)
+    mode = sim.select_mode(inputs, query=query, corpus=corpus, matrix=matrix, engine=engine, output_dir=output_dir)
+    if mode == "pairs":  # the record engine: local or --engine ray
+        return run_record_command(sim, inputs, output=output, input_format=input_format, strict=strict,
+                                  shard=shard, chunk_size=chunk_size, quiet=quiet, engine=engine, workers=workers,
+                                  gpus_per_worker=gpus_per_worker, output_dir=output_dir, name="similarity")
+    quiet_libraries(quiet)  # before the model loads (search and --matrix load it outside the engine)
+    log = lambda s: info(s, quiet)  # noqa: E731
+    if mode == "search":
+        objs = sim.search(sim.read_texts([query], input_format=input_format, strict=strict, shard=shard),
+                          sim.read_texts([corpus], input_format=input_format), strict=strict,
+                          chunk_size=chunk_size, log=log)
+    else:
+        objs = sim.matrix(sim.read_texts([query] if query else inputs, input_format=input_format, shard=shard),
+                          matrix, sim.read_texts([corpus], input_format=input_format) if corpus else None,
+                          strict=strict, block_rows=chunk_size, log=log)
+    write_results(sim, objs, output, quiet)

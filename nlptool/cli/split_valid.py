@@ -2,31 +2,17 @@
 
 from __future__ import annotations
 
-from enum import Enum
 
 import typer
 
 from . import app
-from ._common import (
-    DeviceOpt,
-    InputFileOpt,
-    InputFormatOpt,
-    ModelOpt,
-    OutputFileOpt,
-    QuietOpt,
-    SeedOpt,
-    StrictOpt,
-    TextKeyOpt,
-    boundary,
-    console,
-    finite_float,
-    info,
-)
+from .console import console, info
+from .options import (DeviceOpt, InputFileOpt, InputFormatOpt, ModelOpt, OutputFileOpt, QuietOpt, SeedOpt, StrictOpt,
+                      TextKeyOpt, choices, finite_float)
+from .run import load_for_cli, quiet_jieba
 
 
-class Features(str, Enum):
-    tfidf = "tfidf"
-    model = "model"
+Features = choices("Features", ("tfidf", "model"))
 
 
 @app.command("split-valid")
@@ -59,73 +45,68 @@ def split_valid(
     Every output is written whole or not at all, and all of them together: a failure leaves every
     old output file as it was.
     """
-    with boundary():
-        import contextlib
+    import contextlib
 
-        from ..errors import UsageError
-        from ..jsonl import JsonlWriter, output_record
-        from ..paths import atomic_output, validate_paths
-        from ..records import read_records
-        from ..split_valid.adversarial import split_valid as run_split_valid
-        from ..split_valid.adversarial import write_split
+    from ..errors import UsageError
+    from ..jsonl import JsonlWriter, output_record
+    from ..paths import atomic_output, validate_paths
+    from ..records import read_records
+    from ..split_valid.adversarial import split_valid as run_split_valid
+    from ..split_valid.adversarial import write_split
 
-        features = Features(features).value
-        split = bool(out_train or out_valid)
-        if split and not (out_train and out_valid):
-            raise UsageError("give both --out-train and --out-valid (or --weights alone)")
-        if not split and not weights:
-            raise UsageError("nothing to write: give --out-train and --out-valid, or --weights FILE")
-        if train == "-" and test == "-":
-            raise UsageError("--train and --test cannot both be stdin")
-        outputs = [o for o in (out_train, out_valid, weights, report) if o]
-        validate_paths([train, test], outputs)
+    features = Features(features).value
+    split = bool(out_train or out_valid)
+    if split and not (out_train and out_valid):
+        raise UsageError("give both --out-train and --out-valid (or --weights alone)")
+    if not split and not weights:
+        raise UsageError("nothing to write: give --out-train and --out-valid, or --weights FILE")
+    if train == "-" and test == "-":
+        raise UsageError("--train and --test cannot both be stdin")
+    outputs = [o for o in (out_train, out_valid, weights, report) if o]
+    validate_paths([train, test], outputs)
 
-        keys = [text_key]
-        train_recs = list(read_records([train], input_format=input_format, keys=keys, strict=strict, keep_raw=True))
-        test_recs = list(read_records([test], input_format=input_format, keys=keys, strict=strict))
-        loaded = None
-        if features == "model":
-            from ._common import load_for_cli
-
-            def loaded():  # loaded by the library after its cheap checks (sizes, --valid-size)
-                return load_for_cli(model, "encoder", device, quiet)
-        else:
-            from ._common import quiet_jieba
-
-            quiet_jieba()
-        settings = {"features": features, "model": model if features == "model" else None, "folds": folds,
-                    "C": C, "seed": seed, "bootstrap": bootstrap, "valid_size": valid_size if split else None,
-                    "train": train, "test": test}
-        result = run_split_valid(
-            train_recs, test_recs, valid_size=valid_size if split else None, weights=bool(weights),
-            max_weight=max_weight, features=features, loaded=loaded, batch_size=batch_size, folds=folds, C=C,
-            bootstrap=bootstrap, seed=seed, settings=settings, on_stage=lambda s: info(s, quiet),
-        )
-        n_err, first = result.train_unreadable
-        if n_err:
-            info(f"[yellow]warning:[/] {n_err} training line(s) could not be read (first: {first}); "
-                 "they stay in the training output, unscored", quiet)
-        n_err, first = result.test_unreadable
-        if n_err:
-            info(f"[yellow]warning:[/] {n_err} test line(s) could not be read and are ignored (first: {first})", quiet)
-        rep, valid_rec, p_rec = result.report, result.valid, result.p_test
-        # every output opened first, all renamed into place together at the end (or none)
-        with contextlib.ExitStack() as stack:
-            if split:
-                write_split([r.raw for r in train_recs], valid_rec, out_train, out_valid, stack, inputs=[train, test])
-            if weights:
-                w_rec = result.weights
-                fh = stack.enter_context(JsonlWriter(weights))
-                for i, r in enumerate(train_recs):
-                    if r.error:
-                        fh.write(output_record(r))
-                    else:
-                        fh.write(output_record(r, {"weight": round(float(w_rec[i]), 6), "p_test": round(p_rec[i], 6)}))
-            if report:
-                rfh = stack.enter_context(atomic_output(report, "w"))
-                rfh.write(safe_report(rep))
-        if not quiet:
-            _summary(rep)
+    keys = [text_key]
+    train_recs = list(read_records([train], input_format=input_format, keys=keys, strict=strict, keep_raw=True))
+    test_recs = list(read_records([test], input_format=input_format, keys=keys, strict=strict))
+    loaded = None
+    if features == "model":
+        def loaded():  # loaded by the library after its cheap checks (sizes, --valid-size)
+            return load_for_cli(model, "encoder", device, quiet)
+    else:
+        quiet_jieba()
+    settings = {"features": features, "model": model if features == "model" else None, "folds": folds,
+                "C": C, "seed": seed, "bootstrap": bootstrap, "valid_size": valid_size if split else None,
+                "train": train, "test": test}
+    result = run_split_valid(
+        train_recs, test_recs, valid_size=valid_size if split else None, weights=bool(weights),
+        max_weight=max_weight, features=features, loaded=loaded, batch_size=batch_size, folds=folds, C=C,
+        bootstrap=bootstrap, seed=seed, settings=settings, on_stage=lambda s: info(s, quiet),
+    )
+    n_err, first = result.train_unreadable
+    if n_err:
+        info(f"[yellow]warning:[/] {n_err} training line(s) could not be read (first: {first}); "
+             "they stay in the training output, unscored", quiet)
+    n_err, first = result.test_unreadable
+    if n_err:
+        info(f"[yellow]warning:[/] {n_err} test line(s) could not be read and are ignored (first: {first})", quiet)
+    rep, valid_rec, p_rec = result.report, result.valid, result.p_test
+    # every output opened first, all renamed into place together at the end (or none)
+    with contextlib.ExitStack() as stack:
+        if split:
+            write_split([r.raw for r in train_recs], valid_rec, out_train, out_valid, stack, inputs=[train, test])
+        if weights:
+            w_rec = result.weights
+            fh = stack.enter_context(JsonlWriter(weights))
+            for i, r in enumerate(train_recs):
+                if r.error:
+                    fh.write(output_record(r))
+                else:
+                    fh.write(output_record(r, {"weight": round(float(w_rec[i]), 6), "p_test": round(p_rec[i], 6)}))
+        if report:
+            rfh = stack.enter_context(atomic_output(report, "w"))
+            rfh.write(safe_report(rep))
+    if not quiet:
+        _summary(rep)
 
 
 def safe_report(rep: dict) -> str:

@@ -3,41 +3,18 @@ decoding, sampling without replacement, entropy and boundary marginals."""
 
 from __future__ import annotations
 
-import enum
 from typing import Optional
 
 import typer
 
 from . import app
-from ._common import (
-    ChunkSizeOpt,
-    Engine,
-    EngineOpt,
-    GpusPerWorkerOpt,
-    InputFileOpt,
-    InputFormatOpt,
-    InputsArg,
-    OutputDirOpt,
-    OutputOpt,
-    QuietOpt,
-    SeedOpt,
-    ShardOpt,
-    StrictOpt,
-    TextKeyOpt,
-    WorkersOpt,
-    boundary,
-    run_record_command,
-)
+from .options import (ChunkSizeOpt, Engine, EngineOpt, GpusPerWorkerOpt, InputFileOpt, InputFormatOpt, InputsArg,
+                      OutputDirOpt, OutputOpt, QuietOpt, SeedOpt, ShardOpt, StrictOpt, TextKeyOpt, WorkersOpt, choices)
+from .run import run_record_command
 
 
-class Method(str, enum.Enum):
-    ffbs = "ffbs"
-    su2023 = "su2023"
-
-
-class Format(str, enum.Enum):
-    jsonl = "jsonl"
-    text = "text"
+Method = choices("Method", ("ffbs", "su2023"))
+Format = choices("Format", ("jsonl", "text"))
 
 
 @app.command("tokenize-sample")
@@ -69,12 +46,11 @@ def tokenize_sample(
     output_dir: Optional[str] = OutputDirOpt,
 ):
     """Sample segmentations from a unigram LM lattice exactly (P(seg)^alpha / Z), or decode with --alpha inf."""
-    with boundary():
-        from ..tokenize_sample import Sampler
+    from ..tokenize_sample import Sampler
 
-        sampler = Sampler(alpha=alpha, num_samples=num_samples, without_replacement=without_replacement, nbest=nbest,
-                          entropy=entropy, marginals=marginals, ids=ids, seed=seed, method=method.value,
-                          dict_path=dict_path, sp_model=sp_model, bytepiece_model=bytepiece_model, text_key=text_key)
-        run_record_command(sampler, inputs, output=output, input_format=input_format, strict=strict, shard=shard,
-                           chunk_size=chunk_size, fmt=fmt.value, quiet=quiet, engine=engine, workers=workers,
-                           gpus_per_worker=gpus_per_worker, output_dir=output_dir, name="tokenize-sample")
+    sampler = Sampler(alpha=alpha, num_samples=num_samples, without_replacement=without_replacement, nbest=nbest,
+                      entropy=entropy, marginals=marginals, ids=ids, seed=seed, method=method.value,
+                      dict_path=dict_path, sp_model=sp_model, bytepiece_model=bytepiece_model, text_key=text_key)
+    run_record_command(sampler, inputs, output=output, input_format=input_format, strict=strict, shard=shard,
+                       chunk_size=chunk_size, fmt=fmt.value, quiet=quiet, engine=engine, workers=workers,
+                       gpus_per_worker=gpus_per_worker, output_dir=output_dir, name="tokenize-sample")

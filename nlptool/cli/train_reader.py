@@ -10,7 +10,9 @@ import typer
 from ..qagen.reader import ReaderSettings
 from ..training import defaults
 from . import train_app
-from ._common import DeviceOpt, InputFilesArg, ModelOpt, SeedOpt, InputFilesOpt, OutDirOpt, QuietOpt, boundary, info, train_log, train_progress
+from .console import info, train_log, train_progress
+from .options import DeviceOpt, InputFilesArg, InputFilesOpt, ModelOpt, OutDirOpt, QuietOpt, SeedOpt
+from .run import quiet_libraries
 
 D = defaults(ReaderSettings)
 
@@ -33,20 +35,18 @@ def train_reader(
     quiet: bool = QuietOpt,
 ):
     """Fine-tune a BERT as an extractive reader (BertForQuestionAnswering span start/end)."""
-    with boundary():
-        from ..qagen import read_qa_data
-        from ..qagen.reader import train_reader as train
-        from ._common import quiet_libraries
+    from ..qagen import read_qa_data
+    from ..qagen.reader import train_reader as train
 
-        quiet_libraries()
-        items, _ = read_qa_data(data)
-        eval_items = read_qa_data(eval_file)[0] if eval_file else None
-        with train_progress(quiet) as progress:
-            settings = ReaderSettings(model=model, holdout=holdout, max_passage_chars=max_passage_chars, epochs=epochs,
-                                      max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
-                                      max_minutes=max_minutes, seed=seed, device=device, log=train_log(quiet),
-                                      progress=progress)
-            metrics = train(items, out, settings, eval_items=eval_items)
-        held = metrics["heldout"]
-        info(f"saved {out}: {metrics['steps']} steps, {metrics['seconds']:.0f} s"
-             + (f", held-out exact match {held['exact_match']:.3f}, char F1 {held['char_f1']:.3f}" if held else ""), quiet)
+    quiet_libraries()
+    items, _ = read_qa_data(data)
+    eval_items = read_qa_data(eval_file)[0] if eval_file else None
+    with train_progress(quiet) as progress:
+        settings = ReaderSettings(model=model, holdout=holdout, max_passage_chars=max_passage_chars, epochs=epochs,
+                                  max_steps=max_steps, batch_size=batch_size, learning_rate=learning_rate,
+                                  max_minutes=max_minutes, seed=seed, device=device, log=train_log(quiet),
+                                  progress=progress)
+        metrics = train(items, out, settings, eval_items=eval_items)
+    held = metrics["heldout"]
+    info(f"saved {out}: {metrics['steps']} steps, {metrics['seconds']:.0f} s"
+         + (f", held-out exact match {held['exact_match']:.3f}, char F1 {held['char_f1']:.3f}" if held else ""), quiet)

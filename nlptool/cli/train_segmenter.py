@@ -9,7 +9,9 @@ import typer
 from ..segment.train import SegmenterSettings
 from ..training import defaults
 from . import train_app
-from ._common import DeviceOpt, InputFileOpt, ModelOpt, SeedOpt, InputFilesArg, OutDirOpt, QuietOpt, boundary, info, train_log, train_progress
+from .console import info, train_log, train_progress
+from .options import DeviceOpt, InputFileOpt, InputFilesArg, ModelOpt, OutDirOpt, QuietOpt, SeedOpt
+from .run import quiet_libraries
 
 D = defaults(SegmenterSettings)
 
@@ -43,18 +45,15 @@ def segmenter(
     Li, Song, Su and Shao, Findings of ACL 2022 (self-training on a BERT probe); the teacher is
     Perturbed Masking (Wu et al., ACL 2020) with segment's label-free `auto` rule.
     """
-    with boundary():
-        from ._common import quiet_libraries
+    quiet_libraries()
+    from ..segment.train import train_segmenter
 
-        quiet_libraries()
-        from ..segment.train import train_segmenter
-
-        with train_progress(quiet) as progress:
-            settings = SegmenterSettings(
-                teacher=model, rounds=rounds, teacher_chars=teacher_chars, dev_lines=dev_lines, dev_file=dev_file,
-                margin=margin, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-                lexicon_rounds=lexicon_rounds, lexicon_size=lexicon_size, lexicon_epochs=lexicon_epochs,
-                lexicon_chars=lexicon_chars, seed=seed, device=device, log=train_log(quiet), progress=progress)
-            metrics = train_segmenter(data, out, settings)
-        best = [r for r in metrics["rounds"] if r["round"] == metrics["selected_round"]]
-        info(f"saved {out}: round {metrics['selected_round']}" + (f", dev F1 {best[0].get('dev_F1')}" if best else ""), quiet)
+    with train_progress(quiet) as progress:
+        settings = SegmenterSettings(
+            teacher=model, rounds=rounds, teacher_chars=teacher_chars, dev_lines=dev_lines, dev_file=dev_file,
+            margin=margin, epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            lexicon_rounds=lexicon_rounds, lexicon_size=lexicon_size, lexicon_epochs=lexicon_epochs,
+            lexicon_chars=lexicon_chars, seed=seed, device=device, log=train_log(quiet), progress=progress)
+        metrics = train_segmenter(data, out, settings)
+    best = [r for r in metrics["rounds"] if r["round"] == metrics["selected_round"]]
+    info(f"saved {out}: round {metrics['selected_round']}" + (f", dev F1 {best[0].get('dev_F1')}" if best else ""), quiet)

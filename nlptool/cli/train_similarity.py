@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 from pathlib import Path
 from typing import Optional
 
@@ -11,32 +10,16 @@ import typer
 from ..similarity.train import METHODS, SimilaritySettings
 from ..training import defaults
 from . import train_app
-from ._common import (
-    DeviceOpt,
-    InputFilesArg,
-    InputFilesOpt,
-    ModelOpt,
-    OutDirOpt,
-    OutputFileOpt,
-    QuietOpt,
-    SeedOpt,
-    boundary,
-    info,
-    train_log,
-    train_progress,
-)
+from .console import info, train_log, train_progress
+from .options import (DeviceOpt, InputFilesArg, InputFilesOpt, ModelOpt, OutDirOpt, OutputFileOpt, QuietOpt, SeedOpt,
+                      choices)
+from .run import quiet_libraries
 
 D = defaults(SimilaritySettings)
 
 
-class Method(str, enum.Enum):
-    cosent = "cosent"
-    simcse = "simcse"
-
-
-class Pooling(str, enum.Enum):
-    mean = "mean"
-    cls = "cls"
+Method = choices("Method", ("cosent", "simcse"))
+Pooling = choices("Pooling", ("mean", "cls"))
 
 
 @train_app.command("similarity")
@@ -63,31 +46,29 @@ def similarity(
     quiet: bool = QuietOpt,
 ):
     """Fine-tune a sentence encoder: CoSENT (Su 2022) on labelled pairs or unsupervised SimCSE (Gao et al. 2021)."""
-    with boundary():
-        import json
+    import json
 
-        from ..paths import atomic_output
-        from ..similarity.train import read_pairs, read_sentences, train_sentence_encoder
-        from ._common import quiet_libraries
+    from ..paths import atomic_output
+    from ..similarity.train import read_pairs, read_sentences, train_sentence_encoder
 
-        quiet_libraries()
-        eval_pairs = read_pairs(eval_files) if eval_files else None
-        pairs = sentences = None
-        if method is Method.cosent:
-            pairs = read_pairs(data)
-        else:
-            sentences = read_sentences(data, text_key=text_key)
-        with train_progress(quiet) as progress:
-            settings = SimilaritySettings(model=model, holdout=holdout, epochs=epochs, max_steps=max_steps,
-                                          max_minutes=max_minutes, batch_size=batch_size, learning_rate=learning_rate,
-                                          max_length=max_length, pooling=pooling.value, scale=scale,
-                                          temperature=temperature, seed=seed, device=device, log=train_log(quiet),
-                                          progress=progress)
-            metrics = train_sentence_encoder(method.value, out, settings, pairs=pairs, sentences=sentences,
-                                             eval_pairs=eval_pairs)
-        if report is not None:
-            with atomic_output(report) as fh:
-                fh.write(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
-        ev = metrics["eval_spearman"]
-        info(f"saved {out}: {metrics['steps']} steps, loss {metrics['loss_first']:.3f} -> {metrics['loss_last']:.3f}"
-             + (f", held-out Spearman {metrics['eval_spearman_before']:.4f} -> {ev:.4f}" if ev is not None else ""), quiet)
+    quiet_libraries()
+    eval_pairs = read_pairs(eval_files) if eval_files else None
+    pairs = sentences = None
+    if method is Method.cosent:
+        pairs = read_pairs(data)
+    else:
+        sentences = read_sentences(data, text_key=text_key)
+    with train_progress(quiet) as progress:
+        settings = SimilaritySettings(model=model, holdout=holdout, epochs=epochs, max_steps=max_steps,
+                                      max_minutes=max_minutes, batch_size=batch_size, learning_rate=learning_rate,
+                                      max_length=max_length, pooling=pooling.value, scale=scale,
+                                      temperature=temperature, seed=seed, device=device, log=train_log(quiet),
+                                      progress=progress)
+        metrics = train_sentence_encoder(method.value, out, settings, pairs=pairs, sentences=sentences,
+                                         eval_pairs=eval_pairs)
+    if report is not None:
+        with atomic_output(report) as fh:
+            fh.write(json.dumps(metrics, indent=2, ensure_ascii=False) + "\n")
+    ev = metrics["eval_spearman"]
+    info(f"saved {out}: {metrics['steps']} steps, loss {metrics['loss_first']:.3f} -> {metrics['loss_last']:.3f}"
+         + (f", held-out Spearman {metrics['eval_spearman_before']:.4f} -> {ev:.4f}" if ev is not None else ""), quiet)

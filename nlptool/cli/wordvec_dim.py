@@ -3,19 +3,17 @@ the other rules of thumb users meet."""
 
 from __future__ import annotations
 
-import enum
 from typing import Optional
 
 import typer
 
 from . import app
-from ._common import InputFileOpt, InputFilesOpt, OutputOpt, QuietOpt, boundary, finite_float, info
+from .console import info
+from .options import InputFileOpt, InputFilesOpt, OutputOpt, QuietOpt, choices, finite_float
+from .run import quiet_jieba
 
 
-class Tokenizer(str, enum.Enum):
-    jieba = "jieba"
-    whitespace = "whitespace"
-    char = "char"
+Tokenizer = choices("Tokenizer", ("jieba", "whitespace", "char"))
 
 
 @app.command("wordvec-dim")
@@ -32,56 +30,53 @@ def wordvec_dim(
     quiet: bool = QuietOpt,
 ):
     """Estimate the word-vector dimension a vocabulary needs: n > 8.33 ln N (one JSON object)."""
-    with boundary():
-        from ..errors import UsageError
-        import sys
+    import sys
 
-        from ..jsonl import JsonlWriter
-        from ..records import stdin_is_terminal
-        from ..wordvec_dim import check_text_path, count_vocabulary, read_word2vec_shape, report
+    from ..errors import UsageError
+    from ..jsonl import JsonlWriter
+    from ..records import stdin_is_terminal
+    from ..wordvec_dim import check_text_path, count_vocabulary, read_word2vec_shape, report
 
-        given = sum(x is not None and x != [] for x in (vocab_size, corpus, vectors))
-        if not given and not show_table and sys.stdin is not None and not stdin_is_terminal():
-            corpus = ["-"]  # `cat corpus.txt | nlptool wordvec-dim`, as every other command reads stdin
-        if given > 1:
-            raise UsageError("give only one of --vocab-size, --corpus, --vectors")
-        extra: dict = {}
-        dim = None
-        if corpus:
-            for path in corpus:
-                check_text_path(path)
-            if tokenizer == Tokenizer.jieba:
-                from ._common import quiet_jieba
+    given = sum(x is not None and x != [] for x in (vocab_size, corpus, vectors))
+    if not given and not show_table and sys.stdin is not None and not stdin_is_terminal():
+        corpus = ["-"]  # `cat corpus.txt | nlptool wordvec-dim`, as every other command reads stdin
+    if given > 1:
+        raise UsageError("give only one of --vocab-size, --corpus, --vectors")
+    extra: dict = {}
+    dim = None
+    if corpus:
+        for path in corpus:
+            check_text_path(path)
+        if tokenizer == Tokenizer.jieba:
+            quiet_jieba()
+        counted = count_vocabulary(corpus, tokenizer=tokenizer.value, min_count=min_count)
+        n = counted["vocab_size"]
+        extra = {"corpus": list(corpus), "tokenizer": tokenizer.value, "min_count": min_count,
+                 "types": counted["types"], "tokens": counted["tokens"], "lines": counted["lines"]}
+        info(f"{counted['lines']} lines, {counted['tokens']} {tokenizer.value} tokens, "
+             f"{n} words with count >= {min_count}", quiet)
+        if n <= 1:
+            raise UsageError(f"the corpus has {n} distinct word(s) with count >= {min_count}; "
+                             "the estimate needs N > 1")
+    elif vectors:
+        shape = read_word2vec_shape(vectors)
+        n, dim = shape["vocab_size"], shape["dim"]
+        extra = {"vectors": vectors, "format": shape["format"]}
+    elif vocab_size is not None:
+        n = vocab_size
+    elif show_table:
+        n = None
+    else:
+        raise UsageError("give --vocab-size N, --corpus FILE or --vectors FILE (or --table), or pipe a corpus "
+                         "into standard input")
+    if n is None:
+        if show_rules:
+            raise UsageError("--rules needs a vocabulary size (--vocab-size, --corpus or --vectors)")
+        from ..wordvec_dim import FORMULA, table
 
-                quiet_jieba()
-            counted = count_vocabulary(corpus, tokenizer=tokenizer.value, min_count=min_count)
-            n = counted["vocab_size"]
-            extra = {"corpus": list(corpus), "tokenizer": tokenizer.value, "min_count": min_count,
-                     "types": counted["types"], "tokens": counted["tokens"], "lines": counted["lines"]}
-            info(f"{counted['lines']} lines, {counted['tokens']} {tokenizer.value} tokens, "
-                 f"{n} words with count >= {min_count}", quiet)
-            if n <= 1:
-                raise UsageError(f"the corpus has {n} distinct word(s) with count >= {min_count}; "
-                                 "the estimate needs N > 1")
-        elif vectors:
-            shape = read_word2vec_shape(vectors)
-            n, dim = shape["vocab_size"], shape["dim"]
-            extra = {"vectors": vectors, "format": shape["format"]}
-        elif vocab_size is not None:
-            n = vocab_size
-        elif show_table:
-            n = None
-        else:
-            raise UsageError("give --vocab-size N, --corpus FILE or --vectors FILE (or --table), or pipe a corpus "
-                             "into standard input")
-        if n is None:
-            if show_rules:
-                raise UsageError("--rules needs a vocabulary size (--vocab-size, --corpus or --vectors)")
-            from ..wordvec_dim import FORMULA, table
-
-            obj = {"formula": FORMULA, "table": table()}
-        else:
-            obj = report(n, dim=dim, with_table=show_table, with_rules=show_rules, jl_eps=jl_eps)
-            obj.update(extra)
-        with JsonlWriter(output) as w:
-            w.write(obj)
+        obj = {"formula": FORMULA, "table": table()}
+    else:
+        obj = report(n, dim=dim, with_table=show_table, with_rules=show_rules, jl_eps=jl_eps)
+        obj.update(extra)
+    with JsonlWriter(output) as w:
+        w.write(obj)

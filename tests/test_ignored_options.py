@@ -18,6 +18,7 @@ runner = CliRunner()
     (["segment", "--layer", "3"], "--layer chooses"),
     (["similarity", "--pool", "mean", "--metric", "wmd"], "--metric"),
     (["similarity", "--pool", "mean", "--solver", "sinkhorn", "--reg", "0.1"], "--solver/--reg"),
+    (["similarity", "--query", "README.md", "--corpus", "README.md", "--char-weight", "0.5"], "drop --char-weight"),
 ])
 def test_ignored_option_is_a_usage_error(args, needle):
     res = runner.invoke(app, [*args, "--model", "/nonexistent/model", "-q"], input="你好\t您好\n")

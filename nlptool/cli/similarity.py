@@ -8,7 +8,7 @@ from typing import Optional
 
 import typer
 
-from ..similarity.command import DEFAULT_CHUNK_SIZE, DEFAULT_LAYER, DEFAULT_MODEL
+from ..similarity.command import CHAR_WEIGHT, DEFAULT_CHUNK_SIZE, DEFAULT_LAYER, DEFAULT_MODEL
 from . import app
 from .console import info
 from .options import (BatchSizeOpt, DeviceOpt, Engine, EngineOpt, GpusPerWorkerOpt, InputFileOpt, InputFormatOpt,
@@ -30,7 +30,8 @@ def similarity(
     a_key: str = typer.Option("sentence1", "--a-key", help="Field of the first text (pair mode)."),
     b_key: str = typer.Option("sentence2", "--b-key", help="Field of the second text (pair mode); a JSON list of texts gives the distance to each reference and the minimum."),
     metric: Metric = typer.Option(Metric.both, "--metric", help="Transport distance (search/--matrix: 'both' means wrd)."),
-    pool: Pool = typer.Option(Pool.none, "--pool", help="none: optimal transport between token vectors (WMD/WRD); mean: cosine of the (IDF-weighted) mean token vectors."),
+    pool: Pool = typer.Option(Pool.none, "--pool", help="none: optimal transport between token vectors (WMD/WRD); mean: cosine of the (IDF-weighted) mean token vectors only."),
+    char_weight: float = typer.Option(CHAR_WEIGHT, "--char-weight", min=0.0, max=1.0, help="Pair mode: weight of the character-set Jaccard in the score 'similarity' = (1 - W) cos + W Jaccard (0 = the cosine alone)."),
     model: str = ModelOpt(DEFAULT_MODEL, help="Built-in name (zh-sim-mini, zh-bert-mini, en-minilm), local model directory or Hugging Face hub id."),
     layer: int = typer.Option(DEFAULT_LAYER, "--layer", help="Hidden layer of --model (0 = embeddings, -1 = last)."),
     layers: Optional[str] = typer.Option(None, "--layers", help="Several hidden layers to average, comma-separated (e.g. 1,-1); replaces --layer."),
@@ -64,7 +65,7 @@ def similarity(
     sim = Similarity(model=model, metric=metric.value, pool=pool.value, layer=layer, layers=layers, vectors=vectors,
                      vectors_limit=vectors_limit, idf=idf, uniform=uniform, whiten=whiten, drop_punct=drop_punct,
                      solver=solver.value, reg=reg, device=device, batch_size=batch_size, a_key=a_key, b_key=b_key,
-                     text_key=text_key, top_k=top_k)
+                     text_key=text_key, top_k=top_k, char_weight=char_weight)
     mode = sim.select_mode(inputs, query=query, corpus=corpus, matrix=matrix, engine=engine, output_dir=output_dir)
     if mode == "pairs":  # the record engine: local or --engine ray
         return run_record_command(sim, inputs, output=output, input_format=input_format, strict=strict,

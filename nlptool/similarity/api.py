@@ -14,7 +14,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from ..errors import InputDataError, NlptoolError, UsageError
-from .command import CHAR_WEIGHT
+from .defaults import CHAR_WEIGHT
 from .embedders import ContextualEmbedder, StaticEmbedder
 from .search import CorpusIndex, knn_search
 from ..text import char_jaccard

@@ -10,6 +10,7 @@ from ..engine import Command, model_line
 from ..errors import UsageError
 from ..models import default_model
 from ..records import Record
+from .defaults import CHAR_WEIGHT
 
 #: The default model (from the registry, :data:`nlptool.models.BUILTINS`): zh-sim-mini,
 #: zh-bert-mini fine-tuned with CoSENT (docs/similarity.md).
@@ -17,12 +18,6 @@ DEFAULT_MODEL = default_model("similarity")
 #: The default layer: the last one (the layer the fine-tuning trains).
 DEFAULT_LAYER = -1
 
-#: Weight of the character Jaccard in the pair score ``similarity`` (``--char-weight``): chosen on
-#: half of a question-pair dev set built from CMRC questions (``python
-#: benchmarks/bench_question_pairs.py``): with zh-sim-mini, question AUC 0.784 on the other half
-#: against 0.775 for the cosine alone and 0.755 for character Jaccard alone; Chinese STS-B valid
-#: Spearman 0.763 against 0.745 (cosine) and 0.729 (1 - WRD, the score before).
-CHAR_WEIGHT = 0.2
 #: Records per chunk in pair and search mode, matrix rows per block with ``--matrix`` (bounds memory).
 DEFAULT_CHUNK_SIZE = 256
 
@@ -62,7 +57,7 @@ class Similarity(Command):
     ``emd|sinkhorn`` (pair mode), ``reg``, ``device``, ``batch_size``, ``a_key``, ``b_key`` (pair
     mode), ``text_key`` (search and matrix), ``top_k`` (neighbours per query or matrix row),
     ``char_weight`` (pair mode: the character share of ``similarity``,
-    :data:`nlptool.similarity.api.CHAR_WEIGHT`; 0 = the cosine alone).
+    :data:`nlptool.similarity.defaults.CHAR_WEIGHT`; 0 = the cosine alone).
 
     Raises:
         UsageError: a bad option or combination (:func:`nlptool.similarity.api.check_options`;
@@ -99,7 +94,8 @@ class Similarity(Command):
 
         Raises:
             UsageError: sinkhorn in search or matrix mode (both are exact), ``pool="mean"`` in
-                search mode (the search prunes with transport bounds; the matrix takes it).
+                search mode (the search prunes with transport bounds; the matrix takes it), a
+                ``char_weight`` other than the default outside pair mode (it weighs the pair score only).
         """
         c = self.config
         if mode not in MODES:
@@ -108,6 +104,9 @@ class Similarity(Command):
             raise UsageError("search and --matrix are exact: they use --solver emd")
         if mode == "search" and c["pool"] == "mean":
             raise UsageError("search mode transports token vectors; use --matrix with --pool mean for cosine neighbours")
+        if mode != "pairs" and c["char_weight"] != CHAR_WEIGHT:
+            raise UsageError("--char-weight weighs the characters in the pair score `similarity`; search and --matrix "
+                             "rank by distance: drop --char-weight")
 
     def select_mode(self, inputs: Sequence[str] | None = None, *, query: str | None = None, corpus: str | None = None,
                     matrix: str | None = None, engine: str = "local", output_dir: str | None = None) -> str:
@@ -214,7 +213,7 @@ class Similarity(Command):
         return list(self.state()["lines"])
 
     def finish(self, inputs: Sequence[str] = ()) -> list[str]:
-        """Lines for stderr after a run (pair mode: :func:`nlptool.cli._common.run_record_command`
+        """Lines for stderr after a run (pair mode: :func:`nlptool.cli.run.run_record_command`
         calls it; search and matrix: the CLI): the out-of-vocabulary totals of static vectors over
         every text embedded since loading or since the last call, which starts the count anew.
         None with a model, or when this process loaded nothing (``--engine ray``)."""

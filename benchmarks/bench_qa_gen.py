@@ -56,9 +56,10 @@ def given_answer_rows(name, ev):
     return [name, m["bleu4"], m["rouge_l"], m["mean_chars"], m["answer_in_question"], m["repeated_char_trigram"], m["empty"]]
 
 
-def round_trip_table(lm, reader, items, settings, num_pairs=5, seed=0):
+def round_trip_table(lm, reader, items, settings, num_pairs=5, seed=0, words=None):
     """Generate on each passage with the reader's consistency recorded (threshold 0), then apply
-    each threshold offline. Returns (rows, per-threshold dict, pairs)."""
+    each threshold offline. ``words``: the answer-widening segmenter of ``qa-gen`` (None: answers as
+    sampled, the behaviour before it). Returns (rows, per-threshold dict, pairs, info)."""
     from nlptool.qagen import generate_qa_pairs, rouge_l_chars
     from nlptool.qagen.reader import char_f1
 
@@ -71,11 +72,22 @@ def round_trip_table(lm, reader, items, settings, num_pairs=5, seed=0):
                             beam_size=settings["beam_size"], max_answer_len=settings["max_answer_len"],
                             max_question_len=settings["max_question_len"], max_passage_chars=settings["max_passage_chars"],
                             no_repeat_ngram=settings["no_repeat_ngram"], length_penalty=settings["length_penalty"],
-                            answer_marks=settings["answer_marks"], reader=reader, min_consistency=0.0, batch_size=32)
+                            answer_marks=settings["answer_marks"], reader=reader, min_consistency=0.0, batch_size=32,
+                            **({"words": words} if words is not None else {}))
     seconds = time.time() - t0
+    cut_check = words or _tagger_words()
     pairs = []
     for p, r in zip(passages, res):
+        bounds = set()
+        if r.pairs:
+            k = 0
+            for w in cut_check([p])[0]:
+                bounds.add(k)
+                k += len(w)
+            bounds.add(k)
         for pair in r.pairs:
+            s0 = pair["answer_start"]
+            pair = {**pair, "cuts_word": s0 not in bounds or s0 + len(pair["answer"]) not in bounds}
             best_q = max(gold[p], key=lambda g: rouge_l_chars(pair["question"], g[0]))
             judged = rouge_l_chars(pair["question"], best_q[0]) >= 0.4
             pairs.append({**pair, "judged": judged, "correct": judged and char_f1(pair["answer"], best_q[1]) >= 0.5,
@@ -90,14 +102,28 @@ def round_trip_table(lm, reader, items, settings, num_pairs=5, seed=0):
         rec = corr / max(1, base_correct)
         f1 = 2 * prec * rec / max(1e-9, prec + rec)
         ans = sum(x["answer_gold"] for x in kept) / max(1, len(kept))
-        out[t] = {"kept": len(kept), "judged": len(judged), "precision": prec, "recall": rec, "f1": f1, "answer_gold": ans}
-        rows.append([f"{t:.1f}" + (" (no round trip)" if t == 0 else ""), len(kept), len(judged), f"{prec:.3f}",
-                     f"{rec:.3f}", f"{f1:.3f}", f"{ans:.3f}"])
+        cut = sum(x["cuts_word"] for x in kept) / max(1, len(kept))
+        per = len(kept) / max(1, len(passages))
+        out[t] = {"kept": len(kept), "judged": len(judged), "precision": prec, "recall": rec, "f1": f1, "answer_gold": ans,
+                  "pairs_per_passage": per, "answers_cutting_a_word": cut}
+        rows.append([f"{t:.1f}" + (" (no round trip)" if t == 0 else ""), len(kept), f"{per:.2f}", len(judged),
+                     f"{prec:.3f}", f"{rec:.3f}", f"{f1:.3f}", f"{ans:.3f}", f"{cut:.3f}"])
     cands = sum(r.candidates for r in res)
     return rows, out, pairs, {"passages": len(passages), "samples": cands, "seconds": round(seconds, 1)}
 
 
-RT_HEAD = ["min consistency", "pairs kept", "judged", "precision", "recall of correct", "F1", "answers = a gold answer"]
+RT_HEAD = ["min consistency", "pairs kept", "per passage", "judged", "precision", "recall of correct", "F1",
+           "answers = a gold answer", "answers cutting a word"]
+
+
+def _tagger_words():
+    """The word lists of the built-in segmenter (zh-seg-mini): what qa-gen widens answers to."""
+    import functools
+
+    from nlptool.models import default_model, load_model
+    from nlptool.qagen.command import tagger_words
+
+    return functools.partial(tagger_words, load_model(default_model("segment --method tagger"), kind="char-tagger"))
 QG_HEAD = ["method", "BLEU-4", "ROUGE-L", "mean chars", "answer in question", "repeated 3-gram", "empty"]
 
 
@@ -175,22 +201,31 @@ def report(args) -> None:
     from nlptool.qagen.reader import evaluate_reader, load_reader
 
     data = splits(Path(args.build))
-    test, _ = read_qa_data([data / "test.jsonl"])
+    test, _ = read_qa_data([data / f"{args.split}.jsonl"])
     test = test[: args.limit] if args.limit else test
     lm = load_model(args.model, device=args.device)
     settings = check_generator(lm)
-    t0 = time.time()
-    ev = evaluate_qa_gen(lm, test)
-    qs = len(test) / (time.time() - t0)
-    sent = dict(ev["template"])
-    print(f"\nTest split: {len(test)} questions on {ev['passages']} passages of 94 held-out articles, given the gold "
-          f"answers ({args.model}, settings {ev['settings']}, {qs:.1f} questions/s)\n")
-    print(table([given_answer_rows(args.model, ev), given_answer_rows("template (answer -> 什么)", {"model": sent})],
-                QG_HEAD) + f"\n\ngold questions: {ev['gold']['mean_chars']} chars on average")
+    ev = None
+    if not args.round_trip_only:
+        t0 = time.time()
+        ev = evaluate_qa_gen(lm, test)
+        qs = len(test) / (time.time() - t0)
+        sent = dict(ev["template"])
+        print(f"\n{args.split} split: {len(test)} questions on {ev['passages']} passages, given the gold "
+              f"answers ({args.model}, settings {ev['settings']}, {qs:.1f} questions/s)\n")
+        print(table([given_answer_rows(args.model, ev), given_answer_rows("template (answer -> 什么)", {"model": sent})],
+                    QG_HEAD) + f"\n\ngold questions: {ev['gold']['mean_chars']} chars on average")
     rd = load_reader(args.reader, device=args.device)
     print(f"\nReader {args.reader} on the test questions: {evaluate_reader(rd, test)}")
-    rows, out, pairs, info = round_trip_table(lm, rd, test, settings, num_pairs=args.num_pairs, seed=args.seed)
-    print(f"\nFull generation on the test passages ({info}, {args.num_pairs} samples per passage, seed {args.seed}); "
+    if args.num_pairs is None:
+        from nlptool.qagen.data import DEFAULTS
+
+        args.num_pairs = DEFAULTS["num_pairs"]
+    words = None if args.sampled_answers else _tagger_words()
+    rows, out, pairs, info = round_trip_table(lm, rd, test, settings, num_pairs=args.num_pairs, seed=args.seed,
+                                              words=words)
+    print(f"\nFull generation on the {args.split} passages ({info}, {args.num_pairs} samples per passage, seed {args.seed}, "
+          f"answers {'as sampled' if args.sampled_answers else 'widened to whole words'}); "
           f"default --min-consistency {settings['min_consistency']}\n")
     print(table(rows, RT_HEAD))
     print("\nFirst five kept pairs (default threshold):\n")
@@ -213,9 +248,13 @@ def main() -> None:
     r = sub.add_parser("report")
     r.add_argument("--model", default="zh-qa-gen-mini")
     r.add_argument("--reader", default="zh-reader-mini")
-    r.add_argument("--num-pairs", type=int, default=5)
+    r.add_argument("--num-pairs", type=int, default=None, help="answer samples per passage (default: qa-gen's)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--json", default=None)
+    r.add_argument("--round-trip-only", action="store_true", help="skip the given-answer evaluation (BLEU/ROUGE)")
+    r.add_argument("--split", default="test", choices=["test", "dev"], help="the split to measure on (dev: for choosing)")
+    r.add_argument("--sampled-answers", action="store_true",
+                   help="answers as sampled, not widened to whole words (qa-gen before the widening)")
     for p in (t, r):
         p.add_argument("--build", default=str(ROOT / "build"))
         p.add_argument("--device", default="auto")

@@ -712,7 +712,9 @@ def test_builtin_default_path_works_offline():
     (out,) = [json.loads(x) for x in r.stdout.splitlines()]
     text = "长江是中国第一长河。"
     cand = sum(out["qa_filtered"].values()) + len(out["qa_pairs"])
-    assert cand == 5  # every answer sample is kept or counted by a filter
+    from nlptool.qagen.data import DEFAULTS
+
+    assert cand == DEFAULTS["num_pairs"]  # every answer sample is kept or counted by a filter
     for p in out["qa_pairs"]:
         assert text[p["answer_start"]:].startswith(p["answer"]) and 0.5 <= p["consistency"] <= 1
     r = CliRunner().invoke(app, ["qa-gen", "--quiet"], input='{"text": "长江是中国第一长河。", "answers": ["长江"]}\n')
@@ -736,3 +738,23 @@ def test_qa_generator_rules_are_the_parsers():
     with pytest.raises(UsageError, match="--top-p"):
         QAGenerator(top_p=float("nan"))
     assert list(QAGenerator().finish()) == ["0 pairs kept of 0 answer samples; removed: none"]
+
+
+def test_answers_are_widened_to_whole_words():
+    """A sampled answer that cuts a word (查尔斯·斯 of 查尔斯·斯图尔特) becomes the whole word; one
+    that cannot be widened (no answer marks, or too long) is dropped."""
+    from nlptool.qagen.generation import _Chunk, widen_to_words
+
+    text = "查尔斯·斯图尔特是演员"
+    words = ["查尔斯·斯图尔特", "是", "演员"]
+    bounds = [0]
+    for w in words:
+        bounds.append(bounds[-1] + len(w))
+    c = _Chunk(passage=0, start=0, text=text, ids=list(range(100, 100 + len(text))),
+               offsets=[(i, i + 1) for i in range(len(text))], samples=1, bounds=bounds)
+    assert widen_to_words(c, 0, 5, 32, True) == (0, 8, list(range(100, 108)))
+    assert widen_to_words(c, 9, 11, 32, True) == (9, 11, None)  # 演员: already whole
+    assert widen_to_words(c, 0, 5, 32, False) is None  # cannot re-decode without the answer marks
+    assert widen_to_words(c, 0, 5, 4, True) is None  # the whole word is longer than the answer limit
+    c.bounds = None
+    assert widen_to_words(c, 0, 5, 32, True) == (0, 5, None)  # no segmenter: as sampled

@@ -4,12 +4,14 @@ model loading (generator and round-trip reader), decoding settings and batching.
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from ..engine import Command, check_bounds, model_line
 from ..models import default_model
+from .data import DEFAULTS
 from .reader import DEFAULT_READER
 
 #: The default generator: the built-in Chinese UniLM question-answer generator.
@@ -25,6 +27,14 @@ BOUNDS: dict[str, tuple[Any, Any]] = {
     "length_penalty": (0.0, None), "max_answer_len": (1, None), "max_question_len": (1, None),
     "max_passage_chars": (8, None), "min_consistency": (0.0, 1.0), "seed": (0, None), "batch_size": (1, None),
 }
+
+
+def tagger_words(tagger, texts: Sequence[str]) -> list[list[str]]:
+    """Word lists of ``texts`` by a character tagger (:func:`nlptool.segment.api.segment_with_tagger`,
+    its lexicon on): the word boundaries sampled answers are widened to."""
+    from ..segment.api import segment_with_tagger
+
+    return [r.words for r in segment_with_tagger(tagger, list(texts), impacts=False)]
 
 
 class QAGenerator(Command):
@@ -53,7 +63,7 @@ class QAGenerator(Command):
             ``nlptool train reader`` (at load).
     """
 
-    def __init__(self, model: str = DEFAULT_MODEL, num_pairs: int = 5, top_p: float | None = None,
+    def __init__(self, model: str = DEFAULT_MODEL, num_pairs: int = DEFAULTS["num_pairs"], top_p: float | None = None,
                  beam_size: int | None = None, no_repeat_ngram: int | None = None,
                  length_penalty: float | None = None, max_answer_len: int | None = None,
                  max_question_len: int | None = None, max_passage_chars: int | None = None,
@@ -86,7 +96,9 @@ class QAGenerator(Command):
 
             rt = load_reader(c["reader"], c["device"])
         decoding = decoding_settings(settings, **{k: c[k] for k in DECODING_KEYS})
-        return {"model": loaded, "reader": rt, "decoding": decoding}
+        # sampled answers are widened to whole words of the built-in segmenter (zh-seg-mini)
+        tagger = load_model(default_model("segment --method tagger"), kind="char-tagger", device=c["device"])
+        return {"model": loaded, "reader": rt, "decoding": decoding, "tagger": tagger}
 
     def describe(self) -> list[str]:
         lines = [model_line(self.state()["model"])]
@@ -107,7 +119,7 @@ class QAGenerator(Command):
         return qa_pairs_for_records(st["model"], [r.text for r in records], [r.texts for r in records],
                                     decoding=st["decoding"], num_pairs=c["num_pairs"], seed=c["seed"],
                                     batch_size=c["batch_size"], reader=st["reader"], answers_key=c["answers_key"],
-                                    stats=self._stats())
+                                    stats=self._stats(), words=functools.partial(tagger_words, st["tagger"]))
 
     def finish(self, inputs: Sequence[str] = ()) -> Iterator[str]:
         """After the last record: one line of counts (pairs kept of answer samples; removed, per filter)."""

@@ -109,6 +109,28 @@ class _Chunk:
     ids: list[int]
     offsets: list[tuple[int, int]]
     samples: int
+    bounds: list[int] | None = None  # word boundaries (character offsets in text, 0 and len included)
+
+
+def widen_to_words(c: _Chunk, s: int, e: int, max_tokens: int, can_widen: bool):
+    """The answer span ``[s, e)`` of chunk ``c`` (character offsets in ``c.text``) made of whole
+    words: unchanged (``(s, e, None)``) when both ends are word boundaries of ``c.bounds``; else,
+    when ``can_widen``, the smallest span of whole tokens covering the words it touches,
+    ``(s', e', token ids)``; ``None`` when it cannot be widened (``can_widen`` false, or wider than
+    ``max_tokens`` tokens). Without ``c.bounds`` every span is kept as it is."""
+    b = c.bounds
+    if b is None:
+        return s, e, None
+    lo = max((x for x in b if x <= s), default=0)
+    hi = min((x for x in b if x >= e), default=len(c.text))
+    if lo == s and hi == e:
+        return s, e, None
+    if not can_widen:
+        return None
+    toks = [k for k, (a, z) in enumerate(c.offsets) if z > lo and a < hi]
+    if not toks or len(toks) > max_tokens:
+        return None
+    return c.offsets[toks[0]][0], c.offsets[toks[-1]][1], [c.ids[k] for k in toks]
 
 
 def allocate(lengths: Sequence[int], k: int) -> list[int]:
@@ -129,7 +151,7 @@ def generate_qa_pairs(
     loaded,
     passages: Sequence[str],
     *,
-    num_pairs: int = 5,
+    num_pairs: int = DEFAULTS["num_pairs"],
     top_p: float = 0.95,
     beam_size: int = 4,
     max_answer_len: int = 32,
@@ -143,6 +165,7 @@ def generate_qa_pairs(
     answer_marks: bool = False,
     reader=None,
     min_consistency: float = 0.5,
+    words=None,
 ) -> list[QAGenResult]:
     """Generate question-answer pairs for each passage (Su 2020-07-25).
 
@@ -180,6 +203,13 @@ def generate_qa_pairs(
             pair whose reader answer has character F1 (:func:`nlptool.qagen.reader.char_f1`) below
             ``min_consistency`` with the generated answer is dropped (``round_trip_inconsistent``);
             kept pairs get ``"consistency"``. ``None`` keeps every pair.
+        words: a function from a list of chunk texts to their word lists (e.g. the tagger's,
+            :func:`nlptool.segment.api.segment_with_tagger`), so that answers are whole words: a
+            sampled answer that starts or ends inside a word (``查尔斯·斯`` of ``查尔斯·斯图尔特``)
+            is widened to the words it touches before its question is decoded
+            (:func:`widen_to_words`; needs ``answer_marks``, without them it is dropped), and
+            dropped as ``answer_cuts_word`` when the widened answer exceeds ``max_answer_len``
+            tokens. ``None``: answers are token spans as sampled.
 
     Returns:
         one :class:`QAGenResult` per passage; each pair is ``{"question", "answer",
@@ -214,6 +244,12 @@ def generate_qa_pairs(
         for (s, c), e, k in zip(cs, encs, alloc):
             if k and e["input_ids"]:
                 chunks.append(_Chunk(pi, s, c, e["input_ids"][:window], e["offset_mapping"][:window], k))
+    if words is not None and chunks:
+        for c, ws in zip(chunks, words([c.text for c in chunks])):
+            b = [0]
+            for w in ws:
+                b.append(b[-1] + len(w))
+            c.bounds = b if b[-1] == len(c.text) else None  # a segmenter that lost characters: no check
     order = length_order([len(c.ids) for c in chunks])
     with torch.inference_mode():
         for b in range(0, len(order), batch_size):
@@ -319,6 +355,12 @@ def _generate_batch(model, dev, tok, batch, results, *, num_pairs, top_p, beam_s
         if all(is_punct_or_space(ch) for ch in c.text[s_:e_]):
             res.filtered["answer_punctuation"] += 1
             continue
+        whole = widen_to_words(c, s_, e_, max_answer_len, answer_marks)
+        if whole is None:
+            res.filtered["answer_cuts_word"] += 1
+            continue
+        if whole[2] is not None:
+            s_, e_, answers[r] = whole
         key = (owner[r], tuple(answers[r]))
         if key in seen:
             res.filtered["duplicate_answer"] += 1
@@ -528,9 +570,10 @@ def decoding_settings(settings: dict, **overrides) -> dict:
     return out
 
 
-def qa_pairs_for_records(model, texts: Sequence[str], fields: Sequence[dict], *, decoding: dict, num_pairs: int = 5,
+def qa_pairs_for_records(model, texts: Sequence[str], fields: Sequence[dict], *, decoding: dict,
+                         num_pairs: int = DEFAULTS["num_pairs"],
                          seed: int = 0, batch_size: int = 16, reader=None, answers_key: str = "answers",
-                         stats: dict | None = None) -> list[dict | Exception]:
+                         stats: dict | None = None, words=None) -> list[dict | Exception]:
     """What ``nlptool qa-gen`` writes per record: for a record whose ``fields`` hold ``answers_key``,
     one question per given answer (:func:`questions_for_answers`); for one without, sampled pairs
     (:func:`generate_qa_pairs`) with the filter counts.
@@ -540,6 +583,7 @@ def qa_pairs_for_records(model, texts: Sequence[str], fields: Sequence[dict], *,
         fields: per record, its other JSON fields (``Record.texts``); an ``answers_key`` value that
             is not a list becomes that record's error.
         decoding: from :func:`decoding_settings`.
+        words: see :func:`generate_qa_pairs` (sampled pairs only).
         stats: if given, accumulates ``candidates`` (answer samples), ``pairs`` (kept) and
             ``filtered`` (``{filter: count}``) over the calls.
     Returns:
@@ -568,7 +612,7 @@ def qa_pairs_for_records(model, texts: Sequence[str], fields: Sequence[dict], *,
     if free:
         res = generate_qa_pairs(model, [texts[i] for i in free], num_pairs=num_pairs, seed=seed,
                                 batch_size=batch_size, top_p=decoding["top_p"], reader=reader,
-                                min_consistency=decoding["min_consistency"], **opts)
+                                min_consistency=decoding["min_consistency"], words=words, **opts)
         for i, x in zip(free, res):
             if stats is not None:
                 stats["candidates"] += x.candidates

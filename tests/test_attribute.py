@@ -140,6 +140,208 @@ def test_linear_model_ig_is_difference_times_weight(method):
     assert (scores[special] == 0).all()
 
 
+# ----------------------------------------------------------------------------- batched integral
+
+
+def test_integration_nodes_are_captums():
+    """Gauss-Legendre nodes and weights equal captum's; the trapezoid nodes are captum's and its
+    weights rescaled to sum to 1; both rules integrate a cubic exactly (3 nodes for Gauss-Legendre)."""
+    from captum.attr._utils.approximation_methods import approximation_parameters
+
+    from nlptool.attribute import integration_nodes
+    from nlptool.errors import UsageError
+
+    for method in ("gausslegendre", "riemann_trapezoid"):
+        for n in (2, 3, 7, 50):
+            alphas, weights = integration_nodes(method, n)
+            sizes, nodes = approximation_parameters(method)
+            assert alphas == pytest.approx(nodes(n), abs=1e-7)
+            w = sizes(n)
+            assert weights == pytest.approx([v / math.fsum(w) for v in w], abs=1e-15)
+            assert math.fsum(weights) == pytest.approx(1.0, abs=1e-12)
+    a, w = integration_nodes("gausslegendre", 3)
+    assert math.fsum(wi * (4 * ai**3 - ai) for ai, wi in zip(a, w)) == pytest.approx(1.0 - 0.5, abs=1e-12)
+    with pytest.raises(UsageError):
+        integration_nodes("simpson", 10)
+    with pytest.raises(UsageError):
+        integration_nodes("gausslegendre", 1)
+
+
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
+def test_batched_linear_model_ig_is_difference_times_weight(method):
+    from nlptool.attribute import baseline_ids, ig_scores_batched
+
+    m = _Linear()
+    ids = torch.tensor([[2, 5, 9, 11, 3], [2, 7, 3, 0, 0]])
+    mask = (ids != 0).long()
+    special = (ids == 2) | (ids == 3) | (ids == 0)
+    ref = baseline_ids(ids, special, 4)
+    scores, f_x, f_ref = ig_scores_batched(m, ids, mask, ref, torch.tensor([0, 0]), explain="logit", steps=3,
+                                           method=method)
+    e, e_ref = m.emb.weight[ids].double(), m.emb.weight[ref].double()
+    expected = ((e - e_ref) * m.w.double()).sum(-1) * mask
+    assert scores.dtype == torch.float64 and scores.shape == ids.shape
+    assert torch.allclose(scores, expected, atol=1e-5)
+    assert torch.allclose(scores.sum(-1), (f_x - f_ref), atol=1e-5)
+    assert (scores[special] == 0).all()
+
+
+def _encoded(loaded, texts, baseline="pad"):
+    from nlptool.attribute import baseline_ids
+
+    tok = loaded.tokenizer
+    enc = tok(texts, padding=True, return_special_tokens_mask=True, return_tensors="pt")
+    special = enc["special_tokens_mask"].bool() | (enc["attention_mask"] == 0)
+    ref = baseline_ids(enc["input_ids"], special, getattr(tok, f"{baseline}_token_id"))
+    return enc["input_ids"], enc["attention_mask"], ref
+
+
+BATCH_TEXTS = ["好", "这家酒店很好，服务周到。", "房间太小了", "wifi不好用abc 123！", "房间很干净，服务也好，早餐不错" * 3, "A  b😀c 的"]
+
+
+@pytest.mark.parametrize("explain", ["probability", "logit"])
+@pytest.mark.parametrize("method", ["gausslegendre", "riemann_trapezoid"])
+def test_batched_equals_captum_per_text(loaded, explain, method):
+    """Texts of 3 to 47 tokens in one padded batch, their steps in shared passes, equal captum's
+    integral of each text alone (no padding at all): a padded position changes nothing."""
+    from nlptool.attribute import ig_scores, ig_scores_batched
+
+    ids, mask, ref = _encoded(loaded, BATCH_TEXTS)
+    lengths = mask.sum(-1).tolist()
+    assert min(lengths) == 3 and max(lengths) > 40
+    tgt = torch.tensor([k % 2 for k in range(len(BATCH_TEXTS))])
+    scores, f_x, f_ref = ig_scores_batched(loaded.model, ids, mask, ref, tgt, explain=explain, steps=16, method=method,
+                                           tokens_per_forward=200)
+    for i, n in enumerate(lengths):
+        one, one_x, one_ref = ig_scores(loaded.model, ids[i:i + 1, :n], mask[i:i + 1, :n], ref[i:i + 1, :n], tgt[i:i + 1],
+                                        explain=explain, steps=16, method=method)
+        scale = float(one.abs().max())
+        assert scale > 1e-5, "the tiny model should give non-zero scores; otherwise the check is vacuous"
+        assert torch.allclose(scores[i, :n], one[0], rtol=0, atol=1e-7 + 1e-5 * scale), (i, (scores[i, :n] - one[0]).abs().max())
+        assert (scores[i, n:] == 0).all()  # padding gets no attribution
+        # F of the random tiny model (weights 15x BERT's) differs in the 6th digit between batch shapes
+        assert float(f_x[i]) == pytest.approx(float(one_x[0]), abs=1e-5)
+        assert float(f_ref[i]) == pytest.approx(float(one_ref[0]), abs=1e-5)
+        # completeness: the same delta as captum's, to that rounding
+        delta, one_delta = float(scores[i].sum() - (f_x[i] - f_ref[i])), float(one.sum() - (one_x - one_ref))
+        assert delta == pytest.approx(one_delta, abs=2e-5)
+
+
+def test_batched_padding_content_and_chunking_change_nothing(loaded):
+    """The attention mask hides padding: other ids there (any token) give the same scores; and
+    however the rows are cut into passes (one row, 7 rows splitting a text's nodes, a token
+    budget, everything at once), the sums are the same."""
+    from nlptool.attribute import ig_scores_batched
+
+    ids, mask, ref = _encoded(loaded, BATCH_TEXTS[:5])
+    tgt = torch.tensor([1, 0, 1, 1, 0])
+    kw = {"explain": "probability", "steps": 10, "method": "gausslegendre"}
+    want, f_x, f_ref = ig_scores_batched(loaded.model, ids, mask, ref, tgt, **kw)
+    junk = ids.clone()
+    junk[mask == 0] = 7  # a real character where padding was: the same for input and baseline
+    got, g_x, g_ref = ig_scores_batched(loaded.model, junk, mask, torch.where(mask == 0, junk, ref), tgt, **kw)
+    assert torch.allclose(got, want, atol=1e-6 * float(want.abs().max()))
+    assert torch.equal(g_x, f_x) or torch.allclose(g_x, f_x, atol=1e-7)
+    for extra in ({"internal_batch_size": 1}, {"internal_batch_size": 7}, {"tokens_per_forward": 50},
+                  {"tokens_per_forward": 10**9}):
+        got, g_x, g_ref = ig_scores_batched(loaded.model, ids, mask, ref, tgt, **kw, **extra)
+        assert torch.allclose(got, want, atol=1e-6 * float(want.abs().max())), extra
+        assert torch.allclose(g_ref, f_ref, atol=1e-7), extra
+
+
+def test_batched_several_targets_in_one_pass(loaded):
+    """A ``(batch, n_targets)`` target shares the forward passes: each column equals its own run."""
+    from nlptool.attribute import ig_scores_batched
+
+    ids, mask, ref = _encoded(loaded, BATCH_TEXTS[:4])
+    both = torch.tensor([[0, 1]] * 4)
+    scores, f_x, f_ref = ig_scores_batched(loaded.model, ids, mask, ref, both, steps=8)
+    assert scores.shape == (4, 2, ids.shape[1]) and f_x.shape == (4, 2)
+    for k in (0, 1):
+        one, one_x, one_ref = ig_scores_batched(loaded.model, ids, mask, ref, both[:, k], steps=8)
+        assert torch.allclose(scores[:, k], one, atol=1e-9)
+        assert torch.equal(f_x[:, k], one_x) and torch.equal(f_ref[:, k], one_ref)
+    # two labels: probabilities sum to 1, so the two columns are opposite
+    assert torch.allclose(scores[:, 0], -scores[:, 1], atol=1e-5)
+
+
+def test_cls_forward_equals_the_models_logits(loaded, tiny_cls_dir):
+    """The [CLS]-only last layer gives the logits of the model's own forward, for nlptool's plain
+    BERT and for transformers' (padded batch); other models get None."""
+    from transformers import BertForSequenceClassification
+
+    from nlptool.attribute import cls_forward
+
+    ids, mask, _ = _encoded(loaded, BATCH_TEXTS)
+    hf = BertForSequenceClassification.from_pretrained(tiny_cls_dir).eval()
+    for model in (loaded.model, hf):
+        fast = cls_forward(model)
+        assert fast is not None, type(model)
+        with torch.no_grad():
+            want = model(input_ids=ids, attention_mask=mask).logits
+            got = fast(ids, mask)
+        assert got.shape == want.shape == (len(BATCH_TEXTS), 2)
+        assert torch.allclose(got, want, rtol=1e-5, atol=1e-5), (got - want).abs().max()
+    assert cls_forward(_Linear()) is None
+    hf.train()
+    assert cls_forward(hf) is None  # dropout on: not the same function
+
+
+def test_batched_falls_back_when_the_cls_shortcut_is_wrong(loaded):
+    """A model that looks like a BERT classifier but reads every position (mean pooling): the check
+    on the real inputs rejects the [CLS]-only forward and the scores still equal captum's."""
+    from nlptool.attribute import cls_forward, ig_scores, ig_scores_batched
+
+    base = type(loaded.model)
+
+    class BertForSequenceClassification(base):  # the name cls_forward looks for
+        def forward(self, input_ids=None, attention_mask=None, **kw):
+            h = self.bert(input_ids, attention_mask).last_hidden_state
+            pooled = (h * attention_mask[..., None]).sum(1) / attention_mask.sum(1, keepdim=True)
+            return self.classifier(pooled)
+
+    odd = BertForSequenceClassification(loaded.model.config)
+    odd.load_state_dict(loaded.model.state_dict())
+    odd.eval()
+    assert cls_forward(odd) is not None  # it is offered, and must be refused by the check
+    ids, mask, ref = _encoded(loaded, BATCH_TEXTS[:4])
+    tgt = torch.tensor([0, 1, 1, 0])
+    got, g_x, g_ref = ig_scores_batched(odd, ids, mask, ref, tgt, steps=8)
+    want, w_x, w_ref = ig_scores(odd, ids, mask, ref, tgt, steps=8)
+    assert torch.allclose(got, want, atol=1e-7 + 1e-5 * float(want.abs().max()))
+    assert torch.allclose(got.sum(-1), g_x - g_ref, atol=1e-2 * float((g_x - g_ref).abs().max()))
+    # and the shortcut changes nothing for the real classifier
+    fast, _, _ = ig_scores_batched(loaded.model, ids, mask, ref, tgt, steps=8)
+    slow, _, _ = ig_scores_batched(loaded.model, ids, mask, ref, tgt, steps=8, use_cls_forward=False)
+    assert torch.allclose(fast, slow, atol=1e-7 + 1e-5 * float(slow.abs().max()))
+
+
+@pytest.mark.parametrize("options", [{}, {"target": "all", "granularity": "word"},
+                                     {"method": "riemann_trapezoid", "explain": "logit", "steps": 5, "baseline": "mask"}])
+def test_attribute_texts_batched_equals_captum(loaded, options):
+    """The records of the batched path equal those of captum's (``batched=False``) to float rounding."""
+    from nlptool.attribute import attribute_texts
+
+    texts = BATCH_TEXTS + ["好" * 100 + "差"]  # the last one is truncated to the window
+    opts = {"steps": 12, **options}
+    fast = attribute_texts(loaded, texts, batch_size=3, **opts)
+    ref = attribute_texts(loaded, texts, batch_size=3, batched=False, **opts)
+    for a, b in zip(fast, ref):
+        parts_a, parts_b = (a["attributions"], b["attributions"]) if "attributions" in a else ([a], [b])
+        assert {k: v for k, v in a.items() if k not in ("attributions", "scores", "delta", "delta_ratio", "f_x",
+                                                         "f_baseline", "target_probability")} == \
+               {k: v for k, v in b.items() if k not in ("attributions", "scores", "delta", "delta_ratio", "f_x",
+                                                         "f_baseline", "target_probability")}
+        for pa, pb in zip(parts_a, parts_b):
+            assert pa["target"] == pb["target"]
+            scale = max(abs(v) for v in pb["scores"])
+            assert pa["scores"] == pytest.approx(pb["scores"], abs=2e-7 + 1e-5 * scale)
+            # F of the random tiny model differs in the 6th digit between batch shapes
+            assert pa["f_x"] == pytest.approx(pb["f_x"], abs=1e-5)
+            assert pa["f_baseline"] == pytest.approx(pb["f_baseline"], abs=1e-5)
+            assert pa["delta"] == pytest.approx(pb["delta"], abs=2e-5)
+
+
 @pytest.mark.parametrize("kind", ["pad", "mask", "unk"])
 def test_baselines_keep_special_tokens(loaded, kind):
     from nlptool.attribute import baseline_ids

@@ -9,8 +9,14 @@ and the attributions are *complete*: ``sum_i IG_i(x) = F(x) - F(x')`` (their Pro
 For text, ``x`` is the output of the model's token-embedding layer, ``(seq_len, hidden)``; the
 baseline is the embedding of a reference input of the same length whose [CLS]/[SEP]/[PAD] are kept
 and whose other tokens are replaced by [PAD], [MASK] or [UNK]. A token's score is its IG summed over
-the embedding dimension (signed; positive = pushes ``F`` up). The integral is computed by captum's
-``LayerIntegratedGradients`` (Gauss-Legendre or trapezoidal Riemann nodes), not by our own code.
+the embedding dimension (signed; positive = pushes ``F`` up). The integral is a quadrature over
+captum's nodes (Gauss-Legendre or trapezoidal Riemann, :func:`integration_nodes`). By default
+(:func:`ig_scores_batched`) the interpolated embeddings of every (text, node) pair of a batch are
+rows of shared forward/backward passes of a few thousand tokens, texts in length order, each pass
+cut to its longest text and the rest hidden by the attention mask; captum's
+``LayerIntegratedGradients`` (:func:`ig_scores`, one call per batch and target, all rows at once)
+is the reference it is tested against: the same scores to float rounding, 2.5-4x slower on the CPU
+(docs/attribute.md, *Speed*).
 
 ``delta = sum(scores) - (F(x) - F(x'))`` measures how far the numerical integral is from
 completeness; more steps shrink it. Su Jianlin's post (kexue.fm, 2020-06-28, "积分梯度") explains IG
@@ -19,8 +25,8 @@ L2-normalises the scores: both lose completeness, which nlptool keeps and shows.
 
 Word granularity sums the token scores inside each word (jieba words for Chinese text, the
 tokenizer's pre-tokenizer words otherwise); a sum over a partition of the tokens, so completeness
-is unchanged. ``target="all"`` integrates once per label (transformers-interpret explains one label
-per call).
+is unchanged. ``target="all"`` integrates every label, one backward pass per label over shared
+forward passes (transformers-interpret explains one label per call).
 """
 
 from __future__ import annotations
@@ -73,7 +79,9 @@ def ig_scores(
     method: str = "gausslegendre",
     internal_batch_size: int | None = None,
 ):
-    """Integrated gradients on the token-embedding layer of ``model`` (captum).
+    """Integrated gradients on the token-embedding layer of ``model`` by captum's
+    ``LayerIntegratedGradients``: the reference of :func:`ig_scores_batched` (``attribute_texts(...,
+    batched=False)``); all ``steps x batch`` rows in one pass unless ``internal_batch_size``.
 
     Args:
         model: a torch module with ``get_input_embeddings()`` whose ``forward(input_ids=,
@@ -132,6 +140,229 @@ def ig_scores(
         f_x = forward(input_ids, attention_mask)[rows, target].double()
         f_ref = forward(ref_ids, attention_mask)[rows, target].double()
     return scores, f_x, f_ref
+
+
+#: Tokens (rows x padded length) per forward pass of :func:`ig_scores_batched` when no
+#: ``internal_batch_size`` is given, by device type. On the CPU a forward + backward of
+#: zh-sentiment-mini ran at about 4,500 tokens/s with passes of 1,000-4,000 tokens and 2,700 with
+#: 400 rows x 128 tokens (captum's one pass for 8 texts x 50 steps; 1 thread, busy 2-core machine);
+#: 1,024-8,192 were alike end to end. The CUDA figure is not tuned (no GPU measured). On any device
+#: the activations kept for one backward pass are bounded by it (captum's one pass is not).
+TOKENS_PER_FORWARD = {"cpu": 4096, "cuda": 32768}
+
+
+def integration_nodes(method: str, steps: int) -> tuple[list[float], list[float]]:
+    """Nodes ``alpha_k`` in [0, 1] and weights ``w_k`` (summing to 1) of the path integral.
+
+    ``gausslegendre``: the ``steps``-point Gauss-Legendre rule on [-1, 1]
+    (``numpy.polynomial.legendre.leggauss``) mapped to [0, 1]: ``alpha = (1 + x) / 2``, ``w = w_x / 2``;
+    exact for polynomials of degree ``2 steps - 1``. ``riemann_trapezoid``: ``alpha_k = k / (steps - 1)``
+    and the trapezoidal weights ``(1/(steps-1)) (1/2, 1, ..., 1, 1/2)``. These are captum's nodes
+    (``captum.attr._utils.approximation_methods``); its trapezoid weights ``(1/steps)(1/2, 1, ..., 1/2)``
+    sum to ``(steps-1)/steps`` and are rescaled here to sum to 1 (see :func:`ig_scores`).
+
+    Raises:
+        UsageError: an unknown ``method``, or ``steps < 2``.
+    """
+    import numpy as np
+
+    if method not in METHODS:
+        raise UsageError(f"integration method {method!r}: expected one of {', '.join(METHODS)}")
+    if steps < 2:
+        raise UsageError(f"{steps} integration steps: expected at least 2")
+    n = int(steps)
+    if method == "gausslegendre":
+        x, w = np.polynomial.legendre.leggauss(n)
+        return (0.5 * (1.0 + x)).tolist(), (0.5 * w).tolist()
+    w = np.full(n, 1.0 / (n - 1))
+    w[0] = w[-1] = 0.5 / (n - 1)
+    return np.linspace(0.0, 1.0, n).tolist(), w.tolist()
+
+
+def cls_forward(model):
+    """For a BERT sequence classifier (nlptool's plain-torch one or transformers'
+    ``BertForSequenceClassification``), a forward ``(input_ids, attention_mask) -> logits
+    (batch, n_labels)`` that runs the last layer's queries, attention output and feed-forward at
+    [CLS] only; None for any other model.
+
+    The classifier reads the pooled [CLS] vector of the last layer alone (Devlin et al. 2019,
+    section 4.1), so the last layer's other positions only supply keys and values: the same logits
+    (to float rounding) for about 20-30 % less work in a forward and backward pass of
+    zh-sentiment-mini (4 layers). As :func:`nlptool.segment.masking._encode_selected` does for one
+    layer of the impact matrix. The word embeddings are looked up through
+    ``bert.embeddings`` (the hooked module). :func:`ig_scores_batched` checks the result against
+    the model's own forward on every pass of real inputs and falls back to the latter on a mismatch.
+    """
+    import torch
+    import torch.nn.functional as F
+
+    bert, config = getattr(model, "bert", None), getattr(model, "config", None)
+    if (type(model).__name__ != "BertForSequenceClassification" or bert is None or model.training
+            or getattr(bert, "pooler", None) is None or not hasattr(model, "classifier")
+            or getattr(config, "position_embedding_type", "absolute") != "absolute"
+            or getattr(config, "is_decoder", False) or getattr(config, "add_cross_attention", False)):
+        return None
+    layers = bert.encoder.layer
+    last = layers[-1]
+    sa = last.attention.self
+    heads, dh = int(sa.num_attention_heads), int(sa.attention_head_size)
+
+    def forward(ids, mask):
+        h = bert.embeddings(input_ids=ids)
+        rows, n = ids.shape
+        ext = torch.zeros((rows, 1, 1, n), dtype=h.dtype, device=h.device)
+        ext.masked_fill_(mask[:, None, None, :] == 0, torch.finfo(h.dtype).min)
+        for lyr in layers[:-1]:
+            h = lyr(h, attention_mask=ext)
+            h = h[0] if isinstance(h, tuple) else h
+        x = h[:, :1]  # (rows, 1, hidden): [CLS]
+        q = sa.query(x).view(rows, 1, heads, dh).transpose(1, 2)
+        k = sa.key(h).view(rows, n, heads, dh).transpose(1, 2)
+        v = sa.value(h).view(rows, n, heads, dh).transpose(1, 2)
+        ctx = F.scaled_dot_product_attention(q, k, v, attn_mask=ext, scale=dh**-0.5)
+        attn = last.attention.output(ctx.transpose(1, 2).reshape(rows, 1, heads * dh), x)
+        out = last.output(last.intermediate(attn), attn)
+        return model.classifier(model.dropout(bert.pooler(out)))
+
+    return forward
+
+
+def ig_scores_batched(
+    model,
+    input_ids,
+    attention_mask,
+    ref_ids,
+    target,
+    *,
+    explain: str = "probability",
+    steps: int = 50,
+    method: str = "gausslegendre",
+    internal_batch_size: int | None = None,
+    tokens_per_forward: int | None = None,
+    use_cls_forward: bool = True,
+):
+    """Integrated gradients on the token-embedding layer, the interpolation steps of several texts
+    in one forward/backward pass: the same integral as :func:`ig_scores` (captum), computed here.
+
+    Every (text, node) pair is one row: its embeddings ``x' + alpha_k (x - x')`` replace the output of
+    ``model.get_input_embeddings()`` (a forward hook, as captum's ``LayerIntegratedGradients`` does).
+    Rows are ordered by text length and cut into chunks of about ``tokens_per_forward`` tokens
+    (rows x the chunk's longest text; trailing padding beyond it is dropped, the attention mask
+    hides the rest), so the steps of short texts share one pass and a long text is not padded
+    against a batch. A token's score ``sum_h (x - x')_h sum_k w_k dF/dx_h(x' + alpha_k (x - x'))``
+    (nodes and weights :func:`integration_nodes`) is accumulated node by node in float64. A BERT
+    classifier's passes compute the last layer at [CLS] only (:func:`cls_forward`).
+
+    Args:
+        model, input_ids, attention_mask, ref_ids, explain, steps, method: as :func:`ig_scores`.
+            ``attention_mask`` must be 0 only at padding, which no text attends to.
+        target: ``(batch,)`` long tensor, one label per text; or ``(batch, n_targets)``: several
+            labels per text, integrated over the same forward passes (one backward pass each).
+        internal_batch_size: rows per forward pass; default: as many as fit in
+            ``tokens_per_forward`` tokens.
+        tokens_per_forward: default :data:`TOKENS_PER_FORWARD` of the device type (4,096 on the CPU).
+        use_cls_forward: run a BERT classifier's last layer at [CLS] only (:func:`cls_forward`),
+            after checking it against the model's forward on this batch's inputs; False: always
+            the model's own forward.
+
+    Returns:
+        ``(scores, f_x, f_ref)`` as :func:`ig_scores`: scores ``(batch, seq_len)`` float64 (or
+        ``(batch, n_targets, seq_len)`` for a 2-d ``target``), F at the input and at the
+        baseline ``(batch,)`` (or ``(batch, n_targets)``) float64.
+
+    Raises:
+        UsageError: an unknown ``method`` or ``explain``, or ``steps < 2``.
+    """
+    import torch
+
+    if explain not in EXPLAIN:
+        raise UsageError(f"explained output {explain!r}: expected one of {', '.join(EXPLAIN)}")
+    alphas, weights = integration_nodes(method, steps)
+    one_target = target.dim() == 1
+    targets = target[:, None] if one_target else target
+    n_texts, seq_len = input_ids.shape
+    n_steps, n_tgt = len(alphas), targets.shape[1]
+    device = input_ids.device
+
+    def output(logits):
+        logits = logits.float()
+        return torch.softmax(logits, dim=-1) if explain == "probability" else logits
+
+    def forward(ids, mask):
+        return output(logits_of(model(input_ids=ids, attention_mask=mask)))
+
+    fast = cls_forward(model) if use_cls_forward else None
+    layer = model.get_input_embeddings()
+    with torch.no_grad():
+        x = layer(input_ids)
+        x_ref = layer(ref_ids)
+    dtype = x.dtype
+    base, diff = x_ref.float(), (x - x_ref).float()
+    # a text's length: its last attended position + 1 (what follows is padding, dropped per chunk)
+    pos = torch.arange(1, seq_len + 1, device=device)
+    lengths = (attention_mask.ne(0).long() * pos).amax(dim=1).clamp(min=1).tolist() if seq_len else [1] * n_texts
+    order = sorted(range(n_texts), key=lambda i: (lengths[i], i))
+    budget = int(tokens_per_forward or TOKENS_PER_FORWARD.get(device.type, TOKENS_PER_FORWARD["cuda"]))
+
+    # F at the input and at the baseline, the texts in length order, each pass trimmed to its longest
+    f_x = torch.empty((n_texts, n_tgt), dtype=torch.float64, device=device)
+    f_ref = torch.empty_like(f_x)
+    with torch.no_grad():
+        for start, stop, width in _chunks([lengths[i] for i in order], budget, internal_batch_size):
+            idx = torch.tensor(order[start:stop], device=device)
+            for ids, f in ((input_ids, f_x), (ref_ids, f_ref)):
+                logits = logits_of(model(input_ids=ids[idx, :width], attention_mask=attention_mask[idx, :width]))
+                f[idx] = output(logits).gather(1, targets[idx]).double()
+                if fast is not None:  # the [CLS]-only forward must give the model's logits
+                    got = fast(ids[idx, :width], attention_mask[idx, :width]).float()
+                    tol = 64 * torch.finfo(logits.dtype).eps * (1 + logits.float().abs())
+                    if got.shape != logits.shape or not bool(((got - logits.float()).abs() <= tol).all()):
+                        fast = None
+
+    # the integral: one row per (text, node), texts in length order
+    rows = [(i, k) for i in order for k in range(n_steps)]
+    alpha_t = torch.tensor(alphas, dtype=torch.float32, device=device)
+    weight_t = torch.tensor(weights, dtype=torch.float64, device=device)
+    scores = torch.zeros((n_tgt, n_texts, seq_len), dtype=torch.float64, device=device)
+    for start, stop, width in _chunks([lengths[i] for i, _ in rows], budget, internal_batch_size):
+        text_idx = torch.tensor([i for i, _ in rows[start:stop]], device=device)
+        step_idx = torch.tensor([k for _, k in rows[start:stop]], device=device)
+        step = diff[text_idx, :width]
+        point = (base[text_idx, :width] + alpha_t[step_idx, None, None] * step).to(dtype).requires_grad_(True)
+        hook = layer.register_forward_hook(lambda module, inputs, output, point=point: point)
+        try:
+            with torch.enable_grad():
+                ids_c, mask_c = input_ids[text_idx, :width], attention_mask[text_idx, :width]
+                out = output(fast(ids_c, mask_c)) if fast is not None else forward(ids_c, mask_c)
+                picked = out.gather(1, targets[text_idx])
+                for t in range(n_tgt):
+                    (grad,) = torch.autograd.grad(picked[:, t].sum(), point, retain_graph=t < n_tgt - 1)
+                    # (x - x') . w_k dF/dx at this node: the sum over nodes is linear, so it is
+                    # accumulated per token here instead of summing gradients first
+                    term = (grad.double() * step.double()).sum(dim=-1) * weight_t[step_idx, None]
+                    scores[t, :, :width].index_add_(0, text_idx, term)
+        finally:
+            hook.remove()
+    scores = scores.transpose(0, 1)  # (batch, n_targets, seq_len)
+    if one_target:
+        return scores[:, 0], f_x[:, 0], f_ref[:, 0]
+    return scores, f_x, f_ref
+
+
+def _chunks(widths: Sequence[int], budget: int, max_rows: int | None):
+    """Cut rows of the given widths (tokens, in order) into consecutive passes ``(start, stop,
+    width)``: ``max_rows`` rows each, or (``max_rows`` None) as many as keep ``rows x width <=
+    budget`` (at least one), ``width`` being the widest row of the pass."""
+    start = 0
+    while start < len(widths):
+        stop, width = start + 1, widths[start]
+        while stop < len(widths):
+            wider = max(width, widths[stop])
+            if (stop - start + 1 > max_rows) if max_rows else ((stop - start + 1) * wider > budget):
+                break
+            width, stop = wider, stop + 1
+        yield start, stop, width
+        start = stop
 
 
 def resolve_target(target: str | int | None, config) -> int | None:
@@ -225,6 +456,7 @@ def attribute_texts(
     internal_batch_size: int | None = None,
     max_length: int | None = None,
     batch_size: int = 8,
+    batched: bool = True,
 ) -> list[dict[str, Any]]:
     """Integrated-gradients attributions for each text, one result dict per text, in order.
 
@@ -235,10 +467,18 @@ def attribute_texts(
             truncated and its result carries ``"truncated": true`` and a ``"warning"``.
         target: label name or index; ``None`` explains each text's predicted label; ``"all"``
             explains every label (one integral per label).
-        steps, method, explain, internal_batch_size: see :func:`ig_scores`.
+        steps, method, explain: see :func:`ig_scores`.
+        internal_batch_size: rows (text x integration node) per forward pass; default: chunks of
+            about :data:`TOKENS_PER_FORWARD` tokens (batched), all ``steps x batch_size`` rows at once
+            (``batched=False``).
         baseline: ``pad|mask|unk`` token replacing every non-special token in the reference.
         granularity: ``token``, or ``word`` (token scores summed per word, :func:`word_groups`).
-        batch_size: texts integrated together (captum expands each by ``steps``).
+        batch_size: texts tokenized and integrated together, in length order.
+        batched: True (the default): :func:`ig_scores_batched`, the integration nodes of all the
+            batch's texts (and every label of ``target="all"``) share forward passes of a few
+            thousand tokens. False: captum's ``LayerIntegratedGradients`` (:func:`ig_scores`), one
+            call per target, the reference the batched path is tested against (the same scores to
+            float rounding, about 1e-8 on zh-sentiment-mini) and the speed before it.
 
     Returns:
         Dicts with ``label``/``probability`` (prediction), ``granularity``, the units: ``tokens``
@@ -288,12 +528,20 @@ def attribute_texts(
         else:
             targets = [pred if tgt_fixed is None else torch.full_like(pred, tgt_fixed)]
         runs = []
-        for tgt in targets:
-            scores, f_x, f_ref = ig_scores(
-                model, ids, mask, ref, tgt, explain=explain, steps=steps, method=method,
+        if batched:  # every target over the same forward passes
+            tgts = torch.stack(targets, dim=1)
+            scores, f_x, f_ref = ig_scores_batched(
+                model, ids, mask, ref, tgts, explain=explain, steps=steps, method=method,
                 internal_batch_size=internal_batch_size,
             )
-            runs.append((tgt.cpu(), scores.cpu(), f_x.cpu(), f_ref.cpu()))
+            runs = [(tgts[:, t].cpu(), scores[:, t].cpu(), f_x[:, t].cpu(), f_ref[:, t].cpu()) for t in range(len(targets))]
+        else:
+            for tgt in targets:
+                scores, f_x, f_ref = ig_scores(
+                    model, ids, mask, ref, tgt, explain=explain, steps=steps, method=method,
+                    internal_batch_size=internal_batch_size,
+                )
+                runs.append((tgt.cpu(), scores.cpu(), f_x.cpu(), f_ref.cpu()))
         probs, pred, special = probs.cpu(), pred.cpu(), special.cpu()
         for row, i in enumerate(idx):
             units, groups = _units(texts[i], enc, row, special[row], tok, granularity)

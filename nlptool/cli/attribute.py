@@ -40,7 +40,7 @@ def attribute(
     method: Method = typer.Option(D["method"], "--method", help="captum's integration nodes."),
     baseline: Baseline = typer.Option(D["baseline"], "--baseline", help="Token replacing every non-special token in the reference input."),
     explain: Explain = typer.Option(D["explain"], "--explain", help="Which output the attributions explain: the target's softmax probability or its logit."),
-    internal_batch_size: Optional[int] = typer.Option(D["internal_batch_size"], "--internal-batch-size", min=BOUNDS["internal_batch_size"][0], help="Rows per forward pass inside the integral (bounds memory; default steps x batch)."),
+    internal_batch_size: Optional[int] = typer.Option(D["internal_batch_size"], "--internal-batch-size", min=BOUNDS["internal_batch_size"][0], help="Rows (text x step) per forward pass inside the integral (bounds memory; default: passes of about 4,096 tokens on the CPU)."),
     batch_size: int = typer.Option(D["batch_size"], "--batch-size", min=BOUNDS["batch_size"][0], help="Texts integrated together."),
     max_length: Optional[int] = typer.Option(D["max_length"], "--max-length", min=BOUNDS["max_length"][0], help="Window in tokens (default: the model's); longer texts are truncated with a warning."),
     out_format: Format = typer.Option("jsonl", "--format", help="jsonl (data on stdout) or terminal (coloured rendering with rich)."),

@@ -20,16 +20,8 @@ from nlptool.segment.parsing import (
 
 
 def _is_projective_tree(heads):
-    n = len(heads)
-    if sum(1 for h in heads if h == 0) != 1:
+    if not _is_tree(heads):  # one root, acyclic
         return False
-    for d in range(n):  # acyclic: following heads reaches the root
-        seen, x = set(), d + 1
-        while x != 0:
-            if x in seen:
-                return False
-            seen.add(x)
-            x = heads[x - 1]
     for d, h in enumerate(heads, start=1):  # projective: no crossing arcs
         if h == 0:
             continue

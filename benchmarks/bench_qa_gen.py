@@ -34,7 +34,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from common import ROOT, SHARED, need, table  # noqa: E402
 
 DATA = [SHARED / "qa" / "cmrc2018_trial.json", SHARED / "qa" / "cmrc2018_dev_part.json"]
-THRESHOLDS = [0.0, 0.1, 0.3, 0.5, 0.7, 0.9]
+THRESHOLDS = [0.0, 0.1, 0.3, 0.4, 0.5, 0.6, 0.7, 0.9]
 
 
 def splits(build: Path) -> Path:
@@ -77,7 +77,7 @@ def round_trip_table(lm, reader, items, settings, num_pairs=5, seed=0, words=Non
     seconds = time.time() - t0
     cut_check = words or _tagger_words()
     pairs = []
-    for p, r in zip(passages, res):
+    for pi, (p, r) in enumerate(zip(passages, res)):
         bounds = set()
         if r.pairs:
             k = 0
@@ -90,8 +90,17 @@ def round_trip_table(lm, reader, items, settings, num_pairs=5, seed=0, words=Non
             pair = {**pair, "cuts_word": s0 not in bounds or s0 + len(pair["answer"]) not in bounds}
             best_q = max(gold[p], key=lambda g: rouge_l_chars(pair["question"], g[0]))
             judged = rouge_l_chars(pair["question"], best_q[0]) >= 0.4
-            pairs.append({**pair, "judged": judged, "correct": judged and char_f1(pair["answer"], best_q[1]) >= 0.5,
+            pairs.append({**pair, "passage_index": pi, "judged": judged, "correct": judged and char_f1(pair["answer"], best_q[1]) >= 0.5,
                           "answer_gold": max(char_f1(pair["answer"], g[1]) for g in gold[p]) >= 0.5})
+    rows, out = threshold_rows(pairs, len(passages))
+    cands = sum(r.candidates for r in res)
+    return rows, out, pairs, {"passages": len(passages), "samples": cands, "seconds": round(seconds, 1)}
+
+
+def threshold_rows(pairs, n_passages):
+    """The round-trip table of :func:`round_trip_table` from its pairs (each with ``consistency``,
+    ``judged``, ``correct``, ``answer_gold``, ``cuts_word``) over ``n_passages`` passages."""
+    passages = range(n_passages)
     base_correct = sum(x["correct"] for x in pairs)
     rows, out = [], {}
     for t in THRESHOLDS:
@@ -108,8 +117,7 @@ def round_trip_table(lm, reader, items, settings, num_pairs=5, seed=0, words=Non
                   "pairs_per_passage": per, "answers_cutting_a_word": cut}
         rows.append([f"{t:.1f}" + (" (no round trip)" if t == 0 else ""), len(kept), f"{per:.2f}", len(judged),
                      f"{prec:.3f}", f"{rec:.3f}", f"{f1:.3f}", f"{ans:.3f}", f"{cut:.3f}"])
-    cands = sum(r.candidates for r in res)
-    return rows, out, pairs, {"passages": len(passages), "samples": cands, "seconds": round(seconds, 1)}
+    return rows, out
 
 
 RT_HEAD = ["min consistency", "pairs kept", "per passage", "judged", "precision", "recall of correct", "F1",
@@ -228,11 +236,17 @@ def report(args) -> None:
           f"answers {'as sampled' if args.sampled_answers else 'widened to whole words'}); "
           f"default --min-consistency {settings['min_consistency']}\n")
     print(table(rows, RT_HEAD))
+    if args.halves:  # choose on A (even passages), report on B (odd)
+        for name, r in (("A", 0), ("B", 1)):
+            sub = [x for x in pairs if x["passage_index"] % 2 == r]
+            n_sub = len(range(r, info["passages"], 2))
+            print(f"\nhalf {name} ({n_sub} passages, {'even' if r == 0 else 'odd'} positions)\n")
+            print(table(threshold_rows(sub, n_sub)[0], RT_HEAD))
     print("\nFirst five kept pairs (default threshold):\n")
     for x in [x for x in pairs if x["consistency"] >= settings["min_consistency"]][:5]:
         print(f"- Q: {x['question']}  A: {x['answer']}  (score {x['score']:.2f}, consistency {x['consistency']:.2f})")
     if args.json:
-        Path(args.json).write_text(json.dumps({"given_answers": ev, "round_trip": out, "generation": info}, indent=1,
+        Path(args.json).write_text(json.dumps({"given_answers": ev, "round_trip": out, "generation": info, "pairs": pairs}, indent=1,
                                               ensure_ascii=False, default=str))
     print(f"\n{time.strftime('%Y-%m-%d %H:%M')}; `python benchmarks/bench_qa_gen.py report --model {args.model} --reader {args.reader}`")
 
@@ -255,6 +269,8 @@ def main() -> None:
     r.add_argument("--split", default="test", choices=["test", "dev"], help="the split to measure on (dev: for choosing)")
     r.add_argument("--sampled-answers", action="store_true",
                    help="answers as sampled, not widened to whole words (qa-gen before the widening)")
+    r.add_argument("--halves", action="store_true",
+                   help="also the round-trip table on half A (even passages: for choosing) and half B (odd: the check)")
     for p in (t, r):
         p.add_argument("--build", default=str(ROOT / "build"))
         p.add_argument("--device", default="auto")

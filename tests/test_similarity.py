@@ -403,3 +403,61 @@ def test_the_cli_module_imports_no_similarity_library_code():
             "from nlptool.similarity import score_pairs, search; print(callable(score_pairs), search.__name__)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split("\n")[:2] == ["[] zh-sim-mini", "True nlptool.similarity.search"], out.stdout
+
+
+#: Run in a fresh process (``pot()`` imports POT once per process): POT imported by ``pot()``, with
+#: the garbage collector in the state given, against a plain ``import ot`` in a second process.
+#: torch first, as in every nlptool command (the thread rule imports it): torch's import looks at
+#: every module's ``__file__`` (``inspect.getmodule``), which would run a deferred module.
+_POT_PROBE = """
+import gc, json, sys
+import numpy as np
+import torch
+if sys.argv[1] == "plain":
+    import ot
+else:
+    from nlptool.similarity.transport import pot
+    if sys.argv[1] == "gc-off":
+        gc.disable()
+    ot = pot()
+lazy = sorted(n for n, m in sys.modules.items() if type(m).__name__ == "_LazyModule")
+loaded = sorted(n for n in sys.modules if n not in lazy)
+rng = np.random.default_rng(0)
+vals = []
+for n, m in ((1, 3), (7, 5), (40, 60)):
+    a, b = rng.random(n), rng.random(m)
+    cost = rng.random((n, m))
+    vals.append(ot.emd2(a / a.sum(), b / b.sum(), cost, numItermax=1_000_000, check_marginals=False, center_dual=False))
+out = {"gc": gc.isenabled(), "lazy": lazy, "loaded": loaded, "vals": [repr(float(v)) for v in vals]}
+import numpy.f2py, ot.datasets  # the deferred modules still work when used
+out["f2py"] = callable(numpy.f2py.run_main)
+out["datasets"] = ot.datasets.make_1D_gauss(5, 2, 1).shape == (5,)
+print(json.dumps(out))
+"""
+
+
+def _pot_probe(mode: str) -> dict:
+    import subprocess
+    import sys
+
+    res = subprocess.run([sys.executable, "-c", _POT_PROBE, mode], capture_output=True, text=True, timeout=600)
+    assert res.returncode == 0, res.stderr[-2000:]
+    return json.loads(res.stdout.strip().splitlines()[-1])
+
+
+def test_pot_import_defers_unused_modules_restores_gc_and_solves_as_plain_pot():
+    plain, ours, ours_gc_off = _pot_probe("plain"), _pot_probe("gc-on"), _pot_probe("gc-off")
+    # same solver, same floats, byte for byte
+    assert ours["vals"] == plain["vals"] == ours_gc_off["vals"]
+    # the collector is paused only while POT imports: left as it was found
+    assert ours["gc"] is True and ours_gc_off["gc"] is False and plain["gc"] is True
+    # numpy.f2py (and through it charset_normalizer) and ot.datasets (scipy.stats) are not run by the import...
+    for res in (ours, ours_gc_off):
+        assert {"numpy.f2py", "ot.datasets"} <= set(res["lazy"])
+        heavy = [m for m in res["loaded"] if m.split(".")[0] in ("charset_normalizer", "sklearn", "networkx")
+                 or m.startswith(("numpy.f2py.", "scipy.stats"))]
+        assert not heavy, heavy
+    # ...whereas a plain import runs them (so the check above can fail)
+    assert "numpy.f2py" in plain["loaded"] and "ot.datasets" in plain["loaded"]
+    # and they work when used
+    assert ours["f2py"] and ours["datasets"]

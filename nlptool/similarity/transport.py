@@ -240,9 +240,23 @@ def cost_matrix(x: np.ndarray, y: np.ndarray, metric: str) -> np.ndarray:
 #: initialisation of low-rank OT, quantized Gromov-Wasserstein). With scikit-learn installed (for
 #: ``split-valid``) the probes cost about 1 s of every ``similarity`` start-up.
 POT_SKIPPED_PROBES = ("sklearn", "networkx")
-#: POT submodules imported by ``import ot`` that nlptool never uses, loaded on first use instead
-#: (``importlib.util.LazyLoader``): ``ot.datasets`` imports ``scipy.stats`` (about 0.7 s).
-POT_LAZY_MODULES = ("ot.datasets",)
+#: Modules imported by ``import ot`` that nlptool never uses, loaded on first use instead
+#: (``importlib.util.LazyLoader``: a real module object whose code runs on its first attribute
+#: access, so a later user gets the real module):
+#:
+#: * ``ot.datasets`` imports ``scipy.stats`` (about 0.7 s).
+#: * ``numpy.f2py`` (the Fortran wrapper generator) is imported only because scipy's array-API
+#:   shim (``scipy._lib.array_api_compat.numpy``, which POT's ``import scipy.sparse`` pulls in)
+#:   copies every public attribute of numpy, lazy submodules included; f2py in turn imports
+#:   ``charset_normalizer`` when installed (together about 0.05 s, 0.15 s with the collections
+#:   they set off). Nothing on nlptool's path uses it. It stays deferred when torch is imported
+#:   before POT, as in every nlptool command (torch's own import reads each module's
+#:   ``__file__``, which runs a deferred module: correct, only not faster).
+#:
+#: The scipy submodules POT imports with ``from scipy.x import f`` (``scipy.optimize``,
+#: ``scipy.spatial.distance`` and through them ``scipy.linalg``, ``scipy.special``) cannot be
+#: deferred this way: the ``from`` import reads the attribute and so runs the module.
+POT_LAZY_MODULES = ("ot.datasets", "numpy.f2py")
 
 
 class _SkipProbes:
@@ -259,7 +273,7 @@ class _SkipProbes:
             import importlib.util
 
             spec = importlib.machinery.PathFinder.find_spec(name, path)
-            if spec is not None and spec.loader is not None:
+            if spec is not None and spec.loader is not None and hasattr(spec.loader, "exec_module"):
                 spec.loader = importlib.util.LazyLoader(spec.loader)
             return spec
         return None
@@ -267,18 +281,27 @@ class _SkipProbes:
 
 def pot():
     """The ``ot`` module (POT), imported without its optional probes of scikit-learn and networkx
-    (:data:`POT_SKIPPED_PROBES`, unless those are imported already) and with the submodules
-    nlptool does not use loaded on first use (:data:`POT_LAZY_MODULES`). Returns the module; an
-    import that fails that way is retried as a plain ``import ot``.
+    (:data:`POT_SKIPPED_PROBES`, unless those are imported already), with the modules nlptool
+    does not use loaded on first use (:data:`POT_LAZY_MODULES`), and with the cyclic garbage
+    collector paused while it imports. Returns the module; an import that fails that way is
+    retried as a plain ``import ot``.
+
+    The pause: ``import ot`` (POT and some 300 scipy modules) allocates enough to set off
+    collections, and once torch is imported a full collection walks torch's 170,000 objects
+    (about 0.1 s on the 2-core CPU); paused, the import took 0.2 s less CPU. Reference counting
+    frees as usual meanwhile; the collector is re-enabled afterwards if it was enabled.
 
     Raises:
         ImportError: POT is not installed.
     """
+    import gc
     import sys
 
     if "ot" in sys.modules:
         return sys.modules["ot"]
     finder = _SkipProbes()
+    gc_was_enabled = gc.isenabled()
+    gc.disable()
     sys.meta_path.insert(0, finder)
     try:
         import ot
@@ -290,6 +313,8 @@ def pot():
     finally:
         if finder in sys.meta_path:
             sys.meta_path.remove(finder)
+        if gc_was_enabled:
+            gc.enable()
     return ot
 
 

@@ -48,7 +48,12 @@ class BuiltinModel:
 
 
 #: How a model can be loaded: Hugging Face heads, and nlptool's own formats.
-KINDS = ("masked-lm", "encoder", "sequence-classification", "question-answering", "char-tagger")
+KINDS = ("masked-lm", "encoder", "sequence-classification", "question-answering", "char-tagger", "dependency-parser")
+#: nlptool's own model formats (plain torch + safetensors): kind -> (config.json model_type, loader module, loader).
+OWN_FORMATS = {
+    "char-tagger": ("nlptool-char-tagger", "nlptool.segment.tagger", "load_tagger"),
+    "dependency-parser": ("nlptool-biaffine-parser", "nlptool.segment.biaffine", "load_parser"),
+}
 
 #: The registry: every built-in model, once. Adding one = its directory under
 #: ``nlptool/data/models/<name>/`` (built by ``scripts/models/build.sh <name>``) + one row here.
@@ -58,6 +63,9 @@ BUILTINS: tuple[BuiltinModel, ...] = (
     BuiltinModel("zh-seg-mini", "char-tagger", ("segment --method tagger",),
                  "Chinese word segmenter (character tagger) self-trained on Perturbed Masking, `nlptool train segmenter`",
                  files=("config.json", "model.safetensors", "vocab.txt", "lexicon.tsv", "README.md")),
+    BuiltinModel("zh-parse-mini", "dependency-parser", ("segment --parse dependency",),
+                 "Chinese dependency parser (biaffine) self-trained on Perturbed Masking trees, `nlptool train parser`",
+                 files=("config.json", "model.safetensors", "words.txt", "chars.txt", "README.md")),
     BuiltinModel("zh-sim-mini", "encoder", ("similarity",),
                  "Chinese similarity encoder fine-tuned from zh-bert-mini, `nlptool train similarity`"),
     BuiltinModel("zh-sentiment-mini", "sequence-classification", ("attribute",),
@@ -184,8 +192,9 @@ def kind_of(path: str | os.PathLike) -> str | None:
         return None
     if not isinstance(cfg, dict):
         return None
-    if cfg.get("model_type") == "nlptool-char-tagger":
-        return "char-tagger"
+    for kind, (model_type, _, _) in OWN_FORMATS.items():
+        if cfg.get("model_type") == model_type:
+            return kind
     archs = cfg.get("architectures") or []
     for suffix, kind in (("ForMaskedLM", "masked-lm"), ("ForSequenceClassification", "sequence-classification"),
                          ("ForQuestionAnswering", "question-answering")):
@@ -402,18 +411,18 @@ def load_model(
         DeviceError: see :func:`resolve_device`.
     """
     path = resolve_model_path(model)
-    if not os.path.isdir(path) and kind != "char-tagger":
+    if not os.path.isdir(path) and kind not in OWN_FORMATS:
         check_hub_id(str(model))  # before importing torch/transformers: offline, a typo is one line at once
     if kind is None:
         kind = kind_of(path) or "masked-lm"
     if kind not in KINDS:
         raise ValueError(f"kind must be one of {list(KINDS)}")
-    if kind == "char-tagger":  # nlptool's own segmenter format (zh-seg-mini): plain torch, no transformers
+    if kind in OWN_FORMATS:  # nlptool's own formats (zh-seg-mini, zh-parse-mini): plain torch, no transformers
         import importlib
 
-        # the loader of this format lives with its command (nlptool.segment), above this layer
-        load_tagger = importlib.import_module("nlptool.segment.tagger").load_tagger
-        return load_tagger(path, name=str(model), device=resolve_device(device))
+        # the loader of each format lives with its command (nlptool.segment), above this layer
+        _, module, loader = OWN_FORMATS[kind]
+        return getattr(importlib.import_module(module), loader)(path, name=str(model), device=resolve_device(device))
     import torch
 
     if fp16 is None:

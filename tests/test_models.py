@@ -23,8 +23,9 @@ def test_every_registry_row_has_its_files_and_the_kind_its_config_says():
         archs = cfg.get("architectures") or []
         heads = {"ForMaskedLM": "masked-lm", "ForSequenceClassification": "sequence-classification",
                  "ForQuestionAnswering": "question-answering"}
-        from_files = ("char-tagger" if cfg.get("model_type") == "nlptool-char-tagger"
-                      else next((k for s, k in heads.items() if any(a.endswith(s) for a in archs)), "encoder"))
+        own = {"nlptool-char-tagger": "char-tagger", "nlptool-biaffine-parser": "dependency-parser"}
+        from_files = own.get(cfg.get("model_type")) or next((k for s, k in heads.items() if any(a.endswith(s) for a in archs)),
+                                                             "encoder")
         assert from_files == row.kind, row.name
         assert kind_of(str(path)) == row.kind
 

@@ -178,7 +178,7 @@ def test_every_nlptool_command_of_the_driver_is_a_valid_command_line(quick, tmp_
                 Path(f).touch()
             ctx = cmd.make_context(cmd.name, list(args))
             assert ctx.params, line
-    assert seen == {"mlm", "segmenter", "similarity", "classifier", "qa-gen", "reader"}
+    assert seen == {"mlm", "segmenter", "parser", "similarity", "classifier", "qa-gen", "reader"}
 
 
 def test_settings_from_the_environment_and_quick():

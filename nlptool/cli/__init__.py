@@ -68,6 +68,7 @@ from . import train_qa_gen as _train_qa_gen, qa_gen as _qa_gen  # noqa: E402,F40
 from . import train_reader as _reader, eval_qa_gen as _eval  # noqa: E402,F401
 from . import train_similarity as _train_similarity  # noqa: E402,F401
 from . import train_segmenter as _train_segmenter  # noqa: E402,F401
+from . import train_parser as _train_parser  # noqa: E402,F401
 
 
 def main() -> None:

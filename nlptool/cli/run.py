@@ -53,7 +53,9 @@ def quiet_jieba() -> None:
 
 def load_for_cli(model: str, kind: str, device: str, quiet: bool):
     """The one model-loading path of every command: quiet libraries, load, report the device."""
-    if kind != "char-tagger":  # the segmenter's tagger never imports transformers
+    from ..models import OWN_FORMATS
+
+    if kind not in OWN_FORMATS:  # nlptool's own formats (tagger, parser) never import transformers
         quiet_libraries()
     if quiet:
         import warnings

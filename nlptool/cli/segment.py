@@ -9,7 +9,8 @@ from typing import Optional
 
 import typer
 
-from ..segment.command import CONVERT_MODES, DEFAULT_METHOD, DEFAULT_MODELS, PARSE_MODES, Segmenter
+from ..segment.command import (CONVERT_MODES, DEFAULT_METHOD, DEFAULT_MODELS, DEFAULT_PARSE_METHOD, DEFAULT_PARSER,
+                               PARSE_METHODS, PARSE_MODES, Segmenter)
 from . import app
 from .options import (BatchSizeOpt, ChunkSizeOpt, DeviceOpt, Engine, EngineOpt, GpusPerWorkerOpt, InputFileOpt,
                       InputFormatOpt, InputsArg, ModelOpt, OutputDirOpt, OutputOpt, QuietOpt, ShardOpt, StrictOpt,
@@ -18,6 +19,7 @@ from .run import run_record_command
 
 Method = choices("Method", DEFAULT_MODELS)
 ParseMode = choices("ParseMode", PARSE_MODES)
+ParseMethod = choices("ParseMethod", PARSE_METHODS)
 OutFormat = choices("OutFormat", ("jsonl", *Segmenter.formats))
 Convert = choices("Convert", CONVERT_MODES)
 _DEFAULTS = ", ".join(f"{name} for {m}" for m, name in DEFAULT_MODELS.items())
@@ -36,7 +38,9 @@ def segment(
     convert: Convert = typer.Option("auto", "--convert", help="Traditional -> simplified characters before the model (OpenCC, character by character; output keeps the input's characters): auto-detect, always (t2s) or never."),
     threshold: str = typer.Option("auto", "--threshold", help="masking only: 'auto' (label-free rule) or a number: join neighbours when their impact d >= it."),
     layer: Optional[int] = typer.Option(None, "--layer", help="Hidden layer of the BERT for masking and --parse (-1 = last, 0 = embeddings; default: -1, and 1 for --parse dependency)."),
-    parse: ParseMode = typer.Option("none", "--parse", help="Also parse (Perturbed Masking impact matrix of the words): constituency (MART tree) or dependency (Eisner heads)."),
+    parse: ParseMode = typer.Option("none", "--parse", help="Also parse the words: constituency (MART tree over the Perturbed Masking impact matrix) or dependency (heads, see --parse-method)."),
+    parse_method: Optional[ParseMethod] = typer.Option(None, "--parse-method", help=f"With --parse dependency: student (the self-trained biaffine parser {DEFAULT_PARSER}) or masking (Eisner over the impact matrix); default {DEFAULT_PARSE_METHOD}."),
+    parse_model: Optional[str] = typer.Option(None, "--parse-model", help=f"The parser of --parse-method student: built-in name or a directory from `nlptool train parser` (default {DEFAULT_PARSER})."),
     fmt: OutFormat = typer.Option("jsonl", "--format", help="jsonl (default), text (words joined by spaces) or conllu (with --parse dependency)."),
     device: str = DeviceOpt,
     batch_size: int = BatchSizeOpt,
@@ -57,7 +61,8 @@ def segment(
     "tree" or "heads" with --parse. See docs/segment.md.
     """
     segmenter = Segmenter(model=model, method=method.value, user_dict=user_dict, convert=convert.value,
-                          threshold=threshold, layer=layer, parse=parse.value, device=device,
+                          threshold=threshold, layer=layer, parse=parse.value,
+                          parse_method=parse_method.value if parse_method else None, parse_model=parse_model, device=device,
                           batch_size=batch_size, text_key=text_key, words_key=words_key)
     segmenter.check_format(fmt.value)
     run_record_command(segmenter, inputs, output=output, input_format=input_format, strict=strict, shard=shard,

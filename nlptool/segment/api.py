@@ -31,6 +31,7 @@ import numpy as np
 
 from ..errors import InputDataError, NlptoolError, UsageError
 from ..text import ALNUM_RUN, is_punct_or_space
+from .biaffine import LoadedParser
 
 #: ``auto`` threshold: join when d / mean(d in the clause) >= AUTO_RATIO (chosen on a development
 #: set, People's Daily 1998, by benchmarks/tune_segment_rule.py; never on the test set).
@@ -381,6 +382,26 @@ def parse_words(
                 tree = t if tree is None else (t, tree)
             res.tree = tree_to_brackets(tree, list(words)) if tree is not None else ""
     return results
+
+
+def parse_student_words(parser, word_lists: Sequence[Sequence[str]],
+                        model_words: Sequence[Sequence[str] | None] | None = None) -> list[ParseResult]:
+    """Dependency trees of word sequences by the self-trained biaffine parser
+    (:func:`nlptool.segment.biaffine.parse_with_student`; ``segment --parse-method student``).
+    Whitespace words get head ``None`` and are left out, as in :func:`parse_words`;
+    ``model_words``: what the parser sees for each word (e.g. simplified characters), or ``None``."""
+    from .biaffine import parse_with_student
+
+    idxs = [[i for i, w in enumerate(ws) if w.strip()] for ws in word_lists]
+    seen = [[(mw if mw is not None else ws)[i] for i in idx]
+            for ws, mw, idx in zip(word_lists, model_words or [None] * len(word_lists), idxs)]
+    out = []
+    for ws, idx, h in zip(word_lists, idxs, parse_with_student(parser, seen)):
+        heads: list[int | None] = [None] * len(ws)
+        for local, head in enumerate(h):
+            heads[idx[local]] = 0 if head == 0 else idx[head - 1] + 1
+        out.append(ParseResult(list(ws), heads=heads))
+    return out
 
 
 def _remap(tree, idx):
@@ -1124,7 +1145,12 @@ def segment_or_parse(
         ok = [i for i in range(n) if results[i] is None]
         lists = [word_lists[i] for i in ok]
         seen_words = [[model_text(w, convert) for w in ws] if convert != "none" else None for ws in lists]
-        parsed = parse_words(parser, lists, mode=parse, layer=layer, batch_size=batch_size, model_words=seen_words)
+        if isinstance(parser, LoadedParser):  # the self-trained student (--parse-method student)
+            if parse != "dependency":
+                raise UsageError("the biaffine parser gives dependency trees only (--parse dependency)")
+            parsed = parse_student_words(parser, lists, seen_words)
+        else:
+            parsed = parse_words(parser, lists, mode=parse, layer=layer, batch_size=batch_size, model_words=seen_words)
         for i, p in zip(ok, parsed):
             rec = {"words": word_lists[i]}
             if parse == "constituency":

@@ -18,6 +18,13 @@ DEFAULT_MODELS = {m: default_model(f"segment --method {m}") for m in ("tagger", 
 DEFAULT_METHOD = "tagger"
 
 PARSE_MODES = ("none", "constituency", "dependency")
+#: How ``--parse dependency`` parses: ``student``, the self-trained biaffine parser (zh-parse-mini),
+#: or ``masking``, Eisner over the Perturbed Masking impact matrix of the BERT (docs/segment.md).
+PARSE_METHODS = ("student", "masking")
+#: The default ``--parse-method``: the better of the two on UD Chinese GSDSimp dev (``make bench-parse``).
+DEFAULT_PARSE_METHOD = "student"
+#: The built-in model of ``--parse-method student``.
+DEFAULT_PARSER = default_model("segment --parse dependency")
 CONVERT_MODES = ("auto", "t2s", "none")
 
 
@@ -54,7 +61,9 @@ class Segmenter(Command):
     and ``parse``; -1 = last, 0 = embeddings; checked against the model when it loads; ``None``:
     the last for masking and constituency, :data:`nlptool.segment.api.DEPENDENCY_LAYER` for
     dependency parsing),
-    ``parse`` (``none|constituency|dependency``), ``device``, ``batch_size``, ``text_key``,
+    ``parse`` (``none|constituency|dependency``), ``parse_method`` (``student|masking``, dependency
+    only; ``None``: :data:`DEFAULT_PARSE_METHOD`), ``parse_model`` (the parser of ``student``;
+    default :data:`DEFAULT_PARSER`), ``device``, ``batch_size``, ``text_key``,
     ``words_key`` (with ``parse``: a field of given word lists, parsed as given, which may stand
     in for the text).
 
@@ -69,6 +78,7 @@ class Segmenter(Command):
 
     def __init__(self, model: str | None = None, method: str = DEFAULT_METHOD, user_dict: str | None = None,
                  convert: str = "auto", threshold: float | str = "auto", layer: int | None = None, parse: str = "none",
+                 parse_method: str | None = None, parse_model: str | None = None,
                  device: str = "auto", batch_size: int = 256, text_key: str = "text", words_key: str = "words"):
         if method not in DEFAULT_MODELS:
             raise UsageError(f"--method {method}: expected {' or '.join(DEFAULT_MODELS)}")
@@ -76,6 +86,19 @@ class Segmenter(Command):
             raise UsageError(f"--parse {parse}: expected {', '.join(PARSE_MODES)}")
         if convert not in CONVERT_MODES:
             raise UsageError(f"--convert {convert}: expected {', '.join(CONVERT_MODES)}")
+        if parse_method is not None and parse_method not in PARSE_METHODS:
+            raise UsageError(f"--parse-method {parse_method}: expected {' or '.join(PARSE_METHODS)}")
+        if parse != "dependency" and (parse_method is not None or parse_model is not None):
+            raise UsageError("--parse-method and --parse-model apply to --parse dependency")
+        if parse == "dependency":
+            parse_method = parse_method or DEFAULT_PARSE_METHOD
+        if parse_model is not None and parse_method != "student":
+            raise UsageError("--parse-model is the parser of --parse-method student; --parse-method masking "
+                             "parses with the BERT of --model (or the tagger's teacher)")
+        student = parse == "dependency" and parse_method == "student"
+        if student and method == "tagger" and layer is not None:
+            raise UsageError("--layer chooses the BERT layer of --method masking or of --parse-method masking; "
+                             "the tagger and the student parser use no BERT")
         threshold = parse_threshold(threshold)
         if method == "tagger" and threshold != "auto":
             raise UsageError("--threshold applies to --method masking (the neighbour-impact cut); the tagger "
@@ -84,7 +107,8 @@ class Segmenter(Command):
             raise UsageError("--layer chooses the BERT layer of --method masking or of --parse; the tagger "
                              "without --parse uses no BERT")
         super().__init__(model=model, method=method, user_dict=user_dict, convert=convert,
-                         threshold=threshold, layer=layer, parse=parse, device=device,
+                         threshold=threshold, layer=layer, parse=parse, parse_method=parse_method,
+                         parse_model=parse_model, device=device,
                          batch_size=batch_size, text_key=text_key, words_key=words_key)
 
     # -- records
@@ -109,9 +133,11 @@ class Segmenter(Command):
         name = c["model"] or DEFAULT_MODELS[c["method"]]
         seg = load_model(name, kind="char-tagger" if c["method"] == "tagger" else "encoder", device=c["device"])
         parser = None
-        if c["parse"] != "none":
+        if c["parse_method"] == "student":
+            parser = load_model(c["parse_model"] or DEFAULT_PARSER, kind="dependency-parser", device=c["device"])
+        elif c["parse"] != "none":
             parser = seg if c["method"] == "masking" else load_model(teacher_of(seg), kind="encoder", device=c["device"])
-        bert = seg if c["method"] == "masking" else parser
+        bert = seg if c["method"] == "masking" else parser if c["parse_method"] != "student" else None
         if bert is not None:  # --layer is checked once against the model, not per record
             n_layers = int(getattr(bert.model.config, "num_hidden_layers", 0) or 0)
             if n_layers and c["layer"] is not None and not -(n_layers + 1) <= c["layer"] <= n_layers:

@@ -6,6 +6,8 @@ j on word i, shape ``(n, n)``, zero diagonal; see :mod:`nlptool.segment.masking`
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 
 def mart_split_scores(F: np.ndarray) -> np.ndarray:
@@ -218,3 +220,19 @@ def forbid_heads(scores: np.ndarray, root_scores: np.ndarray, banned) -> tuple[n
     sc[banned, :] = -np.inf
     rt[banned] = -np.inf
     return sc, rt
+
+
+def right_chain(n: int, punct: Sequence[bool] | None = None) -> list[int]:
+    """The right-chain tree of ``n`` words (1-based heads, 0 = root): each word headed by the next,
+    the last word the root. With ``punct`` (a flag per word), punctuation heads nothing: each word
+    is headed by the next non-punctuation word and the last non-punctuation word is the root (all
+    punctuation: the plain chain)."""
+    if not punct or all(punct):
+        return [i + 2 if i + 1 < n else 0 for i in range(n)]
+    content = [i for i in range(n) if not punct[i]]
+    last = content[-1]
+    heads = []
+    for i in range(n):
+        nxt = next((j for j in content if j > i), None)
+        heads.append(0 if i == last else (nxt + 1 if nxt is not None else last + 1))
+    return heads

@@ -1,0 +1,338 @@
+"""``nlptool train parser``: self-train the biaffine dependency parser (:mod:`nlptool.segment.biaffine`)
+on Perturbed Masking's trees, without a treebank.
+
+The stages (:func:`train_parser`):
+
+1. sentences: the corpus lines (shuffled, :func:`nlptool.segment.train.read_corpus_lines`) are cut
+   into sentences at ``。！？；``; the tagger (``segmenter``, the built-in zh-seg-mini) segments them and
+   the first ``sentences`` of ``min_words``..``max_words`` words are kept;
+2. teacher trees: :func:`nlptool.segment.api.parse_words` with the ``--parse dependency`` masking
+   defaults (impact of layer 1 of ``teacher``, Eisner, punctuation never heads), cached per sentence
+   in ``OUT.work/teacher_trees-<weights sha256>.jsonl`` (a rerun reuses them);
+3. rounds: round 1 fits a fresh student to the teacher's trees; every later round fits a fresh
+   student to the previous student's trees (self-training; Li, Song, Su and Shao, Findings of ACL 2022
+   do the same for segmentation). Few epochs on purpose: the student generalises the teacher's
+   consistent decisions before it memorises its noise (``make bench-parse`` has the epoch study);
+4. optional dev report: UAS on a CoNLL-U file (gold words, punctuation not scored) after every
+   round, for the log and the metrics only: the last round is saved.
+
+No gold tree enters training.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+from ..errors import UsageError
+from ..training import TrainSettings
+
+#: Where a corpus line is cut into sentences (kept with the sentence before it).
+SENTENCE_END = re.compile(r"[^。！？；]+[。！？；]?")
+
+
+@dataclass(kw_only=True)
+class ParserSettings(TrainSettings):
+    """The settings of ``nlptool train parser`` (:func:`train_parser`): the shared
+    :class:`nlptool.training.TrainSettings` (``epochs`` per round, ``batch_size``, ``learning_rate``:
+    Adam with linear decay; ``seed``; ``device``) plus:
+
+    Attributes:
+        teacher: the BERT probed by Perturbed Masking (built-in name, directory or hub id).
+        segmenter: the tagger that cuts the corpus into words (built-in zh-seg-mini by default).
+        sentences: training sentences (the first of the shuffled corpus that fit the lengths).
+        min_words, max_words: sentence length range in words.
+        rounds: self-training rounds (>= 1).
+        dev_file: a CoNLL-U file scored after every round (report only), or None.
+        dev_max_words: longest dev sentence scored.
+        teacher_batch_size: sequences per Perturbed Masking forward pass.
+    """
+
+    UNUSED: ClassVar[tuple[str, ...]] = ("max_steps", "max_minutes", "warmup_ratio", "weight_decay")
+
+    teacher: str = "zh-bert-mini"
+    segmenter: str = "zh-seg-mini"
+    sentences: int = 12_000
+    min_words: int = 3
+    max_words: int = 25
+    rounds: int = 1
+    epochs: float = 0.5
+    batch_size: int = 32
+    learning_rate: float = 2e-3
+    dev_file: str | os.PathLike | None = None
+    dev_max_words: int = 20
+    teacher_batch_size: int = 256
+
+    def check(self) -> None:
+        """The shared rules, plus ``rounds`` >= 1, ``sentences`` >= 1 and ``1 <= min_words <= max_words``.
+
+        Raises:
+            UsageError: one line naming the setting.
+        """
+        if not isinstance(self.rounds, int) or self.rounds < 1:
+            raise UsageError("rounds must be at least 1")
+        if not isinstance(self.sentences, int) or self.sentences < 1:
+            raise UsageError("sentences must be at least 1")
+        if not (isinstance(self.min_words, int) and isinstance(self.max_words, int) and 1 <= self.min_words <= self.max_words):
+            raise UsageError("need 1 <= min words <= max words")
+        super().check()
+
+
+def corpus_sentences(lines: Sequence[str], *, min_chars: int = 4, max_chars: int = 80) -> list[str]:
+    """The sentences of corpus lines: cut at ``。！？；`` (the mark stays with its sentence), stripped,
+    kept when ``min_chars``..``max_chars`` characters long."""
+    out = []
+    for line in lines:
+        for s in SENTENCE_END.findall(line):
+            s = s.strip()
+            if min_chars <= len(s) <= max_chars:
+                out.append(s)
+    return out
+
+
+def _teacher_trees(s: ParserSettings, word_lists: list[list[str]], cache) -> list[list[int]]:
+    from ..models import load_model
+    from .api import parse_words
+
+    done: dict[str, list[int]] = {}
+    if cache.is_file():
+        with open(cache, encoding="utf-8") as fh:
+            for line in fh:
+                try:
+                    rec = json.loads(line)
+                    done["\t".join(rec["words"])] = rec["heads"]
+                except (ValueError, KeyError, TypeError):
+                    continue  # the cut last line of an interrupted run
+    todo = [w for w in word_lists if "\t".join(w) not in done]
+    if todo:
+        loaded = load_model(s.teacher, kind="encoder", device=s.device)
+        t0 = time.perf_counter()
+        with open(cache, "a", encoding="utf-8") as fh:
+            fh.write("\n")  # ends a line an interrupted run may have cut
+            step = 500
+            for k in range(0, len(todo), step):
+                chunk = todo[k : k + step]
+                for ws, r in zip(chunk, parse_words(loaded, chunk, batch_size=s.teacher_batch_size)):
+                    done["\t".join(ws)] = [int(h or 0) for h in r.heads]
+                    fh.write(json.dumps({"words": ws, "heads": done["\t".join(ws)]}, ensure_ascii=False) + "\n")
+                fh.flush()
+                s.tick(k + len(chunk), len(todo), "teacher trees (sentences)")
+                el = time.perf_counter() - t0
+                s.say(f"  teacher: {k + len(chunk):,}/{len(todo):,} sentences, {(k + len(chunk)) / max(el, 1e-9):.1f}/s")
+    return [done["\t".join(w)] for w in word_lists]
+
+
+def train_parser(corpus: Sequence[str | os.PathLike], out: str | os.PathLike,
+                 settings: ParserSettings | None = None, **overrides) -> dict:
+    """Self-train a biaffine dependency parser on Perturbed Masking trees (module docstring) and save
+    it to ``out`` (:func:`nlptool.segment.biaffine.save_parser`, whole or not at all,
+    :func:`nlptool.paths.atomic_dir`).
+
+    Args:
+        corpus: UTF-8 text files, one paragraph per line (People's Daily ``word/tag`` lines are
+            stripped back to raw text).
+        settings: :class:`ParserSettings`; ``overrides``: fields of it to change.
+
+    Returns:
+        the metrics written to ``out/metrics.json``: sentence and word counts, the teacher's share
+        of right-chain heads, per round the training loss (and dev UAS with ``dev_file``).
+
+    Raises:
+        UsageError: bad settings, a missing corpus file, or fewer than 10 usable sentences.
+        InputDataError: a corpus file is not valid UTF-8.
+        ModelError: a model cannot be loaded.
+    """
+    import numpy as np
+    import torch
+
+    from ..models import load_model, resolve_device, resolve_model_path
+    from ..paths import atomic_dir, check_out_dir, work_dir_scope
+    from .api import segment_with_tagger, weights_fingerprint
+    from .biaffine import LoadedParser, build_vocabs, new_parser, parse_with_student, save_parser, train_student
+    from .train import read_corpus_lines
+
+    s = ParserSettings.build(settings, overrides)
+    s.check()
+    check_out_dir(out)
+    dev = resolve_device(s.device)
+    torch.manual_seed(s.seed)
+    lines = read_corpus_lines(corpus, exclude=set(), max_chars=None, seed=s.seed)
+    sents = corpus_sentences(lines)
+    tagger = load_model(s.segmenter, kind="char-tagger", device=s.device)
+    word_lists: list[list[str]] = []
+    for k in range(0, len(sents), 4 * s.sentences):
+        for r in segment_with_tagger(tagger, sents[k : k + 4 * s.sentences], impacts=False):
+            ws = [w for w in r.words if w.strip()]
+            if s.min_words <= len(ws) <= s.max_words:
+                word_lists.append(ws)
+        if len(word_lists) >= s.sentences:
+            break
+    word_lists = word_lists[: s.sentences]
+    if len(word_lists) < 10:
+        raise UsageError(f"the corpus gave {len(word_lists)} sentences of {s.min_words}-{s.max_words} words; need at least 10")
+    n_words = sum(map(len, word_lists))
+    s.say(f"corpus: {len(word_lists):,} sentences, {n_words:,} words (tagger {s.segmenter})")
+    dev_sents = _read_dev(s)
+
+    with work_dir_scope(out) as work:
+        fp = weights_fingerprint(resolve_model_path(s.teacher)) or "unhashed"
+        heads = _teacher_trees(s, word_lists, work / f"teacher_trees-{fp[:16]}.jsonl")
+    right = np.mean([h == (d + 2 if d + 1 < len(hs) else 0) for hs in heads for d, h in enumerate(hs)])
+    metrics: dict = {"sentences": len(word_lists), "words": n_words, "teacher": s.teacher, "segmenter": s.segmenter,
+                     "teacher_right_chain_share": round(float(right), 4), "rounds": []}
+    words, chars = build_vocabs(word_lists)
+    if dev_sents is not None:
+        metrics["teacher_dev_uas"] = _dev_uas(dev_sents, None, s)
+        s.say(f"round 0 (teacher): dev UAS {metrics['teacher_dev_uas']:.3f}")
+    net = None
+    for rnd in range(1, s.rounds + 1):
+        if net is not None:
+            prev = LoadedParser("student", "", net, dev, {}, words, chars)
+            heads = parse_with_student(prev, word_lists)
+        net = new_parser(words, chars).to(dev)
+        info = train_student(net, words, chars, word_lists, heads, epochs=float(s.epochs or 1.0),
+                             batch_size=s.batch_size, lr=s.learning_rate, seed=s.seed + rnd - 1,
+                             log=s.say, progress=lambda d, t: s.tick(d, t, f"round {rnd}"), device=dev)
+        row = {"round": rnd, **info}
+        if dev_sents is not None:
+            row["dev_uas"] = _dev_uas(dev_sents, LoadedParser("student", "", net, dev, {}, words, chars), s)
+        metrics["rounds"].append(row)
+        s.say(f"round {rnd}: loss {info['loss']:.3f}" + (f", dev UAS {row['dev_uas']:.3f}" if "dev_uas" in row else ""))
+    config = {"teacher": s.teacher, "segmenter": s.segmenter, "training": s.record()}
+    config["training"].update(dev_file=os.path.basename(str(s.dev_file)) if s.dev_file else None, device=str(dev),
+                              corpus_files=[os.path.basename(str(c)) for c in corpus])
+    with atomic_dir(out) as tmp:
+        save_parser(net, words, chars, tmp, config)
+        with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
+            json.dump(metrics, fh, ensure_ascii=False, indent=2)
+            fh.write("\n")
+    return metrics
+
+
+def _read_dev(s: ParserSettings):
+    if not s.dev_file:
+        return None
+    from .conllu import read_conllu
+
+    return read_conllu(s.dev_file, max_words=s.dev_max_words)
+
+
+def _dev_uas(dev_sents, parser, s: ParserSettings) -> float:
+    """UAS without punctuation of the student (or, with ``parser=None``, the masking teacher) on gold words."""
+    from .conllu import attachment_score
+
+    words = [x.words for x in dev_sents]
+    if parser is None:
+        from ..models import load_model
+        from .api import parse_words
+
+        loaded = load_model(s.teacher, kind="encoder", device=s.device)
+        pred = [[int(h or 0) for h in r.heads] for r in parse_words(loaded, words, batch_size=s.teacher_batch_size)]
+    else:
+        from .biaffine import parse_with_student
+
+        pred = parse_with_student(parser, words)
+    return round(attachment_score(dev_sents, pred), 4)
+
+
+def evaluate_parser(model: str | os.PathLike, gold: str | os.PathLike, *, max_words: int = 20, device: str = "cpu") -> dict:
+    """UAS (punctuation not scored, gold words given) of the parser ``model`` and of the right-chain
+    baseline on a CoNLL-U file's sentences of at most ``max_words`` words, on all of them and on the
+    even (A) and odd (B) halves as ``make bench-parse`` splits them.
+
+    Raises:
+        UsageError: ``gold`` does not exist; ModelError: ``model`` is not a parser.
+    """
+    from ..models import load_model
+    from .biaffine import parse_with_student
+    from .conllu import attachment_score, read_conllu
+    from .parsing import punctuation_word, right_chain
+
+    sents = read_conllu(gold, max_words=max_words)
+    parser = load_model(str(model), kind="dependency-parser", device=device)
+    pred = parse_with_student(parser, [s.words for s in sents])
+    chain = [right_chain(len(s.words)) for s in sents]
+    skip = [right_chain(len(s.words), [punctuation_word(w) for w in s.words]) for s in sents]
+    out: dict = {"sentences": len(sents), "max_words": max_words}
+    for name, heads in (("student", pred), ("right_chain", chain), ("right_chain_skip_punct", skip)):
+        out[name] = {half: round(attachment_score(sents[sl], heads[sl]), 4)
+                     for half, sl in (("A", slice(0, None, 2)), ("B", slice(1, None, 2)), ("all", slice(None)))}
+    same = [h == c for p, q in zip(pred, chain) for h, c in zip(p, q)]
+    out["student_heads_equal_right_chain"] = round(sum(same) / max(1, len(same)), 4)
+    right = [(h == g, g == d + 2) for s, p in zip(sents, pred) for d, (h, g, pu) in enumerate(zip(p, s.heads, s.punct))
+             if not pu]
+    correct = [nxt for ok, nxt in right if ok]
+    out["student_correct_heads_next_word"] = round(sum(correct) / max(1, len(correct)), 4)
+    return out
+
+
+def card(metrics: dict, *, quick: bool = False):
+    """The card (:class:`nlptool.training.Card`) of a trained parser, from its ``metrics.json``
+    (with the UD scores :func:`finish_builtin` adds as ``evaluation``)."""
+    from ..training import Card
+
+    tr = metrics.get("training", {})
+    rows = ["| round | trained on | steps | final loss | dev UAS |", "|---|---|---|---|---|"]
+    rows.append(f"| 0 | (the teacher itself) | - | - | {metrics.get('teacher_dev_uas', '-')} |")
+    for r in metrics.get("rounds", []):
+        what = "the teacher's trees" if r["round"] == 1 else f"round {r['round'] - 1}'s trees"
+        rows.append(f"| {r['round']} | {what} | {r['steps']} | {r['loss']:.3f} | {r.get('dev_uas', '-')} |")
+    summary = f"""A Chinese dependency parser (unlabelled heads): a small biaffine parser (Dozat and Manning,
+ICLR 2017) **trained without a treebank** on the trees that Perturbed Masking over {metrics['teacher']}
+(Wu et al., ACL 2020) gives to raw sentences segmented by {metrics['segmenter']} (self-training; Li,
+Song, Su and Shao, Findings of ACL 2022), by `nlptool train parser`. The default of
+`nlptool segment --parse dependency` (`--parse-method student`)."""
+    data = f"""- Corpus: {metrics['sentences']:,} sentences, {metrics['words']:,} words (tagger words) of
+  {', '.join(tr.get('corpus_files', [])) or 'the corpus given'} (shuffled with seed {tr.get('seed', 0)}).
+- Teacher trees: impact matrix of layer 1, Eisner, punctuation never heads: {metrics['teacher_right_chain_share']:.1%}
+  of the teacher's heads are the next word (right-chain's).
+- UD Chinese GSDSimp dev (gold words): scored after every round and used to choose the epochs,
+  sentences and rounds on its even half; no gold tree enters training."""
+    training = f"""{len(metrics.get('rounds', []))} round(s), {tr.get('epochs')} epoch(s) each, batch {tr.get('batch_size')},
+Adam lr {tr.get('learning_rate')} with linear decay, device {tr.get('device')}.
+
+{chr(10).join(rows)}"""
+    sections = [("Data", data), ("Training", training)]
+    ev = metrics.get("evaluation")
+    if ev:
+        s, c, k = ev["student"], ev["right_chain"], ev["right_chain_skip_punct"]
+        sections.append(("Quality", f"""UAS without punctuation on UD Chinese GSDSimp dev, {ev['sentences']} sentences of at most
+{ev['max_words']} words, gold words given (`make bench-parse` has the full table):
+
+| parser | UAS A | UAS B | UAS all |
+|---|---|---|---|
+| this model | {s['A']:.3f} | {s['B']:.3f} | {s['all']:.3f} |
+| right-chain (head = next word) | {c['A']:.3f} | {c['B']:.3f} | {c['all']:.3f} |
+| right-chain, punctuation heads nothing | {k['A']:.3f} | {k['B']:.3f} | {k['all']:.3f} |
+
+**It mostly copies the right-chain bias of its teacher**: {ev['student_heads_equal_right_chain']:.0%} of its heads
+are the next word, and {ev['student_correct_heads_next_word']:.0%} of its correct heads are. Its lead over
+right-chain comes from punctuation, which heads nothing, and from the root; right-chain whose
+punctuation heads nothing scores {'above' if k['all'] > s['all'] else 'at or below'} it (docs/segment.md)."""))
+    return Card(summary, sections, quick=quick)
+
+
+def finish_builtin(src: str | os.PathLike, name: str, *, gold: str | os.PathLike | None = None,
+                   commands: Sequence[str] = (), dest: str | os.PathLike | None = None, quick: bool = False,
+                   device: str = "cpu") -> dict:
+    """Last stage of the built-in parser's build: score ``src`` on the CoNLL-U file ``gold`` when it
+    exists (:func:`evaluate_parser`), then export it with :func:`nlptool.training.export_builtin`
+    and its card (:func:`card`). Returns the metrics written as ``training_metrics.json``."""
+    from pathlib import Path
+
+    from ..training import export_builtin
+
+    src = Path(src)
+    metrics = json.loads((src / "metrics.json").read_text(encoding="utf-8"))
+    cfg = json.loads((src / "config.json").read_text(encoding="utf-8"))
+    metrics["training"] = cfg.get("training", {})
+    if gold is not None and os.path.exists(gold):
+        metrics["evaluation"] = evaluate_parser(src, gold, device=device)
+    export_builtin(src, name, card=lambda facts: card(metrics, quick=quick), commands=commands, dest=dest,
+                   metrics=metrics)
+    return metrics

@@ -290,6 +290,36 @@ def seg_tagger_compare(cpu, gpu, tol: float) -> Verdict:
     return Verdict(f"{d:.1e} (p)", ok, text + f"; least CPU margin |p-0.5| {margin:.3f}")
 
 
+def parse_student_run(ctx: Ctx, device: str, fp16: bool | None):
+    """`segment --parse dependency` (the default student, zh-parse-mini) on the tagger's words."""
+    from nlptool.segment.api import segment_with_tagger
+    from nlptool.segment.biaffine import arc_log_probs, parse_with_student
+
+    name = builtin("zh-parse-mini")
+    if name is None or builtin("zh-seg-mini") is None:
+        raise Skip("skipped: no zh-parse-mini / zh-seg-mini")
+    words = [[w for w in r.words if w.strip()] for r in segment_with_tagger(_load(builtin("zh-seg-mini"), "char-tagger", "cpu"),
+                                                                             ctx.texts, impacts=False)]
+    parser = _load(name, "dependency-parser", device)
+    lps = arc_log_probs(parser, words)
+    heads = parse_with_student(parser, words)
+    sync(device)
+    return {"heads": heads, "logp": [lp.tolist() for lp in lps]}
+
+
+def parse_student_compare(cpu, gpu, tol: float) -> Verdict:
+    """Arc log-probabilities within ``tol`` (absolute); the trees identical in at least 99 % of the
+    sentences (a near-tie between two trees may flip)."""
+    flat_c = [x for lp in cpu["logp"] for row in lp for x in row]
+    flat_g = [x for lp in gpu["logp"] for row in lp for x in row]
+    d = rel_diff(flat_c, flat_g, scale=1.0)
+    differ = sum(a != b for a, b in zip(cpu["heads"], gpu["heads"]))
+    ok = d <= tol and differ <= 0.01 * max(1, len(cpu["heads"]))
+    text = f"log-probs within {tol:g}, {differ} of {len(cpu['heads'])} trees differ" if ok else \
+        f"FAIL: log-probs differ by {d:.2g} (tol {tol:g}), {differ} trees differ"
+    return Verdict(f"{d:.1e} (log p)", ok, text)
+
+
 def seg_masking_run(ctx: Ctx, device: str, fp16: bool | None):
     from nlptool.segment.api import AUTO_RATIO, auto_fallback, segment_texts
 
@@ -702,6 +732,8 @@ def checks(data_ref: dict) -> list[Check]:
                          cpu_verdict=train_cpu_verdict))
     out += [
         Check("segment --method tagger (fp32)", seg_tagger_run, seg_tagger_compare, "seg-tagger", tol=TOL_FP32),
+        Check("segment --parse dependency (student, fp32)", parse_student_run, parse_student_compare, "parse-student",
+              tol=TOL_FP32),
         Check("segment --method masking (fp32)", seg_masking_run, seg_masking_compare, "seg-masking", fp16=False, tol=TOL_FP32),
         Check("segment --method masking (fp16, CLI default)", seg_masking_run, seg_masking_compare, "seg-masking", fp16=True),
         Check("similarity --solver emd (fp16)", similarity_run("emd"), similarity_compare, "sim-emd", fp16=True, tol=TOL_SIM),

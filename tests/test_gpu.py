@@ -133,6 +133,15 @@ def test_similarity_and_qagen_verdicts():
     assert not gc.qa_gen_compare(exact=False)(a, {"pairs": [[dict(q, answer_start=1)]], "model": "m"}, 0, C()).ok
 
 
+def test_parse_student_verdict():
+    cpu = {"heads": [[2, 0]] * 100, "logp": [[[-0.1, -2.0], [-0.5, -1.0]]] * 100}
+    assert gc.parse_student_compare(cpu, cpu, 1e-3).ok
+    near = {"heads": [[2, 0]] * 99 + [[0, 1]], "logp": [[[-0.1, -2.0005], [-0.5, -1.0]]] * 100}
+    assert gc.parse_student_compare(cpu, near, 1e-3).ok  # one tree of 100 may flip
+    assert not gc.parse_student_compare(cpu, {**near, "heads": [[2, 0]] * 98 + [[0, 1]] * 2}, 1e-3).ok
+    assert not gc.parse_student_compare(cpu, {**cpu, "logp": [[[-0.2, -2.0], [-0.5, -1.0]]] * 100}, 1e-3).ok
+
+
 def test_tables():
     rows = [gc.Row("a|b", 2.0, 0.5, "1e-3", "ok"), gc.Row("c", 1.0, None, "", "skipped: ot missing")]
     md = gc.markdown_table(rows).splitlines()

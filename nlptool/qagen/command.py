@@ -4,7 +4,6 @@ model loading (generator and round-trip reader), decoding settings and batching.
 
 from __future__ import annotations
 
-import functools
 import inspect
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -96,9 +95,20 @@ class QAGenerator(Command):
 
             rt = load_reader(c["reader"], c["device"])
         decoding = decoding_settings(settings, **{k: c[k] for k in DECODING_KEYS})
-        # sampled answers are widened to whole words of the built-in segmenter (zh-seg-mini)
-        tagger = load_model(default_model("segment --method tagger"), kind="char-tagger", device=c["device"])
-        return {"model": loaded, "reader": rt, "decoding": decoding, "tagger": tagger}
+        # the segmenter that widens sampled answers to whole words loads when first needed
+        # (:meth:`_words`): records with given answers never need it
+        return {"model": loaded, "reader": rt, "decoding": decoding, "tagger": None}
+
+    def _words(self, texts: Sequence[str]) -> list[list[str]]:
+        """Word lists of ``texts`` by the built-in segmenter (zh-seg-mini), loaded on first use: sampled
+        answers are widened to whole words of it."""
+        st = self.state()
+        if st.get("tagger") is None:
+            from ..models import load_model
+
+            st["tagger"] = load_model(default_model("segment --method tagger"), kind="char-tagger",
+                                      device=self.config["device"])
+        return tagger_words(st["tagger"], texts)
 
     def describe(self) -> list[str]:
         lines = [model_line(self.state()["model"])]
@@ -119,7 +129,7 @@ class QAGenerator(Command):
         return qa_pairs_for_records(st["model"], [r.text for r in records], [r.texts for r in records],
                                     decoding=st["decoding"], num_pairs=c["num_pairs"], seed=c["seed"],
                                     batch_size=c["batch_size"], reader=st["reader"], answers_key=c["answers_key"],
-                                    stats=self._stats(), words=functools.partial(tagger_words, st["tagger"]))
+                                    stats=self._stats(), words=self._words)
 
     def finish(self, inputs: Sequence[str] = ()) -> Iterator[str]:
         """After the last record: one line of counts (pairs kept of answer samples; removed, per filter)."""

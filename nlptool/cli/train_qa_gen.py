@@ -11,7 +11,7 @@ from ..qagen.train import QAGenSettings
 from ..training import defaults
 from . import train_app
 from .console import info, train_log, train_progress
-from .options import DeviceOpt, ModelOpt, OutDirOpt, QuietOpt, SeedOpt
+from .options import DeviceOpt, InputFilesArg, InputFilesOpt, ModelOpt, OutDirOpt, QuietOpt, SeedOpt
 from .run import quiet_libraries
 
 T = defaults(QAGenSettings)
@@ -19,11 +19,11 @@ T = defaults(QAGenSettings)
 
 @train_app.command("qa-gen")
 def train_qa_gen(
-    data: list[Path] = typer.Argument(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer[, answer_start, article]}.", show_default=False),
+    data: list[Path] = InputFilesArg(..., help="Training data: SQuAD v1.1 JSON (e.g. CMRC 2018) or JSONL {passage, question, answer[, answer_start, article]}."),
     out: Path = OutDirOpt(..., "--out", help="Output model directory (a normal Hugging Face directory + generation settings)."),
     model: str = ModelOpt(T["model"], help="Masked LM to start from: built-in name, local directory or hub id (its MLM head becomes the generator)."),
     holdout: float = typer.Option(T["holdout"], "--holdout", min=0.0, max=0.999, help="Share of the articles held out for the validation loss (without --eval)."),
-    eval_file: Optional[list[Path]] = typer.Option(None, "--eval", help="Validation data instead of --holdout (repeatable)."),
+    eval_file: Optional[list[Path]] = InputFilesOpt(None, "--eval", help="Validation data instead of --holdout (repeatable)."),
     max_passage_chars: int = typer.Option(T["max_passage_chars"], "--max-passage-chars", min=8, help="Passage chunk in characters (cut at sentence ends)."),
     max_answer_len: int = typer.Option(T["max_answer_len"], "--max-answer-len", min=1, help="Longest answer in tokens (longer training answers are dropped)."),
     max_question_len: int = typer.Option(T["max_question_len"], "--max-question-len", min=1, help="Longest question in tokens (longer ones are truncated)."),

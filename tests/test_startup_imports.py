@@ -17,6 +17,8 @@ CASES = [
     # (command line, stdin, extra modules it must not import)
     (["segment"], "长江是中国第一长河。\n", ("ot", "scipy", "jieba", "captum")),
     (["segment", "--method", "masking"], "长江是中国第一长河。\n", ("ot", "scipy", "captum")),
+    # the biaffine parser (zh-parse-mini): plain torch, no hub, no transport
+    (["segment", "--parse", "dependency"], "长江是中国第一长河。\n", ("ot", "scipy", "captum", "jieba")),
     # POT and the scipy it needs, but not what pot() keeps out (nlptool/similarity/transport.py:
     # the probes, ot.datasets with scipy.stats, numpy.f2py with charset_normalizer)
     (["similarity"], "今天天气很好\t今天天气不错\n",

@@ -31,7 +31,8 @@ def test_threshold_and_layer_still_taken_where_they_apply():
     from nlptool.segment.command import Segmenter
 
     assert Segmenter(method="masking", threshold=0.5).config["threshold"] == 0.5
-    assert Segmenter(parse="dependency", layer=3).config["layer"] == 3
+    assert Segmenter(parse="dependency", parse_method="masking", layer=3).config["layer"] == 3
+    assert Segmenter(parse="constituency", layer=3).config["layer"] == 3
 
 
 def test_pair_key_hint_names_a_key_and_b_key():

@@ -37,7 +37,7 @@ def segment(
     user_dict: Optional[str] = InputFileOpt(None, "--user-dict", help="Words never split, jieba's format: 'word [count [tag]]' per line."),
     convert: Convert = typer.Option("auto", "--convert", help="Traditional -> simplified characters before the model (OpenCC, character by character; output keeps the input's characters): auto-detect, always (t2s) or never."),
     threshold: str = typer.Option("auto", "--threshold", help="masking only: 'auto' (label-free rule) or a number: join neighbours when their impact d >= it."),
-    layer: Optional[int] = typer.Option(None, "--layer", help="Hidden layer of the BERT for masking and --parse (-1 = last, 0 = embeddings; default: -1, and 1 for --parse dependency)."),
+    layer: Optional[int] = typer.Option(None, "--layer", help="Hidden layer of the BERT for --method masking, --parse constituency and --parse-method masking (-1 = last, 0 = embeddings; default: -1, and 1 for --parse-method masking)."),
     parse: ParseMode = typer.Option("none", "--parse", help="Also parse the words: constituency (MART tree over the Perturbed Masking impact matrix) or dependency (heads, see --parse-method)."),
     parse_method: Optional[ParseMethod] = typer.Option(None, "--parse-method", help=f"With --parse dependency: student (the self-trained biaffine parser {DEFAULT_PARSER}) or masking (Eisner over the impact matrix); default {DEFAULT_PARSE_METHOD}."),
     parse_model: Optional[str] = typer.Option(None, "--parse-model", help=f"The parser of --parse-method student: built-in name or a directory from `nlptool train parser` (default {DEFAULT_PARSER})."),

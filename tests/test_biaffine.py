@@ -141,6 +141,10 @@ def test_read_conllu_and_attachment_score(tmp_path):
         read_conllu(bad)
     with pytest.raises(UsageError, match="no such"):
         read_conllu(tmp_path / "missing.conllu")
+    latin1 = tmp_path / "latin1.conllu"
+    latin1.write_bytes("1\tcafé\t_\tNOUN\t_\t_\t0\troot\t_\t_\n".encode("latin-1"))
+    with pytest.raises(InputDataError, match=r"latin1.conllu:1: not valid UTF-8"):
+        read_conllu(latin1)
 
 
 @pytest.mark.parametrize("kw, msg", [

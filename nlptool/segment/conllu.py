@@ -48,8 +48,8 @@ def read_conllu(path: str | os.PathLike, *, max_words: int | None = None, limit:
     at most ``max_words`` words, the first ``limit`` of them (None = all).
 
     Raises:
-        UsageError: the file does not exist; InputDataError: a word line without 10 columns or
-        with a non-integer head (file and line named).
+        UsageError: the file does not exist; InputDataError: a line that is not UTF-8, a word line
+        without 10 columns or with a non-integer head (file and line named).
     """
     from ..errors import InputDataError, UsageError
 
@@ -57,9 +57,12 @@ def read_conllu(path: str | os.PathLike, *, max_words: int | None = None, limit:
         raise UsageError(f"{path}: no such CoNLL-U file")
     sents: list[GoldSentence] = []
     cur = GoldSentence([], [], [])
-    with open(path, encoding="utf-8") as fh:
-        for no, line in enumerate(fh, 1):
-            line = line.rstrip("\n")
+    with open(path, "rb") as fh:
+        for no, raw in enumerate(fh, 1):
+            try:
+                line = raw.decode("utf-8").rstrip("\r\n")
+            except UnicodeDecodeError as exc:
+                raise InputDataError(f"{path}:{no}: not valid UTF-8 (byte {exc.start + 1} of the line)") from None
             if not line.strip():
                 if cur.words and (max_words is None or len(cur.words) <= max_words):
                     sents.append(cur)

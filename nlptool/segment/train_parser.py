@@ -159,6 +159,7 @@ def train_parser(corpus: Sequence[str | os.PathLike], out: str | os.PathLike,
     s = ParserSettings.build(settings, overrides)
     s.check()
     check_out_dir(out)
+    dev_sents = _read_dev(s)  # a bad treebank fails before the slow stages
     dev = resolve_device(s.device)
     torch.manual_seed(s.seed)
     lines = read_corpus_lines(corpus, exclude=set(), max_chars=None, seed=s.seed)
@@ -177,7 +178,6 @@ def train_parser(corpus: Sequence[str | os.PathLike], out: str | os.PathLike,
         raise UsageError(f"the corpus gave {len(word_lists)} sentences of {s.min_words}-{s.max_words} words; need at least 10")
     n_words = sum(map(len, word_lists))
     s.say(f"corpus: {len(word_lists):,} sentences, {n_words:,} words (tagger {s.segmenter})")
-    dev_sents = _read_dev(s)
 
     with work_dir_scope(out) as work:
         fp = weights_fingerprint(resolve_model_path(s.teacher)) or "unhashed"

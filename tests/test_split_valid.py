@@ -319,3 +319,17 @@ def test_cli_model_features_path(tmp_path, pos_reviews, tiny_bert_dir):
     assert report["settings"]["features"] == "model" and report["n_features"] == 32
     assert report["sizes"]["valid"] == 9
     assert 0.0 <= report["auc"] <= 1.0
+
+
+def test_output_rules_live_in_the_library():
+    from nlptool.errors import UsageError
+    from nlptool.split_valid.adversarial import check_outputs
+
+    assert check_outputs(train="a", test="b", out_train="t", out_valid="v") is True
+    assert check_outputs(train="a", test="b", weights="w") is False
+    with pytest.raises(UsageError, match="give both --out-train and --out-valid"):
+        check_outputs(train="a", test="b", out_train="t")
+    with pytest.raises(UsageError, match="nothing to write"):
+        check_outputs(train="a", test="b")
+    with pytest.raises(UsageError, match="cannot both be stdin"):
+        check_outputs(train="-", test="-", weights="w")

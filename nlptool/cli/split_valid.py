@@ -47,21 +47,14 @@ def split_valid(
     """
     import contextlib
 
-    from ..errors import UsageError
     from ..jsonl import JsonlWriter, output_record
     from ..paths import atomic_output, validate_paths
     from ..records import read_records
+    from ..split_valid.adversarial import check_outputs, write_split
     from ..split_valid.adversarial import split_valid as run_split_valid
-    from ..split_valid.adversarial import write_split
 
     features = Features(features).value
-    split = bool(out_train or out_valid)
-    if split and not (out_train and out_valid):
-        raise UsageError("give both --out-train and --out-valid (or --weights alone)")
-    if not split and not weights:
-        raise UsageError("nothing to write: give --out-train and --out-valid, or --weights FILE")
-    if train == "-" and test == "-":
-        raise UsageError("--train and --test cannot both be stdin")
+    split = check_outputs(train=train, test=test, out_train=out_train, out_valid=out_valid, weights=weights)
     outputs = [o for o in (out_train, out_valid, weights, report) if o]
     validate_paths([train, test], outputs)
 

@@ -387,6 +387,25 @@ def check_sizes(n_train: int, n_test: int, folds: int) -> None:
         )
 
 
+def check_outputs(*, train: str, test: str, out_train: str | None = None, out_valid: str | None = None,
+                  weights: str | None = None) -> bool:
+    """The output rules of ``split-valid``: a split needs both ``out_train`` and ``out_valid``;
+    without a split, ``weights`` must be asked for; ``train`` and ``test`` cannot both be stdin
+    (``"-"``). Returns whether a split (train/valid files) is asked for.
+
+    Raises:
+        UsageError: one line naming the options to give.
+    """
+    split = bool(out_train or out_valid)
+    if split and not (out_train and out_valid):
+        raise UsageError("give both --out-train and --out-valid (or --weights alone)")
+    if not split and not weights:
+        raise UsageError("nothing to write: give --out-train and --out-valid, or --weights FILE")
+    if train == "-" and test == "-":
+        raise UsageError("--train and --test cannot both be stdin")
+    return split
+
+
 def check_settings(*, C: float = 4.0, seed: int = 0, n_boot: int = 0) -> None:
     """Validate the discriminator settings before any work (sklearn and numpy would otherwise fail
     late with a traceback, or accept NaN).

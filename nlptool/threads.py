@@ -33,6 +33,7 @@ cyclic garbage collector paused, then frozen (docs/benchmarks.md, "Start-up").
 
 from __future__ import annotations
 
+import contextlib
 import gc
 import os
 import sys
@@ -92,6 +93,20 @@ def thread_count(command_kind: str, threads: int | None = None, environ=None) ->
     return ThreadChoice(RULE[command_kind], "rule")
 
 
+@contextlib.contextmanager
+def gc_paused():
+    """Pause the cyclic garbage collector for the block (a heavy import: torch, POT with scipy),
+    then enable it again only if it was enabled, also when the block raises. Reference counting
+    frees as usual meanwhile."""
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
+
+
 def import_torch():
     """The ``torch`` module, imported with the cyclic garbage collector paused and the objects of
     the import then frozen (:func:`gc.freeze`): the first import of a CLI run
@@ -113,13 +128,8 @@ def import_torch():
     """
     if sys.modules.get("torch") is not None:
         return sys.modules["torch"]
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
-    try:
+    with gc_paused():
         import torch
-    finally:
-        if gc_was_enabled:
-            gc.enable()
     gc.freeze()
     return torch
 

@@ -294,27 +294,25 @@ def pot():
     Raises:
         ImportError: POT is not installed.
     """
-    import gc
     import sys
+
+    from ..threads import gc_paused
 
     if "ot" in sys.modules:
         return sys.modules["ot"]
     finder = _SkipProbes()
-    gc_was_enabled = gc.isenabled()
-    gc.disable()
     sys.meta_path.insert(0, finder)
-    try:
-        import ot
-    except ImportError:
-        for name in [m for m in sys.modules if m == "ot" or m.startswith("ot.")]:
-            del sys.modules[name]
-        sys.meta_path.remove(finder)
-        import ot
-    finally:
-        if finder in sys.meta_path:
+    with gc_paused():
+        try:
+            import ot
+        except ImportError:
+            for name in [m for m in sys.modules if m == "ot" or m.startswith("ot.")]:
+                del sys.modules[name]
             sys.meta_path.remove(finder)
-        if gc_was_enabled:
-            gc.enable()
+            import ot
+        finally:
+            if finder in sys.meta_path:
+                sys.meta_path.remove(finder)
     return ot
 
 

@@ -175,22 +175,29 @@ def builtin_model_path(name: str) -> Path:
     return path
 
 
-def kind_of(path: str | os.PathLike) -> str | None:
-    """The kind (:data:`KINDS`) a model directory holds, read from its ``config.json``: the
-    registry's for a built-in one; nlptool's own ``model_type`` (``nlptool-char-tagger``); else the
-    head named by ``architectures`` (``*ForMaskedLM`` -> ``masked-lm``, ...), ``encoder`` when none.
-    None when the directory has no readable ``config.json`` (a hub id)."""
+def read_model_config(path: str | os.PathLike) -> dict | None:
+    """The ``config.json`` of a model directory as a dict; None when it is missing, unreadable or
+    not a JSON object (a hub id, a plain directory)."""
     import json
 
-    name = builtin_name_of(path)
-    if name is not None:
-        return REGISTRY[name].kind
     try:
         with open(os.path.join(os.path.expanduser(str(path)), "config.json"), encoding="utf-8") as fh:
             cfg = json.load(fh)
     except (OSError, ValueError):
         return None
-    if not isinstance(cfg, dict):
+    return cfg if isinstance(cfg, dict) else None
+
+
+def kind_of(path: str | os.PathLike) -> str | None:
+    """The kind (:data:`KINDS`) a model directory holds, read from its ``config.json``: the
+    registry's for a built-in one; nlptool's own ``model_type`` (``nlptool-char-tagger``); else the
+    head named by ``architectures`` (``*ForMaskedLM`` -> ``masked-lm``, ...), ``encoder`` when none.
+    None when the directory has no readable ``config.json`` (a hub id)."""
+    name = builtin_name_of(path)
+    if name is not None:
+        return REGISTRY[name].kind
+    cfg = read_model_config(path)
+    if cfg is None:
         return None
     for kind, (model_type, _, _) in OWN_FORMATS.items():
         if cfg.get("model_type") == model_type:

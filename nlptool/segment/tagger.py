@@ -36,11 +36,9 @@ TAGGER_MAX_UNITS = 256
 
 def is_tagger_dir(path: str | os.PathLike) -> bool:
     """True when ``path/config.json`` says ``model_type: nlptool-char-tagger``."""
-    try:
-        with open(Path(path) / "config.json", encoding="utf-8") as fh:
-            return json.load(fh).get("model_type") == MODEL_TYPE
-    except (OSError, ValueError):
-        return False
+    from ..models import read_model_config
+
+    return (read_model_config(path) or {}).get("model_type") == MODEL_TYPE
 
 
 # --------------------------------------------------------------------------------------- model

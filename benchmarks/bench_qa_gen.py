@@ -100,7 +100,6 @@ def round_trip_table(lm, reader, items, settings, num_pairs=5, seed=0, words=Non
 def threshold_rows(pairs, n_passages):
     """The round-trip table of :func:`round_trip_table` from its pairs (each with ``consistency``,
     ``judged``, ``correct``, ``answer_gold``, ``cuts_word``) over ``n_passages`` passages."""
-    passages = range(n_passages)
     base_correct = sum(x["correct"] for x in pairs)
     rows, out = [], {}
     for t in THRESHOLDS:
@@ -112,7 +111,7 @@ def threshold_rows(pairs, n_passages):
         f1 = 2 * prec * rec / max(1e-9, prec + rec)
         ans = sum(x["answer_gold"] for x in kept) / max(1, len(kept))
         cut = sum(x["cuts_word"] for x in kept) / max(1, len(kept))
-        per = len(kept) / max(1, len(passages))
+        per = len(kept) / max(1, n_passages)
         out[t] = {"kept": len(kept), "judged": len(judged), "precision": prec, "recall": rec, "f1": f1, "answer_gold": ans,
                   "pairs_per_passage": per, "answers_cutting_a_word": cut}
         rows.append([f"{t:.1f}" + (" (no round trip)" if t == 0 else ""), len(kept), f"{per:.2f}", len(judged),

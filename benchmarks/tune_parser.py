@@ -35,7 +35,8 @@ def main():
     args = ap.parse_args()
     import torch
 
-    from nlptool.segment.biaffine import LoadedParser, build_vocabs, new_parser, parse_with_student, train_student
+    from nlptool.segment.biaffine import build_vocabs, parse_with_student
+    from nlptool.segment.train_parser import self_training_rounds
 
     torch.set_num_threads(1)
     files = sorted(Path(args.cache).glob("teacher_trees-*.jsonl"))
@@ -71,12 +72,7 @@ def main():
         for seed in args.seeds:
             ws, hs = words[: st["sentences"]], heads[: st["sentences"]]
             wv, cv = build_vocabs(ws)
-            for r in range(st["rounds"]):
-                net = new_parser(wv, cv)
-                train_student(net, wv, cv, ws, hs, epochs=st["epochs"], seed=seed + r)
-                p = LoadedParser("student", "", net, torch.device("cpu"), {}, wv, cv)
-                if r + 1 < st["rounds"]:
-                    hs = parse_with_student(p, ws)
+            *_, (_, p, _) = self_training_rounds(ws, hs, wv, cv, rounds=st["rounds"], epochs=st["epochs"], seed=seed)
             got.append(score(lambda x: parse_with_student(p, x)))
         mean = {k: float(np.mean([g[k] for g in got])) for k in ("A", "B", "all")}
         spread = max(g["A"] for g in got) - min(g["A"] for g in got)

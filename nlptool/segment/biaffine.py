@@ -231,22 +231,20 @@ def arc_log_probs(parser: LoadedParser, word_lists: Sequence[Sequence[str]], *, 
     """Per sentence of n words, ``(n, n + 1)`` log-probabilities ``[d, h]`` of head h (0 = root) for word d."""
     import torch
 
-    order = sorted(range(len(word_lists)), key=lambda i: -len(word_lists[i]))
-    out: list[np.ndarray | None] = [None] * len(word_lists)
+    from ..batching import length_batches
+
+    out: list[np.ndarray] = [np.zeros((0, 1))] * len(word_lists)  # an empty sentence keeps this
     with torch.inference_mode():
-        for s in range(0, len(order), batch_size):
-            rows = [i for i in order[s : s + batch_size]]
+        for rows in length_batches([len(w) for w in word_lists], batch_size, descending=True):
             batch = [word_lists[i] for i in rows]
-            if not max(len(b) for b in batch):
-                for i in rows:
-                    out[i] = np.zeros((0, 1))
+            if not len(batch[0]):  # longest first: the rest are empty too
                 continue
             scores = parser.model(*encode_batch(batch, parser.words, parser.chars, parser.device))
             lp = torch.log_softmax(scores.float(), dim=-1).cpu().numpy()
-            for i, b in zip(rows, range(len(rows))):
+            for b, i in enumerate(rows):
                 n = len(word_lists[i])
                 out[i] = lp[b, 1 : n + 1, : n + 1]
-    return out  # type: ignore[return-value]
+    return out
 
 
 def decode_heads(logp: np.ndarray, words: Sequence[str], *, punctuation_heads: bool = False) -> list[int]:
@@ -320,6 +318,8 @@ def train_student(net, words: Vocab, chars: Vocab, word_lists: Sequence[Sequence
     their characters. ``progress(done, total)`` is called after every step. Returns ``{"steps": int, "loss": float}`` (mean loss of the last 10 %)."""
     import torch
 
+    from ..batching import length_batches
+
     rng = np.random.default_rng(seed)
     torch.manual_seed(seed)
     n = len(word_lists)
@@ -328,18 +328,17 @@ def train_student(net, words: Vocab, chars: Vocab, word_lists: Sequence[Sequence
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: max(0.0, 1.0 - s / steps))
     net.train()
     losses = []
-    # length-bucketed batches: sort by length within chunks of 50 batches
-    order: list[int] = []
+    # length-bucketed batches (nlptool.batching) within shuffled chunks of 50 batches, in random order
+    todo: list[list[int]] = []
     step = 0
     while step < steps:
-        if not order:
+        if not todo:
             perm = rng.permutation(n)
-            chunks = [sorted(perm[i : i + 50 * batch_size], key=lambda k: len(word_lists[k]))
-                      for i in range(0, n, 50 * batch_size)]
-            batches = [c[i : i + batch_size] for c in chunks for i in range(0, len(c), batch_size)]
-            rng.shuffle(batches)
-            order = [b for b in batches]  # type: ignore[misc]
-        rows = order.pop()  # type: ignore[assignment]
+            for i in range(0, n, 50 * batch_size):
+                chunk = perm[i : i + 50 * batch_size]
+                todo += [[int(chunk[j]) for j in b] for b in length_batches([len(word_lists[k]) for k in chunk], batch_size)]
+            rng.shuffle(todo)
+        rows = todo.pop()
         W, Ch, P, L = encode_batch([word_lists[i] for i in rows], words, chars, device)
         if word_dropout:
             drop = (torch.rand(W.shape, device=W.device) < word_dropout) & (W > 2)

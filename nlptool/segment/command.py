@@ -132,12 +132,14 @@ class Segmenter(Command):
         udict = read_user_dict(c["user_dict"]) if c["user_dict"] else None
         name = c["model"] or DEFAULT_MODELS[c["method"]]
         seg = load_model(name, kind="char-tagger" if c["method"] == "tagger" else "encoder", device=c["device"])
-        parser = None
+        parser = bert = None  # the parser of --parse; the BERT whose --layer is checked
         if c["parse_method"] == "student":
             parser = load_model(c["parse_model"] or DEFAULT_PARSER, kind="dependency-parser", device=c["device"])
         elif c["parse"] != "none":
-            parser = seg if c["method"] == "masking" else load_model(teacher_of(seg), kind="encoder", device=c["device"])
-        bert = seg if c["method"] == "masking" else parser if c["parse_method"] != "student" else None
+            parser = bert = seg if c["method"] == "masking" else load_model(teacher_of(seg), kind="encoder",
+                                                                            device=c["device"])
+        if c["method"] == "masking":
+            bert = seg
         if bert is not None:  # --layer is checked once against the model, not per record
             n_layers = int(getattr(bert.model.config, "num_hidden_layers", 0) or 0)
             if n_layers and c["layer"] is not None and not -(n_layers + 1) <= c["layer"] <= n_layers:

@@ -21,6 +21,7 @@ No gold tree enters training.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -95,10 +96,16 @@ def corpus_sentences(lines: Sequence[str], *, min_chars: int = 4, max_chars: int
     return out
 
 
-def _teacher_trees(s: ParserSettings, word_lists: list[list[str]], cache) -> list[list[int]]:
-    from ..models import load_model
+def _masking_heads(loaded, word_lists: Sequence[Sequence[str]], batch_size: int) -> list[list[int]]:
+    """The teacher's trees: :func:`nlptool.segment.api.parse_words` with the masking defaults, as 1-based heads."""
     from .api import parse_words
 
+    return [[int(h or 0) for h in r.heads] for r in parse_words(loaded, word_lists, batch_size=batch_size)]
+
+
+def _teacher_trees(s: ParserSettings, word_lists: list[list[str]], cache, teacher) -> list[list[int]]:
+    """The teacher's trees of ``word_lists``, read from / appended to the JSONL ``cache``;
+    ``teacher()`` gives the loaded BERT (called only when a tree is missing)."""
     done: dict[str, list[int]] = {}
     if cache.is_file():
         with open(cache, encoding="utf-8") as fh:
@@ -110,21 +117,53 @@ def _teacher_trees(s: ParserSettings, word_lists: list[list[str]], cache) -> lis
                     continue  # the cut last line of an interrupted run
     todo = [w for w in word_lists if "\t".join(w) not in done]
     if todo:
-        loaded = load_model(s.teacher, kind="encoder", device=s.device)
+        loaded = teacher()
         t0 = time.perf_counter()
         with open(cache, "a", encoding="utf-8") as fh:
             fh.write("\n")  # ends a line an interrupted run may have cut
             step = 500
             for k in range(0, len(todo), step):
                 chunk = todo[k : k + step]
-                for ws, r in zip(chunk, parse_words(loaded, chunk, batch_size=s.teacher_batch_size)):
-                    done["\t".join(ws)] = [int(h or 0) for h in r.heads]
-                    fh.write(json.dumps({"words": ws, "heads": done["\t".join(ws)]}, ensure_ascii=False) + "\n")
+                for ws, hs in zip(chunk, _masking_heads(loaded, chunk, s.teacher_batch_size)):
+                    done["\t".join(ws)] = hs
+                    fh.write(json.dumps({"words": ws, "heads": hs}, ensure_ascii=False) + "\n")
                 fh.flush()
                 s.tick(k + len(chunk), len(todo), "teacher trees (sentences)")
                 el = time.perf_counter() - t0
                 s.say(f"  teacher: {k + len(chunk):,}/{len(todo):,} sentences, {(k + len(chunk)) / max(el, 1e-9):.1f}/s")
     return [done["\t".join(w)] for w in word_lists]
+
+
+def self_training_rounds(word_lists: Sequence[Sequence[str]], heads: Sequence[Sequence[int]], words, chars, *,
+                         rounds: int = 1, epochs: float = 0.5, batch_size: int = 32, learning_rate: float = 2e-3,
+                         seed: int = 0, device=None, log=None, progress=None):
+    """Self-training of the biaffine student: round 1 fits a fresh parser to ``heads`` (the teacher's
+    trees, 1-based, 0 = root), every later round a fresh parser to the previous round's trees of the
+    same sentences (:func:`nlptool.segment.biaffine.train_student`, seed ``seed + round - 1``).
+
+    Yields ``(round, parser, info)`` after each round: the round number (1-based), a
+    :class:`nlptool.segment.biaffine.LoadedParser` on ``device`` (default CPU) and the training
+    record (``steps``, ``loss``). ``progress(done, total, round)`` follows every step.
+    """
+    import torch
+
+    from .biaffine import LoadedParser, new_parser, parse_with_student, train_student
+
+    device = device if device is not None else torch.device("cpu")
+    parser = None
+    for rnd in range(1, rounds + 1):
+        if parser is not None:
+            heads = parse_with_student(parser, word_lists)
+        net = new_parser(words, chars).to(device)
+        info = train_student(net, words, chars, word_lists, heads, epochs=epochs, batch_size=batch_size,
+                             lr=learning_rate, seed=seed + rnd - 1, log=log, device=device,
+                             progress=None if progress is None else functools.partial(_round_progress, progress, rnd))
+        parser = LoadedParser("student", "", net, device, {}, words, chars)
+        yield rnd, parser, info
+
+
+def _round_progress(progress, rnd: int, done: int, total: int) -> None:
+    progress(done, total, rnd)
 
 
 def train_parser(corpus: Sequence[str | os.PathLike], out: str | os.PathLike,
@@ -153,7 +192,8 @@ def train_parser(corpus: Sequence[str | os.PathLike], out: str | os.PathLike,
     from ..models import load_model, resolve_device, resolve_model_path
     from ..paths import atomic_dir, check_out_dir, work_dir_scope
     from .api import segment_with_tagger, weights_fingerprint
-    from .biaffine import LoadedParser, build_vocabs, new_parser, parse_with_student, save_parser, train_student
+    from .biaffine import build_vocabs, parse_with_student, save_parser
+    from .parsing import right_chain
     from .train import read_corpus_lines
 
     s = ParserSettings.build(settings, overrides)
@@ -179,35 +219,32 @@ def train_parser(corpus: Sequence[str | os.PathLike], out: str | os.PathLike,
     n_words = sum(map(len, word_lists))
     s.say(f"corpus: {len(word_lists):,} sentences, {n_words:,} words (tagger {s.segmenter})")
 
+    teacher = functools.cache(lambda: load_model(s.teacher, kind="encoder", device=s.device))  # loaded once, if needed
     with work_dir_scope(out) as work:
         fp = weights_fingerprint(resolve_model_path(s.teacher)) or "unhashed"
-        heads = _teacher_trees(s, word_lists, work / f"teacher_trees-{fp[:16]}.jsonl")
-    right = np.mean([h == (d + 2 if d + 1 < len(hs) else 0) for hs in heads for d, h in enumerate(hs)])
+        heads = _teacher_trees(s, word_lists, work / f"teacher_trees-{fp[:16]}.jsonl", teacher)
+    right = np.mean([h == c for hs in heads for h, c in zip(hs, right_chain(len(hs)))])
     metrics: dict = {"sentences": len(word_lists), "words": n_words, "teacher": s.teacher, "segmenter": s.segmenter,
                      "teacher_right_chain_share": round(float(right), 4), "rounds": []}
     words, chars = build_vocabs(word_lists)
     if dev_sents is not None:
-        metrics["teacher_dev_uas"] = _dev_uas(dev_sents, None, s)
+        metrics["teacher_dev_uas"] = _dev_uas(dev_sents, lambda ws: _masking_heads(teacher(), ws, s.teacher_batch_size))
         s.say(f"round 0 (teacher): dev UAS {metrics['teacher_dev_uas']:.3f}")
-    net = None
-    for rnd in range(1, s.rounds + 1):
-        if net is not None:
-            prev = LoadedParser("student", "", net, dev, {}, words, chars)
-            heads = parse_with_student(prev, word_lists)
-        net = new_parser(words, chars).to(dev)
-        info = train_student(net, words, chars, word_lists, heads, epochs=float(s.epochs or 1.0),
-                             batch_size=s.batch_size, lr=s.learning_rate, seed=s.seed + rnd - 1,
-                             log=s.say, progress=lambda d, t: s.tick(d, t, f"round {rnd}"), device=dev)
+    parser = None
+    for rnd, parser, info in self_training_rounds(
+            word_lists, heads, words, chars, rounds=s.rounds, epochs=float(s.epochs or 1.0), batch_size=s.batch_size,
+            learning_rate=s.learning_rate, seed=s.seed, device=dev, log=s.say,
+            progress=lambda d, t, r: s.tick(d, t, f"round {r}")):
         row = {"round": rnd, **info}
         if dev_sents is not None:
-            row["dev_uas"] = _dev_uas(dev_sents, LoadedParser("student", "", net, dev, {}, words, chars), s)
+            row["dev_uas"] = _dev_uas(dev_sents, functools.partial(parse_with_student, parser))
         metrics["rounds"].append(row)
         s.say(f"round {rnd}: loss {info['loss']:.3f}" + (f", dev UAS {row['dev_uas']:.3f}" if "dev_uas" in row else ""))
     config = {"teacher": s.teacher, "segmenter": s.segmenter, "training": s.record()}
     config["training"].update(dev_file=os.path.basename(str(s.dev_file)) if s.dev_file else None, device=str(dev),
                               corpus_files=[os.path.basename(str(c)) for c in corpus])
     with atomic_dir(out) as tmp:
-        save_parser(net, words, chars, tmp, config)
+        save_parser(parser.model, words, chars, tmp, config)
         with open(os.path.join(tmp, "metrics.json"), "w", encoding="utf-8") as fh:
             json.dump(metrics, fh, ensure_ascii=False, indent=2)
             fh.write("\n")
@@ -222,22 +259,11 @@ def _read_dev(s: ParserSettings):
     return read_conllu(s.dev_file, max_words=s.dev_max_words)
 
 
-def _dev_uas(dev_sents, parser, s: ParserSettings) -> float:
-    """UAS without punctuation of the student (or, with ``parser=None``, the masking teacher) on gold words."""
+def _dev_uas(dev_sents, heads_of) -> float:
+    """UAS without punctuation of ``heads_of(word lists) -> heads`` on the gold words of ``dev_sents``."""
     from .conllu import attachment_score
 
-    words = [x.words for x in dev_sents]
-    if parser is None:
-        from ..models import load_model
-        from .api import parse_words
-
-        loaded = load_model(s.teacher, kind="encoder", device=s.device)
-        pred = [[int(h or 0) for h in r.heads] for r in parse_words(loaded, words, batch_size=s.teacher_batch_size)]
-    else:
-        from .biaffine import parse_with_student
-
-        pred = parse_with_student(parser, words)
-    return round(attachment_score(dev_sents, pred), 4)
+    return round(attachment_score(dev_sents, heads_of([x.words for x in dev_sents])), 4)
 
 
 def evaluate_parser(model: str | os.PathLike, gold: str | os.PathLike, *, max_words: int = 20, device: str = "cpu") -> dict:

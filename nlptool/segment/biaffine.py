@@ -30,8 +30,9 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from ..models import OWN_FORMATS, read_model_config
 
-MODEL_TYPE = "nlptool-biaffine-parser"
+MODEL_TYPE = OWN_FORMATS["dependency-parser"][0]  # the registry of formats holds the name
 PAD, UNK, ROOT = "[PAD]", "[UNK]", "[ROOT]"
 #: Longest sentence (words) the parser sees at once; longer ones are cut into windows.
 PARSER_MAX_WORDS = 200
@@ -39,8 +40,6 @@ PARSER_MAX_WORDS = 200
 
 def is_parser_dir(path: str | os.PathLike) -> bool:
     """True when ``path/config.json`` says ``model_type: nlptool-biaffine-parser``."""
-    from ..models import read_model_config
-
     return (read_model_config(path) or {}).get("model_type") == MODEL_TYPE
 
 

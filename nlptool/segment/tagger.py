@@ -23,11 +23,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelError
+from ..models import OWN_FORMATS, read_model_config
 from ..text import latin_digit_run
 from .lexicon import LEXICON_FILE, Lexicon
 
 
-MODEL_TYPE = "nlptool-char-tagger"
+MODEL_TYPE = OWN_FORMATS["char-tagger"][0]  # the registry of formats holds the name
 #: Specials of the tagger vocabulary appended after the teacher's vocabulary.
 NUM, ENG = "[NUM]", "[ENG]"
 #: Longest clause (units) the tagger sees at once; longer runs are cut into windows.
@@ -36,8 +37,6 @@ TAGGER_MAX_UNITS = 256
 
 def is_tagger_dir(path: str | os.PathLike) -> bool:
     """True when ``path/config.json`` says ``model_type: nlptool-char-tagger``."""
-    from ..models import read_model_config
-
     return (read_model_config(path) or {}).get("model_type") == MODEL_TYPE
 
 

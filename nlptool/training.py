@@ -141,8 +141,10 @@ class TrainSettings:
             self.progress(done, total, stage)
 
     def record(self) -> dict[str, Any]:
-        """The settings as JSON-ready values (callbacks left out), for metrics files."""
-        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name not in ("log", "progress")}
+        """The settings as JSON-ready values, for metrics files: callbacks and the fields the
+        command does not use (:attr:`UNUSED`) left out."""
+        return {f.name: getattr(self, f.name) for f in dataclasses.fields(self)
+                if f.name not in ("log", "progress", *self.UNUSED)}
 
 
 def defaults(cls: type[TrainSettings]) -> dict[str, Any]:

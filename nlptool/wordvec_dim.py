@@ -306,3 +306,56 @@ def report(vocab_size: int, dim: int | None = None, with_table: bool = False, wi
         out["rules"] = rules(out["vocab_size"], jl_eps)
     out["source"] = "Su Jianlin, 最小熵原理（六）：词向量的维度应该怎么选择？ (kexue.fm, 2020)"
     return out
+
+
+def wordvec_dim(*, vocab_size=None, corpus: Sequence[str] | None = None, vectors: str | None = None,
+                tokenizer: str = "jieba", min_count: int = 1, with_table: bool = False,
+                with_rules: bool = False, jl_eps: float = JL_EPS, log=None) -> dict:
+    """What ``nlptool wordvec-dim`` prints: the estimate for a vocabulary size given directly
+    (``vocab_size``, an int or a string :func:`parse_vocab_size` accepts), counted in text files
+    (``corpus``: paths, ``-`` = stdin; words by ``tokenizer``, those seen ``min_count`` times or
+    more) or read from a word2vec file (``vectors``: its ``N`` and dimension ``d``, and whether
+    ``d`` is above the estimate); with none of the three and ``with_table``, the table alone.
+    The fields are :func:`report`'s plus, for a corpus, ``corpus``/``tokenizer``/``min_count``/
+    ``types``/``tokens``/``lines`` and, for vectors, ``vectors``/``format``. ``log`` (a
+    ``str -> None`` callable) gets one line on what a corpus held.
+
+    Raises:
+        UsageError: more than one source, none (and no ``with_table``), ``with_rules`` without a
+            vocabulary size, a corpus with fewer than 2 distinct words, a bad ``vocab_size``, an
+            unknown ``tokenizer``, ``min_count`` < 1, ``jl_eps`` outside (0, 1), a missing corpus
+            file or terminal stdin.
+        InputDataError: an unreadable corpus or vectors file (see :func:`count_vocabulary`,
+            :func:`read_word2vec_shape`).
+    """
+    if sum(x is not None for x in (vocab_size, corpus or None, vectors or None)) > 1:
+        raise UsageError("give only one of --vocab-size, --corpus, --vectors")
+    extra: dict = {}
+    dim = None
+    if corpus:
+        counted = count_vocabulary(corpus, tokenizer=tokenizer, min_count=min_count)
+        n = counted["vocab_size"]
+        extra = {"corpus": list(corpus), "tokenizer": tokenizer, "min_count": min_count,
+                 "types": counted["types"], "tokens": counted["tokens"], "lines": counted["lines"]}
+        if log is not None:
+            log(f"{counted['lines']} lines, {counted['tokens']} {tokenizer} tokens, "
+                f"{n} words with count >= {min_count}")
+        if n <= 1:
+            raise UsageError(f"the corpus has {n} distinct word(s) with count >= {min_count}; "
+                             "the estimate needs N > 1")
+    elif vectors:
+        shape = read_word2vec_shape(vectors)
+        n, dim = shape["vocab_size"], shape["dim"]
+        extra = {"vectors": vectors, "format": shape["format"]}
+    elif vocab_size is not None:
+        n = vocab_size
+    elif with_table:
+        if with_rules:
+            raise UsageError("--rules needs a vocabulary size (--vocab-size, --corpus or --vectors)")
+        return {"formula": FORMULA, "table": table()}
+    else:
+        raise UsageError("give --vocab-size N, --corpus FILE or --vectors FILE (or --table), or pipe a corpus "
+                         "into standard input")
+    obj = report(n, dim=dim, with_table=with_table, with_rules=with_rules, jl_eps=jl_eps)
+    obj.update(extra)
+    return obj

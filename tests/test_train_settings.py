@@ -106,6 +106,11 @@ def test_overrides_unknown_fields_and_unused_settings():
     TrainSettings().check()
     # callbacks are not part of the settings' identity, nor of their record
     assert TrainSettings(log=print) == TrainSettings() and "log" not in TrainSettings().record()
+    # nor are the fields a command does not use
+    from nlptool.segment.train_parser import ParserSettings
+
+    rec = ParserSettings().record()
+    assert not set(ParserSettings.UNUSED) & set(rec) and rec["epochs"] == ParserSettings().epochs
     assert defaults(MLMSettings)["max_steps"] == 6000
 
 

@@ -171,3 +171,27 @@ def test_cli_corpus_stdin_equals_file(tmp_path):
     assert r1.exit_code == 0 and r2.exit_code == 0, r2.output
     o1, o2 = json.loads(r1.stdout), json.loads(r2.stdout)
     assert o1["vocab_size"] == o2["vocab_size"] == len(set(text.split())) and o2["corpus"] == ["-"]
+
+
+def test_library_entry_point_holds_the_option_rules(tmp_path):
+    """The CLI calls wordvec_dim.wordvec_dim; a Python user gets the same object and the same refusals."""
+    from nlptool.errors import UsageError
+    from nlptool.wordvec_dim import FORMULA, report, table, wordvec_dim
+
+    assert wordvec_dim(vocab_size="1e5") == report(100_000)
+    assert wordvec_dim(with_table=True) == {"formula": FORMULA, "table": table()}
+    corpus = tmp_path / "c.txt"
+    corpus.write_text("a b a\nc d\n", encoding="utf-8")
+    lines: list[str] = []
+    got = wordvec_dim(corpus=[str(corpus)], tokenizer="whitespace", min_count=1, log=lines.append)
+    assert got["vocab_size"] == 4 and got["tokens"] == 5 and got["lines"] == 2
+    assert lines == ["2 lines, 5 whitespace tokens, 4 words with count >= 1"]
+    for kwargs, msg in [
+        ({"vocab_size": 100, "corpus": [str(corpus)]}, "only one of"),
+        ({}, "give --vocab-size"),
+        ({"with_table": True, "with_rules": True}, "--rules needs"),
+        ({"corpus": [str(corpus)], "tokenizer": "whitespace", "min_count": 2}, "the estimate needs N > 1"),
+        ({"corpus": [str(tmp_path / "missing.txt")]}, "missing.txt"),
+    ]:
+        with pytest.raises(UsageError, match=msg):
+            wordvec_dim(**kwargs)

@@ -32,51 +32,17 @@ def wordvec_dim(
     """Estimate the word-vector dimension a vocabulary needs: n > 8.33 ln N (one JSON object)."""
     import sys
 
-    from ..errors import UsageError
     from ..jsonl import JsonlWriter
     from ..records import stdin_is_terminal
-    from ..wordvec_dim import check_text_path, count_vocabulary, read_word2vec_shape, report
+    from ..wordvec_dim import wordvec_dim as estimate_dim
 
-    given = sum(x is not None and x != [] for x in (vocab_size, corpus, vectors))
-    if not given and not show_table and sys.stdin is not None and not stdin_is_terminal():
+    if (vocab_size, corpus or None, vectors) == (None, None, None) and not show_table \
+            and sys.stdin is not None and not stdin_is_terminal():
         corpus = ["-"]  # `cat corpus.txt | nlptool wordvec-dim`, as every other command reads stdin
-    if given > 1:
-        raise UsageError("give only one of --vocab-size, --corpus, --vectors")
-    extra: dict = {}
-    dim = None
-    if corpus:
-        for path in corpus:
-            check_text_path(path)
-        if tokenizer == Tokenizer.jieba:
-            quiet_jieba()
-        counted = count_vocabulary(corpus, tokenizer=tokenizer.value, min_count=min_count)
-        n = counted["vocab_size"]
-        extra = {"corpus": list(corpus), "tokenizer": tokenizer.value, "min_count": min_count,
-                 "types": counted["types"], "tokens": counted["tokens"], "lines": counted["lines"]}
-        info(f"{counted['lines']} lines, {counted['tokens']} {tokenizer.value} tokens, "
-             f"{n} words with count >= {min_count}", quiet)
-        if n <= 1:
-            raise UsageError(f"the corpus has {n} distinct word(s) with count >= {min_count}; "
-                             "the estimate needs N > 1")
-    elif vectors:
-        shape = read_word2vec_shape(vectors)
-        n, dim = shape["vocab_size"], shape["dim"]
-        extra = {"vectors": vectors, "format": shape["format"]}
-    elif vocab_size is not None:
-        n = vocab_size
-    elif show_table:
-        n = None
-    else:
-        raise UsageError("give --vocab-size N, --corpus FILE or --vectors FILE (or --table), or pipe a corpus "
-                         "into standard input")
-    if n is None:
-        if show_rules:
-            raise UsageError("--rules needs a vocabulary size (--vocab-size, --corpus or --vectors)")
-        from ..wordvec_dim import FORMULA, table
-
-        obj = {"formula": FORMULA, "table": table()}
-    else:
-        obj = report(n, dim=dim, with_table=show_table, with_rules=show_rules, jl_eps=jl_eps)
-        obj.update(extra)
+    if corpus and tokenizer == Tokenizer.jieba:
+        quiet_jieba()
+    obj = estimate_dim(vocab_size=vocab_size, corpus=corpus, vectors=vectors, tokenizer=tokenizer.value,
+                       min_count=min_count, with_table=show_table, with_rules=show_rules, jl_eps=jl_eps,
+                       log=lambda line: info(line, quiet))
     with JsonlWriter(output) as w:
         w.write(obj)

@@ -220,7 +220,6 @@ def score_pairs(embedder, texts_a: Sequence[str], texts_b: Sequence[str | Sequen
         flat = pair_distances(da, db, metrics=metrics, solver=solver, reg=reg, device=device)
     for r, x, y, a, b in zip(flat, da, db, flat_a, flat_b):
         if isinstance(r, dict):
-            r.pop("similarity", None)  # pair_distances' 1 - WRD: the pair score is the blend
             warning = r.pop("warning", None)
             if "cos" not in r:
                 r["cos"] = mean_cosine(x, y)

@@ -421,8 +421,8 @@ def pair_distances(docs_a: Sequence[Doc], docs_b: Sequence[Doc], *, metrics: Seq
                    sinkhorn_batch_size: int = 256) -> list[dict | Exception]:
     """Distances of the pairs ``(docs_a[i], docs_b[i])``.
 
-    Returns one entry per pair: ``{"wmd": float, "wrd": float, "similarity": 1 - wrd}`` (the keys of
-    the requested ``metrics``; ``similarity`` only with WRD, in ``[-1, 1]``), or an
+    Returns one entry per pair: ``{"wmd": float, "wrd": float}`` (the keys of the requested
+    ``metrics``; WMD >= 0 in Euclidean units of the embeddings, WRD in ``[0, 2]``), or an
     :class:`InputDataError` when a side has no token vectors (empty text, all words OOV). Identical
     token sequences give exactly 0 with either solver. A pair with a side of more than
     :data:`MAX_SUPPORT` tokens (or distinct static words) is transported on reduced measures
@@ -484,9 +484,6 @@ def pair_distances(docs_a: Sequence[Doc], docs_b: Sequence[Doc], *, metrics: Seq
                     msg = f"{m}: marginals off by {e:.2g}"
                     results[i]["warning"] = (f"{prev}; {msg}" if prev else
                                              f"Sinkhorn did not converge ({msg}; raise the regularisation or use the exact solver)")
-    for res in results:
-        if isinstance(res, dict) and "wrd" in res and res["wrd"] is not None:
-            res["similarity"] = 1.0 - res["wrd"]
     return results
 
 

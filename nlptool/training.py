@@ -168,6 +168,17 @@ def _int_at_least(name: str, v, lo: int) -> None:
         raise UsageError(f"{name} must be an integer >= {lo}, got {v!r}")
 
 
+def check_holdout(v) -> None:
+    """The rule of every ``holdout`` setting (``--holdout``): the share of the data held out for
+    evaluation, a number in [0, 1) (0 = none).
+
+    Raises:
+        UsageError: anything else, naming the option.
+    """
+    if not (_is_number(v) and 0 <= v < 1):
+        raise UsageError(f"--holdout {v}: expected a fraction in [0, 1)")
+
+
 def _finite_positive(name: str, v) -> None:
     if not _is_number(v) or not math.isfinite(v) or v <= 0:
         raise UsageError(f"{name} must be a finite number > 0, got {v!r}")

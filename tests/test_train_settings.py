@@ -220,3 +220,16 @@ def test_the_bar_is_drawn_on_a_terminal(monkeypatch):
         progress(3, 7, "round 2 (steps)")
     text = buf.getvalue()
     assert "training" in text and "50/50" in text and "round 2 (steps)" in text and "3/7" in text
+
+
+@pytest.mark.parametrize("bad", [-0.1, 1.0, 1.5, float("nan"), "0.1"])
+def test_every_holdout_setting_has_one_rule(bad):
+    """classifier, reader and qa-gen settings share training.check_holdout (one message)."""
+    from nlptool.attribute.classifier import ClassifierSettings
+    from nlptool.qagen.reader import ReaderSettings
+    from nlptool.qagen.train import QAGenSettings
+
+    for cls in (ClassifierSettings, ReaderSettings, QAGenSettings):
+        cls(holdout=0.0).check()
+        with pytest.raises(UsageError, match=r"--holdout .*expected a fraction in \[0, 1\)"):
+            cls(holdout=bad).check()

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import InputDataError, UsageError
 from ..records import check_json_field, jsonl_objects
-from ..training import Card, TrainSettings
+from ..training import Card, TrainSettings, check_holdout
 
 
 @dataclass
@@ -223,8 +223,7 @@ class ClassifierSettings(TrainSettings):
             UsageError: one line naming the setting.
         """
         super().check()
-        if not (isinstance(self.holdout, (int, float)) and 0 <= self.holdout < 1):
-            raise UsageError(f"--holdout {self.holdout}: expected a fraction in [0, 1)")
+        check_holdout(self.holdout)
         if not isinstance(self.max_length, int) or self.max_length < 1:
             raise UsageError(f"the maximum length must be a positive number of tokens, got {self.max_length!r}")
 

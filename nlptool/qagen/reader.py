@@ -27,7 +27,7 @@ from typing import Any
 from ..errors import ModelError, UsageError
 from ..models import default_model
 from ..text import is_punct_or_space
-from ..training import TrainSettings
+from ..training import TrainSettings, check_holdout
 
 #: Written next to a reader trained by :func:`train_reader` (its input limits); a model without it
 #: has a newly initialised span head and is refused by :func:`load_reader`.
@@ -200,8 +200,7 @@ class ReaderSettings(TrainSettings):
             UsageError: one line naming the setting.
         """
         super().check()
-        if not (isinstance(self.holdout, (int, float)) and 0 <= self.holdout < 1):
-            raise UsageError(f"--holdout {self.holdout}: expected a fraction in [0, 1)")
+        check_holdout(self.holdout)
 
 
 def train_reader(items, out_dir: str | os.PathLike, settings: ReaderSettings | None = None, *, eval_items=None,

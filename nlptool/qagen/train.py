@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ModelError, UsageError
-from ..training import TrainSettings
+from ..training import TrainSettings, check_holdout
 from .data import DEFAULTS, SETTINGS_FILE, QAItem, build_examples, split_articles
 
 
@@ -62,8 +62,7 @@ class QAGenSettings(TrainSettings):
             UsageError: one line naming the setting.
         """
         super().check()
-        if not (isinstance(self.holdout, (int, float)) and 0 <= self.holdout < 1):
-            raise UsageError(f"--holdout {self.holdout}: expected a fraction in [0, 1)")
+        check_holdout(self.holdout)
         if not 0.0 <= self.label_smoothing < 1.0:
             raise UsageError(f"label smoothing {self.label_smoothing}: expected a value in [0, 1)")
 

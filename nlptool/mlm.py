@@ -528,7 +528,7 @@ def _train_mlm_into(chunks, eval_texts, ckpt_dir: Path, resume_from: Path | None
     import transformers
     from transformers import BertConfig, BertForMaskedLM, DataCollatorForLanguageModeling, TrainerCallback
 
-    from .training import quiet_trainer, time_budget, trainer_progress, training_arguments
+    from .training import quiet_trainer, trainer_callbacks, training_arguments
 
     log = s.say
     layers, hidden, heads, max_chars, batch_size = s.layers, s.hidden, s.heads, s.max_chars, s.batch_size
@@ -586,11 +586,7 @@ def _train_mlm_into(chunks, eval_texts, ckpt_dir: Path, resume_from: Path | None
                 history.append({"step": state.global_step, "loss": logs["loss"]})
                 log(f"step {state.global_step}/{max_steps} loss {logs['loss']:.3f}")
 
-    callbacks = [Log()]
-    if s.max_minutes:
-        callbacks.append(time_budget(s.max_minutes))
-    if s.progress is not None:
-        callbacks.append(trainer_progress(s.progress))
+    callbacks = trainer_callbacks(s, Log())
     trainer = _MaskedOnlyTrainer()(
         model=model, args=args, train_dataset=dataset, data_collator=collator, callbacks=callbacks
     )

@@ -285,6 +285,19 @@ def training_arguments(output_dir: str, device, **kwargs: Any):
     return TrainingArguments(output_dir=str(output_dir), **{**defaults, **kwargs})
 
 
+def trainer_callbacks(settings: TrainSettings, *first, **budget) -> list:
+    """The ``Trainer`` callbacks of a ``train`` command: its own ``first`` (logging), then
+    :func:`time_budget` (``settings.max_minutes``, with ``budget``'s keywords) when a time budget
+    is set and :func:`trainer_progress` when ``settings.progress`` is. Call it just before the
+    ``Trainer`` is made: the budget's clock starts here."""
+    callbacks = list(first)
+    if settings.max_minutes:
+        callbacks.append(time_budget(settings.max_minutes, **budget))
+    if settings.progress is not None:
+        callbacks.append(trainer_progress(settings.progress))
+    return callbacks
+
+
 def time_budget(minutes: float, *, save: bool = True, evaluate: bool = False, on_stop=None):
     """A ``TrainerCallback`` that stops training once ``minutes`` of wall time have passed since it
     was made, asking the Trainer to save a checkpoint (``save``) and/or evaluate (``evaluate``)

@@ -233,3 +233,28 @@ def test_every_holdout_setting_has_one_rule(bad):
         cls(holdout=0.0).check()
         with pytest.raises(UsageError, match=r"--holdout .*expected a fraction in \[0, 1\)"):
             cls(holdout=bad).check()
+
+
+def test_trainer_callbacks_budget_and_progress():
+    """training.trainer_callbacks: the command's own callbacks first, a time budget only with
+    max_minutes (it stops, saves or evaluates as asked, and calls on_stop once), progress only
+    with a progress callback."""
+    import time
+
+    from transformers import TrainerControl, TrainerState
+
+    from nlptool.training import trainer_callbacks
+
+    mine = object()
+    assert trainer_callbacks(TrainSettings(), mine) == [mine]
+    got = trainer_callbacks(TrainSettings(progress=lambda d, t, s: None), mine)
+    assert got[0] is mine and [type(c).__name__ for c in got[1:]] == ["TrainerProgress"]
+    stops: list = []
+    budget = trainer_callbacks(TrainSettings(max_minutes=1e-6), save=False, evaluate=True,
+                               on_stop=lambda: stops.append(1))
+    assert [type(c).__name__ for c in budget] == ["TimeBudget"]
+    time.sleep(0.01)  # past the 60-microsecond budget
+    for _ in range(2):
+        control = budget[0].on_step_end(None, TrainerState(), TrainerControl())
+    assert control.should_training_stop and control.should_evaluate and not control.should_save
+    assert stops == [1]

@@ -266,12 +266,12 @@ def train_classifier(data: LabeledData, out_dir: str | os.PathLike, settings: Cl
 
     from ..paths import atomic_dir, atomic_output, check_out_dir
     from ..models import load_model
-    from ..training import quiet_trainer, time_budget, trainer_progress, training_arguments
+    from ..training import quiet_trainer, trainer_callbacks, training_arguments
 
     st = ClassifierSettings.build(settings, overrides)
     st.check()
     model, holdout, epochs, batch_size, seed = st.model, st.holdout, st.epochs, st.batch_size, st.seed
-    max_steps, max_minutes, learning_rate = st.max_steps, st.max_minutes, st.learning_rate
+    max_steps, learning_rate = st.max_steps, st.learning_rate
     if eval_data is None and holdout <= 0:
         raise UsageError("--holdout 0 needs --eval FILE (nothing would be evaluated)")
     check_out_dir(out_dir)
@@ -363,9 +363,8 @@ def train_classifier(data: LabeledData, out_dir: str | os.PathLike, settings: Cl
         eval_dataset=eval_ds,
         data_collator=DataCollatorWithPadding(tok),
         compute_metrics=compute_metrics,
-        callbacks=[_Report()] + ([] if max_minutes is None else [
-            time_budget(max_minutes, save=False, evaluate=eval_ds is not None, on_stop=lambda: stopped_early.append(True))
-        ]) + ([] if st.progress is None else [trainer_progress(st.progress)]),
+        callbacks=trainer_callbacks(st, _Report(), save=False, evaluate=eval_ds is not None,
+                                    on_stop=lambda: stopped_early.append(True)),
     )
     quiet_trainer(trainer)
     with scratch:

@@ -233,7 +233,7 @@ def train_reader(items, out_dir: str | os.PathLike, settings: ReaderSettings | N
 
     from ..models import load_model
     from ..paths import atomic_dir, check_out_dir
-    from ..training import pad_batch, quiet_trainer, time_budget, trainer_progress, training_arguments
+    from ..training import pad_batch, quiet_trainer, trainer_callbacks, training_arguments
     from . import chunk_with_answer, split_articles
 
     st = ReaderSettings.build(settings, overrides)
@@ -278,9 +278,7 @@ def train_reader(items, out_dir: str | os.PathLike, settings: ReaderSettings | N
         warmup_steps=int(st.warmup_ratio * (max_steps or epochs * steps_per_epoch)), weight_decay=st.weight_decay,
         logging_steps=50, save_strategy="no", eval_strategy="no", seed=seed, remove_unused_columns=False,
     )
-    callbacks = [time_budget(st.max_minutes, save=False)] if st.max_minutes else []
-    if st.progress is not None:
-        callbacks.append(trainer_progress(st.progress))
+    callbacks = trainer_callbacks(st, save=False)
     net.train()
     trainer = quiet_trainer(Trainer(model=net, args=args, train_dataset=rows, data_collator=collate, callbacks=callbacks))
     t0 = time.time()

@@ -154,7 +154,7 @@ def train_qa_gen(items: Sequence[QAItem], out_dir: str | os.PathLike, settings: 
 
     from ..models import load_model
     from ..paths import atomic_dir, check_out_dir
-    from ..training import checkpoint_dir, quiet_trainer, time_budget, trainer_progress, training_arguments
+    from ..training import checkpoint_dir, quiet_trainer, trainer_callbacks, training_arguments
 
     st = QAGenSettings.build(settings, overrides)
     check_out_dir(out_dir)
@@ -217,11 +217,7 @@ def train_qa_gen(items: Sequence[QAItem], out_dir: str | os.PathLike, settings: 
                 elif "loss" in logs:
                     log(f"step {state.global_step}/{state.max_steps} loss {logs['loss']:.3f}")
 
-        callbacks = [Log()]
-        if st.max_minutes:
-            callbacks.append(time_budget(st.max_minutes))
-        if st.progress is not None:
-            callbacks.append(trainer_progress(st.progress))
+        callbacks = trainer_callbacks(st, Log())
         trainer = _Seq2SeqTrainer(label_smoothing)(
             model=net, args=args, train_dataset=_Examples(train_ex), eval_dataset=_Examples(held_ex) if held_ex else None,
             data_collator=_collate(tok.pad_token_id), callbacks=callbacks,

@@ -10,7 +10,7 @@ then, when ``torch.cuda.is_available()``, on CUDA; it compares the two and print
 Inputs are the shipped samples (``data/sample_zh.txt``, ``data/sample_passages.jsonl``) plus small
 generated inputs, so a fresh machine with CUDA and the repository needs nothing else; the whole run
 takes well under two minutes on one modern GPU. Rows are independent: a row that crashes shows its
-error in the table and the others still run. A row whose optional package (POT ``ot``, ``captum``)
+error in the table and the others still run. A row whose optional package (POT ``ot``)
 or built-in model is missing says ``skipped: ...`` instead of failing.
 
 Precision: on CUDA the CLI loads models in fp16 (``nlptool.models.load_model``'s default) and trains
@@ -460,7 +460,6 @@ ATTR_TEXTS = ["这家酒店的服务态度很好，房间也很干净。", "菜�
 
 
 def attribute_run(ctx: Ctx, device: str, fp16: bool | None):
-    need("captum")
     from nlptool.attribute import attribute_texts
 
     name = builtin("zh-sentiment-mini")

@@ -15,7 +15,7 @@ captum's nodes (Gauss-Legendre or trapezoidal Riemann, :func:`integration_nodes`
 rows of shared forward/backward passes of a few thousand tokens, texts in length order, each pass
 cut to its longest text and the rest hidden by the attention mask; captum's
 ``LayerIntegratedGradients`` (:func:`ig_scores`, one call per batch and target, all rows at once)
-is the reference it is tested against: the same scores to float rounding, 2.7x slower on 1,000
+is the reference it is tested against: the same scores to float rounding, 2.95x slower on 1,000
 reviews on one CPU core (docs/attribute.md, *Speed*). A BERT classifier's last layer is computed at
 [CLS] only inside the integral (:func:`cls_forward`).
 

@@ -453,7 +453,7 @@ def load_model(
 
     dev = resolve_device(device)
     is_local = os.path.isdir(path)
-    common = {"trust_remote_code": False}
+    common: dict[str, Any] = {"trust_remote_code": False}
     try:
         tokenizer = AutoTokenizer.from_pretrained(path, **common)
     except OSError as exc:

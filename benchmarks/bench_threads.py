@@ -3,6 +3,7 @@
 :mod:`nlptool.threads`.
 
     python benchmarks/bench_threads.py [--repeat 3] [--lines 300] [--pairs 300] [--masking-lines 20]
+        [--reviews 48] [--only attribute]
 
 Every measurement is a fresh process with ``OMP_NUM_THREADS`` set (1, or the number of CPUs: torch's
 default), models loaded before the clock starts; the settings alternate, and the median of
@@ -10,7 +11,8 @@ default), models loaded before the clock starts; the settings alternate, and the
 (the scale-out the rule relies on: ``--shard``, ``--engine ray``) with the load average before and after (other processes on the machine
 move these numbers: the rule has to hold when they do). Workloads: the tagger (``segment``'s
 default, PKU lines), a bare ``nn.LSTM(256, 128, bidirectional=True)`` (the shape users timed), the
-masking segmenter (zh-bert-mini, Perturbed Masking) and ``similarity`` (zh-sim-mini, WRD) on STS-B pairs.
+masking segmenter (zh-bert-mini, Perturbed Masking), ``similarity`` (zh-sim-mini, WRD) on STS-B pairs
+and ``attribute`` (zh-sentiment-mini, the batched integral) on ChnSentiCorp reviews.
 """
 
 from __future__ import annotations
@@ -69,6 +71,16 @@ score_pairs(emb, [r[0] for r in rows[:8]], [r[1] for r in rows[:8]], metric='wrd
 t0 = time.perf_counter(); score_pairs(emb, [r[0] for r in rows], [r[1] for r in rows], metric='wrd')
 print(len(rows) / (time.perf_counter() - t0))
 """,
+    "attribute (zh-sentiment-mini, 50 nodes), texts/s": """
+import csv, time, torch
+from nlptool.models import load_model
+from nlptool.attribute import attribute_texts
+texts = [r['review'] for r in csv.DictReader(open({reviews!r}, encoding='utf-8'))][:{reviews_n}]
+clf = load_model('zh-sentiment-mini', kind='sequence-classification', device='cpu')
+attribute_texts(clf, texts[:2])
+t0 = time.perf_counter(); attribute_texts(clf, texts)
+print(len(texts) / (time.perf_counter() - t0))
+""",
 }
 
 
@@ -96,10 +108,12 @@ def main() -> None:
     ap.add_argument("--lines", type=int, default=300, help="PKU lines for the tagger")
     ap.add_argument("--masking-lines", type=int, default=20)
     ap.add_argument("--pairs", type=int, default=300, help="STS-B pairs for similarity")
+    ap.add_argument("--reviews", type=int, default=48, help="ChnSentiCorp reviews for attribute")
     ap.add_argument("--only", default=None, help="comma-separated substrings of the workloads to run")
     args = ap.parse_args()
     pku = need(SHARED / "sighan2005" / "pku_test_gold.utf8")
     sts = need(SHARED / "sts" / "STS-B.valid.data")
+    reviews = need(SHARED / "sentiment" / "ChnSentiCorp_htl_all.csv")
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
     settings = sorted({1, cpus})
     print(f"{cpus} CPUs; load average before: {load()}", flush=True)
@@ -108,7 +122,7 @@ def main() -> None:
         if args.only and not any(s in name for s in args.only.split(",")):
             continue
         code = prog.format(pku=str(pku), sts=str(sts), lines=args.lines, pairs=args.pairs,
-                           masking_lines=args.masking_lines)
+                           masking_lines=args.masking_lines, reviews=str(reviews), reviews_n=args.reviews)
         runs: dict[object, list[float]] = {n: [] for n in settings}
         runs["procs"] = []
         for _ in range(args.repeat):

@@ -24,7 +24,8 @@ The rule (:func:`apply_thread_rule`), in order:
 
 Inter-op threads (torch's pool for parallel *operators*, unused by these eager forward passes) are
 left alone. Library code never calls this: it is the CLI's choice, made once per process before a
-model loads (:func:`nlptool.cli.run.run_record_command`); a Python user sets
+model loads (:func:`nlptool.cli.run.apply_threads`, called by ``run_record_command``, by
+``similarity``'s search and ``--matrix`` modes and by ``load_for_cli``); a Python user sets
 ``torch.set_num_threads`` as they like.
 
 That call is also where a CLI run first imports torch, through :func:`import_torch`: with the

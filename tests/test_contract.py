@@ -118,6 +118,7 @@ VOCABULARY_INVALID = {
     # scale-out (docs/scale-out.md)
     "--workers": ["0", "-1"],
     "--gpus-per-worker": ["-1", "-0.5", "65"],
+    "--threads": ["0", "-1"],
 }
 
 #: Float options that may legitimately take an infinity (their help says so).

@@ -259,3 +259,33 @@ def test_threads_option_reaches_the_rule(torch_threads, monkeypatch):
     assert runner.invoke(app, []).exit_code == 0
     assert seen == [2, 1]
     assert runner.invoke(app, ["--threads", "0"]).exit_code == 2
+
+
+@pytest.mark.parametrize("argv, stdin", [
+    (["segment"], "今天天气很好\n"),
+    (["segment", "--method", "masking"], "今天天气很好\n"),
+    (["similarity"], '{"a": "今天天气很好", "b": "今天天气不错"}\n'),
+    (["similarity", "--query", "-", "--corpus", "data/sample_zh.txt", "--top-k", "1"], "今天天气很好\n"),
+    (["attribute", "--steps", "4"], "这家酒店服务太差了\n"),
+    (["qa-gen", "--answers-key", "answers", "--beam-size", "1", "--no-round-trip"],
+     '{"text": "长江是中国第一长河，全长约6300公里。", "answers": ["长江"]}\n'),
+])
+def test_every_torch_command_takes_threads(torch_threads, monkeypatch, argv, stdin):
+    """`--threads N` reaches torch on every command that runs a model (the record engine, similarity
+    search); without it the rule gives 1 (no thread variable set)."""
+    import os
+
+    from typer.testing import CliRunner
+
+    from nlptool.cli import app
+
+    for var in ("OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.chdir(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+    runner = CliRunner()
+    for threads, expected in ((["--threads", "2"], 2), ([], 1)):
+        torch_threads.set_num_threads(3)
+        res = runner.invoke(app, [*argv, "-q", *threads], input=stdin)
+        assert res.exit_code == 0, res.output
+        assert torch_threads.get_num_threads() == expected
+    assert runner.invoke(app, [*argv, "--threads", "0"], input=stdin).exit_code == 2

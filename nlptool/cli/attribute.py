@@ -14,7 +14,7 @@ from ..attribute.command import BOUNDS, CHUNK_SIZE, DEFAULT_MODEL, FORMATS, Attr
 from ..attribute.command import OPTION_DEFAULTS as D
 from ..attribute.ig import BASELINES, EXPLAIN, GRANULARITIES, METHODS
 from . import app
-from .options import (DeviceOpt, InputFormatOpt, InputsArg, ModelOpt, OutputFileOpt, OutputOpt, QuietOpt, ShardOpt,
+from .options import (ThreadsOpt, DeviceOpt, InputFormatOpt, InputsArg, ModelOpt, OutputFileOpt, OutputOpt, QuietOpt, ShardOpt,
                       StrictOpt, TextKeyOpt, choices)
 from .run import quiet_jieba, run_record_command
 
@@ -50,6 +50,7 @@ def attribute(
     device: str = DeviceOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
+    threads: Optional[int] = ThreadsOpt(),
     shard: Optional[str] = ShardOpt,
 ):
     """Integrated gradients (captum) per token or word: signed scores, character offsets, completeness delta; HTML/PNG/terminal heatmaps."""

@@ -13,7 +13,7 @@ from ..qagen.command import BOUNDS as B
 from ..qagen.command import CHUNK_SIZE, DEFAULT_MODEL, QAGenerator
 from ..qagen.command import OPTION_DEFAULTS as D
 from . import app
-from .options import (DeviceOpt, InputFormatOpt, InputsArg, ModelOpt, OutputOpt, QuietOpt, SeedOpt, ShardOpt,
+from .options import (ThreadsOpt, DeviceOpt, InputFormatOpt, InputsArg, ModelOpt, OutputOpt, QuietOpt, SeedOpt, ShardOpt,
                       StrictOpt, TextKeyOpt)
 from .run import run_record_command
 
@@ -43,6 +43,7 @@ def qa_gen(
     device: str = DeviceOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
+    threads: Optional[int] = ThreadsOpt(),
     shard: Optional[str] = ShardOpt,
 ):
     """Generate question-answer pairs per passage (nucleus-sampled answers, beam-searched questions,

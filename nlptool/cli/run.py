@@ -52,9 +52,11 @@ def quiet_jieba() -> None:
 
 
 def load_for_cli(model: str, kind: str, device: str, quiet: bool):
-    """The one model-loading path of every command: quiet libraries, load, report the device."""
+    """The one model-loading path of every command: quiet libraries, the thread rule (with
+    ``--threads`` when the command has it), load, report the device."""
     from ..models import OWN_FORMATS
 
+    apply_threads(None, kind="bert")
     if kind not in OWN_FORMATS:  # nlptool's own formats (tagger, parser) never import transformers
         quiet_libraries()
     if quiet:
@@ -71,10 +73,10 @@ def load_for_cli(model: str, kind: str, device: str, quiet: bool):
 # ------------------------------------------------------------------------------ running a record command
 
 
-def apply_threads(command, threads: int | None) -> None:
-    """The thread rule (:func:`nlptool.threads.apply_thread_rule`) for ``command``, with
-    ``threads`` or else the ``--threads`` of the running command
-    (:func:`nlptool.cli.options.ThreadsOpt`)."""
+def apply_threads(command, threads: int | None = None, kind: str | None = None) -> None:
+    """The thread rule (:func:`nlptool.threads.apply_thread_rule`) for ``command`` (or for a
+    command ``kind``: ``tagger``, ``bert``, ``none``), with ``threads`` or else the ``--threads``
+    of the running command (:func:`nlptool.cli.options.ThreadsOpt`)."""
     from typer._click.globals import get_current_context
 
     from ..threads import apply_thread_rule, command_kind
@@ -82,7 +84,7 @@ def apply_threads(command, threads: int | None) -> None:
     if threads is None:
         ctx = get_current_context(silent=True)
         threads = ctx.meta.get("nlptool.threads") if ctx is not None else None
-    apply_thread_rule(command_kind(command), threads)
+    apply_thread_rule(kind or command_kind(command), threads)
 
 
 def run_record_command(command, inputs, *, output: str, input_format: str = "auto", strict: bool = False,

@@ -12,7 +12,7 @@ import typer
 from ..segment.command import (CONVERT_MODES, DEFAULT_METHOD, DEFAULT_MODELS, DEFAULT_PARSE_METHOD, DEFAULT_PARSER,
                                PARSE_METHODS, PARSE_MODES, Segmenter)
 from . import app
-from .options import (BatchSizeOpt, ChunkSizeOpt, DeviceOpt, Engine, EngineOpt, GpusPerWorkerOpt, InputFileOpt,
+from .options import (ThreadsOpt, BatchSizeOpt, ChunkSizeOpt, DeviceOpt, Engine, EngineOpt, GpusPerWorkerOpt, InputFileOpt,
                       InputFormatOpt, InputsArg, ModelOpt, OutputDirOpt, OutputOpt, QuietOpt, ShardOpt, StrictOpt,
                       TextKeyOpt, WorkersOpt, choices)
 from .run import run_record_command
@@ -47,6 +47,7 @@ def segment(
     chunk_size: int = ChunkSizeOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
+    threads: Optional[int] = ThreadsOpt(),
     shard: Optional[str] = ShardOpt,
     engine: Engine = EngineOpt,
     workers: int = WorkersOpt,

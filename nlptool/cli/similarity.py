@@ -11,10 +11,10 @@ import typer
 from ..similarity.command import CHAR_WEIGHT, DEFAULT_CHUNK_SIZE, DEFAULT_LAYER, DEFAULT_MODEL
 from . import app
 from .console import info
-from .options import (BatchSizeOpt, DeviceOpt, Engine, EngineOpt, GpusPerWorkerOpt, InputFileOpt, InputFormatOpt,
+from .options import (ThreadsOpt, BatchSizeOpt, DeviceOpt, Engine, EngineOpt, GpusPerWorkerOpt, InputFileOpt, InputFormatOpt,
                       InputsArg, ModelOpt, OutputDirOpt, OutputFileOpt, OutputOpt, QuietOpt, ShardOpt, StrictOpt,
                       TextKeyOpt, WorkersOpt, choices)
-from .run import quiet_libraries, run_record_command, write_results
+from .run import apply_threads, quiet_libraries, run_record_command, write_results
 
 
 Metric = choices("Metric", ("wmd", "wrd", "both"))
@@ -53,6 +53,7 @@ def similarity(
     batch_size: int = BatchSizeOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
+    threads: Optional[int] = ThreadsOpt(),
     shard: Optional[str] = ShardOpt,
     engine: Engine = EngineOpt,
     workers: int = WorkersOpt,
@@ -72,6 +73,7 @@ def similarity(
                                   shard=shard, chunk_size=chunk_size, quiet=quiet, engine=engine, workers=workers,
                                   gpus_per_worker=gpus_per_worker, output_dir=output_dir, name="similarity")
     quiet_libraries(quiet)  # before the model loads (search and --matrix load it outside the engine)
+    apply_threads(sim)
     log = lambda s: info(s, quiet)  # noqa: E731
     if mode == "search":
         objs = sim.search(sim.read_texts([query], input_format=input_format, strict=strict, shard=shard),

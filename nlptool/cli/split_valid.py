@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Optional
 
 import typer
 
 from . import app
 from .console import console, info
-from .options import (DeviceOpt, InputFileOpt, InputFormatOpt, ModelOpt, OutputFileOpt, QuietOpt, SeedOpt, StrictOpt,
+from .options import (ThreadsOpt, DeviceOpt, InputFileOpt, InputFormatOpt, ModelOpt, OutputFileOpt, QuietOpt, SeedOpt, StrictOpt,
                       TextKeyOpt, choices, finite_float)
 from .run import load_for_cli, quiet_jieba
 
@@ -39,6 +40,7 @@ def split_valid(
     text_key: str = TextKeyOpt,
     strict: bool = StrictOpt,
     quiet: bool = QuietOpt,
+    threads: Optional[int] = ThreadsOpt(),
 ):
     """Split the training set so the validation part resembles the test set (adversarial validation).
 

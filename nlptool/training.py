@@ -117,9 +117,9 @@ class TrainSettings:
         for name in self.UNUSED:
             if getattr(self, name) != defaults[name]:
                 raise UsageError(f"{type(self).__name__}: {name} is not a setting of this command")
-        _int_at_least("the batch size", self.batch_size, 1)
+        check_int_at_least("the batch size", self.batch_size, 1)
         if self.max_steps is not None:
-            _int_at_least("the number of steps", self.max_steps, 1)
+            check_int_at_least("the number of steps", self.max_steps, 1)
         if "epochs" not in self.UNUSED and self.epochs is not None:
             _finite_positive("the number of epochs", self.epochs)
         _finite_positive("the learning rate", self.learning_rate)
@@ -163,7 +163,12 @@ def _is_number(v) -> bool:
     return isinstance(v, (int, float)) and not isinstance(v, bool)
 
 
-def _int_at_least(name: str, v, lo: int) -> None:
+def check_int_at_least(name: str, v, lo: int) -> None:
+    """The rule of an integer setting: an ``int`` (not a bool) >= ``lo``.
+
+    Raises:
+        UsageError: ``"{name} must be an integer >= {lo}, got {v!r}"``.
+    """
     if not isinstance(v, int) or isinstance(v, bool) or v < lo:
         raise UsageError(f"{name} must be an integer >= {lo}, got {v!r}")
 

@@ -24,7 +24,7 @@ from typing import Any
 
 from ..errors import InputDataError, UsageError
 from ..records import check_json_field, jsonl_objects
-from ..training import Card, TrainSettings, check_holdout
+from ..training import Card, TrainSettings, check_holdout, check_int_at_least
 
 
 @dataclass
@@ -224,8 +224,7 @@ class ClassifierSettings(TrainSettings):
         """
         super().check()
         check_holdout(self.holdout)
-        if not isinstance(self.max_length, int) or self.max_length < 1:
-            raise UsageError(f"the maximum length must be a positive number of tokens, got {self.max_length!r}")
+        check_int_at_least("the maximum length in tokens", self.max_length, 1)
 
 
 def train_classifier(data: LabeledData, out_dir: str | os.PathLike, settings: ClassifierSettings | None = None, *,

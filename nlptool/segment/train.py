@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar
 
 from ..errors import NlptoolError, UsageError
-from ..training import Card, TrainSettings
+from ..training import Card, TrainSettings, check_int_at_least
 
 if TYPE_CHECKING:
     import numpy as np
@@ -295,10 +295,8 @@ class SegmenterSettings(TrainSettings):
         Raises:
             UsageError: one line naming the setting.
         """
-        if not isinstance(self.rounds, int) or self.rounds < 1:
-            raise UsageError("rounds must be at least 1")
-        if not isinstance(self.lexicon_rounds, int) or self.lexicon_rounds < 0:
-            raise UsageError("lexicon rounds must be 0 or more")
+        check_int_at_least("the number of rounds", self.rounds, 1)
+        check_int_at_least("the number of lexicon rounds", self.lexicon_rounds, 0)
         super().check()
 
 

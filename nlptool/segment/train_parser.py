@@ -31,7 +31,7 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from ..errors import UsageError
-from ..training import TrainSettings
+from ..training import TrainSettings, check_int_at_least
 
 #: Where a corpus line is cut into sentences (kept with the sentence before it).
 SENTENCE_END = re.compile(r"[^。！？；]+[。！？；]?")
@@ -75,10 +75,8 @@ class ParserSettings(TrainSettings):
         Raises:
             UsageError: one line naming the setting.
         """
-        if not isinstance(self.rounds, int) or self.rounds < 1:
-            raise UsageError("rounds must be at least 1")
-        if not isinstance(self.sentences, int) or self.sentences < 1:
-            raise UsageError("sentences must be at least 1")
+        check_int_at_least("the number of rounds", self.rounds, 1)
+        check_int_at_least("the number of sentences", self.sentences, 1)
         if not (isinstance(self.min_words, int) and isinstance(self.max_words, int) and 1 <= self.min_words <= self.max_words):
             raise UsageError("need 1 <= min words <= max words")
         super().check()

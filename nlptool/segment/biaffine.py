@@ -4,8 +4,8 @@ A small biaffine parser (Dozat & Manning, "Deep Biaffine Attention for Neural De
 ICLR 2017) trained without a treebank: its training trees are those of a label-free teacher
 (Perturbed Masking's impact matrix decoded by Eisner, :func:`nlptool.segment.api.parse_words`) on
 raw text segmented by the built-in tagger, and then its own trees, round after round (self-training,
-as Li, Song, Su and Shao, Findings of ACL 2022 do for segmentation). Training: :mod:`nlptool.segment.train`
-(``nlptool train parser``).
+as Li, Song, Su and Shao, Findings of ACL 2022 do for segmentation). Training:
+:mod:`nlptool.segment.train_parser` (``nlptool train parser``).
 
 Model: a word is the sum of its word embedding (the training corpus's frequent words; others share
 ``[UNK]``) and a projection of its characters (mean, first and last character embeddings) and of a
@@ -175,10 +175,10 @@ def load_parser(path: str | os.PathLike, *, name: str | None = None, device=None
     from safetensors.torch import load_file
 
     path = Path(path)
-    if not is_parser_dir(path):
+    cfg = read_model_config(path) or {}  # read once: the format check and the sizes
+    if cfg.get("model_type") != MODEL_TYPE:
         raise ModelError(f"{path}: not a dependency parser (config.json model_type is not {MODEL_TYPE!r})")
     try:
-        cfg = json.loads((path / "config.json").read_text(encoding="utf-8"))
         words = Vocab((path / "words.txt").read_text(encoding="utf-8").split("\n")[:-1])
         chars = Vocab((path / "chars.txt").read_text(encoding="utf-8").split("\n")[:-1])
         state = load_file(str(path / "model.safetensors"))

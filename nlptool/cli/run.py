@@ -56,7 +56,7 @@ def load_for_cli(model: str, kind: str, device: str, quiet: bool):
     ``--threads`` when the command has it), load, report the device."""
     from ..models import OWN_FORMATS
 
-    apply_threads(None, kind="bert")
+    apply_threads(None, kind="tagger" if kind == "char-tagger" else "bert")
     if kind not in OWN_FORMATS:  # nlptool's own formats (tagger, parser) never import transformers
         quiet_libraries()
     if quiet:
